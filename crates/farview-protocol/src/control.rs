@@ -1,0 +1,180 @@
+//! Control-stream messages: requests from the device, replies and events from the host.
+//!
+//! Every request carries a sequence number chosen by the device (strictly increasing); its reply
+//! echoes it, and media frame headers name the last sequence number applied, so a device knows
+//! when a change is visible. Field order is part of the wire format (see `docs/protocol.md`):
+//! append new variants and fields at the end only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ErrorCode;
+
+/// A message from the device on the control stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientMessage {
+    /// Device-chosen, strictly increasing sequence number.
+    pub seq: u64,
+    /// What the device asks for.
+    pub request: Request,
+}
+
+/// Requests a device can make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Must be the first message; the host answers [`Reply::Welcome`] and starts streaming.
+    Hello {
+        /// The protocol version the device speaks.
+        version: u16,
+        /// Free-form client name and version, for logs.
+        client: String,
+    },
+    /// Load a glTF model from a path relative to the host's assets root.
+    LoadModel {
+        /// Relative path, `/`-separated.
+        path: String,
+    },
+    /// Set the camera used for the next frames.
+    SetCamera {
+        /// The new pose and projection.
+        pose: CameraPose,
+    },
+    /// Ask for the next frame to be an IDR (after the device's decoder lost state).
+    RequestKeyframe,
+    /// Liveness and clock probe.
+    Ping,
+}
+
+/// Camera pose and projection. Rotation is a unit quaternion (x, y, z, w); the camera looks down
+/// its local -Z with +Y up, as in glTF.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CameraPose {
+    /// Position in world space (metres).
+    pub position: [f32; 3],
+    /// Orientation quaternion (x, y, z, w).
+    pub rotation: [f32; 4],
+    /// Vertical field of view in radians, in (0, π).
+    pub fov_y: f32,
+    /// Near plane distance, > 0.
+    pub near: f32,
+    /// Far plane distance, > near.
+    pub far: f32,
+}
+
+impl CameraPose {
+    /// Checks the values a renderer needs to be sane; returns a message for the device if not.
+    pub fn validate(&self) -> Result<(), String> {
+        let all = self.position.iter().chain(&self.rotation).chain([&self.fov_y, &self.near, &self.far]);
+        if !all.into_iter().all(|v| v.is_finite()) {
+            return Err("camera pose has non-finite values".into());
+        }
+        let len2: f32 = self.rotation.iter().map(|v| v * v).sum();
+        if !(0.5..=1.5).contains(&len2) {
+            return Err(format!("camera rotation must be a unit quaternion (squared length {len2})"));
+        }
+        if !(self.fov_y > 0.0 && self.fov_y < std::f32::consts::PI) {
+            return Err(format!("fov_y must be in (0, pi) radians, got {}", self.fov_y));
+        }
+        if !(self.near > 0.0 && self.far > self.near) {
+            return Err(format!("need 0 < near < far, got near {} far {}", self.near, self.far));
+        }
+        Ok(())
+    }
+}
+
+/// A message from the host on the control stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The answer to the request with sequence number `seq`.
+    Reply {
+        /// The request's sequence number.
+        seq: u64,
+        /// The outcome.
+        result: Result<Reply, WireError>,
+    },
+    /// Something the host tells the device unprompted.
+    Event(Event),
+}
+
+/// Successful replies, one per request kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Answer to `Hello`.
+    Welcome(StreamInfo),
+    /// Answer to `LoadModel`.
+    ModelLoaded(LoadedModel),
+    /// Answer to `SetCamera`: frames with `last_command_seq >= seq` use the new pose.
+    CameraSet,
+    /// Answer to `RequestKeyframe`.
+    KeyframeScheduled,
+    /// Answer to `Ping`, with the host's wall clock in microseconds since the Unix epoch.
+    Pong {
+        /// Host wall clock.
+        host_time_us: u64,
+    },
+}
+
+/// What the stream will look like, sent in [`Reply::Welcome`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// Protocol version of the host.
+    pub version: u16,
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Target frame rate.
+    pub fps: f32,
+    /// Codec of the media streams; `"h264"` (Annex-B, constrained baseline, BT.709 limited range).
+    pub codec: String,
+    /// Host software name and version.
+    pub host: String,
+    /// The GPU adapter the host renders with.
+    pub adapter: String,
+}
+
+/// What a model load produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadedModel {
+    /// Entity id of the model's root.
+    pub root_entity: u64,
+    /// World-space bounds, minimum corner.
+    pub bounds_min: [f32; 3],
+    /// World-space bounds, maximum corner.
+    pub bounds_max: [f32; 3],
+    /// Triangles drawn by the model.
+    pub triangles: u64,
+    /// Vertices of its meshes.
+    pub vertices: u64,
+    /// Textures it holds.
+    pub textures: u32,
+    /// Entities created for it.
+    pub entities: u32,
+    /// Extensions in the file the host ignored.
+    pub ignored_extensions: Vec<String>,
+    /// Time the host spent importing and uploading it, in microseconds.
+    pub load_time_us: u64,
+}
+
+/// Events the host sends without a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// The host is about to close the connection, and why.
+    Closing(WireError),
+}
+
+/// A typed error with a stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct WireError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+impl WireError {
+    /// Builds an error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}

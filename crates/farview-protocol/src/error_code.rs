@@ -1,0 +1,78 @@
+//! Stable error codes. Numbers never change meaning once released; new ones are only added.
+
+use serde::{Deserialize, Serialize};
+
+/// A stable, numeric error code carried in [`crate::WireError`]. Unknown codes from a newer peer
+/// decode fine and print as `unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ErrorCode(pub u16);
+
+macro_rules! codes {
+    ($($(#[$doc:meta])* $name:ident = $value:expr, $text:expr;)*) => {
+        impl ErrorCode {
+            $($(#[$doc])* pub const $name: ErrorCode = ErrorCode($value);)*
+
+            /// The code's stable snake_case name (what CLIs print and scripts match on).
+            pub fn name(self) -> &'static str {
+                match self.0 {
+                    $($value => $text,)*
+                    _ => "unknown",
+                }
+            }
+
+            /// Every defined code, for documentation and tests.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode($value)),*];
+        }
+    };
+}
+
+codes! {
+    /// The message could not be decoded or broke the protocol's rules.
+    PROTOCOL_ERROR = 100, "protocol_error";
+    /// The peer speaks a protocol version this one does not.
+    UNSUPPORTED_VERSION = 101, "unsupported_version";
+    /// The first message on the control stream was not `Hello`.
+    HELLO_REQUIRED = 102, "hello_required";
+    /// An argument is out of range or not finite.
+    INVALID_ARGUMENT = 103, "invalid_argument";
+    /// No model file at that path under the assets root.
+    MODEL_NOT_FOUND = 200, "model_not_found";
+    /// The path is absolute, contains `..`, or resolves outside the assets root.
+    MODEL_PATH_FORBIDDEN = 201, "model_path_forbidden";
+    /// The file is not a valid glTF model.
+    MODEL_MALFORMED = 202, "model_malformed";
+    /// The model needs a feature or extension the host does not support.
+    MODEL_UNSUPPORTED = 203, "model_unsupported";
+    /// The model exceeds a size or count limit.
+    MODEL_TOO_LARGE = 204, "model_too_large";
+    /// The model could not be read (I/O error on the host).
+    MODEL_IO = 205, "model_io";
+    /// Another model load is still running for this connection.
+    LOAD_IN_PROGRESS = 206, "load_in_progress";
+    /// The host failed internally; the message says where.
+    INTERNAL = 500, "internal";
+    /// The host is shutting down.
+    SHUTTING_DOWN = 501, "shutting_down";
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name(), self.0)
+    }
+}
+
+/// QUIC application close codes used when the host closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CloseCode(pub u32);
+
+impl CloseCode {
+    /// Normal close: the device disconnected or the stream ended.
+    pub const NORMAL: CloseCode = CloseCode(0);
+    /// The peer broke the protocol (garbage, oversized frame, wrong first message).
+    pub const PROTOCOL_ERROR: CloseCode = CloseCode(1);
+    /// The host failed internally.
+    pub const INTERNAL: CloseCode = CloseCode(2);
+    /// The host is shutting down.
+    pub const SHUTTING_DOWN: CloseCode = CloseCode(3);
+}

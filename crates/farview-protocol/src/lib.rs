@@ -1,0 +1,41 @@
+//! Farview's wire protocol: every message exchanged between a host and a device, and the framing
+//! that carries them over QUIC streams.
+//!
+//! This crate does no I/O and knows no async runtime (like `quinn-proto`): it turns messages into
+//! bytes and bytes into messages, bounded by explicit limits so hostile input costs at most one
+//! frame's worth of memory. The host and the SDK own the sockets.
+//!
+//! The byte-level format is specified in `docs/protocol.md` at the repository root so a client in
+//! another language can be written from it; the tests here pin it with golden bytes.
+//!
+//! Streams of one QUIC connection (ALPN [`ALPN`]):
+//! - one bidirectional **control stream**, opened by the device: length-delimited
+//!   [`ClientMessage`]s up, [`ServerMessage`]s down;
+//! - **media streams**, unidirectional, opened by the host: one per group of pictures (an IDR frame
+//!   and the frames that depend on it), starting with a [`MediaStreamHeader`] followed by frame
+//!   records ([`FrameHeader`] + H.264 Annex-B access unit).
+
+mod control;
+mod error_code;
+mod framing;
+mod media;
+
+pub use control::{
+    CameraPose, ClientMessage, Event, LoadedModel, Reply, Request, ServerMessage, StreamInfo, WireError,
+};
+pub use error_code::{CloseCode, ErrorCode};
+pub use framing::{ProtocolError, FrameDecoder, decode_message, encode_message, encode_message_into};
+pub use media::{FrameHeader, FrameRecord, MediaStreamHeader};
+
+/// The protocol version this crate speaks; sent in [`Request::Hello`] and [`StreamInfo`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// ALPN identifier negotiated in the QUIC handshake.
+pub const ALPN: &[u8] = b"farview/1";
+
+/// Largest control message payload accepted, in bytes. Model uploads will use their own streams,
+/// so control messages stay small; a peer announcing more is a protocol error.
+pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
+
+/// Largest media frame record accepted, in bytes (an 8K intra frame at a very high bitrate fits).
+pub const MAX_FRAME_RECORD: usize = 16 * 1024 * 1024;

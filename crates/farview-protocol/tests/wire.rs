@@ -1,0 +1,194 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! Round trips of every message, golden bytes that pin the documented format, and the promise
+//! that arbitrary input never panics.
+
+use farview_protocol::*;
+use proptest::prelude::*;
+
+fn pose() -> CameraPose {
+    CameraPose { position: [1.0, 2.0, 3.0], rotation: [0.0, 0.0, 0.0, 1.0], fov_y: 1.0, near: 0.1, far: 100.0 }
+}
+
+fn all_client_messages() -> Vec<ClientMessage> {
+    let requests = vec![
+        Request::Hello { version: PROTOCOL_VERSION, client: "test/1".into() },
+        Request::LoadModel { path: "BoxTextured/BoxTextured.gltf".into() },
+        Request::SetCamera { pose: pose() },
+        Request::RequestKeyframe,
+        Request::Ping,
+    ];
+    requests.into_iter().enumerate().map(|(i, request)| ClientMessage { seq: i as u64 + 1, request }).collect()
+}
+
+fn all_server_messages() -> Vec<ServerMessage> {
+    let replies = vec![
+        Reply::Welcome(StreamInfo {
+            version: 1,
+            width: 1280,
+            height: 720,
+            fps: 60.0,
+            codec: "h264".into(),
+            host: "farview-host 0.1.0".into(),
+            adapter: "llvmpipe".into(),
+        }),
+        Reply::ModelLoaded(LoadedModel {
+            root_entity: 7,
+            bounds_min: [-1.0; 3],
+            bounds_max: [1.0; 3],
+            triangles: 12,
+            vertices: 24,
+            textures: 1,
+            entities: 3,
+            ignored_extensions: vec!["KHR_materials_sheen".into()],
+            load_time_us: 1234,
+        }),
+        Reply::CameraSet,
+        Reply::KeyframeScheduled,
+        Reply::Pong { host_time_us: 42 },
+    ];
+    let mut out: Vec<ServerMessage> =
+        replies.into_iter().enumerate().map(|(i, r)| ServerMessage::Reply { seq: i as u64, result: Ok(r) }).collect();
+    for &code in ErrorCode::ALL {
+        out.push(ServerMessage::Reply { seq: 9, result: Err(WireError::new(code, "why")) });
+    }
+    out.push(ServerMessage::Event(Event::Closing(WireError::new(ErrorCode::SHUTTING_DOWN, "bye"))));
+    out
+}
+
+#[test]
+fn every_message_round_trips_through_framing() {
+    let mut dec = FrameDecoder::new(MAX_CONTROL_MESSAGE);
+    for msg in all_client_messages() {
+        let bytes = encode_message(&msg).unwrap();
+        // Feed one byte at a time: framing must not care how bytes arrive.
+        for b in &bytes {
+            dec.push(std::slice::from_ref(b)).unwrap();
+        }
+        let payload = dec.next_frame().unwrap().unwrap();
+        assert_eq!(decode_message::<ClientMessage>(&payload).unwrap(), msg);
+    }
+    for msg in all_server_messages() {
+        let bytes = encode_message(&msg).unwrap();
+        dec.push(&bytes).unwrap();
+        let payload = dec.next_frame().unwrap().unwrap();
+        assert_eq!(decode_message::<ServerMessage>(&payload).unwrap(), msg);
+    }
+    assert_eq!(dec.buffered(), 0);
+    dec.finish().unwrap();
+}
+
+#[test]
+fn golden_bytes_match_the_documented_format() {
+    // docs/protocol.md, "Control messages": seq varint, variant index varint, fields.
+    let ping = encode_message(&ClientMessage { seq: 300, request: Request::Ping }).unwrap();
+    assert_eq!(ping, [0, 0, 0, 3, 0xAC, 0x02, 4]);
+    let load = encode_message(&ClientMessage { seq: 1, request: Request::LoadModel { path: "a.glb".into() } }).unwrap();
+    assert_eq!(load, [0, 0, 0, 8, 1, 1, 5, b'a', b'.', b'g', b'l', b'b']);
+    let err = encode_message(&ServerMessage::Reply {
+        seq: 2,
+        result: Err(WireError::new(ErrorCode::MODEL_NOT_FOUND, "x")),
+    })
+    .unwrap();
+    // Reply=0, seq=2, Err=1, code 200 as varint (0xC8 0x01), message "x".
+    assert_eq!(err, [0, 0, 0, 7, 0, 2, 1, 0xC8, 0x01, 1, b'x']);
+
+    let h = FrameHeader {
+        frame_number: 1,
+        group: 2,
+        last_command_seq: 3,
+        render_start_us: 4,
+        render_end_us: 5,
+        encode_end_us: 6,
+        send_us: 7,
+        width: 1280,
+        height: 720,
+        keyframe: true,
+    };
+    let prefix = h.record_prefix(10).unwrap();
+    assert_eq!(&prefix[..6], &[0, 0, 0, 76, 0, 64]);
+    assert_eq!(&prefix[6..14], &1u64.to_be_bytes());
+    assert_eq!(&prefix[62..67], &[0x05, 0x00, 0x02, 0xD0, 1]);
+    assert_eq!(MediaStreamHeader { version: 1, group: 5 }.encode(), *b"FVMS\x00\x01\x00\x00\x00\x00\x00\x00\x00\x05");
+}
+
+#[test]
+fn frame_records_round_trip_and_tolerate_longer_headers() {
+    let rec = FrameRecord {
+        header: FrameHeader { frame_number: 9, keyframe: true, width: 64, height: 32, ..Default::default() },
+        payload: vec![0, 0, 0, 1, 0x65, 1, 2, 3],
+    };
+    let bytes = rec.encode().unwrap();
+    let len = u32::from_be_bytes(bytes[..4].try_into().unwrap());
+    assert_eq!(FrameRecord::check_len(len).unwrap(), bytes.len() - 4);
+    assert_eq!(FrameRecord::decode(&bytes[4..]).unwrap(), rec);
+
+    // A newer host sends an 80-byte header: an old reader still finds the payload.
+    let mut body = vec![0, 80];
+    body.extend_from_slice(&rec.header.encode());
+    body.extend_from_slice(&[0xEE; 16]);
+    body.extend_from_slice(&rec.payload);
+    assert_eq!(FrameRecord::decode(&body).unwrap(), rec);
+
+    assert!(FrameRecord::check_len(u32::MAX).is_err());
+    assert!(FrameRecord::check_len(3).is_err());
+    assert!(MediaStreamHeader::decode(b"XXXX\x00\x01\x00\x00\x00\x00\x00\x00\x00\x05").is_err());
+}
+
+#[test]
+fn oversized_frames_are_refused_before_buffering() {
+    let mut dec = FrameDecoder::new(1024);
+    let err = dec.push(&[0x7F, 0xFF, 0xFF, 0xFF]).unwrap_err();
+    assert!(matches!(err, ProtocolError::TooLarge { len: 0x7FFF_FFFF, max: 1024 }), "{err:?}");
+}
+
+#[test]
+fn truncated_stream_is_reported_at_finish() {
+    let mut dec = FrameDecoder::new(1024);
+    dec.push(&[0, 0, 0, 10, 1, 2]).unwrap();
+    assert_eq!(dec.next_frame().unwrap(), None);
+    assert_eq!(dec.finish(), Err(ProtocolError::Truncated(8)));
+}
+
+#[test]
+fn error_codes_have_unique_stable_names() {
+    let mut names: Vec<_> = ErrorCode::ALL.iter().map(|c| c.name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), ErrorCode::ALL.len());
+    assert_eq!(ErrorCode(9999).name(), "unknown");
+    assert_eq!(ErrorCode::MODEL_PATH_FORBIDDEN.to_string(), "model_path_forbidden (201)");
+}
+
+#[test]
+fn camera_pose_validation_rejects_nonsense() {
+    assert!(pose().validate().is_ok());
+    assert!(CameraPose { fov_y: f32::NAN, ..pose() }.validate().is_err());
+    assert!(CameraPose { near: 0.0, ..pose() }.validate().is_err());
+    assert!(CameraPose { rotation: [0.0; 4], ..pose() }.validate().is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_message::<ClientMessage>(&bytes);
+        let _ = decode_message::<ServerMessage>(&bytes);
+        let _ = FrameRecord::decode(&bytes);
+        let _ = FrameHeader::decode(&bytes);
+        let _ = MediaStreamHeader::decode(&bytes);
+        let mut dec = FrameDecoder::new(256);
+        if dec.push(&bytes).is_ok() {
+            while let Ok(Some(p)) = dec.next_frame() {
+                let _ = decode_message::<ClientMessage>(&p);
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_load_paths_round_trip(path in ".{0,200}", seq in any::<u64>()) {
+        let msg = ClientMessage { seq, request: Request::LoadModel { path } };
+        let bytes = encode_message(&msg).unwrap();
+        prop_assert_eq!(decode_message::<ClientMessage>(&bytes[4..]).unwrap(), msg);
+    }
+}
