@@ -75,4 +75,6 @@ impl CloseCode {
     pub const INTERNAL: CloseCode = CloseCode(2);
     /// The host is shutting down.
     pub const SHUTTING_DOWN: CloseCode = CloseCode(3);
+    /// The host already serves as many devices as it may.
+    pub const AT_CAPACITY: CloseCode = CloseCode(4);
 }

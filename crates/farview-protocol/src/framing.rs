@@ -75,12 +75,10 @@ impl FrameDecoder {
     }
 
     fn check_head(&self) -> Result<(), ProtocolError> {
-        if let Some(len) = self.announced() {
-            if len > self.max {
-                return Err(ProtocolError::TooLarge { len, max: self.max });
-            }
+        match self.announced() {
+            Some(len) if len > self.max => Err(ProtocolError::TooLarge { len, max: self.max }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn announced(&self) -> Option<usize> {

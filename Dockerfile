@@ -1,0 +1,40 @@
+# Farview host node.
+# Build:  docker build -t farview-host .
+# Run on a GPU VM (NVIDIA Container Toolkit):
+#   docker run --gpus all -p 4433:4433/udp -p 8080:8080 -v farview-data:/var/lib/farview farview-host
+# Without a GPU it renders with Mesa's software drivers (llvmpipe/lavapipe).
+
+FROM rust:1-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nasm pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p farview-host -p farview-client \
+ && strip target/release/farview-host target/release/farview
+
+FROM debian:bookworm-slim
+# libvulkan1: the Vulkan loader; mesa-vulkan-drivers + libegl-mesa0 + libgl1-mesa-dri: software
+# fallbacks (lavapipe, llvmpipe) when no GPU is passed in.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libvulkan1 mesa-vulkan-drivers libegl1 libegl-mesa0 libgl1-mesa-dri \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/farview --create-home farview
+# The NVIDIA container runtime mounts the driver but not a Vulkan ICD file; point the loader at it.
+RUN mkdir -p /etc/vulkan/icd.d \
+ && printf '{"file_format_version":"1.0.0","ICD":{"library_path":"libGLX_nvidia.so.0","api_version":"1.3"}}\n' > /etc/vulkan/icd.d/nvidia_icd.json
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=graphics,utility \
+    FARVIEW_LOG=info \
+    FARVIEW_DATA_DIR=/var/lib/farview \
+    FARVIEW_ASSETS_ROOT=/opt/farview/assets \
+    FARVIEW_QUIC_ADDR=0.0.0.0:4433 \
+    FARVIEW_HTTP_ADDR=0.0.0.0:8080
+COPY --from=build /src/target/release/farview-host /src/target/release/farview /usr/local/bin/
+COPY assets /opt/farview/assets
+USER farview
+WORKDIR /var/lib/farview
+VOLUME ["/var/lib/farview"]
+EXPOSE 4433/udp 8080/tcp
+HEALTHCHECK --interval=30s --timeout=3s CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"]
+ENTRYPOINT ["/usr/local/bin/farview-host"]

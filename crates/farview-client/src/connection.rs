@@ -1,0 +1,364 @@
+//! A device's connection to a host: control requests with typed replies, and the frame stream.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use farview_protocol::{
+    CameraPose, ClientMessage, Event, FrameDecoder, FrameHeader, FrameRecord, LoadedModel, MAX_CONTROL_MESSAGE,
+    MediaStreamHeader, PROTOCOL_VERSION, Reply, Request, ServerMessage, StreamInfo, WireError, decode_message,
+    encode_message,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{ClientError, Fingerprint};
+
+/// How to reach a host.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Host QUIC address.
+    pub addr: SocketAddr,
+    /// The host certificate's SHA-256 fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Client name sent in `Hello`, for the host's logs.
+    pub client_name: String,
+    /// Frames buffered in the SDK before back-pressure reaches the host (which then drops).
+    pub frame_buffer: usize,
+    /// Handshake and Hello timeout.
+    pub timeout: Duration,
+}
+
+impl ConnectOptions {
+    /// Options with defaults for everything but the address and fingerprint.
+    pub fn new(addr: SocketAddr, fingerprint: &str) -> Result<Self, ClientError> {
+        Ok(Self {
+            addr,
+            fingerprint: Fingerprint::parse(fingerprint)?,
+            client_name: concat!("farview-client/", env!("CARGO_PKG_VERSION")).into(),
+            frame_buffer: 8,
+            timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+/// An encoded frame as received.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The host's metadata for it.
+    pub header: FrameHeader,
+    /// H.264 Annex-B access unit.
+    pub data: Vec<u8>,
+    /// When its last byte arrived (microseconds since the Unix epoch, this machine's clock).
+    pub received_us: u64,
+}
+
+type ReplySender = oneshot::Sender<(u64, Result<Reply, WireError>)>;
+
+struct Outgoing {
+    request: Request,
+    reply: ReplySender,
+}
+
+/// Aborts a task when dropped, so a dropped [`Connection`] leaves nothing running.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A live connection to a host. Dropping it closes the connection.
+pub struct Connection {
+    conn: quinn::Connection,
+    endpoint: quinn::Endpoint,
+    info: StreamInfo,
+    requests: mpsc::Sender<Outgoing>,
+    frames: mpsc::Receiver<Frame>,
+    closing: Arc<Mutex<Option<WireError>>>,
+    _tasks: Vec<AbortOnDrop>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("remote", &self.conn.remote_address()).field("info", &self.info).finish()
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+impl Connection {
+    /// Connects, pins the host certificate, says hello and starts receiving frames.
+    ///
+    /// Spawns three tasks on the current tokio runtime (control writer, control reader, media
+    /// receiver); they end when the connection is dropped or closed.
+    pub async fn connect(options: ConnectOptions) -> Result<Self, ClientError> {
+        let addr = options.addr;
+        let connect_err = |reason: String| ClientError::Connect { addr: Some(addr), reason };
+        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+            .parse()
+            .map_err(|e: std::net::AddrParseError| connect_err(e.to_string()))?;
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
+        endpoint.set_default_client_config(crate::pin::quic_client_config(options.fingerprint)?);
+        let connecting = endpoint.connect(addr, "farview-host").map_err(|e| connect_err(e.to_string()))?;
+        let conn = match tokio::time::timeout(options.timeout, connecting).await {
+            Err(_) => return Err(connect_err("handshake timed out".into())),
+            Ok(Err(e @ quinn::ConnectionError::ApplicationClosed(_))) => return Err(ClientError::from_connection(&e)),
+            Ok(Err(e)) => return Err(connect_err(e.to_string())),
+            Ok(Ok(c)) => c,
+        };
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| ClientError::from_connection(&e))?;
+
+        // Hello and Welcome happen before the background tasks start, so errors surface here.
+        let hello = ClientMessage {
+            seq: 1,
+            request: Request::Hello { version: PROTOCOL_VERSION, client: options.client_name.clone() },
+        };
+        let bytes = encode_message(&hello).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        send.write_all(&bytes).await.map_err(|e| connect_err(e.to_string()))?;
+        let mut decoder = FrameDecoder::new(MAX_CONTROL_MESSAGE);
+        let welcome = tokio::time::timeout(options.timeout, read_message(&mut recv, &mut decoder))
+            .await
+            .map_err(|_| connect_err("no Welcome from host".into()))?;
+        let info = match welcome {
+            Ok(Some(ServerMessage::Reply { seq: 1, result: Ok(Reply::Welcome(info)) })) => info,
+            Ok(Some(ServerMessage::Reply { result: Err(e), .. })) => return Err(ClientError::Host(e)),
+            Ok(Some(ServerMessage::Event(Event::Closing(e)))) => return Err(ClientError::Host(e)),
+            Ok(Some(other)) => return Err(ClientError::Protocol(format!("expected Welcome, got {other:?}"))),
+            Ok(None) | Err(_) => {
+                return Err(conn.close_reason().map_or_else(
+                    || connect_err("host closed the control stream".into()),
+                    |e| ClientError::from_connection(&e),
+                ));
+            }
+        };
+
+        let pending: Arc<Mutex<HashMap<u64, ReplySender>>> = Arc::default();
+        let closing: Arc<Mutex<Option<WireError>>> = Arc::default();
+        let (req_tx, req_rx) = mpsc::channel(64);
+        let (frame_tx, frame_rx) = mpsc::channel(options.frame_buffer.max(1));
+        let tasks = vec![
+            AbortOnDrop(tokio::spawn(write_loop(send, req_rx, pending.clone()))),
+            AbortOnDrop(tokio::spawn(read_loop(recv, decoder, pending, closing.clone()))),
+            AbortOnDrop(tokio::spawn(media_loop(conn.clone(), frame_tx))),
+        ];
+        Ok(Self { conn, endpoint, info, requests: req_tx, frames: frame_rx, closing, _tasks: tasks })
+    }
+
+    /// What the host said it will stream.
+    pub fn stream_info(&self) -> &StreamInfo {
+        &self.info
+    }
+
+    /// The host's address.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+
+    /// Current QUIC round-trip estimate.
+    pub fn rtt(&self) -> Duration {
+        self.conn.rtt()
+    }
+
+    fn closed_error(&self) -> ClientError {
+        if let Some(e) = self.closing.lock().ok().and_then(|g| g.clone()) {
+            return ClientError::Host(e);
+        }
+        match self.conn.close_reason() {
+            Some(e) => ClientError::from_connection(&e),
+            None => ClientError::Closed { code: 0, reason: "connection closed".into() },
+        }
+    }
+
+    /// Sends a request and waits for its reply; returns the request's sequence number too.
+    pub async fn request(&self, request: Request) -> Result<(u64, Reply), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(Outgoing { request, reply: tx }).await.map_err(|_| self.closed_error())?;
+        let (seq, result) = rx.await.map_err(|_| self.closed_error())?;
+        result.map(|r| (seq, r)).map_err(ClientError::Host)
+    }
+
+    /// Loads a model from a path relative to the host's assets root.
+    pub async fn load_model(&self, path: &str) -> Result<LoadedModel, ClientError> {
+        match self.request(Request::LoadModel { path: path.into() }).await? {
+            (_, Reply::ModelLoaded(m)) => Ok(m),
+            (_, other) => Err(ClientError::Protocol(format!("expected ModelLoaded, got {other:?}"))),
+        }
+    }
+
+    /// Sets the camera; returns the sequence number frames will name once they use it.
+    pub async fn set_camera(&self, pose: CameraPose) -> Result<u64, ClientError> {
+        match self.request(Request::SetCamera { pose }).await? {
+            (seq, Reply::CameraSet) => Ok(seq),
+            (_, other) => Err(ClientError::Protocol(format!("expected CameraSet, got {other:?}"))),
+        }
+    }
+
+    /// Asks for the next frame to be an IDR.
+    pub async fn request_keyframe(&self) -> Result<(), ClientError> {
+        match self.request(Request::RequestKeyframe).await? {
+            (_, Reply::KeyframeScheduled) => Ok(()),
+            (_, other) => Err(ClientError::Protocol(format!("expected KeyframeScheduled, got {other:?}"))),
+        }
+    }
+
+    /// Round trip through the control stream.
+    pub async fn ping(&self) -> Result<Duration, ClientError> {
+        let t = Instant::now();
+        match self.request(Request::Ping).await? {
+            (_, Reply::Pong { .. }) => Ok(t.elapsed()),
+            (_, other) => Err(ClientError::Protocol(format!("expected Pong, got {other:?}"))),
+        }
+    }
+
+    /// The next frame, in frame-number order (late frames of an abandoned group are skipped).
+    /// Cancel-safe. Fails once the connection has closed, with the host's reason.
+    pub async fn next_frame(&mut self) -> Result<Frame, ClientError> {
+        match self.frames.recv().await {
+            Some(f) => Ok(f),
+            None => Err(self.closed_error()),
+        }
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"done");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+async fn read_message(
+    recv: &mut quinn::RecvStream,
+    decoder: &mut FrameDecoder,
+) -> Result<Option<ServerMessage>, ClientError> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(payload) = decoder.next_frame().map_err(|e| ClientError::Protocol(e.to_string()))? {
+            return decode_message(&payload).map(Some).map_err(|e| ClientError::Protocol(e.to_string()));
+        }
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => decoder.push(&buf[..n]).map_err(|e| ClientError::Protocol(e.to_string()))?,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(ClientError::Closed { code: 0, reason: e.to_string() }),
+        }
+    }
+}
+
+async fn write_loop(
+    mut send: quinn::SendStream,
+    mut requests: mpsc::Receiver<Outgoing>,
+    pending: Arc<Mutex<HashMap<u64, ReplySender>>>,
+) {
+    // Hello used 1; sequence numbers are assigned here so they reach the host in order.
+    let mut seq = 1u64;
+    while let Some(out) = requests.recv().await {
+        seq += 1;
+        let Ok(bytes) = encode_message(&ClientMessage { seq, request: out.request }) else { continue };
+        if let Ok(mut p) = pending.lock() {
+            p.insert(seq, out.reply);
+        }
+        if send.write_all(&bytes).await.is_err() {
+            break;
+        }
+    }
+    let _ = send.finish();
+}
+
+async fn read_loop(
+    mut recv: quinn::RecvStream,
+    mut decoder: FrameDecoder,
+    pending: Arc<Mutex<HashMap<u64, ReplySender>>>,
+    closing: Arc<Mutex<Option<WireError>>>,
+) {
+    while let Ok(Some(msg)) = read_message(&mut recv, &mut decoder).await {
+        match msg {
+            ServerMessage::Reply { seq, result } => {
+                let waiter = pending.lock().ok().and_then(|mut p| p.remove(&seq));
+                // A dropped (cancelled) request has no waiter: its reply is discarded.
+                if let Some(tx) = waiter {
+                    let _ = tx.send((seq, result));
+                }
+            }
+            ServerMessage::Event(Event::Closing(e)) => {
+                tracing::info!(code = %e.code, message = %e.message, "host is closing the connection");
+                if let Ok(mut c) = closing.lock() {
+                    *c = Some(e);
+                }
+            }
+        }
+    }
+    // Fail every outstanding request: their senders drop here.
+    if let Ok(mut p) = pending.lock() {
+        p.clear();
+    }
+}
+
+async fn media_loop(conn: quinn::Connection, frames: mpsc::Sender<Frame>) {
+    // Delivered in frame-number order across groups; the lock also serialises back-pressure.
+    let last_delivered: Arc<tokio::sync::Mutex<Option<u64>>> = Arc::default();
+    let mut readers = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            stream = conn.accept_uni() => {
+                let Ok(stream) = stream else { break };
+                readers.spawn(read_group(stream, frames.clone(), last_delivered.clone()));
+            }
+            Some(_) = readers.join_next(), if !readers.is_empty() => {}
+        }
+    }
+}
+
+async fn read_group(
+    mut stream: quinn::RecvStream,
+    frames: mpsc::Sender<Frame>,
+    last_delivered: Arc<tokio::sync::Mutex<Option<u64>>>,
+) {
+    let mut head = [0u8; MediaStreamHeader::LEN];
+    if stream.read_exact(&mut head).await.is_err() {
+        return;
+    }
+    let Ok(header) = MediaStreamHeader::decode(&head) else {
+        tracing::warn!("media stream with a bad header; ignored");
+        let _ = stream.stop(1u32.into());
+        return;
+    };
+    loop {
+        let mut len = [0u8; 4];
+        if stream.read_exact(&mut len).await.is_err() {
+            return; // finished, or reset by the host when it abandons a stale group
+        }
+        let len = match FrameRecord::check_len(u32::from_be_bytes(len)) {
+            Ok(len) => len,
+            Err(e) => {
+                tracing::warn!(group = header.group, error = %e, "bad frame record; group abandoned");
+                let _ = stream.stop(1u32.into());
+                return;
+            }
+        };
+        let mut body = vec![0u8; len];
+        if stream.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let received_us = now_us();
+        let record = match FrameRecord::decode(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(group = header.group, error = %e, "bad frame record; group abandoned");
+                let _ = stream.stop(1u32.into());
+                return;
+            }
+        };
+        let mut last = last_delivered.lock().await;
+        if last.is_some_and(|l| record.header.frame_number <= l) {
+            continue;
+        }
+        *last = Some(record.header.frame_number);
+        let frame = Frame { header: record.header, data: record.payload, received_us };
+        if frames.send(frame).await.is_err() {
+            return;
+        }
+    }
+}

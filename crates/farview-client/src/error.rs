@@ -1,0 +1,54 @@
+//! The SDK's error type.
+
+use farview_protocol::{ErrorCode, WireError};
+
+/// Everything that can go wrong talking to a host.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The fingerprint is not 64 hex digits.
+    #[error("invalid certificate fingerprint: {0}")]
+    InvalidFingerprint(String),
+    /// The QUIC/TLS connection could not be made (wrong address, fingerprint mismatch, ...).
+    #[error("cannot connect{}: {reason}", addr.map(|a| format!(" to {a}")).unwrap_or_default())]
+    Connect {
+        /// The address tried.
+        addr: Option<std::net::SocketAddr>,
+        /// Why.
+        reason: String,
+    },
+    /// The host refused a request with a typed error.
+    #[error("host refused: {0}")]
+    Host(WireError),
+    /// The host closed the connection (lease ended, shutdown, capacity, protocol error, ...).
+    #[error("connection closed: {reason} (close code {code})")]
+    Closed {
+        /// QUIC application close code (see `farview_protocol::CloseCode`).
+        code: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The host sent something that breaks the protocol.
+    #[error("protocol violation by host: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The host's error code, when the host refused a request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Host(e) => Some(e.code),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_connection(e: &quinn::ConnectionError) -> Self {
+        match e {
+            quinn::ConnectionError::ApplicationClosed(c) => Self::Closed {
+                code: c.error_code.into_inner(),
+                reason: String::from_utf8_lossy(&c.reason).into_owned(),
+            },
+            other => Self::Closed { code: 0, reason: other.to_string() },
+        }
+    }
+}

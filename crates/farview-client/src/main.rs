@@ -1,0 +1,176 @@
+//! `farview`: the command-line client, built only on the SDK.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use farview_client::{
+    CameraPose, CameraPoseExt, ClientError, ConnectOptions, Connection, FrameTimings, LoadedModel, summarize,
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "farview", version, about = "Farview client: stream frames from a host")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect, load a model, orbit the camera around it and write the H.264 stream to a file.
+    Stream(StreamArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StreamArgs {
+    /// Host QUIC address.
+    #[arg(long, default_value = "127.0.0.1:4433", env = "FARVIEW_ADDR")]
+    addr: SocketAddr,
+    /// Host certificate fingerprint (hex SHA-256).
+    #[arg(long, env = "FARVIEW_FINGERPRINT", required_unless_present = "fingerprint_file")]
+    fingerprint: Option<String>,
+    /// Read the fingerprint from this file (the host writes DATA_DIR/fingerprint).
+    #[arg(long, conflicts_with = "fingerprint")]
+    fingerprint_file: Option<PathBuf>,
+    /// Model path relative to the host's assets root.
+    #[arg(long)]
+    model: String,
+    /// Frames to write.
+    #[arg(long, default_value_t = 300)]
+    frames: u64,
+    /// Output file (raw H.264 Annex-B; plays in ffplay/VLC, or remux with `ffmpeg -i f.h264 -c copy f.mp4`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Full orbits of the camera over the run (0: still camera).
+    #[arg(long, default_value_t = 1.0)]
+    orbits: f32,
+    /// Print the summary as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FARVIEW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Stream(args) => stream(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Host(w)) => eprintln!("error: host refused with {}: {}", w.code, w.message),
+                _ => eprintln!("error: {e:#}"),
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A pose on a circle around the model's bounds, looking at their centre.
+fn orbit_pose(model: &LoadedModel, angle: f32) -> CameraPose {
+    let c: Vec<f32> = (0..3).map(|i| (model.bounds_min[i] + model.bounds_max[i]) * 0.5).collect();
+    let radius = (0..3).map(|i| (model.bounds_max[i] - model.bounds_min[i]).powi(2)).sum::<f32>().sqrt() * 0.5;
+    let radius = if radius.is_finite() && radius > 1e-6 { radius } else { 1.0 };
+    let fov = 45f32.to_radians();
+    let dist = radius / (fov * 0.5).sin() * 1.1;
+    let eye = [c[0] + dist * angle.sin(), c[1] + dist * 0.3, c[2] + dist * angle.cos()];
+    let mut pose = CameraPose::looking_at(eye, [c[0], c[1], c[2]]);
+    pose.near = (dist - radius).max(dist * 0.01) * 0.5;
+    pose.far = (dist + radius) * 2.0;
+    pose
+}
+
+async fn stream(args: StreamArgs) -> anyhow::Result<()> {
+    let fingerprint = match (&args.fingerprint, &args.fingerprint_file) {
+        (Some(f), _) => f.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)?.trim().to_owned(),
+        (None, None) => anyhow::bail!("--fingerprint or --fingerprint-file is required"),
+    };
+    let mut conn = Connection::connect(ConnectOptions::new(args.addr, &fingerprint)?).await?;
+    let info = conn.stream_info().clone();
+    eprintln!("connected: {}x{} @ {} fps, {} on {}", info.width, info.height, info.fps, info.host, info.adapter);
+    let model = conn.load_model(&args.model).await?;
+    eprintln!(
+        "loaded {}: {} triangles, {} vertices, {} textures in {:.1} ms",
+        args.model,
+        model.triangles,
+        model.vertices,
+        model.textures,
+        model.load_time_us as f64 / 1000.0
+    );
+
+    // Start the file at a keyframe that already shows the model from the first orbit pose.
+    let first_seq = conn.set_camera(orbit_pose(&model, 0.0)).await?;
+    conn.request_keyframe().await?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&args.out)?);
+    let mut timings = Vec::with_capacity(args.frames as usize);
+    let (mut written, mut bytes, mut keyframes, mut first_rx, mut last_rx) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut skipped_frames = 0u64;
+    let mut last_number = None;
+    while written < args.frames {
+        let frame = conn.next_frame().await?;
+        if written == 0 && !(frame.header.keyframe && frame.header.last_command_seq >= first_seq) {
+            continue;
+        }
+        out.write_all(&frame.data)?;
+        if let Some(prev) = last_number {
+            skipped_frames += frame.header.frame_number.saturating_sub(prev + 1);
+        }
+        last_number = Some(frame.header.frame_number);
+        timings.push(FrameTimings::of(&frame));
+        bytes += frame.data.len() as u64;
+        keyframes += u64::from(frame.header.keyframe);
+        if written == 0 {
+            first_rx = frame.received_us;
+        }
+        last_rx = frame.received_us;
+        written += 1;
+        if args.orbits != 0.0 {
+            let angle = written as f32 / args.frames as f32 * args.orbits * std::f32::consts::TAU;
+            conn.set_camera(orbit_pose(&model, angle)).await?;
+        }
+    }
+    out.flush()?;
+    conn.close().await;
+
+    let secs = (last_rx.saturating_sub(first_rx)) as f64 / 1e6;
+    let fps = if secs > 0.0 { (written.saturating_sub(1)) as f64 / secs } else { 0.0 };
+    let stage = |f: fn(&FrameTimings) -> u64| summarize(&timings.iter().map(f).collect::<Vec<_>>());
+    let stages = [
+        ("render+readback", stage(|t| t.render_us)),
+        ("convert+encode", stage(|t| t.encode_us)),
+        ("host queue", stage(|t| t.queue_us)),
+        ("network", stage(|t| t.network_us)),
+        ("total latency", stage(|t| t.total_us)),
+    ];
+    if args.json {
+        let obj = serde_json::json!({
+            "frames": written, "fps": fps, "bytes": bytes, "keyframes": keyframes,
+            "skipped_frames": skipped_frames, "adapter": info.adapter,
+            "stages_ms": stages.iter().map(|(n, s)| (n.to_string(), serde_json::json!({"mean": s.mean_ms, "p50": s.p50_ms, "p99": s.p99_ms, "max": s.max_ms}))).collect::<serde_json::Map<_, _>>(),
+        });
+        println!("{obj}");
+    } else {
+        println!("wrote {} frames ({} keyframes, {:.1} KiB) to {}", written, keyframes, bytes as f64 / 1024.0, args.out.display());
+        println!("adapter: {}", info.adapter);
+        println!(
+            "frames/s: {fps:.1}   bitrate: {:.2} Mbit/s   host frames skipped: {skipped_frames}",
+            bytes as f64 * 8.0 / secs.max(1e-9) / 1e6
+        );
+        println!("{:<16} {:>9} {:>9} {:>9} {:>9}", "stage (ms)", "mean", "p50", "p99", "max");
+        for (name, s) in stages {
+            println!("{:<16} {:>9.2} {:>9.2} {:>9.2} {:>9.2}", name, s.mean_ms, s.p50_ms, s.p99_ms, s.max_ms);
+        }
+    }
+    Ok(())
+}
