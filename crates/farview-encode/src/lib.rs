@@ -1,0 +1,73 @@
+//! Colour conversion and H.264 encoding for Farview streams.
+//!
+//! Rendered frames arrive as sRGB RGBA8; [`rgba_to_i420`] converts them to planar 4:2:0 with the
+//! BT.709 matrix in limited range (what every hardware decoder and browser expects for HD video),
+//! and a [`VideoEncoder`] turns them into Annex-B access units. [`OpenH264Encoder`] is the portable
+//! software backend built from source; hardware encoders will sit behind the same trait.
+//! Settings favour latency: no B-frames, no frame skipping, an IDR at start and on request.
+
+mod color;
+mod error;
+mod h264;
+mod quality;
+
+pub use color::{I420Frame, i420_to_rgba, rgba_to_i420};
+pub use error::EncodeError;
+pub use h264::OpenH264Encoder;
+pub use quality::psnr_rgba;
+
+
+/// Encoder settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderSettings {
+    /// Frame width (even).
+    pub width: u32,
+    /// Frame height (even).
+    pub height: u32,
+    /// Target bitrate in bits per second.
+    pub bitrate_bps: u32,
+    /// Highest frame rate the stream runs at (rate control budgets bits per frame from it).
+    pub max_fps: f32,
+    /// Frames between IDRs; `None`: only at start and on request.
+    pub keyframe_interval: Option<u32>,
+    /// Encoder threads (0 = auto). openh264 only uses more than one with several slices.
+    pub threads: u16,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> Self {
+        Self { width: 1280, height: 720, bitrate_bps: 8_000_000, max_fps: 60.0, keyframe_interval: None, threads: 1 }
+    }
+}
+
+/// One encoded access unit.
+#[derive(Debug, Clone)]
+pub struct EncodedFrame {
+    /// H.264 Annex-B bytes (start codes; SPS and PPS precede every IDR).
+    pub data: Vec<u8>,
+    /// True exactly when the access unit holds an IDR picture.
+    pub keyframe: bool,
+}
+
+/// The encoder seam: openh264 today, hardware encoders (NVENC, VA-API) later.
+pub trait VideoEncoder: Send {
+    /// Encodes one frame; with `force_keyframe` the result is an IDR. Every call yields output.
+    fn encode(&mut self, frame: &I420Frame, force_keyframe: bool) -> Result<EncodedFrame, EncodeError>;
+    /// Changes the target bitrate from the next frame on.
+    fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), EncodeError>;
+    /// Current settings.
+    fn settings(&self) -> &EncoderSettings;
+    /// Backend name, for logs and metrics.
+    fn name(&self) -> &'static str;
+}
+
+/// True when an Annex-B buffer contains an IDR slice (NAL type 5).
+pub fn contains_idr(annex_b: &[u8]) -> bool {
+    nal_types(annex_b).any(|t| t == 5)
+}
+
+/// NAL unit types in an Annex-B buffer, in order.
+pub fn nal_types(annex_b: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    // A NAL header follows each 00 00 01 start code (a 4-byte code ends in the same 3 bytes).
+    annex_b.windows(4).filter(|w| w[0] == 0 && w[1] == 0 && w[2] == 1).map(|w| w[3] & 0x1F)
+}

@@ -1,0 +1,121 @@
+//! openh264 output checked by ffmpeg (Debian's), a decoder nobody here wrote.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::process::Command;
+
+use farview_encode::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder, nal_types, rgba_to_i420};
+
+const W: u32 = 320;
+const H: u32 = 240;
+
+/// A moving pattern with detail, so P-frames carry real residuals.
+fn pattern(t: u32, noise: bool) -> Vec<u8> {
+    let mut seed = 0x1234_5678u32.wrapping_add(t);
+    (0..W * H)
+        .flat_map(|i| {
+            let (x, y) = (i % W, i / W);
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let n = if noise { (seed >> 24) as u8 / 2 } else { 0 };
+            [((x + t * 3) % 256) as u8 ^ n, ((y * 2 + t) % 256) as u8, (((x ^ y) + t) % 256) as u8, 255]
+        })
+        .collect()
+}
+
+fn i420(t: u32, noise: bool) -> I420Frame {
+    let mut f = I420Frame::new(W, H).unwrap();
+    rgba_to_i420(&pattern(t, noise), W as usize * 4, &mut f).unwrap();
+    f
+}
+
+fn settings() -> EncoderSettings {
+    EncoderSettings { width: W, height: H, bitrate_bps: 4_000_000, max_fps: 30.0, ..Default::default() }
+}
+
+fn have_ffmpeg() -> bool {
+    let ok = |t: &str| Command::new(t).arg("-version").output().is_ok_and(|o| o.status.success());
+    ok("ffmpeg") && ok("ffprobe")
+}
+
+#[test]
+fn keyframes_exactly_where_asked_and_ffmpeg_decodes_every_frame() {
+    let mut enc = OpenH264Encoder::new(settings()).unwrap();
+    let mut stream = Vec::new();
+    let mut kinds = Vec::new();
+    for t in 0..30 {
+        let f = enc.encode(&i420(t, false), t == 17).unwrap();
+        assert!(!f.data.is_empty());
+        assert_eq!(f.data[..4], [0, 0, 0, 1], "Annex-B start code");
+        kinds.push(f.keyframe);
+        stream.extend_from_slice(&f.data);
+    }
+    let keyframes: Vec<usize> = kinds.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i).collect();
+    assert_eq!(keyframes, vec![0, 17], "IDR at start and on request only");
+    assert!(nal_types(&stream).any(|t| t == 7), "SPS present");
+
+    if !have_ffmpeg() {
+        eprintln!("skipping ffmpeg check: ffmpeg not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.h264");
+    std::fs::write(&path, &stream).unwrap();
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames,width,height,color_space,color_range,profile", "-of", "default=nw=1"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(text.contains("nb_read_frames=30"), "{text}");
+    assert!(text.contains("width=320") && text.contains("height=240"), "{text}");
+    assert!(text.contains("color_space=bt709") && text.contains("color_range=tv"), "VUI colour description: {text}");
+    assert!(!text.contains("profile=High") && !text.contains("profile=Main"), "baseline profile expected: {text}");
+
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"])
+        .output()
+        .unwrap();
+    assert!(dec.status.success() && dec.stderr.is_empty(), "{}", String::from_utf8_lossy(&dec.stderr));
+    let frame_len = (W * H * 3 / 2) as usize;
+    assert_eq!(dec.stdout.len(), frame_len * 30);
+    // Frame 0's luma against what we fed in.
+    let input = i420(0, false);
+    let y_len = (W * H) as usize;
+    let sse: f64 = input.y().iter().zip(&dec.stdout[..y_len]).map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2)).sum();
+    let psnr = 10.0 * (255.0f64.powi(2) / (sse / y_len as f64)).log10();
+    assert!(psnr > 35.0, "decoded luma PSNR {psnr:.1} dB");
+}
+
+#[test]
+fn periodic_intra_frames() {
+    let mut enc = OpenH264Encoder::new(EncoderSettings { keyframe_interval: Some(10), ..settings() }).unwrap();
+    let keyframes: Vec<u32> = (0..30).filter(|&t| enc.encode(&i420(t, false), false).unwrap().keyframe).collect();
+    assert_eq!(keyframes, vec![0, 10, 20]);
+}
+
+#[test]
+fn lower_bitrate_gives_smaller_frames() {
+    let mut enc = OpenH264Encoder::new(EncoderSettings { bitrate_bps: 6_000_000, ..settings() }).unwrap();
+    let avg = |enc: &mut OpenH264Encoder, from: u32| {
+        // Skip the IDR and a few frames of rate-control settling.
+        let sizes: Vec<usize> = (from..from + 40).map(|t| enc.encode(&i420(t, true), false).unwrap().data.len()).collect();
+        sizes[10..].iter().sum::<usize>() as f64 / 30.0
+    };
+    let high = avg(&mut enc, 0);
+    enc.set_bitrate(500_000).unwrap();
+    assert_eq!(enc.settings().bitrate_bps, 500_000);
+    let low = avg(&mut enc, 40);
+    assert!(low < high * 0.5, "bitrate cut did not shrink frames: {high:.0} → {low:.0} bytes");
+}
+
+#[test]
+fn wrong_sizes_are_errors() {
+    let mut enc = OpenH264Encoder::new(settings()).unwrap();
+    let other = I420Frame::new(W + 2, H).unwrap();
+    assert!(enc.encode(&other, false).is_err());
+    assert!(OpenH264Encoder::new(EncoderSettings { width: 321, ..settings() }).is_err());
+    assert!(OpenH264Encoder::new(EncoderSettings { max_fps: 0.0, ..settings() }).is_err());
+}

@@ -1,0 +1,14 @@
+//! The scene a Farview session renders: entities with a parent/child hierarchy and local
+//! transforms, the CPU-side model assets they draw, and glTF import into those assets.
+//!
+//! Nothing here touches a GPU or a socket: import takes bytes plus a resolver for external URIs
+//! (like rend3's `load_gltf`), so it is testable on its own and hostile files are rejected before
+//! anything is allocated for them.
+
+mod import;
+mod model;
+mod scene;
+
+pub use import::{ImportError, ImportErrorKind, ImportLimits, import_file, import_gltf};
+pub use model::{Aabb, Material, Mesh, Model, ModelNode, Primitive, Texture, Transform};
+pub use scene::{Drawable, Entity, EntityId, ModelId, ModelInfo, Scene, SceneError, SceneStats};

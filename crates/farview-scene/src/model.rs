@@ -1,0 +1,240 @@
+//! CPU-side model assets produced by import: geometry, materials, textures and the node tree.
+//! A model is immutable once imported; the scene references it by [`crate::ModelId`] so the GPU
+//! side can upload it once and share it between entities.
+
+use glam::{Mat4, Quat, Vec3};
+
+/// A local transform as translation, rotation and scale (glTF's TRS; matrices are decomposed).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transform {
+    /// Translation in parent space.
+    pub translation: Vec3,
+    /// Rotation as a unit quaternion.
+    pub rotation: Quat,
+    /// Non-uniform scale.
+    pub scale: Vec3,
+}
+
+impl Default for Transform {
+    fn default() -> Self {
+        Self::IDENTITY
+    }
+}
+
+impl Transform {
+    /// The identity transform.
+    pub const IDENTITY: Self = Self { translation: Vec3::ZERO, rotation: Quat::IDENTITY, scale: Vec3::ONE };
+
+    /// The transform as a column-major matrix.
+    pub fn to_matrix(&self) -> Mat4 {
+        Mat4::from_scale_rotation_translation(self.scale, self.rotation, self.translation)
+    }
+
+    /// Decomposes a matrix; `None` when it holds non-finite values.
+    pub fn from_matrix(m: Mat4) -> Option<Self> {
+        if !m.is_finite() {
+            return None;
+        }
+        let (scale, rotation, translation) = m.to_scale_rotation_translation();
+        let t = Self { translation, rotation, scale };
+        t.is_finite().then_some(t)
+    }
+
+    /// True when every component is finite.
+    pub fn is_finite(&self) -> bool {
+        self.translation.is_finite() && self.rotation.is_finite() && self.scale.is_finite()
+    }
+}
+
+/// An axis-aligned bounding box.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Aabb {
+    /// Minimum corner.
+    pub min: Vec3,
+    /// Maximum corner.
+    pub max: Vec3,
+}
+
+impl Default for Aabb {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl Aabb {
+    /// An empty box: `union` with anything gives that thing.
+    pub const EMPTY: Self = Self { min: Vec3::splat(f32::INFINITY), max: Vec3::splat(f32::NEG_INFINITY) };
+
+    /// True when the box contains no point.
+    pub fn is_empty(&self) -> bool {
+        self.min.x > self.max.x || self.min.y > self.max.y || self.min.z > self.max.z
+    }
+
+    /// The smallest box holding the given points.
+    pub fn from_points(points: impl IntoIterator<Item = Vec3>) -> Self {
+        points.into_iter().fold(Self::EMPTY, |b, p| Self { min: b.min.min(p), max: b.max.max(p) })
+    }
+
+    /// The smallest box holding both.
+    pub fn union(&self, other: &Self) -> Self {
+        Self { min: self.min.min(other.min), max: self.max.max(other.max) }
+    }
+
+    /// The box after transforming its eight corners.
+    pub fn transformed(&self, m: &Mat4) -> Self {
+        if self.is_empty() {
+            return *self;
+        }
+        let (a, b) = (self.min, self.max);
+        Self::from_points((0..8).map(|i| {
+            let c = Vec3::new(
+                if i & 1 == 0 { a.x } else { b.x },
+                if i & 2 == 0 { a.y } else { b.y },
+                if i & 4 == 0 { a.z } else { b.z },
+            );
+            m.transform_point3(c)
+        }))
+    }
+
+    /// Centre point.
+    pub fn center(&self) -> Vec3 {
+        (self.min + self.max) * 0.5
+    }
+
+    /// Extent along each axis.
+    pub fn size(&self) -> Vec3 {
+        self.max - self.min
+    }
+}
+
+/// One draw's worth of triangles with one material. Attributes are de-interleaved and already
+/// converted to f32 (quantized and normalized inputs are expanded at import).
+#[derive(Debug, Clone, Default)]
+pub struct Primitive {
+    /// Vertex positions.
+    pub positions: Vec<[f32; 3]>,
+    /// Vertex normals, same length as `positions` (generated flat when the file has none).
+    pub normals: Vec<[f32; 3]>,
+    /// First UV set, same length as `positions` (zeros when the file has none).
+    pub uvs: Vec<[f32; 2]>,
+    /// Triangle list indices into the vertex arrays (generated when the file has none).
+    pub indices: Vec<u32>,
+    /// Index into [`Model::materials`]; `None` uses the glTF default material.
+    pub material: Option<usize>,
+    /// Bounds of `positions` in the mesh's space.
+    pub bounds: Aabb,
+}
+
+impl Primitive {
+    /// Number of triangles.
+    pub fn triangle_count(&self) -> usize {
+        self.indices.len() / 3
+    }
+}
+
+/// A glTF mesh: a list of primitives drawn with the same node transform.
+#[derive(Debug, Clone, Default)]
+pub struct Mesh {
+    /// Name from the file, if any.
+    pub name: Option<String>,
+    /// The primitives.
+    pub primitives: Vec<Primitive>,
+}
+
+/// The metallic-roughness material inputs the renderer uses today.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Material {
+    /// Name from the file, if any.
+    pub name: Option<String>,
+    /// Linear base colour factor (RGBA).
+    pub base_color_factor: [f32; 4],
+    /// Index into [`Model::textures`] of the base colour texture (sRGB).
+    pub base_color_texture: Option<usize>,
+    /// Metallic factor.
+    pub metallic_factor: f32,
+    /// Roughness factor.
+    pub roughness_factor: f32,
+    /// Emissive factor (linear RGB).
+    pub emissive_factor: [f32; 3],
+    /// When true, back faces are drawn too.
+    pub double_sided: bool,
+}
+
+impl Default for Material {
+    fn default() -> Self {
+        Self {
+            name: None,
+            base_color_factor: [1.0; 4],
+            base_color_texture: None,
+            metallic_factor: 1.0,
+            roughness_factor: 1.0,
+            emissive_factor: [0.0; 3],
+            double_sided: false,
+        }
+    }
+}
+
+/// A decoded image as tightly packed RGBA8 rows.
+#[derive(Clone, PartialEq)]
+pub struct Texture {
+    /// Name from the file, if any.
+    pub name: Option<String>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width * height * 4` bytes.
+    pub rgba8: Vec<u8>,
+}
+
+impl std::fmt::Debug for Texture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Texture")
+            .field("name", &self.name)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A node of the imported hierarchy.
+#[derive(Debug, Clone, Default)]
+pub struct ModelNode {
+    /// Name from the file, if any.
+    pub name: Option<String>,
+    /// Local transform.
+    pub local: Transform,
+    /// Index into [`Model::meshes`].
+    pub mesh: Option<usize>,
+    /// Indices into [`Model::nodes`]; the hierarchy is a forest (import rejects cycles).
+    pub children: Vec<usize>,
+}
+
+/// An imported model: immutable CPU assets plus the node tree of its default scene.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    /// Meshes.
+    pub meshes: Vec<Mesh>,
+    /// Materials.
+    pub materials: Vec<Material>,
+    /// Decoded textures.
+    pub textures: Vec<Texture>,
+    /// Nodes; `roots` index into this.
+    pub nodes: Vec<ModelNode>,
+    /// Root nodes of the default scene.
+    pub roots: Vec<usize>,
+    /// Extensions the file uses that the host ignores (reported to the client).
+    pub ignored_extensions: Vec<String>,
+}
+
+impl Model {
+    /// Triangles over all meshes (each mesh counted once, however many nodes draw it).
+    pub fn triangle_count(&self) -> usize {
+        self.meshes.iter().flat_map(|m| &m.primitives).map(Primitive::triangle_count).sum()
+    }
+
+    /// Vertices over all meshes.
+    pub fn vertex_count(&self) -> usize {
+        self.meshes.iter().flat_map(|m| &m.primitives).map(|p| p.positions.len()).sum()
+    }
+}
