@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use farview_protocol::{
-    CameraPose, ClientMessage, Event, FrameDecoder, FrameHeader, FrameRecord, LoadedModel, MAX_CONTROL_MESSAGE,
-    MediaStreamHeader, PROTOCOL_VERSION, Reply, Request, ServerMessage, StreamInfo, WireError, decode_message,
-    encode_message,
+    CameraPose, ClientMessage, Event, FrameDecoder, FrameHeader, FrameRecord, LoadedModel,
+    MAX_CONTROL_MESSAGE, MediaStreamHeader, PROTOCOL_VERSION, Reply, Request, ServerMessage,
+    StreamInfo, WireError, decode_message, encode_message,
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::queue::{FrameQueue, Push};
 use crate::{ClientError, Fingerprint};
 
 /// How to reach a host.
@@ -75,19 +76,24 @@ pub struct Connection {
     endpoint: quinn::Endpoint,
     info: StreamInfo,
     requests: mpsc::Sender<Outgoing>,
-    frames: mpsc::Receiver<Frame>,
+    frames: Arc<FrameQueue>,
     closing: Arc<Mutex<Option<WireError>>>,
     _tasks: Vec<AbortOnDrop>,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("remote", &self.conn.remote_address()).field("info", &self.info).finish()
+        f.debug_struct("Connection")
+            .field("remote", &self.conn.remote_address())
+            .field("info", &self.info)
+            .finish()
     }
 }
 
 fn now_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 impl Connection {
@@ -97,37 +103,65 @@ impl Connection {
     /// receiver); they end when the connection is dropped or closed.
     pub async fn connect(options: ConnectOptions) -> Result<Self, ClientError> {
         let addr = options.addr;
-        let connect_err = |reason: String| ClientError::Connect { addr: Some(addr), reason };
-        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-            .parse()
-            .map_err(|e: std::net::AddrParseError| connect_err(e.to_string()))?;
+        let connect_err = |reason: String| ClientError::Connect {
+            addr: Some(addr),
+            reason,
+        };
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        }
+        .parse()
+        .map_err(|e: std::net::AddrParseError| connect_err(e.to_string()))?;
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
         endpoint.set_default_client_config(crate::pin::quic_client_config(options.fingerprint)?);
-        let connecting = endpoint.connect(addr, "farview-host").map_err(|e| connect_err(e.to_string()))?;
+        let connecting = endpoint
+            .connect(addr, "farview-host")
+            .map_err(|e| connect_err(e.to_string()))?;
         let conn = match tokio::time::timeout(options.timeout, connecting).await {
             Err(_) => return Err(connect_err("handshake timed out".into())),
-            Ok(Err(e @ quinn::ConnectionError::ApplicationClosed(_))) => return Err(ClientError::from_connection(&e)),
+            Ok(Err(e @ quinn::ConnectionError::ApplicationClosed(_))) => {
+                return Err(ClientError::from_connection(&e));
+            }
             Ok(Err(e)) => return Err(connect_err(e.to_string())),
             Ok(Ok(c)) => c,
         };
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| ClientError::from_connection(&e))?;
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| ClientError::from_connection(&e))?;
 
         // Hello and Welcome happen before the background tasks start, so errors surface here.
         let hello = ClientMessage {
             seq: 1,
-            request: Request::Hello { version: PROTOCOL_VERSION, client: options.client_name.clone() },
+            request: Request::Hello {
+                version: PROTOCOL_VERSION,
+                client: options.client_name.clone(),
+            },
         };
         let bytes = encode_message(&hello).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        send.write_all(&bytes).await.map_err(|e| connect_err(e.to_string()))?;
+        send.write_all(&bytes)
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
         let mut decoder = FrameDecoder::new(MAX_CONTROL_MESSAGE);
         let welcome = tokio::time::timeout(options.timeout, read_message(&mut recv, &mut decoder))
             .await
             .map_err(|_| connect_err("no Welcome from host".into()))?;
         let info = match welcome {
-            Ok(Some(ServerMessage::Reply { seq: 1, result: Ok(Reply::Welcome(info)) })) => info,
-            Ok(Some(ServerMessage::Reply { result: Err(e), .. })) => return Err(ClientError::Host(e)),
+            Ok(Some(ServerMessage::Reply {
+                seq: 1,
+                result: Ok(Reply::Welcome(info)),
+            })) => info,
+            Ok(Some(ServerMessage::Reply { result: Err(e), .. })) => {
+                return Err(ClientError::Host(e));
+            }
             Ok(Some(ServerMessage::Event(Event::Closing(e)))) => return Err(ClientError::Host(e)),
-            Ok(Some(other)) => return Err(ClientError::Protocol(format!("expected Welcome, got {other:?}"))),
+            Ok(Some(other)) => {
+                return Err(ClientError::Protocol(format!(
+                    "expected Welcome, got {other:?}"
+                )));
+            }
             Ok(None) | Err(_) => {
                 return Err(conn.close_reason().map_or_else(
                     || connect_err("host closed the control stream".into()),
@@ -139,13 +173,30 @@ impl Connection {
         let pending: Arc<Mutex<HashMap<u64, ReplySender>>> = Arc::default();
         let closing: Arc<Mutex<Option<WireError>>> = Arc::default();
         let (req_tx, req_rx) = mpsc::channel(64);
-        let (frame_tx, frame_rx) = mpsc::channel(options.frame_buffer.max(1));
+        let frames = Arc::new(FrameQueue::new(options.frame_buffer));
         let tasks = vec![
             AbortOnDrop(tokio::spawn(write_loop(send, req_rx, pending.clone()))),
-            AbortOnDrop(tokio::spawn(read_loop(recv, decoder, pending, closing.clone()))),
-            AbortOnDrop(tokio::spawn(media_loop(conn.clone(), frame_tx))),
+            AbortOnDrop(tokio::spawn(read_loop(
+                recv,
+                decoder,
+                pending,
+                closing.clone(),
+            ))),
+            AbortOnDrop(tokio::spawn(media_loop(
+                conn.clone(),
+                frames.clone(),
+                req_tx.clone(),
+            ))),
         ];
-        Ok(Self { conn, endpoint, info, requests: req_tx, frames: frame_rx, closing, _tasks: tasks })
+        Ok(Self {
+            conn,
+            endpoint,
+            info,
+            requests: req_tx,
+            frames,
+            closing,
+            _tasks: tasks,
+        })
     }
 
     /// What the host said it will stream.
@@ -169,23 +220,34 @@ impl Connection {
         }
         match self.conn.close_reason() {
             Some(e) => ClientError::from_connection(&e),
-            None => ClientError::Closed { code: 0, reason: "connection closed".into() },
+            None => ClientError::Closed {
+                code: 0,
+                reason: "connection closed".into(),
+            },
         }
     }
 
     /// Sends a request and waits for its reply; returns the request's sequence number too.
     pub async fn request(&self, request: Request) -> Result<(u64, Reply), ClientError> {
         let (tx, rx) = oneshot::channel();
-        self.requests.send(Outgoing { request, reply: tx }).await.map_err(|_| self.closed_error())?;
+        self.requests
+            .send(Outgoing { request, reply: tx })
+            .await
+            .map_err(|_| self.closed_error())?;
         let (seq, result) = rx.await.map_err(|_| self.closed_error())?;
         result.map(|r| (seq, r)).map_err(ClientError::Host)
     }
 
     /// Loads a model from a path relative to the host's assets root.
     pub async fn load_model(&self, path: &str) -> Result<LoadedModel, ClientError> {
-        match self.request(Request::LoadModel { path: path.into() }).await? {
+        match self
+            .request(Request::LoadModel { path: path.into() })
+            .await?
+        {
             (_, Reply::ModelLoaded(m)) => Ok(m),
-            (_, other) => Err(ClientError::Protocol(format!("expected ModelLoaded, got {other:?}"))),
+            (_, other) => Err(ClientError::Protocol(format!(
+                "expected ModelLoaded, got {other:?}"
+            ))),
         }
     }
 
@@ -193,7 +255,9 @@ impl Connection {
     pub async fn set_camera(&self, pose: CameraPose) -> Result<u64, ClientError> {
         match self.request(Request::SetCamera { pose }).await? {
             (seq, Reply::CameraSet) => Ok(seq),
-            (_, other) => Err(ClientError::Protocol(format!("expected CameraSet, got {other:?}"))),
+            (_, other) => Err(ClientError::Protocol(format!(
+                "expected CameraSet, got {other:?}"
+            ))),
         }
     }
 
@@ -201,7 +265,9 @@ impl Connection {
     pub async fn request_keyframe(&self) -> Result<(), ClientError> {
         match self.request(Request::RequestKeyframe).await? {
             (_, Reply::KeyframeScheduled) => Ok(()),
-            (_, other) => Err(ClientError::Protocol(format!("expected KeyframeScheduled, got {other:?}"))),
+            (_, other) => Err(ClientError::Protocol(format!(
+                "expected KeyframeScheduled, got {other:?}"
+            ))),
         }
     }
 
@@ -210,17 +276,25 @@ impl Connection {
         let t = Instant::now();
         match self.request(Request::Ping).await? {
             (_, Reply::Pong { .. }) => Ok(t.elapsed()),
-            (_, other) => Err(ClientError::Protocol(format!("expected Pong, got {other:?}"))),
+            (_, other) => Err(ClientError::Protocol(format!(
+                "expected Pong, got {other:?}"
+            ))),
         }
     }
 
-    /// The next frame, in frame-number order (late frames of an abandoned group are skipped).
-    /// Cancel-safe. Fails once the connection has closed, with the host's reason.
+    /// The next frame, in frame-number order. Cancel-safe. Fails once the connection has closed,
+    /// with the host's reason. If the app falls more than `frame_buffer` frames behind, the SDK
+    /// drops what it holds and resumes at a fresh keyframe (see [`Self::frames_dropped`]).
     pub async fn next_frame(&mut self) -> Result<Frame, ClientError> {
-        match self.frames.recv().await {
+        match self.frames.pop().await {
             Some(f) => Ok(f),
             None => Err(self.closed_error()),
         }
+    }
+
+    /// Frames the SDK dropped because the app did not take them in time.
+    pub fn frames_dropped(&self) -> u64 {
+        self.frames.dropped()
     }
 
     /// Closes the connection politely.
@@ -236,13 +310,25 @@ async fn read_message(
 ) -> Result<Option<ServerMessage>, ClientError> {
     let mut buf = [0u8; 4096];
     loop {
-        if let Some(payload) = decoder.next_frame().map_err(|e| ClientError::Protocol(e.to_string()))? {
-            return decode_message(&payload).map(Some).map_err(|e| ClientError::Protocol(e.to_string()));
+        if let Some(payload) = decoder
+            .next_frame()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+        {
+            return decode_message(&payload)
+                .map(Some)
+                .map_err(|e| ClientError::Protocol(e.to_string()));
         }
         match recv.read(&mut buf).await {
-            Ok(Some(n)) => decoder.push(&buf[..n]).map_err(|e| ClientError::Protocol(e.to_string()))?,
+            Ok(Some(n)) => decoder
+                .push(&buf[..n])
+                .map_err(|e| ClientError::Protocol(e.to_string()))?,
             Ok(None) => return Ok(None),
-            Err(e) => return Err(ClientError::Closed { code: 0, reason: e.to_string() }),
+            Err(e) => {
+                return Err(ClientError::Closed {
+                    code: 0,
+                    reason: e.to_string(),
+                });
+            }
         }
     }
 }
@@ -256,7 +342,12 @@ async fn write_loop(
     let mut seq = 1u64;
     while let Some(out) = requests.recv().await {
         seq += 1;
-        let Ok(bytes) = encode_message(&ClientMessage { seq, request: out.request }) else { continue };
+        let Ok(bytes) = encode_message(&ClientMessage {
+            seq,
+            request: out.request,
+        }) else {
+            continue;
+        };
         if let Ok(mut p) = pending.lock() {
             p.insert(seq, out.reply);
         }
@@ -296,25 +387,31 @@ async fn read_loop(
     }
 }
 
-async fn media_loop(conn: quinn::Connection, frames: mpsc::Sender<Frame>) {
-    // Delivered in frame-number order across groups; the lock also serialises back-pressure.
-    let last_delivered: Arc<tokio::sync::Mutex<Option<u64>>> = Arc::default();
+async fn media_loop(
+    conn: quinn::Connection,
+    frames: Arc<FrameQueue>,
+    requests: mpsc::Sender<Outgoing>,
+) {
     let mut readers = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             stream = conn.accept_uni() => {
                 let Ok(stream) = stream else { break };
-                readers.spawn(read_group(stream, frames.clone(), last_delivered.clone()));
+                readers.spawn(read_group(stream, frames.clone(), requests.clone()));
             }
             Some(_) = readers.join_next(), if !readers.is_empty() => {}
         }
     }
+    frames.close();
 }
+
+/// STOP_SENDING code telling the host the device abandoned a group.
+const GROUP_ABANDONED: u32 = 1;
 
 async fn read_group(
     mut stream: quinn::RecvStream,
-    frames: mpsc::Sender<Frame>,
-    last_delivered: Arc<tokio::sync::Mutex<Option<u64>>>,
+    frames: Arc<FrameQueue>,
+    requests: mpsc::Sender<Outgoing>,
 ) {
     let mut head = [0u8; MediaStreamHeader::LEN];
     if stream.read_exact(&mut head).await.is_err() {
@@ -322,7 +419,7 @@ async fn read_group(
     }
     let Ok(header) = MediaStreamHeader::decode(&head) else {
         tracing::warn!("media stream with a bad header; ignored");
-        let _ = stream.stop(1u32.into());
+        let _ = stream.stop(GROUP_ABANDONED.into());
         return;
     };
     loop {
@@ -334,7 +431,7 @@ async fn read_group(
             Ok(len) => len,
             Err(e) => {
                 tracing::warn!(group = header.group, error = %e, "bad frame record; group abandoned");
-                let _ = stream.stop(1u32.into());
+                let _ = stream.stop(GROUP_ABANDONED.into());
                 return;
             }
         };
@@ -347,17 +444,26 @@ async fn read_group(
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(group = header.group, error = %e, "bad frame record; group abandoned");
-                let _ = stream.stop(1u32.into());
+                let _ = stream.stop(GROUP_ABANDONED.into());
                 return;
             }
         };
-        let mut last = last_delivered.lock().await;
-        if last.is_some_and(|l| record.header.frame_number <= l) {
-            continue;
-        }
-        *last = Some(record.header.frame_number);
-        let frame = Frame { header: record.header, data: record.payload, received_us };
-        if frames.send(frame).await.is_err() {
+        let frame = Frame {
+            header: record.header,
+            data: record.payload,
+            received_us,
+        };
+        if frames.push(frame) == Push::Overflow {
+            tracing::debug!(
+                group = header.group,
+                "app is not taking frames; group abandoned, keyframe requested"
+            );
+            let _ = stream.stop(GROUP_ABANDONED.into());
+            let (reply, _) = oneshot::channel();
+            let _ = requests.try_send(Outgoing {
+                request: Request::RequestKeyframe,
+                reply,
+            });
             return;
         }
     }

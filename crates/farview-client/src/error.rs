@@ -48,7 +48,10 @@ impl ClientError {
                 code: c.error_code.into_inner(),
                 reason: String::from_utf8_lossy(&c.reason).into_owned(),
             },
-            other => Self::Closed { code: 0, reason: other.to_string() },
+            other => Self::Closed {
+                code: 0,
+                reason: other.to_string(),
+            },
         }
     }
 }

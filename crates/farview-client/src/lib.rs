@@ -24,11 +24,14 @@
 mod connection;
 mod error;
 mod pin;
+mod queue;
 mod stats;
 
 pub use connection::{ConnectOptions, Connection, Frame};
 pub use error::ClientError;
-pub use farview_protocol::{CameraPose, ErrorCode, FrameHeader, LoadedModel, StreamInfo, WireError};
+pub use farview_protocol::{
+    CameraPose, ErrorCode, FrameHeader, LoadedModel, StreamInfo, WireError,
+};
 pub use pin::{Fingerprint, quic_client_config};
 pub use stats::{FrameTimings, Summary, summarize};
 
@@ -42,18 +45,33 @@ impl CameraPoseExt for CameraPose {
     fn looking_at(eye: [f32; 3], target: [f32; 3]) -> CameraPose {
         let (ex, ey, ez) = (eye[0], eye[1], eye[2]);
         // forward = normalize(target - eye); camera looks down -Z, so -Z maps to forward.
-        let f = normalize([target[0] - ex, target[1] - ey, target[2] - ez]).unwrap_or([0.0, 0.0, -1.0]);
-        let up = if f[1].abs() > 0.999 { [0.0, 0.0, -1.0] } else { [0.0, 1.0, 0.0] };
+        let f =
+            normalize([target[0] - ex, target[1] - ey, target[2] - ez]).unwrap_or([0.0, 0.0, -1.0]);
+        let up = if f[1].abs() > 0.999 {
+            [0.0, 0.0, -1.0]
+        } else {
+            [0.0, 1.0, 0.0]
+        };
         let r = normalize(cross(f, up)).unwrap_or([1.0, 0.0, 0.0]);
         let u = cross(r, f);
         // Rotation matrix columns: right, up, back (-forward).
         let m = [r, u, [-f[0], -f[1], -f[2]]];
-        CameraPose { position: eye, rotation: quat_from_basis(m), fov_y: 45f32.to_radians(), near: 0.05, far: 1000.0 }
+        CameraPose {
+            position: eye,
+            rotation: quat_from_basis(m),
+            fov_y: 45f32.to_radians(),
+            near: 0.05,
+            far: 1000.0,
+        }
     }
 }
 
 fn cross(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 
 fn normalize(v: [f32; 3]) -> Option<[f32; 3]> {
@@ -67,16 +85,36 @@ fn quat_from_basis(c: [[f32; 3]; 3]) -> [f32; 4] {
     let trace = m00 + m11 + m22;
     let q = if trace > 0.0 {
         let s = (trace + 1.0).sqrt() * 2.0;
-        [(c[1][2] - c[2][1]) / s, (c[2][0] - c[0][2]) / s, (c[0][1] - c[1][0]) / s, 0.25 * s]
+        [
+            (c[1][2] - c[2][1]) / s,
+            (c[2][0] - c[0][2]) / s,
+            (c[0][1] - c[1][0]) / s,
+            0.25 * s,
+        ]
     } else if m00 > m11 && m00 > m22 {
         let s = (1.0 + m00 - m11 - m22).sqrt() * 2.0;
-        [0.25 * s, (c[1][0] + c[0][1]) / s, (c[2][0] + c[0][2]) / s, (c[1][2] - c[2][1]) / s]
+        [
+            0.25 * s,
+            (c[1][0] + c[0][1]) / s,
+            (c[2][0] + c[0][2]) / s,
+            (c[1][2] - c[2][1]) / s,
+        ]
     } else if m11 > m22 {
         let s = (1.0 + m11 - m00 - m22).sqrt() * 2.0;
-        [(c[1][0] + c[0][1]) / s, 0.25 * s, (c[2][1] + c[1][2]) / s, (c[2][0] - c[0][2]) / s]
+        [
+            (c[1][0] + c[0][1]) / s,
+            0.25 * s,
+            (c[2][1] + c[1][2]) / s,
+            (c[2][0] - c[0][2]) / s,
+        ]
     } else {
         let s = (1.0 + m22 - m00 - m11).sqrt() * 2.0;
-        [(c[2][0] + c[0][2]) / s, (c[2][1] + c[1][2]) / s, 0.25 * s, (c[0][1] - c[1][0]) / s]
+        [
+            (c[2][0] + c[0][2]) / s,
+            (c[2][1] + c[1][2]) / s,
+            0.25 * s,
+            (c[0][1] - c[1][0]) / s,
+        ]
     };
     let n = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]).sqrt();
     [q[0] / n, q[1] / n, q[2] / n, q[3] / n]
@@ -91,18 +129,30 @@ mod tests {
         let u = [q[0], q[1], q[2]];
         let t = cross(u, v).map(|x| x * 2.0);
         let c = cross(u, t);
-        [v[0] + q[3] * t[0] + c[0], v[1] + q[3] * t[1] + c[1], v[2] + q[3] * t[2] + c[2]]
+        [
+            v[0] + q[3] * t[0] + c[0],
+            v[1] + q[3] * t[1] + c[1],
+            v[2] + q[3] * t[2] + c[2],
+        ]
     }
 
     #[test]
     fn looking_at_points_minus_z_at_the_target() {
-        for eye in [[0.0, 0.0, 5.0], [3.0, 1.0, -2.0], [-4.0, 2.0, 0.5], [0.0, 5.0, 0.0]] {
+        for eye in [
+            [0.0, 0.0, 5.0],
+            [3.0, 1.0, -2.0],
+            [-4.0, 2.0, 0.5],
+            [0.0, 5.0, 0.0],
+        ] {
             let pose = CameraPose::looking_at(eye, [0.0; 3]);
             assert!(pose.validate().is_ok());
             let fwd = rotate(pose.rotation, [0.0, 0.0, -1.0]);
             let want = normalize([-eye[0], -eye[1], -eye[2]]).unwrap_or_default();
             for i in 0..3 {
-                assert!((fwd[i] - want[i]).abs() < 1e-4, "eye {eye:?}: forward {fwd:?} want {want:?}");
+                assert!(
+                    (fwd[i] - want[i]).abs() < 1e-4,
+                    "eye {eye:?}: forward {fwd:?} want {want:?}"
+                );
             }
         }
     }

@@ -7,11 +7,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use farview_client::{
-    CameraPose, CameraPoseExt, ClientError, ConnectOptions, Connection, FrameTimings, LoadedModel, summarize,
+    CameraPose, CameraPoseExt, ClientError, ConnectOptions, Connection, FrameTimings, LoadedModel,
+    summarize,
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "farview", version, about = "Farview client: stream frames from a host")]
+#[command(
+    name = "farview",
+    version,
+    about = "Farview client: stream frames from a host"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +34,11 @@ struct StreamArgs {
     #[arg(long, default_value = "127.0.0.1:4433", env = "FARVIEW_ADDR")]
     addr: SocketAddr,
     /// Host certificate fingerprint (hex SHA-256).
-    #[arg(long, env = "FARVIEW_FINGERPRINT", required_unless_present = "fingerprint_file")]
+    #[arg(
+        long,
+        env = "FARVIEW_FINGERPRINT",
+        required_unless_present = "fingerprint_file"
+    )]
     fingerprint: Option<String>,
     /// Read the fingerprint from this file (the host writes DATA_DIR/fingerprint).
     #[arg(long, conflicts_with = "fingerprint")]
@@ -68,7 +77,9 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             match e.downcast_ref::<ClientError>() {
-                Some(ClientError::Host(w)) => eprintln!("error: host refused with {}: {}", w.code, w.message),
+                Some(ClientError::Host(w)) => {
+                    eprintln!("error: host refused with {}: {}", w.code, w.message)
+                }
                 _ => eprintln!("error: {e:#}"),
             }
             ExitCode::from(2)
@@ -78,12 +89,26 @@ async fn main() -> ExitCode {
 
 /// A pose on a circle around the model's bounds, looking at their centre.
 fn orbit_pose(model: &LoadedModel, angle: f32) -> CameraPose {
-    let c: Vec<f32> = (0..3).map(|i| (model.bounds_min[i] + model.bounds_max[i]) * 0.5).collect();
-    let radius = (0..3).map(|i| (model.bounds_max[i] - model.bounds_min[i]).powi(2)).sum::<f32>().sqrt() * 0.5;
-    let radius = if radius.is_finite() && radius > 1e-6 { radius } else { 1.0 };
+    let c: Vec<f32> = (0..3)
+        .map(|i| (model.bounds_min[i] + model.bounds_max[i]) * 0.5)
+        .collect();
+    let radius = (0..3)
+        .map(|i| (model.bounds_max[i] - model.bounds_min[i]).powi(2))
+        .sum::<f32>()
+        .sqrt()
+        * 0.5;
+    let radius = if radius.is_finite() && radius > 1e-6 {
+        radius
+    } else {
+        1.0
+    };
     let fov = 45f32.to_radians();
     let dist = radius / (fov * 0.5).sin() * 1.1;
-    let eye = [c[0] + dist * angle.sin(), c[1] + dist * 0.3, c[2] + dist * angle.cos()];
+    let eye = [
+        c[0] + dist * angle.sin(),
+        c[1] + dist * 0.3,
+        c[2] + dist * angle.cos(),
+    ];
     let mut pose = CameraPose::looking_at(eye, [c[0], c[1], c[2]]);
     pose.near = (dist - radius).max(dist * 0.01) * 0.5;
     pose.far = (dist + radius) * 2.0;
@@ -98,7 +123,10 @@ async fn stream(args: StreamArgs) -> anyhow::Result<()> {
     };
     let mut conn = Connection::connect(ConnectOptions::new(args.addr, &fingerprint)?).await?;
     let info = conn.stream_info().clone();
-    eprintln!("connected: {}x{} @ {} fps, {} on {}", info.width, info.height, info.fps, info.host, info.adapter);
+    eprintln!(
+        "connected: {}x{} @ {} fps, {} on {}",
+        info.width, info.height, info.fps, info.host, info.adapter
+    );
     let model = conn.load_model(&args.model).await?;
     eprintln!(
         "loaded {}: {} triangles, {} vertices, {} textures in {:.1} ms",
@@ -114,7 +142,8 @@ async fn stream(args: StreamArgs) -> anyhow::Result<()> {
     conn.request_keyframe().await?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(&args.out)?);
     let mut timings = Vec::with_capacity(args.frames as usize);
-    let (mut written, mut bytes, mut keyframes, mut first_rx, mut last_rx) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut written, mut bytes, mut keyframes, mut first_rx, mut last_rx) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut skipped_frames = 0u64;
     let mut last_number = None;
     while written < args.frames {
@@ -144,7 +173,11 @@ async fn stream(args: StreamArgs) -> anyhow::Result<()> {
     conn.close().await;
 
     let secs = (last_rx.saturating_sub(first_rx)) as f64 / 1e6;
-    let fps = if secs > 0.0 { (written.saturating_sub(1)) as f64 / secs } else { 0.0 };
+    let fps = if secs > 0.0 {
+        (written.saturating_sub(1)) as f64 / secs
+    } else {
+        0.0
+    };
     let stage = |f: fn(&FrameTimings) -> u64| summarize(&timings.iter().map(f).collect::<Vec<_>>());
     let stages = [
         ("render+readback", stage(|t| t.render_us)),
@@ -161,15 +194,27 @@ async fn stream(args: StreamArgs) -> anyhow::Result<()> {
         });
         println!("{obj}");
     } else {
-        println!("wrote {} frames ({} keyframes, {:.1} KiB) to {}", written, keyframes, bytes as f64 / 1024.0, args.out.display());
+        println!(
+            "wrote {} frames ({} keyframes, {:.1} KiB) to {}",
+            written,
+            keyframes,
+            bytes as f64 / 1024.0,
+            args.out.display()
+        );
         println!("adapter: {}", info.adapter);
         println!(
             "frames/s: {fps:.1}   bitrate: {:.2} Mbit/s   host frames skipped: {skipped_frames}",
             bytes as f64 * 8.0 / secs.max(1e-9) / 1e6
         );
-        println!("{:<16} {:>9} {:>9} {:>9} {:>9}", "stage (ms)", "mean", "p50", "p99", "max");
+        println!(
+            "{:<16} {:>9} {:>9} {:>9} {:>9}",
+            "stage (ms)", "mean", "p50", "p99", "max"
+        );
         for (name, s) in stages {
-            println!("{:<16} {:>9.2} {:>9.2} {:>9.2} {:>9.2}", name, s.mean_ms, s.p50_ms, s.p99_ms, s.max_ms);
+            println!(
+                "{:<16} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                name, s.mean_ms, s.p50_ms, s.p99_ms, s.max_ms
+            );
         }
     }
     Ok(())

@@ -20,11 +20,18 @@ pub struct Fingerprint(pub [u8; 32]);
 impl Fingerprint {
     /// Parses 64 hex digits; colons and whitespace (as in `AA:BB:...`) are ignored.
     pub fn parse(s: &str) -> Result<Self, ClientError> {
-        let cleaned: String = s.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
-        let bytes = hex::decode(&cleaned).map_err(|e| ClientError::InvalidFingerprint(format!("{e}")))?;
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| ClientError::InvalidFingerprint(format!("need 32 bytes (64 hex digits), got {}", b.len())))?;
+        let cleaned: String = s
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != ':')
+            .collect();
+        let bytes =
+            hex::decode(&cleaned).map_err(|e| ClientError::InvalidFingerprint(format!("{e}")))?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            ClientError::InvalidFingerprint(format!(
+                "need 32 bytes (64 hex digits), got {}",
+                b.len()
+            ))
+        })?;
         Ok(Self(arr))
     }
 
@@ -66,7 +73,9 @@ impl ServerCertVerifier for PinnedCert {
         if Fingerprint::of_der(end_entity) == self.fingerprint {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
         }
     }
 
@@ -76,7 +85,12 @@ impl ServerCertVerifier for PinnedCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -85,11 +99,18 @@ impl ServerCertVerifier for PinnedCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -97,16 +118,26 @@ impl ServerCertVerifier for PinnedCert {
 /// [`crate::Connection::connect`] uses it; it is public for tools that speak the protocol directly.
 pub fn quic_client_config(fingerprint: Fingerprint) -> Result<quinn::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedCert { fingerprint, provider: provider.clone() });
+    let verifier = Arc::new(PinnedCert {
+        fingerprint,
+        provider: provider.clone(),
+    });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ClientError::Connect { addr: None, reason: e.to_string() })?
+        .map_err(|e| ClientError::Connect {
+            addr: None,
+            reason: e.to_string(),
+        })?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     tls.alpn_protocols = vec![farview_protocol::ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| ClientError::Connect { addr: None, reason: e.to_string() })?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| {
+        ClientError::Connect {
+            addr: None,
+            reason: e.to_string(),
+        }
+    })?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));

@@ -48,11 +48,17 @@ pub struct Summary {
 /// Summarizes microsecond samples; all zeros when there are none.
 pub fn summarize(samples: &[u64]) -> Summary {
     if samples.is_empty() {
-        return Summary { mean_ms: 0.0, p50_ms: 0.0, p99_ms: 0.0, max_ms: 0.0 };
+        return Summary {
+            mean_ms: 0.0,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            max_ms: 0.0,
+        };
     }
     let mut v = samples.to_vec();
     v.sort_unstable();
-    let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1] as f64 / 1000.0;
+    let rank =
+        |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1] as f64 / 1000.0;
     Summary {
         mean_ms: v.iter().sum::<u64>() as f64 / v.len() as f64 / 1000.0,
         p50_ms: rank(0.50),

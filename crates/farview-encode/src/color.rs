@@ -36,20 +36,33 @@ pub struct I420Frame {
 
 impl std::fmt::Debug for I420Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("I420Frame").field("width", &self.width).field("height", &self.height).finish_non_exhaustive()
+        f.debug_struct("I420Frame")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
     }
 }
 
 impl I420Frame {
     /// A black frame. Sizes must be even, 2..=8192.
     pub fn new(width: u32, height: u32) -> Result<Self, EncodeError> {
-        if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 || width > MAX_SIDE || height > MAX_SIDE {
+        if width == 0
+            || height == 0
+            || !width.is_multiple_of(2)
+            || !height.is_multiple_of(2)
+            || width > MAX_SIDE
+            || height > MAX_SIDE
+        {
             return Err(EncodeError::InvalidDimensions { width, height });
         }
         let luma = (width * height) as usize;
         let mut data = vec![16u8; luma + luma / 2];
         data[luma..].fill(128);
-        Ok(Self { width, height, data })
+        Ok(Self {
+            width,
+            height,
+            data,
+        })
     }
 
     /// Width in pixels.
@@ -132,10 +145,16 @@ pub fn rgba_to_i420(rgba: &[u8], stride: usize, out: &mut I420Frame) -> Result<(
     let row = w * 4;
     let needed = stride * (h - 1) + row;
     if stride < row || rgba.len() < needed {
-        return Err(EncodeError::BufferSize { expected: needed.max(stride * h), actual: rgba.len() });
+        return Err(EncodeError::BufferSize {
+            expected: needed.max(stride * h),
+            actual: rgba.len(),
+        });
     }
     let (yp, up, vp) = out.planes_mut();
-    let rows = yp.chunks_exact_mut(2 * w).zip(up.chunks_exact_mut(w / 2)).zip(vp.chunks_exact_mut(w / 2));
+    let rows = yp
+        .chunks_exact_mut(2 * w)
+        .zip(up.chunks_exact_mut(w / 2))
+        .zip(vp.chunks_exact_mut(w / 2));
     for (pair, ((yrows, urow), vrow)) in rows.enumerate() {
         let top = &rgba[2 * pair * stride..2 * pair * stride + row];
         let bottom = &rgba[(2 * pair + 1) * stride..(2 * pair + 1) * stride + row];
@@ -158,8 +177,10 @@ pub fn rgba_to_i420(rgba: &[u8], stride: usize, out: &mut I420Frame) -> Result<(
             yb[1] = luma(r3, g3, b3);
             // Sums of four samples: scale by 1/4 inside the shift.
             let (rs, gs, bs) = (r0 + r1 + r2 + r3, g0 + g1 + g2 + g3, b0 + b1 + b2 + b3);
-            *u = ((UR * rs + UG * gs + UB * bs + (128 << (SHIFT + 2)) + (HALF << 2)) >> (SHIFT + 2)).clamp(0, 255) as u8;
-            *v = ((VR * rs + VG * gs + VB * bs + (128 << (SHIFT + 2)) + (HALF << 2)) >> (SHIFT + 2)).clamp(0, 255) as u8;
+            *u = ((UR * rs + UG * gs + UB * bs + (128 << (SHIFT + 2)) + (HALF << 2)) >> (SHIFT + 2))
+                .clamp(0, 255) as u8;
+            *v = ((VR * rs + VG * gs + VB * bs + (128 << (SHIFT + 2)) + (HALF << 2)) >> (SHIFT + 2))
+                .clamp(0, 255) as u8;
         }
     }
     Ok(())
@@ -178,7 +199,9 @@ pub fn i420_to_rgba(frame: &I420Frame) -> Vec<u8> {
         let cb = f32::from(u[c]) - 128.0;
         let cr = f32::from(v[c]) - 128.0;
         px[0] = (yy + 1.792_741 * cr).round().clamp(0.0, 255.0) as u8;
-        px[1] = (yy - 0.213_249 * cb - 0.532_909 * cr).round().clamp(0.0, 255.0) as u8;
+        px[1] = (yy - 0.213_249 * cb - 0.532_909 * cr)
+            .round()
+            .clamp(0.0, 255.0) as u8;
         px[2] = (yy + 2.112_402 * cb).round().clamp(0.0, 255.0) as u8;
     }
     let _ = h;
@@ -192,7 +215,9 @@ mod tests {
     use crate::psnr_rgba;
 
     fn solid(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
-        (0..w * h).flat_map(|_| [rgb[0], rgb[1], rgb[2], 255]).collect()
+        (0..w * h)
+            .flat_map(|_| [rgb[0], rgb[1], rgb[2], 255])
+            .collect()
     }
 
     fn convert(rgb: [u8; 3]) -> (u8, u8, u8) {
@@ -205,7 +230,11 @@ mod tests {
     fn reference(rgb: [u8; 3]) -> (f64, f64, f64) {
         let [r, g, b] = rgb.map(f64::from);
         let yp = 0.2126 * r + 0.7152 * g + 0.0722 * b;
-        (16.0 + 219.0 / 255.0 * yp, 128.0 + 224.0 / 255.0 * (b - yp) / 1.8556, 128.0 + 224.0 / 255.0 * (r - yp) / 1.5748)
+        (
+            16.0 + 219.0 / 255.0 * yp,
+            128.0 + 224.0 / 255.0 * (b - yp) / 1.8556,
+            128.0 + 224.0 / 255.0 * (r - yp) / 1.5748,
+        )
     }
 
     #[test]
@@ -213,12 +242,27 @@ mod tests {
         assert_eq!(convert([0, 0, 0]), (16, 128, 128));
         assert_eq!(convert([255, 255, 255]), (235, 128, 128));
         assert_eq!(convert([128, 128, 128]).1, 128);
-        for rgb in [[255, 0, 0], [0, 255, 0], [0, 0, 255], [12, 200, 77], [250, 128, 3]] {
+        for rgb in [
+            [255, 0, 0],
+            [0, 255, 0],
+            [0, 0, 255],
+            [12, 200, 77],
+            [250, 128, 3],
+        ] {
             let (y, u, v) = convert(rgb);
             let (ry, ru, rv) = reference(rgb);
-            assert!((f64::from(y) - ry).abs() <= 1.0, "{rgb:?}: Y {y} vs {ry:.2}");
-            assert!((f64::from(u) - ru).abs() <= 1.0, "{rgb:?}: Cb {u} vs {ru:.2}");
-            assert!((f64::from(v) - rv).abs() <= 1.0, "{rgb:?}: Cr {v} vs {rv:.2}");
+            assert!(
+                (f64::from(y) - ry).abs() <= 1.0,
+                "{rgb:?}: Y {y} vs {ry:.2}"
+            );
+            assert!(
+                (f64::from(u) - ru).abs() <= 1.0,
+                "{rgb:?}: Cb {u} vs {ru:.2}"
+            );
+            assert!(
+                (f64::from(v) - rv).abs() <= 1.0,
+                "{rgb:?}: Cr {v} vs {rv:.2}"
+            );
         }
     }
 
@@ -249,7 +293,10 @@ mod tests {
         assert!(I420Frame::new(10_000, 2).is_err());
         let mut f = I420Frame::new(4, 4).unwrap();
         assert!(rgba_to_i420(&[0; 63], 16, &mut f).is_err());
-        assert!(rgba_to_i420(&[0; 64], 8, &mut f).is_err(), "stride below a row");
+        assert!(
+            rgba_to_i420(&[0; 64], 8, &mut f).is_err(),
+            "stride below a row"
+        );
         assert!(rgba_to_i420(&[0; 64], 16, &mut f).is_ok());
     }
 }

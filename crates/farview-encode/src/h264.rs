@@ -2,10 +2,11 @@
 //! assembly kernels are used; without it the build silently falls back to C, 2–3x slower).
 
 use openh264::OpenH264API;
-use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode, UsageType, VuiConfig,
-};
 use openh264::Timestamp;
+use openh264::encoder::{
+    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
+    UsageType, VuiConfig,
+};
 
 use crate::{EncodeError, EncodedFrame, EncoderSettings, I420Frame, VideoEncoder, contains_idr};
 
@@ -20,7 +21,10 @@ pub struct OpenH264Encoder {
 
 impl std::fmt::Debug for OpenH264Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenH264Encoder").field("settings", &self.settings).field("frames", &self.frames).finish()
+        f.debug_struct("OpenH264Encoder")
+            .field("settings", &self.settings)
+            .field("frames", &self.frames)
+            .finish()
     }
 }
 
@@ -32,14 +36,19 @@ fn config(s: &EncoderSettings) -> EncoderConfig {
         .rate_control_mode(RateControlMode::Bitrate)
         .skip_frames(false)
         .num_threads(s.threads)
-        .intra_frame_period(IntraFramePeriod::from_num_frames(s.keyframe_interval.unwrap_or(0)))
+        .intra_frame_period(IntraFramePeriod::from_num_frames(
+            s.keyframe_interval.unwrap_or(0),
+        ))
         .vui(VuiConfig::bt709())
 }
 
 fn check(s: &EncoderSettings) -> Result<(), EncodeError> {
     I420Frame::new(s.width, s.height)?;
     if !(s.max_fps.is_finite() && s.max_fps > 0.0) || s.bitrate_bps == 0 {
-        return Err(EncodeError::Encoder(format!("invalid rate settings: {} bps at {} fps", s.bitrate_bps, s.max_fps)));
+        return Err(EncodeError::Encoder(format!(
+            "invalid rate settings: {} bps at {} fps",
+            s.bitrate_bps, s.max_fps
+        )));
     }
     Ok(())
 }
@@ -50,26 +59,42 @@ impl OpenH264Encoder {
         check(&settings)?;
         let inner = Encoder::with_api_config(OpenH264API::from_source(), config(&settings))
             .map_err(|e| EncodeError::Encoder(e.to_string()))?;
-        Ok(Self { inner, settings, frames: 0 })
+        Ok(Self {
+            inner,
+            settings,
+            frames: 0,
+        })
     }
 }
 
 impl VideoEncoder for OpenH264Encoder {
-    fn encode(&mut self, frame: &I420Frame, force_keyframe: bool) -> Result<EncodedFrame, EncodeError> {
+    fn encode(
+        &mut self,
+        frame: &I420Frame,
+        force_keyframe: bool,
+    ) -> Result<EncodedFrame, EncodeError> {
         if (frame.width(), frame.height()) != (self.settings.width, self.settings.height) {
-            return Err(EncodeError::InvalidDimensions { width: frame.width(), height: frame.height() });
+            return Err(EncodeError::InvalidDimensions {
+                width: frame.width(),
+                height: frame.height(),
+            });
         }
         if force_keyframe && self.frames > 0 {
             self.inner.force_intra_frame();
         }
         let ms = (self.frames as f64 * 1000.0 / f64::from(self.settings.max_fps)) as u64;
         self.frames += 1;
-        let bs = self.inner.encode_at(frame, Timestamp::from_millis(ms)).map_err(|e| EncodeError::Encoder(e.to_string()))?;
+        let bs = self
+            .inner
+            .encode_at(frame, Timestamp::from_millis(ms))
+            .map_err(|e| EncodeError::Encoder(e.to_string()))?;
         let frame_type = bs.frame_type();
         let mut data = Vec::new();
         bs.write_vec(&mut data);
         if data.is_empty() || matches!(frame_type, FrameType::Skip | FrameType::Invalid) {
-            return Err(EncodeError::Encoder(format!("openh264 produced no picture (frame type {frame_type:?})")));
+            return Err(EncodeError::Encoder(format!(
+                "openh264 produced no picture (frame type {frame_type:?})"
+            )));
         }
         let keyframe = contains_idr(&data);
         Ok(EncodedFrame { data, keyframe })
@@ -78,7 +103,10 @@ impl VideoEncoder for OpenH264Encoder {
     /// openh264's runtime bitrate option is only reachable through its unsafe raw API, so this
     /// recreates the encoder; the next frame is an IDR.
     fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), EncodeError> {
-        let settings = EncoderSettings { bitrate_bps, ..self.settings.clone() };
+        let settings = EncoderSettings {
+            bitrate_bps,
+            ..self.settings.clone()
+        };
         check(&settings)?;
         self.inner = Encoder::with_api_config(OpenH264API::from_source(), config(&settings))
             .map_err(|e| EncodeError::Encoder(e.to_string()))?;

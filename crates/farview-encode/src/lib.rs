@@ -16,7 +16,6 @@ pub use error::EncodeError;
 pub use h264::OpenH264Encoder;
 pub use quality::psnr_rgba;
 
-
 /// Encoder settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncoderSettings {
@@ -36,7 +35,14 @@ pub struct EncoderSettings {
 
 impl Default for EncoderSettings {
     fn default() -> Self {
-        Self { width: 1280, height: 720, bitrate_bps: 8_000_000, max_fps: 60.0, keyframe_interval: None, threads: 1 }
+        Self {
+            width: 1280,
+            height: 720,
+            bitrate_bps: 8_000_000,
+            max_fps: 60.0,
+            keyframe_interval: None,
+            threads: 1,
+        }
     }
 }
 
@@ -52,7 +58,11 @@ pub struct EncodedFrame {
 /// The encoder seam: openh264 today, hardware encoders (NVENC, VA-API) later.
 pub trait VideoEncoder: Send {
     /// Encodes one frame; with `force_keyframe` the result is an IDR. Every call yields output.
-    fn encode(&mut self, frame: &I420Frame, force_keyframe: bool) -> Result<EncodedFrame, EncodeError>;
+    fn encode(
+        &mut self,
+        frame: &I420Frame,
+        force_keyframe: bool,
+    ) -> Result<EncodedFrame, EncodeError>;
     /// Changes the target bitrate from the next frame on.
     fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), EncodeError>;
     /// Current settings.
@@ -69,5 +79,8 @@ pub fn contains_idr(annex_b: &[u8]) -> bool {
 /// NAL unit types in an Annex-B buffer, in order.
 pub fn nal_types(annex_b: &[u8]) -> impl Iterator<Item = u8> + '_ {
     // A NAL header follows each 00 00 01 start code (a 4-byte code ends in the same 3 bytes).
-    annex_b.windows(4).filter(|w| w[0] == 0 && w[1] == 0 && w[2] == 1).map(|w| w[3] & 0x1F)
+    annex_b
+        .windows(4)
+        .filter(|w| w[0] == 0 && w[1] == 0 && w[2] == 1)
+        .map(|w| w[3] & 0x1F)
 }

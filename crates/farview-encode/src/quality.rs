@@ -5,8 +5,11 @@ use crate::EncodeError;
 /// PSNR in dB over R, G and B (alpha ignored) of two equally sized, tightly packed RGBA8 images.
 /// `f64::INFINITY` when they are identical.
 pub fn psnr_rgba(a: &[u8], b: &[u8]) -> Result<f64, EncodeError> {
-    if a.len() != b.len() || a.len() % 4 != 0 || a.is_empty() {
-        return Err(EncodeError::BufferSize { expected: a.len(), actual: b.len() });
+    if a.len() != b.len() || !a.len().is_multiple_of(4) || a.is_empty() {
+        return Err(EncodeError::BufferSize {
+            expected: a.len(),
+            actual: b.len(),
+        });
     }
     let mut sse = 0u64;
     for (p, q) in a.chunks_exact(4).zip(b.chunks_exact(4)) {

@@ -4,7 +4,9 @@
 
 use std::process::Command;
 
-use farview_encode::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder, nal_types, rgba_to_i420};
+use farview_encode::{
+    EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder, nal_types, rgba_to_i420,
+};
 
 const W: u32 = 320;
 const H: u32 = 240;
@@ -17,7 +19,12 @@ fn pattern(t: u32, noise: bool) -> Vec<u8> {
             let (x, y) = (i % W, i / W);
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             let n = if noise { (seed >> 24) as u8 / 2 } else { 0 };
-            [((x + t * 3) % 256) as u8 ^ n, ((y * 2 + t) % 256) as u8, (((x ^ y) + t) % 256) as u8, 255]
+            [
+                ((x + t * 3) % 256) as u8 ^ n,
+                ((y * 2 + t) % 256) as u8,
+                (((x ^ y) + t) % 256) as u8,
+                255,
+            ]
         })
         .collect()
 }
@@ -29,11 +36,22 @@ fn i420(t: u32, noise: bool) -> I420Frame {
 }
 
 fn settings() -> EncoderSettings {
-    EncoderSettings { width: W, height: H, bitrate_bps: 4_000_000, max_fps: 30.0, ..Default::default() }
+    EncoderSettings {
+        width: W,
+        height: H,
+        bitrate_bps: 4_000_000,
+        max_fps: 30.0,
+        ..Default::default()
+    }
 }
 
 fn have_ffmpeg() -> bool {
-    let ok = |t: &str| Command::new(t).arg("-version").output().is_ok_and(|o| o.status.success());
+    let ok = |t: &str| {
+        Command::new(t)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
     ok("ffmpeg") && ok("ffprobe")
 }
 
@@ -49,7 +67,12 @@ fn keyframes_exactly_where_asked_and_ffmpeg_decodes_every_frame() {
         kinds.push(f.keyframe);
         stream.extend_from_slice(&f.data);
     }
-    let keyframes: Vec<usize> = kinds.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i).collect();
+    let keyframes: Vec<usize> = kinds
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| **k)
+        .map(|(i, _)| i)
+        .collect();
     assert_eq!(keyframes, vec![0, 17], "IDR at start and on request only");
     assert!(nal_types(&stream).any(|t| t == 7), "SPS present");
 
@@ -62,15 +85,29 @@ fn keyframes_exactly_where_asked_and_ffmpeg_decodes_every_frame() {
     std::fs::write(&path, &stream).unwrap();
     let probe = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=nb_read_frames,width,height,color_space,color_range,profile", "-of", "default=nw=1"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames,width,height,color_space,color_range,profile",
+            "-of",
+            "default=nw=1",
+        ])
         .arg(&path)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&probe.stdout);
     assert!(text.contains("nb_read_frames=30"), "{text}");
-    assert!(text.contains("width=320") && text.contains("height=240"), "{text}");
-    assert!(text.contains("color_space=bt709") && text.contains("color_range=tv"), "VUI colour description: {text}");
-    assert!(!text.contains("profile=High") && !text.contains("profile=Main"), "baseline profile expected: {text}");
+    assert!(
+        text.contains("width=320") && text.contains("height=240"),
+        "{text}"
+    );
+    assert!(
+        text.contains("color_space=bt709") && text.contains("color_range=tv"),
+        "VUI colour description: {text}"
+    );
+    assert!(
+        !text.contains("profile=High") && !text.contains("profile=Main"),
+        "baseline profile expected: {text}"
+    );
 
     let dec = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
@@ -78,37 +115,61 @@ fn keyframes_exactly_where_asked_and_ffmpeg_decodes_every_frame() {
         .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"])
         .output()
         .unwrap();
-    assert!(dec.status.success() && dec.stderr.is_empty(), "{}", String::from_utf8_lossy(&dec.stderr));
+    assert!(
+        dec.status.success() && dec.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
     let frame_len = (W * H * 3 / 2) as usize;
     assert_eq!(dec.stdout.len(), frame_len * 30);
     // Frame 0's luma against what we fed in.
     let input = i420(0, false);
     let y_len = (W * H) as usize;
-    let sse: f64 = input.y().iter().zip(&dec.stdout[..y_len]).map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2)).sum();
+    let sse: f64 = input
+        .y()
+        .iter()
+        .zip(&dec.stdout[..y_len])
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+        .sum();
     let psnr = 10.0 * (255.0f64.powi(2) / (sse / y_len as f64)).log10();
     assert!(psnr > 35.0, "decoded luma PSNR {psnr:.1} dB");
 }
 
 #[test]
 fn periodic_intra_frames() {
-    let mut enc = OpenH264Encoder::new(EncoderSettings { keyframe_interval: Some(10), ..settings() }).unwrap();
-    let keyframes: Vec<u32> = (0..30).filter(|&t| enc.encode(&i420(t, false), false).unwrap().keyframe).collect();
+    let mut enc = OpenH264Encoder::new(EncoderSettings {
+        keyframe_interval: Some(10),
+        ..settings()
+    })
+    .unwrap();
+    let keyframes: Vec<u32> = (0..30)
+        .filter(|&t| enc.encode(&i420(t, false), false).unwrap().keyframe)
+        .collect();
     assert_eq!(keyframes, vec![0, 10, 20]);
 }
 
 #[test]
 fn lower_bitrate_gives_smaller_frames() {
-    let mut enc = OpenH264Encoder::new(EncoderSettings { bitrate_bps: 6_000_000, ..settings() }).unwrap();
+    let mut enc = OpenH264Encoder::new(EncoderSettings {
+        bitrate_bps: 6_000_000,
+        ..settings()
+    })
+    .unwrap();
     let avg = |enc: &mut OpenH264Encoder, from: u32| {
         // Skip the IDR and a few frames of rate-control settling.
-        let sizes: Vec<usize> = (from..from + 40).map(|t| enc.encode(&i420(t, true), false).unwrap().data.len()).collect();
+        let sizes: Vec<usize> = (from..from + 40)
+            .map(|t| enc.encode(&i420(t, true), false).unwrap().data.len())
+            .collect();
         sizes[10..].iter().sum::<usize>() as f64 / 30.0
     };
     let high = avg(&mut enc, 0);
     enc.set_bitrate(500_000).unwrap();
     assert_eq!(enc.settings().bitrate_bps, 500_000);
     let low = avg(&mut enc, 40);
-    assert!(low < high * 0.5, "bitrate cut did not shrink frames: {high:.0} → {low:.0} bytes");
+    assert!(
+        low < high * 0.5,
+        "bitrate cut did not shrink frames: {high:.0} → {low:.0} bytes"
+    );
 }
 
 #[test]
@@ -116,6 +177,18 @@ fn wrong_sizes_are_errors() {
     let mut enc = OpenH264Encoder::new(settings()).unwrap();
     let other = I420Frame::new(W + 2, H).unwrap();
     assert!(enc.encode(&other, false).is_err());
-    assert!(OpenH264Encoder::new(EncoderSettings { width: 321, ..settings() }).is_err());
-    assert!(OpenH264Encoder::new(EncoderSettings { max_fps: 0.0, ..settings() }).is_err());
+    assert!(
+        OpenH264Encoder::new(EncoderSettings {
+            width: 321,
+            ..settings()
+        })
+        .is_err()
+    );
+    assert!(
+        OpenH264Encoder::new(EncoderSettings {
+            max_fps: 0.0,
+            ..settings()
+        })
+        .is_err()
+    );
 }

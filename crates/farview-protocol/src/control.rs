@@ -63,19 +63,31 @@ pub struct CameraPose {
 impl CameraPose {
     /// Checks the values a renderer needs to be sane; returns a message for the device if not.
     pub fn validate(&self) -> Result<(), String> {
-        let all = self.position.iter().chain(&self.rotation).chain([&self.fov_y, &self.near, &self.far]);
+        let all =
+            self.position
+                .iter()
+                .chain(&self.rotation)
+                .chain([&self.fov_y, &self.near, &self.far]);
         if !all.into_iter().all(|v| v.is_finite()) {
             return Err("camera pose has non-finite values".into());
         }
         let len2: f32 = self.rotation.iter().map(|v| v * v).sum();
         if !(0.5..=1.5).contains(&len2) {
-            return Err(format!("camera rotation must be a unit quaternion (squared length {len2})"));
+            return Err(format!(
+                "camera rotation must be a unit quaternion (squared length {len2})"
+            ));
         }
         if !(self.fov_y > 0.0 && self.fov_y < std::f32::consts::PI) {
-            return Err(format!("fov_y must be in (0, pi) radians, got {}", self.fov_y));
+            return Err(format!(
+                "fov_y must be in (0, pi) radians, got {}",
+                self.fov_y
+            ));
         }
         if !(self.near > 0.0 && self.far > self.near) {
-            return Err(format!("need 0 < near < far, got near {} far {}", self.near, self.far));
+            return Err(format!(
+                "need 0 < near < far, got near {} far {}",
+                self.near, self.far
+            ));
         }
         Ok(())
     }
@@ -175,6 +187,9 @@ pub struct WireError {
 impl WireError {
     /// Builds an error.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }

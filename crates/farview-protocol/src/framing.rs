@@ -38,8 +38,10 @@ pub fn encode_message<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
 /// Appends `msg` as a length-delimited frame to `out`.
 pub fn encode_message_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     let payload = postcard::to_allocvec(msg).map_err(|e| ProtocolError::Encode(e.to_string()))?;
-    let len = u32::try_from(payload.len())
-        .map_err(|_| ProtocolError::TooLarge { len: payload.len(), max: u32::MAX as usize })?;
+    let len = u32::try_from(payload.len()).map_err(|_| ProtocolError::TooLarge {
+        len: payload.len(),
+        max: u32::MAX as usize,
+    })?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&payload);
     Ok(())
@@ -47,9 +49,13 @@ pub fn encode_message_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(
 
 /// Decodes one payload (without its length prefix).
 pub fn decode_message<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ProtocolError> {
-    let (msg, rest) = postcard::take_from_bytes(payload).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    let (msg, rest) =
+        postcard::take_from_bytes(payload).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(ProtocolError::Malformed(format!("{} trailing bytes after message", rest.len())));
+        return Err(ProtocolError::Malformed(format!(
+            "{} trailing bytes after message",
+            rest.len()
+        )));
     }
     Ok(msg)
 }
@@ -64,7 +70,10 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     /// A decoder that rejects frames over `max` bytes.
     pub fn new(max: usize) -> Self {
-        Self { buf: Vec::new(), max }
+        Self {
+            buf: Vec::new(),
+            max,
+        }
     }
 
     /// Appends received bytes. Fails when a frame header already announces more than the limit,
@@ -88,7 +97,9 @@ impl FrameDecoder {
 
     /// Takes the next complete frame's payload, if one is buffered.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, ProtocolError> {
-        let Some(len) = self.announced() else { return Ok(None) };
+        let Some(len) = self.announced() else {
+            return Ok(None);
+        };
         if len > self.max {
             return Err(ProtocolError::TooLarge { len, max: self.max });
         }

@@ -21,10 +21,13 @@ mod framing;
 mod media;
 
 pub use control::{
-    CameraPose, ClientMessage, Event, LoadedModel, Reply, Request, ServerMessage, StreamInfo, WireError,
+    CameraPose, ClientMessage, Event, LoadedModel, Reply, Request, ServerMessage, StreamInfo,
+    WireError,
 };
 pub use error_code::{CloseCode, ErrorCode};
-pub use framing::{ProtocolError, FrameDecoder, decode_message, encode_message, encode_message_into};
+pub use framing::{
+    FrameDecoder, ProtocolError, decode_message, encode_message, encode_message_into,
+};
 pub use media::{FrameHeader, FrameRecord, MediaStreamHeader};
 
 /// The protocol version this crate speaks; sent in [`Request::Hello`] and [`StreamInfo`].

@@ -31,12 +31,18 @@ impl MediaStreamHeader {
 
     /// Decodes the header from exactly [`Self::LEN`] bytes.
     pub fn decode(b: &[u8]) -> Result<Self, ProtocolError> {
-        let b: &[u8; Self::LEN] =
-            b.try_into().map_err(|_| ProtocolError::Malformed(format!("media header must be {} bytes", Self::LEN)))?;
+        let b: &[u8; Self::LEN] = b.try_into().map_err(|_| {
+            ProtocolError::Malformed(format!("media header must be {} bytes", Self::LEN))
+        })?;
         if b[..4] != Self::MAGIC {
-            return Err(ProtocolError::Malformed("media stream does not start with FVMS".into()));
+            return Err(ProtocolError::Malformed(
+                "media stream does not start with FVMS".into(),
+            ));
         }
-        Ok(Self { version: u16::from_be_bytes([b[4], b[5]]), group: be_u64(&b[6..14]) })
+        Ok(Self {
+            version: u16::from_be_bytes([b[4], b[5]]),
+            group: be_u64(&b[6..14]),
+        })
     }
 }
 
@@ -96,14 +102,21 @@ impl FrameHeader {
         }
         b[56..58].copy_from_slice(&self.width.to_be_bytes());
         b[58..60].copy_from_slice(&self.height.to_be_bytes());
-        b[60] = if self.keyframe { Self::FLAG_KEYFRAME } else { 0 };
+        b[60] = if self.keyframe {
+            Self::FLAG_KEYFRAME
+        } else {
+            0
+        };
         b
     }
 
     /// Decodes a header of at least 61 bytes (extra trailing bytes from newer hosts are ignored).
     pub fn decode(b: &[u8]) -> Result<Self, ProtocolError> {
         if b.len() < Self::MIN_LEN {
-            return Err(ProtocolError::Malformed(format!("frame header of {} bytes is too short", b.len())));
+            return Err(ProtocolError::Malformed(format!(
+                "frame header of {} bytes is too short",
+                b.len()
+            )));
         }
         Ok(Self {
             frame_number: be_u64(&b[0..]),
@@ -124,7 +137,10 @@ impl FrameHeader {
     pub fn record_prefix(&self, payload_len: usize) -> Result<[u8; 6 + Self::LEN], ProtocolError> {
         let record_len = 2 + Self::LEN + payload_len;
         if record_len > MAX_FRAME_RECORD {
-            return Err(ProtocolError::TooLarge { len: record_len, max: MAX_FRAME_RECORD });
+            return Err(ProtocolError::TooLarge {
+                len: record_len,
+                max: MAX_FRAME_RECORD,
+            });
         }
         let mut b = [0u8; 6 + Self::LEN];
         b[..4].copy_from_slice(&(record_len as u32).to_be_bytes());
@@ -157,22 +173,34 @@ impl FrameRecord {
     pub fn check_len(record_len: u32) -> Result<usize, ProtocolError> {
         let len = record_len as usize;
         if len > MAX_FRAME_RECORD {
-            return Err(ProtocolError::TooLarge { len, max: MAX_FRAME_RECORD });
+            return Err(ProtocolError::TooLarge {
+                len,
+                max: MAX_FRAME_RECORD,
+            });
         }
         if len < 2 + FrameHeader::MIN_LEN {
-            return Err(ProtocolError::Malformed(format!("frame record of {len} bytes is too short")));
+            return Err(ProtocolError::Malformed(format!(
+                "frame record of {len} bytes is too short"
+            )));
         }
         Ok(len)
     }
 
     /// Decodes a record's body: the bytes after its 4-byte length.
     pub fn decode(body: &[u8]) -> Result<Self, ProtocolError> {
-        let hl = body.get(..2).ok_or_else(|| ProtocolError::Malformed("frame record has no header length".into()))?;
+        let hl = body
+            .get(..2)
+            .ok_or_else(|| ProtocolError::Malformed("frame record has no header length".into()))?;
         let header_len = u16::from_be_bytes([hl[0], hl[1]]) as usize;
-        let header_bytes = body
-            .get(2..2 + header_len)
-            .ok_or_else(|| ProtocolError::Malformed(format!("frame header length {header_len} exceeds the record")))?;
+        let header_bytes = body.get(2..2 + header_len).ok_or_else(|| {
+            ProtocolError::Malformed(format!(
+                "frame header length {header_len} exceeds the record"
+            ))
+        })?;
         let header = FrameHeader::decode(header_bytes)?;
-        Ok(Self { header, payload: body[2 + header_len..].to_vec() })
+        Ok(Self {
+            header,
+            payload: body[2 + header_len..].to_vec(),
+        })
     }
 }

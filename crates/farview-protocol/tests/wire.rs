@@ -6,18 +6,36 @@ use farview_protocol::*;
 use proptest::prelude::*;
 
 fn pose() -> CameraPose {
-    CameraPose { position: [1.0, 2.0, 3.0], rotation: [0.0, 0.0, 0.0, 1.0], fov_y: 1.0, near: 0.1, far: 100.0 }
+    CameraPose {
+        position: [1.0, 2.0, 3.0],
+        rotation: [0.0, 0.0, 0.0, 1.0],
+        fov_y: 1.0,
+        near: 0.1,
+        far: 100.0,
+    }
 }
 
 fn all_client_messages() -> Vec<ClientMessage> {
     let requests = vec![
-        Request::Hello { version: PROTOCOL_VERSION, client: "test/1".into() },
-        Request::LoadModel { path: "BoxTextured/BoxTextured.gltf".into() },
+        Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: "test/1".into(),
+        },
+        Request::LoadModel {
+            path: "BoxTextured/BoxTextured.gltf".into(),
+        },
         Request::SetCamera { pose: pose() },
         Request::RequestKeyframe,
         Request::Ping,
     ];
-    requests.into_iter().enumerate().map(|(i, request)| ClientMessage { seq: i as u64 + 1, request }).collect()
+    requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, request)| ClientMessage {
+            seq: i as u64 + 1,
+            request,
+        })
+        .collect()
 }
 
 fn all_server_messages() -> Vec<ServerMessage> {
@@ -46,12 +64,24 @@ fn all_server_messages() -> Vec<ServerMessage> {
         Reply::KeyframeScheduled,
         Reply::Pong { host_time_us: 42 },
     ];
-    let mut out: Vec<ServerMessage> =
-        replies.into_iter().enumerate().map(|(i, r)| ServerMessage::Reply { seq: i as u64, result: Ok(r) }).collect();
+    let mut out: Vec<ServerMessage> = replies
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| ServerMessage::Reply {
+            seq: i as u64,
+            result: Ok(r),
+        })
+        .collect();
     for &code in ErrorCode::ALL {
-        out.push(ServerMessage::Reply { seq: 9, result: Err(WireError::new(code, "why")) });
+        out.push(ServerMessage::Reply {
+            seq: 9,
+            result: Err(WireError::new(code, "why")),
+        });
     }
-    out.push(ServerMessage::Event(Event::Closing(WireError::new(ErrorCode::SHUTTING_DOWN, "bye"))));
+    out.push(ServerMessage::Event(Event::Closing(WireError::new(
+        ErrorCode::SHUTTING_DOWN,
+        "bye",
+    ))));
     out
 }
 
@@ -80,9 +110,19 @@ fn every_message_round_trips_through_framing() {
 #[test]
 fn golden_bytes_match_the_documented_format() {
     // docs/protocol.md, "Control messages": seq varint, variant index varint, fields.
-    let ping = encode_message(&ClientMessage { seq: 300, request: Request::Ping }).unwrap();
+    let ping = encode_message(&ClientMessage {
+        seq: 300,
+        request: Request::Ping,
+    })
+    .unwrap();
     assert_eq!(ping, [0, 0, 0, 3, 0xAC, 0x02, 4]);
-    let load = encode_message(&ClientMessage { seq: 1, request: Request::LoadModel { path: "a.glb".into() } }).unwrap();
+    let load = encode_message(&ClientMessage {
+        seq: 1,
+        request: Request::LoadModel {
+            path: "a.glb".into(),
+        },
+    })
+    .unwrap();
     assert_eq!(load, [0, 0, 0, 8, 1, 1, 5, b'a', b'.', b'g', b'l', b'b']);
     let err = encode_message(&ServerMessage::Reply {
         seq: 2,
@@ -108,13 +148,26 @@ fn golden_bytes_match_the_documented_format() {
     assert_eq!(&prefix[..6], &[0, 0, 0, 76, 0, 64]);
     assert_eq!(&prefix[6..14], &1u64.to_be_bytes());
     assert_eq!(&prefix[62..67], &[0x05, 0x00, 0x02, 0xD0, 1]);
-    assert_eq!(MediaStreamHeader { version: 1, group: 5 }.encode(), *b"FVMS\x00\x01\x00\x00\x00\x00\x00\x00\x00\x05");
+    assert_eq!(
+        MediaStreamHeader {
+            version: 1,
+            group: 5
+        }
+        .encode(),
+        *b"FVMS\x00\x01\x00\x00\x00\x00\x00\x00\x00\x05"
+    );
 }
 
 #[test]
 fn frame_records_round_trip_and_tolerate_longer_headers() {
     let rec = FrameRecord {
-        header: FrameHeader { frame_number: 9, keyframe: true, width: 64, height: 32, ..Default::default() },
+        header: FrameHeader {
+            frame_number: 9,
+            keyframe: true,
+            width: 64,
+            height: 32,
+            ..Default::default()
+        },
         payload: vec![0, 0, 0, 1, 0x65, 1, 2, 3],
     };
     let bytes = rec.encode().unwrap();
@@ -138,7 +191,16 @@ fn frame_records_round_trip_and_tolerate_longer_headers() {
 fn oversized_frames_are_refused_before_buffering() {
     let mut dec = FrameDecoder::new(1024);
     let err = dec.push(&[0x7F, 0xFF, 0xFF, 0xFF]).unwrap_err();
-    assert!(matches!(err, ProtocolError::TooLarge { len: 0x7FFF_FFFF, max: 1024 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ProtocolError::TooLarge {
+                len: 0x7FFF_FFFF,
+                max: 1024
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -156,15 +218,39 @@ fn error_codes_have_unique_stable_names() {
     names.dedup();
     assert_eq!(names.len(), ErrorCode::ALL.len());
     assert_eq!(ErrorCode(9999).name(), "unknown");
-    assert_eq!(ErrorCode::MODEL_PATH_FORBIDDEN.to_string(), "model_path_forbidden (201)");
+    assert_eq!(
+        ErrorCode::MODEL_PATH_FORBIDDEN.to_string(),
+        "model_path_forbidden (201)"
+    );
 }
 
 #[test]
 fn camera_pose_validation_rejects_nonsense() {
     assert!(pose().validate().is_ok());
-    assert!(CameraPose { fov_y: f32::NAN, ..pose() }.validate().is_err());
-    assert!(CameraPose { near: 0.0, ..pose() }.validate().is_err());
-    assert!(CameraPose { rotation: [0.0; 4], ..pose() }.validate().is_err());
+    assert!(
+        CameraPose {
+            fov_y: f32::NAN,
+            ..pose()
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(
+        CameraPose {
+            near: 0.0,
+            ..pose()
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(
+        CameraPose {
+            rotation: [0.0; 4],
+            ..pose()
+        }
+        .validate()
+        .is_err()
+    );
 }
 
 proptest! {

@@ -129,7 +129,15 @@ fn malformed(msg: impl Into<String>) -> ImportError {
 }
 
 fn limit(what: impl Into<String>, actual: u64, limit: u64) -> Result<(), ImportError> {
-    if actual > limit { Err(ImportError::LimitExceeded { what: what.into(), actual, limit }) } else { Ok(()) }
+    if actual > limit {
+        Err(ImportError::LimitExceeded {
+            what: what.into(),
+            actual,
+            limit,
+        })
+    } else {
+        Ok(())
+    }
 }
 
 /// Extensions the importer handles (as required or used).
@@ -144,7 +152,10 @@ const SUPPORTED_EXTENSIONS: &[&str] = &[
 // Sandboxed file access
 
 fn forbidden(path: &str, reason: &'static str) -> ImportError {
-    ImportError::Forbidden { path: path.to_owned(), reason }
+    ImportError::Forbidden {
+        path: path.to_owned(),
+        reason,
+    }
 }
 
 /// Resolves `rel` against `base` and insists the real path stays under `root` (canonical).
@@ -156,20 +167,28 @@ fn resolve_under(root: &Path, base: &Path, rel: &str) -> Result<PathBuf, ImportE
         return Err(forbidden(rel, "contains a NUL or backslash"));
     }
     if has_scheme(rel) {
-        return Err(forbidden(rel, "URI schemes other than data: are not allowed"));
+        return Err(forbidden(
+            rel,
+            "URI schemes other than data: are not allowed",
+        ));
     }
     let p = Path::new(rel);
     for c in p.components() {
         match c {
             Component::ParentDir => return Err(forbidden(rel, "'..' is not allowed")),
-            Component::RootDir | Component::Prefix(_) => return Err(forbidden(rel, "absolute paths are not allowed")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(forbidden(rel, "absolute paths are not allowed"));
+            }
             Component::CurDir | Component::Normal(_) => {}
         }
     }
     let joined = base.join(p);
     let real = joined.canonicalize().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ImportError::NotFound(rel.to_owned()),
-        _ => ImportError::Io { path: rel.to_owned(), source: e },
+        _ => ImportError::Io {
+            path: rel.to_owned(),
+            source: e,
+        },
     })?;
     if !real.starts_with(root) {
         return Err(forbidden(rel, "resolves outside the assets root"));
@@ -184,28 +203,43 @@ fn has_scheme(s: &str) -> bool {
     match s.split_once(':') {
         Some((scheme, _)) => {
             !scheme.is_empty()
-                && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && scheme
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         }
         None => false,
     }
 }
 
 fn read_limited(path: &Path, shown: &str, max: u64) -> Result<Vec<u8>, ImportError> {
-    let io = |e: std::io::Error| ImportError::Io { path: shown.to_owned(), source: e };
+    let io = |e: std::io::Error| ImportError::Io {
+        path: shown.to_owned(),
+        source: e,
+    };
     let len = std::fs::metadata(path).map_err(io)?.len();
     limit(format!("size of {shown}"), len, max)?;
     std::fs::read(path).map_err(io)
 }
 
 /// Imports `relative` (`/`-separated, relative to `assets_root`) from disk, sandboxed to the root.
-pub fn import_file(assets_root: &Path, relative: &str, limits: &ImportLimits) -> Result<Model, ImportError> {
-    let root = assets_root
-        .canonicalize()
-        .map_err(|e| ImportError::Io { path: assets_root.display().to_string(), source: e })?;
+pub fn import_file(
+    assets_root: &Path,
+    relative: &str,
+    limits: &ImportLimits,
+) -> Result<Model, ImportError> {
+    let root = assets_root.canonicalize().map_err(|e| ImportError::Io {
+        path: assets_root.display().to_string(),
+        source: e,
+    })?;
     let path = resolve_under(&root, &root, relative)?;
     let bytes = read_limited(&path, relative, limits.max_file_bytes)?;
-    let dir = path.parent().map_or_else(|| root.clone(), Path::to_path_buf);
+    let dir = path
+        .parent()
+        .map_or_else(|| root.clone(), Path::to_path_buf);
     let mut resolve = |uri: &str| {
         let p = resolve_under(&root, &dir, uri)?;
         read_limited(&p, uri, limits.max_file_bytes)
@@ -219,8 +253,12 @@ fn percent_decode(s: &str) -> Result<String, ImportError> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-            let v = hex.and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(|| malformed(format!("bad percent escape in URI '{s}'")))?;
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let v = hex
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| malformed(format!("bad percent escape in URI '{s}'")))?;
             out.push(v);
             i += 3;
         } else {
@@ -228,12 +266,19 @@ fn percent_decode(s: &str) -> Result<String, ImportError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| malformed(format!("URI '{s}' is not UTF-8 after percent-decoding")))
+    String::from_utf8(out)
+        .map_err(|_| malformed(format!("URI '{s}' is not UTF-8 after percent-decoding")))
 }
 
-fn load_uri(uri: &str, resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>, max: u64) -> Result<Vec<u8>, ImportError> {
+fn load_uri(
+    uri: &str,
+    resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>,
+    max: u64,
+) -> Result<Vec<u8>, ImportError> {
     if let Some(rest) = uri.strip_prefix("data:") {
-        let (_, payload) = rest.split_once(";base64,").ok_or_else(|| malformed("data URI is not base64"))?;
+        let (_, payload) = rest
+            .split_once(";base64,")
+            .ok_or_else(|| malformed("data URI is not base64"))?;
         limit("data URI size", payload.len() as u64 / 4 * 3, max)?;
         return base64::engine::general_purpose::STANDARD
             .decode(payload.trim_end())
@@ -253,9 +298,17 @@ fn component_size(t: DataType) -> usize {
     }
 }
 
-fn view_range(view: &gltf::buffer::View<'_>, buffers: &[Vec<u8>]) -> Result<(usize, usize), ImportError> {
-    let buf = buffers.get(view.buffer().index()).ok_or_else(|| malformed("buffer view references a missing buffer"))?;
-    let end = view.offset().checked_add(view.length()).ok_or_else(|| malformed("buffer view range overflows"))?;
+fn view_range(
+    view: &gltf::buffer::View<'_>,
+    buffers: &[Vec<u8>],
+) -> Result<(usize, usize), ImportError> {
+    let buf = buffers
+        .get(view.buffer().index())
+        .ok_or_else(|| malformed("buffer view references a missing buffer"))?;
+    let end = view
+        .offset()
+        .checked_add(view.length())
+        .ok_or_else(|| malformed("buffer view range overflows"))?;
     if end > buf.len() {
         return Err(malformed(format!(
             "bufferView {} spans bytes {}..{end} of buffer {} which has {} bytes",
@@ -266,20 +319,36 @@ fn view_range(view: &gltf::buffer::View<'_>, buffers: &[Vec<u8>]) -> Result<(usi
         )));
     }
     if let Some(s) = view.stride()
-        && (s < 4 || s > 252 || s % 4 != 0)
+        && (!(4..=252).contains(&s) || s % 4 != 0)
     {
-        return Err(malformed(format!("bufferView {} has byteStride {s} (must be 4..=252, a multiple of 4)", view.index())));
+        return Err(malformed(format!(
+            "bufferView {} has byteStride {s} (must be 4..=252, a multiple of 4)",
+            view.index()
+        )));
     }
     Ok((view.offset(), end))
 }
 
 /// Checks that every byte an accessor reads lies inside its view and buffer.
-fn check_accessor(acc: &gltf::Accessor<'_>, buffers: &[Vec<u8>], limits: &ImportLimits) -> Result<(), ImportError> {
+fn check_accessor(
+    acc: &gltf::Accessor<'_>,
+    buffers: &[Vec<u8>],
+    limits: &ImportLimits,
+) -> Result<(), ImportError> {
     let i = acc.index();
     let count = acc.count();
-    limit(format!("accessor {i} count"), count as u64, limits.max_accessor_count)?;
+    limit(
+        format!("accessor {i} count"),
+        count as u64,
+        limits.max_accessor_count,
+    )?;
     let elem = acc.size();
-    let in_view = |view: &gltf::buffer::View<'_>, offset: usize, stride: usize, size: usize, n: usize, what: &str| {
+    let in_view = |view: &gltf::buffer::View<'_>,
+                   offset: usize,
+                   stride: usize,
+                   size: usize,
+                   n: usize,
+                   what: &str| {
         let (start, end) = view_range(view, buffers)?;
         if n == 0 {
             return Ok(());
@@ -301,28 +370,53 @@ fn check_accessor(acc: &gltf::Accessor<'_>, buffers: &[Vec<u8>], limits: &Import
     if let Some(view) = acc.view() {
         let stride = view.stride().unwrap_or(elem);
         if stride < elem {
-            return Err(malformed(format!("accessor {i}: stride {stride} is smaller than its element size {elem}")));
+            return Err(malformed(format!(
+                "accessor {i}: stride {stride} is smaller than its element size {elem}"
+            )));
         }
         in_view(&view, acc.offset(), stride, elem, count, "data")?;
     }
     if let Some(sparse) = acc.sparse() {
         let n = sparse.count();
         if n > count {
-            return Err(malformed(format!("accessor {i}: {n} sparse values for {count} elements")));
+            return Err(malformed(format!(
+                "accessor {i}: {n} sparse values for {count} elements"
+            )));
         }
         let isz = match sparse.indices().index_type() {
             gltf::accessor::sparse::IndexType::U8 => 1,
             gltf::accessor::sparse::IndexType::U16 => 2,
             gltf::accessor::sparse::IndexType::U32 => 4,
         };
-        in_view(&sparse.indices().view(), sparse.indices().offset(), isz, isz, n, "sparse indices")?;
-        in_view(&sparse.values().view(), sparse.values().offset(), elem, elem, n, "sparse values")?;
+        in_view(
+            &sparse.indices().view(),
+            sparse.indices().offset(),
+            isz,
+            isz,
+            n,
+            "sparse indices",
+        )?;
+        in_view(
+            &sparse.values().view(),
+            sparse.values().offset(),
+            elem,
+            elem,
+            n,
+            "sparse values",
+        )?;
     }
     Ok(())
 }
 
-fn read_component(buf: &[u8], off: usize, t: DataType, normalized: bool) -> Result<f32, ImportError> {
-    let b = buf.get(off..off + component_size(t)).ok_or_else(|| malformed("accessor read out of bounds"))?;
+fn read_component(
+    buf: &[u8],
+    off: usize,
+    t: DataType,
+    normalized: bool,
+) -> Result<f32, ImportError> {
+    let b = buf
+        .get(off..off + component_size(t))
+        .ok_or_else(|| malformed("accessor read out of bounds"))?;
     Ok(match t {
         DataType::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
         DataType::U8 if normalized => f32::from(b[0]) / 255.0,
@@ -331,14 +425,18 @@ fn read_component(buf: &[u8], off: usize, t: DataType, normalized: bool) -> Resu
         DataType::I8 => f32::from(b[0] as i8),
         DataType::U16 if normalized => f32::from(u16::from_le_bytes([b[0], b[1]])) / 65535.0,
         DataType::U16 => f32::from(u16::from_le_bytes([b[0], b[1]])),
-        DataType::I16 if normalized => (f32::from(i16::from_le_bytes([b[0], b[1]])) / 32767.0).max(-1.0),
+        DataType::I16 if normalized => {
+            (f32::from(i16::from_le_bytes([b[0], b[1]])) / 32767.0).max(-1.0)
+        }
         DataType::I16 => f32::from(i16::from_le_bytes([b[0], b[1]])),
         DataType::U32 => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32,
     })
 }
 
 fn read_index(buf: &[u8], off: usize, size: usize) -> Result<usize, ImportError> {
-    let b = buf.get(off..off + size).ok_or_else(|| malformed("sparse index read out of bounds"))?;
+    let b = buf
+        .get(off..off + size)
+        .ok_or_else(|| malformed("sparse index read out of bounds"))?;
     Ok(match size {
         1 => usize::from(b[0]),
         2 => usize::from(u16::from_le_bytes([b[0], b[1]])),
@@ -347,9 +445,16 @@ fn read_index(buf: &[u8], off: usize, size: usize) -> Result<usize, ImportError>
 }
 
 /// Reads an accessor (already checked) as `N`-component f32 vectors, applying sparse overrides.
-fn read_vec<const N: usize>(acc: &gltf::Accessor<'_>, buffers: &[Vec<u8>]) -> Result<Vec<[f32; N]>, ImportError> {
+fn read_vec<const N: usize>(
+    acc: &gltf::Accessor<'_>,
+    buffers: &[Vec<u8>],
+) -> Result<Vec<[f32; N]>, ImportError> {
     if acc.dimensions().multiplicity() != N {
-        return Err(malformed(format!("accessor {} has {:?} elements, expected {N} components", acc.index(), acc.dimensions())));
+        return Err(malformed(format!(
+            "accessor {} has {:?} elements, expected {N} components",
+            acc.index(),
+            acc.dimensions()
+        )));
     }
     let (t, norm, count) = (acc.data_type(), acc.normalized(), acc.count());
     let cs = component_size(t);
@@ -380,23 +485,47 @@ fn read_vec<const N: usize>(acc: &gltf::Accessor<'_>, buffers: &[Vec<u8>]) -> Re
         let vbuf = &buffers[vv.buffer().index()];
         for k in 0..sparse.count() {
             let idx = read_index(ibuf, iv.offset() + sparse.indices().offset() + k * isz, isz)?;
-            let slot = out.get_mut(idx).ok_or_else(|| malformed(format!("accessor {}: sparse index {idx} out of range", acc.index())))?;
-            read_into(slot, vbuf, vv.offset() + sparse.values().offset() + k * acc.size())?;
+            let slot = out.get_mut(idx).ok_or_else(|| {
+                malformed(format!(
+                    "accessor {}: sparse index {idx} out of range",
+                    acc.index()
+                ))
+            })?;
+            read_into(
+                slot,
+                vbuf,
+                vv.offset() + sparse.values().offset() + k * acc.size(),
+            )?;
         }
     }
     Ok(out)
 }
 
-fn read_indices(acc: &gltf::Accessor<'_>, buffers: &[Vec<u8>], vertices: usize) -> Result<Vec<u32>, ImportError> {
-    if acc.dimensions() != Dimensions::Scalar || !matches!(acc.data_type(), DataType::U8 | DataType::U16 | DataType::U32) {
-        return Err(malformed(format!("index accessor {} must be unsigned scalar", acc.index())));
+fn read_indices(
+    acc: &gltf::Accessor<'_>,
+    buffers: &[Vec<u8>],
+    vertices: usize,
+) -> Result<Vec<u32>, ImportError> {
+    if acc.dimensions() != Dimensions::Scalar
+        || !matches!(
+            acc.data_type(),
+            DataType::U8 | DataType::U16 | DataType::U32
+        )
+    {
+        return Err(malformed(format!(
+            "index accessor {} must be unsigned scalar",
+            acc.index()
+        )));
     }
     // Read through the float path only for u8/u16; u32 must stay exact.
     let (t, count) = (acc.data_type(), acc.count());
     let cs = component_size(t);
     let mut out = Vec::with_capacity(count);
     if acc.sparse().is_some() {
-        return Err(ImportError::Unsupported(format!("sparse index accessor {}", acc.index())));
+        return Err(ImportError::Unsupported(format!(
+            "sparse index accessor {}",
+            acc.index()
+        )));
     }
     if let Some(view) = acc.view() {
         let buf = &buffers[view.buffer().index()];
@@ -408,8 +537,15 @@ fn read_indices(acc: &gltf::Accessor<'_>, buffers: &[Vec<u8>], vertices: usize) 
     } else {
         out.resize(count, 0);
     }
-    if let Some((i, bad)) = out.iter().enumerate().find(|(_, v)| **v as usize >= vertices) {
-        return Err(malformed(format!("index {i} of accessor {} is {bad}, past the {vertices} vertices", acc.index())));
+    if let Some((i, bad)) = out
+        .iter()
+        .enumerate()
+        .find(|(_, v)| **v as usize >= vertices)
+    {
+        return Err(malformed(format!(
+            "index {i} of accessor {} is {bad}, past the {vertices} vertices",
+            acc.index()
+        )));
     }
     Ok(out)
 }
@@ -430,16 +566,22 @@ pub fn import_gltf(
     }
     let depth = json_depth(json_part(bytes));
     limit("JSON nesting depth", depth as u64, MAX_JSON_DEPTH as u64)?;
-    let gltf = gltf::Gltf::from_slice_without_validation(bytes).map_err(|e| malformed(e.to_string()))?;
+    let gltf =
+        gltf::Gltf::from_slice_without_validation(bytes).map_err(|e| malformed(e.to_string()))?;
     let doc = &gltf.document;
     let json = doc.as_json();
     let major = json.asset.version.split('.').next().unwrap_or("");
     if major != "2" {
-        return Err(ImportError::Unsupported(format!("glTF version {} (only 2.x)", json.asset.version)));
+        return Err(ImportError::Unsupported(format!(
+            "glTF version {} (only 2.x)",
+            json.asset.version
+        )));
     }
     for ext in doc.extensions_required() {
         if !SUPPORTED_EXTENSIONS.contains(&ext) {
-            return Err(ImportError::Unsupported(format!("required extension {ext}")));
+            return Err(ImportError::Unsupported(format!(
+                "required extension {ext}"
+            )));
         }
     }
     // The gltf crate flags extensions it does not know (e.g. KHR_mesh_quantization) as invalid;
@@ -447,11 +589,16 @@ pub fn import_gltf(
     // gltf-json's own validation indexes the POSITION accessor without a bounds check.
     for (m, mesh) in json.meshes.iter().enumerate() {
         for (p, prim) in mesh.primitives.iter().enumerate() {
-            let pos = prim.attributes.get(&gltf::json::validation::Checked::Valid(gltf::Semantic::Positions));
+            let pos = prim.attributes.get(&gltf::json::validation::Checked::Valid(
+                gltf::Semantic::Positions,
+            ));
             if let Some(i) = pos
                 && i.value() >= json.accessors.len()
             {
-                return Err(malformed(format!("mesh {m} primitive {p}: POSITION accessor {} does not exist", i.value())));
+                return Err(malformed(format!(
+                    "mesh {m} primitive {p}: POSITION accessor {} does not exist",
+                    i.value()
+                )));
             }
         }
     }
@@ -460,7 +607,10 @@ pub fn import_gltf(
         use gltf::json::validation::Validate;
         json.validate(json, gltf::json::Path::new, &mut |path, e| {
             let path = path().0;
-            if !path.starts_with("extensionsRequired") && !path.starts_with("extensionsUsed") && invalid.len() < 8 {
+            if !path.starts_with("extensionsRequired")
+                && !path.starts_with("extensionsUsed")
+                && invalid.len() < 8
+            {
                 invalid.push(format!("{path}: {e}"));
             }
         });
@@ -468,24 +618,38 @@ pub fn import_gltf(
     if !invalid.is_empty() {
         return Err(malformed(format!("invalid glTF: {}", invalid.join("; "))));
     }
-    let mut ignored: Vec<String> =
-        doc.extensions_used().filter(|e| !SUPPORTED_EXTENSIONS.contains(e)).map(str::to_owned).collect();
+    let mut ignored: Vec<String> = doc
+        .extensions_used()
+        .filter(|e| !SUPPORTED_EXTENSIONS.contains(e))
+        .map(str::to_owned)
+        .collect();
     ignored.sort();
     ignored.dedup();
-    limit("node count", json.nodes.len() as u64, limits.max_nodes as u64)?;
+    limit(
+        "node count",
+        json.nodes.len() as u64,
+        limits.max_nodes as u64,
+    )?;
 
     // Buffers.
     let mut buffers = Vec::with_capacity(json.buffers.len());
     for b in doc.buffers() {
         let data = match b.source() {
-            gltf::buffer::Source::Bin => gltf
-                .blob
-                .clone()
-                .ok_or_else(|| malformed(format!("buffer {} refers to a GLB binary chunk the file does not have", b.index())))?,
+            gltf::buffer::Source::Bin => gltf.blob.clone().ok_or_else(|| {
+                malformed(format!(
+                    "buffer {} refers to a GLB binary chunk the file does not have",
+                    b.index()
+                ))
+            })?,
             gltf::buffer::Source::Uri(uri) => load_uri(uri, resolve, limits.max_file_bytes)?,
         };
         if data.len() < b.length() {
-            return Err(malformed(format!("buffer {} declares {} bytes but holds {}", b.index(), b.length(), data.len())));
+            return Err(malformed(format!(
+                "buffer {} declares {} bytes but holds {}",
+                b.index(),
+                b.length(),
+                data.len()
+            )));
         }
         buffers.push(data);
     }
@@ -508,7 +672,8 @@ pub fn import_gltf(
                 match image_slots.get(&image) {
                     Some(slot) => *slot,
                     None => {
-                        let slot = load_image(image, doc, &buffers, resolve, limits, &mut textures)?;
+                        let slot =
+                            load_image(image, doc, &buffers, resolve, limits, &mut textures)?;
                         image_slots.insert(image, slot);
                         slot
                     }
@@ -541,17 +706,26 @@ pub fn import_gltf(
                 primitives.push(p);
             }
         }
-        meshes.push(Mesh { name: mesh.name().map(str::to_owned), primitives });
+        meshes.push(Mesh {
+            name: mesh.name().map(str::to_owned),
+            primitives,
+        });
     }
 
     // Nodes and hierarchy.
     let mut nodes = Vec::with_capacity(json.nodes.len());
     let mut parent: Vec<Option<usize>> = vec![None; json.nodes.len()];
     for (i, (n, jn)) in doc.nodes().zip(&json.nodes).enumerate() {
-        if jn.matrix.is_some() && (jn.translation.is_some() || jn.rotation.is_some() || jn.scale.is_some()) {
-            return Err(malformed(format!("node {i} has both a matrix and TRS properties")));
+        if jn.matrix.is_some()
+            && (jn.translation.is_some() || jn.rotation.is_some() || jn.scale.is_some())
+        {
+            return Err(malformed(format!(
+                "node {i} has both a matrix and TRS properties"
+            )));
         }
-        let local = node_transform(&n).ok_or_else(|| malformed(format!("node {i} has a non-finite or degenerate transform")))?;
+        let local = node_transform(&n).ok_or_else(|| {
+            malformed(format!("node {i} has a non-finite or degenerate transform"))
+        })?;
         let children: Vec<usize> = n.children().map(|c| c.index()).collect();
         for &c in &children {
             if c == i {
@@ -559,15 +733,25 @@ pub fn import_gltf(
             }
             match parent.get_mut(c) {
                 Some(slot @ None) => *slot = Some(i),
-                Some(Some(p)) => return Err(malformed(format!("node {c} has two parents ({p} and {i})"))),
+                Some(Some(p)) => {
+                    return Err(malformed(format!("node {c} has two parents ({p} and {i})")));
+                }
                 None => return Err(malformed(format!("node {i} has missing child {c}"))),
             }
         }
-        nodes.push(ModelNode { name: n.name().map(str::to_owned), local, mesh: n.mesh().map(|m| m.index()), children });
+        nodes.push(ModelNode {
+            name: n.name().map(str::to_owned),
+            local,
+            mesh: n.mesh().map(|m| m.index()),
+            children,
+        });
     }
     // Walk from every parentless node; anything not reached sits on a cycle.
     let mut depth = vec![usize::MAX; nodes.len()];
-    let mut stack: Vec<(usize, usize)> = (0..nodes.len()).filter(|&i| parent[i].is_none()).map(|i| (i, 1)).collect();
+    let mut stack: Vec<(usize, usize)> = (0..nodes.len())
+        .filter(|&i| parent[i].is_none())
+        .map(|i| (i, 1))
+        .collect();
     while let Some((i, d)) = stack.pop() {
         limit("node depth", d as u64, limits.max_node_depth as u64)?;
         depth[i] = d;
@@ -577,11 +761,22 @@ pub fn import_gltf(
         return Err(malformed(format!("node {i} is part of a cycle")));
     }
     let roots: Vec<usize> = match doc.default_scene().or_else(|| doc.scenes().next()) {
-        Some(scene) => scene.nodes().map(|n| n.index()).filter(|&i| parent[i].is_none()).collect(),
+        Some(scene) => scene
+            .nodes()
+            .map(|n| n.index())
+            .filter(|&i| parent[i].is_none())
+            .collect(),
         None => (0..nodes.len()).filter(|&i| parent[i].is_none()).collect(),
     };
 
-    Ok(Model { meshes, materials, textures, nodes, roots, ignored_extensions: ignored })
+    Ok(Model {
+        meshes,
+        materials,
+        textures,
+        nodes,
+        roots,
+        ignored_extensions: ignored,
+    })
 }
 
 /// Deepest JSON nesting accepted; real glTF needs about ten. Checked before parsing so a hostile
@@ -591,8 +786,12 @@ const MAX_JSON_DEPTH: usize = 64;
 /// The JSON text of a `.gltf`, or the JSON chunk of a `.glb` (best effort; the parser validates).
 fn json_part(bytes: &[u8]) -> &[u8] {
     if bytes.starts_with(b"glTF") {
-        let len = bytes.get(12..16).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-        bytes.get(20..20usize.saturating_add(len)).unwrap_or(bytes.get(20..).unwrap_or(&[]))
+        let len = bytes
+            .get(12..16)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        bytes
+            .get(20..20usize.saturating_add(len))
+            .unwrap_or(bytes.get(20..).unwrap_or(&[]))
     } else {
         bytes
     }
@@ -626,13 +825,23 @@ fn json_depth(json: &[u8]) -> usize {
 
 fn node_transform(n: &gltf::Node<'_>) -> Option<Transform> {
     match n.transform() {
-        gltf::scene::Transform::Matrix { matrix } => Transform::from_matrix(Mat4::from_cols_array_2d(&matrix)),
-        gltf::scene::Transform::Decomposed { translation, rotation, scale } => {
+        gltf::scene::Transform::Matrix { matrix } => {
+            Transform::from_matrix(Mat4::from_cols_array_2d(&matrix))
+        }
+        gltf::scene::Transform::Decomposed {
+            translation,
+            rotation,
+            scale,
+        } => {
             let q = Quat::from_array(rotation);
             if !(q.is_finite() && q.length_squared() > 1e-12) {
                 return None;
             }
-            let t = Transform { translation: Vec3::from_array(translation), rotation: q.normalize(), scale: Vec3::from_array(scale) };
+            let t = Transform {
+                translation: Vec3::from_array(translation),
+                rotation: q.normalize(),
+                scale: Vec3::from_array(scale),
+            };
             t.is_finite().then_some(t)
         }
     }
@@ -644,16 +853,31 @@ fn import_primitive(
     buffers: &[Vec<u8>],
 ) -> Result<Option<Primitive>, ImportError> {
     let mode = prim.mode();
-    if !matches!(mode, Mode::Triangles | Mode::TriangleStrip | Mode::TriangleFan) {
-        tracing::warn!(mesh = mesh.index(), primitive = prim.index(), ?mode, "points and lines are not rendered; primitive skipped");
+    if !matches!(
+        mode,
+        Mode::Triangles | Mode::TriangleStrip | Mode::TriangleFan
+    ) {
+        tracing::warn!(
+            mesh = mesh.index(),
+            primitive = prim.index(),
+            ?mode,
+            "points and lines are not rendered; primitive skipped"
+        );
         return Ok(None);
     }
-    let pos_acc = prim
-        .get(&gltf::Semantic::Positions)
-        .ok_or_else(|| malformed(format!("mesh {} primitive {} has no POSITION", mesh.index(), prim.index())))?;
+    let pos_acc = prim.get(&gltf::Semantic::Positions).ok_or_else(|| {
+        malformed(format!(
+            "mesh {} primitive {} has no POSITION",
+            mesh.index(),
+            prim.index()
+        ))
+    })?;
     let positions: Vec<[f32; 3]> = read_vec::<3>(&pos_acc, buffers)?;
     if positions.iter().flatten().any(|v| !v.is_finite()) {
-        return Err(malformed(format!("mesh {} has non-finite positions", mesh.index())));
+        return Err(malformed(format!(
+            "mesh {} has non-finite positions",
+            mesh.index()
+        )));
     }
     let n = positions.len();
     let mut normals = match prim.get(&gltf::Semantic::Normals) {
@@ -665,7 +889,10 @@ fn import_primitive(
         None => vec![[0.0; 2]; n],
     };
     if normals.as_ref().is_some_and(|v| v.len() != n) || uvs.len() != n {
-        return Err(malformed(format!("mesh {} attributes disagree on vertex count", mesh.index())));
+        return Err(malformed(format!(
+            "mesh {} attributes disagree on vertex count",
+            mesh.index()
+        )));
     }
     let raw = match prim.indices() {
         Some(a) => read_indices(&a, buffers, n)?,
@@ -673,9 +900,17 @@ fn import_primitive(
     };
     let mut indices = match mode {
         Mode::TriangleStrip => (2..raw.len())
-            .flat_map(|i| if i % 2 == 0 { [raw[i - 2], raw[i - 1], raw[i]] } else { [raw[i - 1], raw[i - 2], raw[i]] })
+            .flat_map(|i| {
+                if i % 2 == 0 {
+                    [raw[i - 2], raw[i - 1], raw[i]]
+                } else {
+                    [raw[i - 1], raw[i - 2], raw[i]]
+                }
+            })
             .collect(),
-        Mode::TriangleFan => (2..raw.len()).flat_map(|i| [raw[0], raw[i - 1], raw[i]]).collect(),
+        Mode::TriangleFan => (2..raw.len())
+            .flat_map(|i| [raw[0], raw[i - 1], raw[i]])
+            .collect(),
         _ => {
             let mut v = raw;
             v.truncate(v.len() / 3 * 3);
@@ -685,9 +920,14 @@ fn import_primitive(
     let mut positions = positions;
     if normals.is_none() {
         // Flat normals: each triangle gets its own three vertices with the face normal.
-        let (mut p2, mut n2, mut u2) = (Vec::with_capacity(indices.len()), Vec::with_capacity(indices.len()), Vec::with_capacity(indices.len()));
+        let (mut p2, mut n2, mut u2) = (
+            Vec::with_capacity(indices.len()),
+            Vec::with_capacity(indices.len()),
+            Vec::with_capacity(indices.len()),
+        );
         for tri in indices.chunks_exact(3) {
-            let [a, b, c] = [tri[0], tri[1], tri[2]].map(|i| Vec3::from_array(positions[i as usize]));
+            let [a, b, c] =
+                [tri[0], tri[1], tri[2]].map(|i| Vec3::from_array(positions[i as usize]));
             let normal = (b - a).cross(c - a).normalize_or(Vec3::Z).to_array();
             for &i in tri {
                 p2.push(positions[i as usize]);
@@ -702,7 +942,14 @@ fn import_primitive(
     }
     let normals = normals.unwrap_or_default();
     let bounds = Aabb::from_points(positions.iter().map(|p| Vec3::from_array(*p)));
-    Ok(Some(Primitive { positions, normals, uvs, indices, material: prim.material().index(), bounds }))
+    Ok(Some(Primitive {
+        positions,
+        normals,
+        uvs,
+        indices,
+        material: prim.material().index(),
+        bounds,
+    }))
 }
 
 fn load_image(
@@ -713,15 +960,26 @@ fn load_image(
     limits: &ImportLimits,
     textures: &mut Vec<Texture>,
 ) -> Result<Option<usize>, ImportError> {
-    let img = doc.as_json().images.get(index).ok_or_else(|| malformed(format!("image {index} does not exist")))?;
+    let img = doc
+        .as_json()
+        .images
+        .get(index)
+        .ok_or_else(|| malformed(format!("image {index} does not exist")))?;
     let bytes = match (&img.buffer_view, &img.uri) {
         (Some(v), _) => {
-            let view = doc.views().nth(v.value()).ok_or_else(|| malformed(format!("image {index}: missing buffer view")))?;
+            let view = doc
+                .views()
+                .nth(v.value())
+                .ok_or_else(|| malformed(format!("image {index}: missing buffer view")))?;
             let (start, end) = view_range(&view, buffers)?;
             buffers[view.buffer().index()][start..end].to_vec()
         }
         (None, Some(uri)) => load_uri(uri, resolve, limits.max_file_bytes)?,
-        (None, None) => return Err(malformed(format!("image {index} has neither uri nor bufferView"))),
+        (None, None) => {
+            return Err(malformed(format!(
+                "image {index} has neither uri nor bufferView"
+            )));
+        }
     };
     let reader = image::ImageReader::new(Cursor::new(&bytes))
         .with_guessed_format()
@@ -733,10 +991,24 @@ fn load_image(
             return Ok(None);
         }
     }
-    limit("texture count", textures.len() as u64 + 1, limits.max_textures as u64)?;
-    let (w, h) = reader.into_dimensions().map_err(|e| malformed(format!("image {index}: {e}")))?;
-    limit(format!("image {index} width"), u64::from(w), u64::from(limits.max_texture_dim))?;
-    limit(format!("image {index} height"), u64::from(h), u64::from(limits.max_texture_dim))?;
+    limit(
+        "texture count",
+        textures.len() as u64 + 1,
+        limits.max_textures as u64,
+    )?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| malformed(format!("image {index}: {e}")))?;
+    limit(
+        format!("image {index} width"),
+        u64::from(w),
+        u64::from(limits.max_texture_dim),
+    )?;
+    limit(
+        format!("image {index} height"),
+        u64::from(h),
+        u64::from(limits.max_texture_dim),
+    )?;
     let decoded = image::ImageReader::new(Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| malformed(format!("image {index}: {e}")))?
@@ -763,7 +1035,10 @@ mod tests {
         assert!(has_scheme("http://x"));
         assert!(!has_scheme("Box With Spaces.bin"));
         assert!(!has_scheme("dir/file.bin"));
-        assert_eq!(percent_decode("Box%20With%20Spaces.bin").unwrap(), "Box With Spaces.bin");
+        assert_eq!(
+            percent_decode("Box%20With%20Spaces.bin").unwrap(),
+            "Box With Spaces.bin"
+        );
         assert!(percent_decode("bad%2").is_err());
         assert_eq!(json_depth(br#"{"a":[1,{"b":"]]]]{{"}]}"#), 3);
     }

@@ -23,7 +23,11 @@ impl Default for Transform {
 
 impl Transform {
     /// The identity transform.
-    pub const IDENTITY: Self = Self { translation: Vec3::ZERO, rotation: Quat::IDENTITY, scale: Vec3::ONE };
+    pub const IDENTITY: Self = Self {
+        translation: Vec3::ZERO,
+        rotation: Quat::IDENTITY,
+        scale: Vec3::ONE,
+    };
 
     /// The transform as a column-major matrix.
     pub fn to_matrix(&self) -> Mat4 {
@@ -36,7 +40,11 @@ impl Transform {
             return None;
         }
         let (scale, rotation, translation) = m.to_scale_rotation_translation();
-        let t = Self { translation, rotation, scale };
+        let t = Self {
+            translation,
+            rotation,
+            scale,
+        };
         t.is_finite().then_some(t)
     }
 
@@ -63,7 +71,10 @@ impl Default for Aabb {
 
 impl Aabb {
     /// An empty box: `union` with anything gives that thing.
-    pub const EMPTY: Self = Self { min: Vec3::splat(f32::INFINITY), max: Vec3::splat(f32::NEG_INFINITY) };
+    pub const EMPTY: Self = Self {
+        min: Vec3::splat(f32::INFINITY),
+        max: Vec3::splat(f32::NEG_INFINITY),
+    };
 
     /// True when the box contains no point.
     pub fn is_empty(&self) -> bool {
@@ -72,12 +83,18 @@ impl Aabb {
 
     /// The smallest box holding the given points.
     pub fn from_points(points: impl IntoIterator<Item = Vec3>) -> Self {
-        points.into_iter().fold(Self::EMPTY, |b, p| Self { min: b.min.min(p), max: b.max.max(p) })
+        points.into_iter().fold(Self::EMPTY, |b, p| Self {
+            min: b.min.min(p),
+            max: b.max.max(p),
+        })
     }
 
     /// The smallest box holding both.
     pub fn union(&self, other: &Self) -> Self {
-        Self { min: self.min.min(other.min), max: self.max.max(other.max) }
+        Self {
+            min: self.min.min(other.min),
+            max: self.max.max(other.max),
+        }
     }
 
     /// The box after transforming its eight corners.
@@ -230,11 +247,19 @@ pub struct Model {
 impl Model {
     /// Triangles over all meshes (each mesh counted once, however many nodes draw it).
     pub fn triangle_count(&self) -> usize {
-        self.meshes.iter().flat_map(|m| &m.primitives).map(Primitive::triangle_count).sum()
+        self.meshes
+            .iter()
+            .flat_map(|m| &m.primitives)
+            .map(Primitive::triangle_count)
+            .sum()
     }
 
     /// Vertices over all meshes.
     pub fn vertex_count(&self) -> usize {
-        self.meshes.iter().flat_map(|m| &m.primitives).map(|p| p.positions.len()).sum()
+        self.meshes
+            .iter()
+            .flat_map(|m| &m.primitives)
+            .map(|p| p.positions.len())
+            .sum()
     }
 }

@@ -115,7 +115,14 @@ impl Default for Scene {
 impl Scene {
     /// An empty scene holding at most `max_entities` entities.
     pub fn new(max_entities: usize) -> Self {
-        Self { entities: HashMap::new(), roots: Vec::new(), models: Vec::new(), next_id: 1, max_entities, revision: 0 }
+        Self {
+            entities: HashMap::new(),
+            roots: Vec::new(),
+            models: Vec::new(),
+            next_id: 1,
+            max_entities,
+            revision: 0,
+        }
     }
 
     /// Bumped by every change; the render loop uses it to tell whether anything moved.
@@ -140,7 +147,10 @@ impl Scene {
 
     /// All models with their ids.
     pub fn models(&self) -> impl Iterator<Item = (ModelId, &Arc<Model>)> {
-        self.models.iter().enumerate().map(|(i, m)| (ModelId(i as u32), m))
+        self.models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (ModelId(i as u32), m))
     }
 
     /// Creates an entity under `parent` (or as a root).
@@ -164,10 +174,20 @@ impl Scene {
         }
         let id = EntityId(self.next_id);
         self.next_id += 1;
-        let parent_world = parent.and_then(|p| self.entities.get(&p)).map_or(Mat4::IDENTITY, |e| e.world);
+        let parent_world = parent
+            .and_then(|p| self.entities.get(&p))
+            .map_or(Mat4::IDENTITY, |e| e.world);
         self.entities.insert(
             id,
-            Entity { name, parent, children: Vec::new(), local, world: parent_world * local.to_matrix(), mesh, visible: true },
+            Entity {
+                name,
+                parent,
+                children: Vec::new(),
+                local,
+                world: parent_world * local.to_matrix(),
+                mesh,
+                visible: true,
+            },
         );
         match parent.and_then(|p| self.entities.get_mut(&p)) {
             Some(p) => p.children.push(id),
@@ -188,14 +208,26 @@ impl Scene {
         let mut triangles = 0u64;
         let mut entities = 1u32;
         // Iterative walk: import guarantees a forest, but depth is still bounded by the stack here.
-        let mut stack: Vec<(usize, EntityId)> = model.roots.iter().rev().map(|&n| (n, root)).collect();
+        let mut stack: Vec<(usize, EntityId)> =
+            model.roots.iter().rev().map(|&n| (n, root)).collect();
         while let Some((node_index, parent)) = stack.pop() {
-            let Some(node) = model.nodes.get(node_index) else { continue };
+            let Some(node) = model.nodes.get(node_index) else {
+                continue;
+            };
             let mesh = node.mesh.filter(|&m| m < model.meshes.len());
             if let Some(m) = mesh {
-                triangles += model.meshes[m].primitives.iter().map(|p| p.triangle_count() as u64).sum::<u64>();
+                triangles += model.meshes[m]
+                    .primitives
+                    .iter()
+                    .map(|p| p.triangle_count() as u64)
+                    .sum::<u64>();
             }
-            let id = self.spawn(node.name.clone(), Some(parent), node.local, mesh.map(|m| (model_id, m)))?;
+            let id = self.spawn(
+                node.name.clone(),
+                Some(parent),
+                node.local,
+                mesh.map(|m| (model_id, m)),
+            )?;
             entities += 1;
             stack.extend(node.children.iter().rev().map(|&c| (c, id)));
         }
@@ -216,11 +248,18 @@ impl Scene {
     }
 
     /// Sets an entity's local transform.
-    pub fn set_local_transform(&mut self, id: EntityId, local: Transform) -> Result<(), SceneError> {
+    pub fn set_local_transform(
+        &mut self,
+        id: EntityId,
+        local: Transform,
+    ) -> Result<(), SceneError> {
         if !local.is_finite() {
             return Err(SceneError::NonFiniteTransform);
         }
-        let e = self.entities.get_mut(&id).ok_or(SceneError::NoSuchEntity(id.0))?;
+        let e = self
+            .entities
+            .get_mut(&id)
+            .ok_or(SceneError::NoSuchEntity(id.0))?;
         e.local = local;
         self.revision += 1;
         Ok(())
@@ -228,7 +267,10 @@ impl Scene {
 
     /// Shows or hides an entity and its subtree.
     pub fn set_visible(&mut self, id: EntityId, visible: bool) -> Result<(), SceneError> {
-        let e = self.entities.get_mut(&id).ok_or(SceneError::NoSuchEntity(id.0))?;
+        let e = self
+            .entities
+            .get_mut(&id)
+            .ok_or(SceneError::NoSuchEntity(id.0))?;
         e.visible = visible;
         self.revision += 1;
         Ok(())
@@ -236,7 +278,8 @@ impl Scene {
 
     /// Recomputes every world matrix from the roots down (iteratively: deep trees are fine).
     pub fn update_world_transforms(&mut self) {
-        let mut stack: Vec<(EntityId, Mat4)> = self.roots.iter().map(|&r| (r, Mat4::IDENTITY)).collect();
+        let mut stack: Vec<(EntityId, Mat4)> =
+            self.roots.iter().map(|&r| (r, Mat4::IDENTITY)).collect();
         while let Some((id, parent_world)) = stack.pop() {
             if let Some(e) = self.entities.get_mut(&id) {
                 e.world = parent_world * e.local.to_matrix();
@@ -254,7 +297,9 @@ impl Scene {
         let mut bounds = Aabb::EMPTY;
         let mut stack = vec![id];
         while let Some(id) = stack.pop() {
-            let Some(e) = self.entities.get(&id) else { continue };
+            let Some(e) = self.entities.get(&id) else {
+                continue;
+            };
             if let Some(mesh) = self.mesh_of(e) {
                 for p in &mesh.primitives {
                     bounds = bounds.union(&p.bounds.transformed(&e.world));
@@ -275,12 +320,19 @@ impl Scene {
         let mut out = Vec::new();
         let mut stack: Vec<EntityId> = self.roots.iter().rev().copied().collect();
         while let Some(id) = stack.pop() {
-            let Some(e) = self.entities.get(&id) else { continue };
+            let Some(e) = self.entities.get(&id) else {
+                continue;
+            };
             if !e.visible {
                 continue;
             }
             if let Some((model, mesh)) = e.mesh {
-                out.push(Drawable { entity: id, world: e.world, model, mesh });
+                out.push(Drawable {
+                    entity: id,
+                    world: e.world,
+                    model,
+                    mesh,
+                });
             }
             stack.extend(e.children.iter().rev().copied());
         }
@@ -296,11 +348,16 @@ impl Scene {
             .flat_map(|m| &m.primitives)
             .map(|p| p.triangle_count() as u64)
             .sum();
-        SceneStats { entities: self.entities.len() as u64, triangles, models: self.models.len() as u64 }
+        SceneStats {
+            entities: self.entities.len() as u64,
+            triangles,
+            models: self.models.len() as u64,
+        }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::model::{Mesh, ModelNode, Primitive};
@@ -313,13 +370,35 @@ mod tests {
             uvs: vec![[0.0; 2]; 3],
             indices: vec![0, 1, 2],
             material: None,
-            bounds: Aabb { min: Vec3::ZERO, max: Vec3::new(1.0, 1.0, 0.0) },
+            bounds: Aabb {
+                min: Vec3::ZERO,
+                max: Vec3::new(1.0, 1.0, 0.0),
+            },
         };
         Model {
-            meshes: vec![Mesh { name: None, primitives: vec![prim] }],
+            meshes: vec![Mesh {
+                name: None,
+                primitives: vec![prim],
+            }],
             nodes: vec![
-                ModelNode { name: Some("parent".into()), local: Transform { translation: Vec3::X * 10.0, ..Transform::IDENTITY }, mesh: None, children: vec![1] },
-                ModelNode { name: Some("child".into()), local: Transform { translation: Vec3::Y * 5.0, ..Transform::IDENTITY }, mesh: Some(0), children: vec![] },
+                ModelNode {
+                    name: Some("parent".into()),
+                    local: Transform {
+                        translation: Vec3::X * 10.0,
+                        ..Transform::IDENTITY
+                    },
+                    mesh: None,
+                    children: vec![1],
+                },
+                ModelNode {
+                    name: Some("child".into()),
+                    local: Transform {
+                        translation: Vec3::Y * 5.0,
+                        ..Transform::IDENTITY
+                    },
+                    mesh: Some(0),
+                    children: vec![],
+                },
             ],
             roots: vec![0],
             ..Model::default()
@@ -336,11 +415,25 @@ mod tests {
         assert_eq!(info.bounds.max, Vec3::new(11.0, 6.0, 0.0));
         let d = scene.drawables();
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].world.transform_point3(Vec3::ZERO), Vec3::new(10.0, 5.0, 0.0));
+        assert_eq!(
+            d[0].world.transform_point3(Vec3::ZERO),
+            Vec3::new(10.0, 5.0, 0.0)
+        );
 
-        scene.set_local_transform(info.root, Transform { translation: Vec3::Z, ..Transform::IDENTITY }).unwrap();
+        scene
+            .set_local_transform(
+                info.root,
+                Transform {
+                    translation: Vec3::Z,
+                    ..Transform::IDENTITY
+                },
+            )
+            .unwrap();
         scene.update_world_transforms();
-        assert_eq!(scene.drawables()[0].world.transform_point3(Vec3::ZERO), Vec3::new(10.0, 5.0, 1.0));
+        assert_eq!(
+            scene.drawables()[0].world.transform_point3(Vec3::ZERO),
+            Vec3::new(10.0, 5.0, 1.0)
+        );
     }
 
     #[test]
@@ -350,15 +443,27 @@ mod tests {
         scene.set_visible(info.root, false).unwrap();
         assert!(scene.drawables().is_empty());
         assert_eq!(scene.stats().triangles, 0);
-        assert_eq!(scene.set_visible(EntityId(999), true), Err(SceneError::NoSuchEntity(999)));
-        let bad = Transform { translation: Vec3::splat(f32::NAN), ..Transform::IDENTITY };
-        assert_eq!(scene.set_local_transform(info.root, bad), Err(SceneError::NonFiniteTransform));
+        assert_eq!(
+            scene.set_visible(EntityId(999), true),
+            Err(SceneError::NoSuchEntity(999))
+        );
+        let bad = Transform {
+            translation: Vec3::splat(f32::NAN),
+            ..Transform::IDENTITY
+        };
+        assert_eq!(
+            scene.set_local_transform(info.root, bad),
+            Err(SceneError::NonFiniteTransform)
+        );
     }
 
     #[test]
     fn entity_budget_is_enforced() {
         let mut scene = Scene::new(2);
-        assert_eq!(scene.add_model("tri", triangle_model()), Err(SceneError::TooManyEntities(2)));
+        assert_eq!(
+            scene.add_model("tri", triangle_model()),
+            Err(SceneError::TooManyEntities(2))
+        );
         assert_eq!(scene.stats().entities, 0);
     }
 }

@@ -14,12 +14,17 @@ fn assets() -> PathBuf {
 }
 
 fn corpus() -> Option<PathBuf> {
-    let p = std::env::var_os("FARVIEW_CORPUS")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"), PathBuf::from);
+    let p = std::env::var_os("FARVIEW_CORPUS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
+        PathBuf::from,
+    );
     if p.is_dir() {
         Some(p)
     } else {
-        eprintln!("skipping: corpus not found at {} (set FARVIEW_CORPUS)", p.display());
+        eprintln!(
+            "skipping: corpus not found at {} (set FARVIEW_CORPUS)",
+            p.display()
+        );
         None
     }
 }
@@ -49,8 +54,13 @@ fn triangle(indices: bool, normals: bool) -> String {
                 buf.extend_from_slice(&c.to_le_bytes());
             }
         }
-        views.push(format!(r#"{{"buffer":0,"byteOffset":{off},"byteLength":36}}"#));
-        accessors.push(format!(r#"{{"bufferView":{},"componentType":5126,"count":3,"type":"VEC3"}}"#, views.len() - 1));
+        views.push(format!(
+            r#"{{"buffer":0,"byteOffset":{off},"byteLength":36}}"#
+        ));
+        accessors.push(format!(
+            r#"{{"bufferView":{},"componentType":5126,"count":3,"type":"VEC3"}}"#,
+            views.len() - 1
+        ));
         attrs.push_str(&format!(r#","NORMAL":{}"#, accessors.len() - 1));
     }
     let mut idx = String::new();
@@ -59,8 +69,13 @@ fn triangle(indices: bool, normals: bool) -> String {
         for i in [0u16, 1, 2, 0] {
             buf.extend_from_slice(&i.to_le_bytes());
         }
-        views.push(format!(r#"{{"buffer":0,"byteOffset":{off},"byteLength":6}}"#));
-        accessors.push(format!(r#"{{"bufferView":{},"componentType":5123,"count":3,"type":"SCALAR"}}"#, views.len() - 1));
+        views.push(format!(
+            r#"{{"buffer":0,"byteOffset":{off},"byteLength":6}}"#
+        ));
+        accessors.push(format!(
+            r#"{{"bufferView":{},"componentType":5123,"count":3,"type":"SCALAR"}}"#,
+            views.len() - 1
+        ));
         idx = format!(r#","indices":{}"#, accessors.len() - 1);
     }
     format!(
@@ -81,7 +96,12 @@ fn no_files(uri: &str) -> Result<Vec<u8>, farview_scene::ImportError> {
 #[test]
 fn a_data_uri_triangle_imports_with_or_without_indices_and_normals() {
     for (indices, normals) in [(true, true), (false, true), (true, false), (false, false)] {
-        let m = import_gltf(triangle(indices, normals).as_bytes(), &mut no_files, &ImportLimits::default()).unwrap();
+        let m = import_gltf(
+            triangle(indices, normals).as_bytes(),
+            &mut no_files,
+            &ImportLimits::default(),
+        )
+        .unwrap();
         assert_eq!(m.triangle_count(), 1, "indices {indices} normals {normals}");
         let p = &m.meshes[0].primitives[0];
         assert_eq!(p.bounds.max.to_array(), [1.0, 2.0, 0.0]);
@@ -89,7 +109,10 @@ fn a_data_uri_triangle_imports_with_or_without_indices_and_normals() {
         for n in &p.normals {
             let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
             assert!((len - 1.0).abs() < 1e-5);
-            assert!((n[2] - 1.0).abs() < 1e-5, "flat normal of a triangle in the XY plane faces +Z: {n:?}");
+            assert!(
+                (n[2] - 1.0).abs() < 1e-5,
+                "flat normal of a triangle in the XY plane faces +Z: {n:?}"
+            );
         }
         assert_eq!(m.roots, vec![0]);
         assert_eq!(m.nodes[0].local.translation.z, -1.0);
@@ -101,11 +124,14 @@ fn paths_are_sandboxed_to_the_assets_root() {
     let root = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("x.gltf"), triangle(true, true)).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("x.gltf"), root.path().join("link.gltf")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("x.gltf"), root.path().join("link.gltf"))
+        .unwrap();
     std::fs::write(root.path().join("ok.gltf"), triangle(true, true)).unwrap();
-    let traversal = r#"{"asset":{"version":"2.0"},"buffers":[{"byteLength":4,"uri":"../../etc/passwd"}]}"#;
+    let traversal =
+        r#"{"asset":{"version":"2.0"},"buffers":[{"byteLength":4,"uri":"../../etc/passwd"}]}"#;
     std::fs::write(root.path().join("trav.gltf"), traversal).unwrap();
-    let scheme = r#"{"asset":{"version":"2.0"},"buffers":[{"byteLength":4,"uri":"file:///etc/passwd"}]}"#;
+    let scheme =
+        r#"{"asset":{"version":"2.0"},"buffers":[{"byteLength":4,"uri":"file:///etc/passwd"}]}"#;
     std::fs::write(root.path().join("scheme.gltf"), scheme).unwrap();
 
     let l = ImportLimits::default();
@@ -126,11 +152,22 @@ fn paths_are_sandboxed_to_the_assets_root() {
 
 #[test]
 fn limits_are_checked_before_allocation() {
-    let tight = ImportLimits { max_accessor_count: 2, ..ImportLimits::default() };
+    let tight = ImportLimits {
+        max_accessor_count: 2,
+        ..ImportLimits::default()
+    };
     let err = import_gltf(triangle(true, true).as_bytes(), &mut no_files, &tight).unwrap_err();
     assert_eq!(err.kind(), ImportErrorKind::LimitExceeded, "{err}");
-    let small = ImportLimits { max_file_bytes: 10, ..ImportLimits::default() };
-    assert_eq!(import_gltf(triangle(true, true).as_bytes(), &mut no_files, &small).unwrap_err().kind(), ImportErrorKind::LimitExceeded);
+    let small = ImportLimits {
+        max_file_bytes: 10,
+        ..ImportLimits::default()
+    };
+    assert_eq!(
+        import_gltf(triangle(true, true).as_bytes(), &mut no_files, &small)
+            .unwrap_err()
+            .kind(),
+        ImportErrorKind::LimitExceeded
+    );
 }
 
 #[test]
@@ -155,7 +192,11 @@ fn json_triangles(path: &Path) -> Option<(usize, usize)> {
     for mesh in v["meshes"].as_array().into_iter().flatten() {
         for p in mesh["primitives"].as_array()? {
             let count = |i: &serde_json::Value| acc.get(i.as_u64()? as usize)?["count"].as_u64();
-            let n = if p["indices"].is_null() { count(&p["attributes"]["POSITION"])? } else { count(&p["indices"])? } as usize;
+            let n = if p["indices"].is_null() {
+                count(&p["attributes"]["POSITION"])?
+            } else {
+                count(&p["indices"])?
+            } as usize;
             tris += match p["mode"].as_u64().unwrap_or(4) {
                 4 => n / 3,
                 5 | 6 => n.saturating_sub(2),
@@ -179,23 +220,32 @@ fn khronos_corpus_loads_or_fails_as_unsupported() {
         match import_file(&root, path, &ImportLimits::default()) {
             Ok(model) => {
                 ok += 1;
-                if path.ends_with(".gltf") {
-                    if let Some((tris, nodes)) = json_triangles(&root.join(path)) {
-                        assert_eq!(model.triangle_count(), tris, "{path}: triangle count");
-                        assert_eq!(model.nodes.len(), nodes, "{path}: node count");
-                        checked += 1;
-                    }
+                if path.ends_with(".gltf")
+                    && let Some((tris, nodes)) = json_triangles(&root.join(path))
+                {
+                    assert_eq!(model.triangle_count(), tris, "{path}: triangle count");
+                    assert_eq!(model.nodes.len(), nodes, "{path}: node count");
+                    checked += 1;
                 }
             }
             Err(e) if e.kind() == ImportErrorKind::Unsupported => {
-                assert!(features.contains("required:"), "{path} failed as unsupported without a required extension: {e}");
+                assert!(
+                    features.contains("required:"),
+                    "{path} failed as unsupported without a required extension: {e}"
+                );
                 unsupported += 1;
             }
             Err(e) => panic!("{path}: {e}"),
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "{path} took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{path} took {:?}",
+            t.elapsed()
+        );
     }
-    eprintln!("khronos: {ok} loaded ({checked} counts checked against JSON), {unsupported} unsupported");
+    eprintln!(
+        "khronos: {ok} loaded ({checked} counts checked against JSON), {unsupported} unsupported"
+    );
     assert!(ok > 60);
 }
 
@@ -209,7 +259,11 @@ fn bad_corpus_files_are_rejected_with_typed_errors() {
         let (file, expected) = (cols[0], cols[2]);
         let t = Instant::now();
         let result = import_file(&bad, file, &ImportLimits::default());
-        assert!(t.elapsed() < Duration::from_secs(5), "{file} took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{file} took {:?}",
+            t.elapsed()
+        );
         match (&result, expected) {
             (Err(e), _) => eprintln!("{file:34} {:?}: {e}", e.kind()),
             (Ok(_), "reject-or-tolerate") => eprintln!("{file:34} tolerated"),

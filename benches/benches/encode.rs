@@ -1,0 +1,75 @@
+//! Colour conversion (RGBA → I420, BT.709) and H.264 encode per frame at 1280x720, on a real
+//! rendered frame of the asset model so the encoder sees realistic content.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use farview_benches::{framing_camera, scene_with};
+use farview_encode::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder, rgba_to_i420};
+use farview_render::{AdapterChoice, FrameRenderer, GpuContext, Lighting};
+
+const W: u32 = 1280;
+const H: u32 = 720;
+
+/// Frames of a slow orbit, rendered once up front.
+fn rendered_frames(n: usize) -> Vec<Vec<u8>> {
+    let (scene, info) = scene_with("Fox/Fox.glb").unwrap();
+    let gpu = GpuContext::new(AdapterChoice::Auto).unwrap();
+    let mut r = FrameRenderer::new(&gpu, W, H, Lighting::default()).unwrap();
+    let base = framing_camera(&info);
+    (0..n)
+        .map(|i| {
+            let mut cam = base;
+            let angle = i as f32 * 0.02;
+            cam.position = glam::Quat::from_rotation_y(angle)
+                * (base.position - info.bounds.center())
+                + info.bounds.center();
+            cam.rotation = glam::Quat::from_rotation_y(angle) * base.rotation;
+            r.render_blocking(&scene, &cam).unwrap()
+        })
+        .collect()
+}
+
+fn encode(c: &mut Criterion) {
+    let frames = rendered_frames(30);
+    let mut group = c.benchmark_group("encode_1280x720");
+    group.sample_size(30);
+    let mut i420 = I420Frame::new(W, H).unwrap();
+    group.bench_function("rgba_to_i420", |b| {
+        b.iter(|| rgba_to_i420(&frames[0], W as usize * 4, &mut i420).unwrap())
+    });
+
+    let yuv: Vec<I420Frame> = frames
+        .iter()
+        .map(|f| {
+            let mut y = I420Frame::new(W, H).unwrap();
+            rgba_to_i420(f, W as usize * 4, &mut y).unwrap();
+            y
+        })
+        .collect();
+    let settings = EncoderSettings {
+        width: W,
+        height: H,
+        bitrate_bps: 8_000_000,
+        max_fps: 60.0,
+        ..Default::default()
+    };
+    let mut enc = OpenH264Encoder::new(settings).unwrap();
+    let mut k = 0usize;
+    group.bench_function("openh264_p_frame", |b| {
+        b.iter(|| {
+            k += 1;
+            enc.encode(&yuv[k % yuv.len()], false).unwrap()
+        })
+    });
+    group.bench_function("openh264_idr_frame", |b| {
+        b.iter(|| {
+            k += 1;
+            enc.encode(&yuv[k % yuv.len()], true).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, encode);
+criterion_main!(benches);

@@ -1,0 +1,35 @@
+//! Shared helpers for Farview's criterion benches and the `farview-bench` binary.
+
+use std::path::PathBuf;
+
+use farview_render::Camera;
+use farview_scene::{ImportLimits, ModelInfo, Scene};
+use glam::Vec3;
+
+/// The repository's `assets/` directory.
+pub fn assets_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets")
+}
+
+/// Loads a model from `assets/` into a new scene.
+pub fn scene_with(path: &str) -> anyhow::Result<(Scene, ModelInfo)> {
+    let model = farview_scene::import_file(&assets_root(), path, &ImportLimits::default())?;
+    let mut scene = Scene::default();
+    let info = scene.add_model(path, model)?;
+    Ok((scene, info))
+}
+
+/// A camera framing the model's bounds from the front, slightly above.
+pub fn framing_camera(info: &ModelInfo) -> Camera {
+    let c = info.bounds.center();
+    let r = (info.bounds.size().length() * 0.5).max(1e-3);
+    let fov = 45f32.to_radians();
+    let d = r / (fov * 0.5).sin() * 1.1;
+    Camera::looking_at(
+        c + Vec3::new(0.3, 0.3, 1.0).normalize() * d,
+        c,
+        fov,
+        (d - r).max(d * 0.01) * 0.5,
+        (d + r) * 2.0,
+    )
+}

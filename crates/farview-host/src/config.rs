@@ -1,0 +1,336 @@
+//! The host's configuration: one typed struct, read from a TOML file, then environment variables
+//! (`FARVIEW_*`), then command-line flags, each overriding the one before. Defaults serve the demo.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use farview_render::AdapterChoice;
+use serde::{Deserialize, Serialize};
+
+/// Default QUIC (UDP) listen address.
+pub const DEFAULT_QUIC_ADDR: &str = "127.0.0.1:4433";
+/// Default HTTP (TCP) listen address.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+
+/// Everything the host needs to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the certificate, its fingerprint and (later) session records live.
+    pub data_dir: PathBuf,
+    /// QUIC listen address for devices.
+    pub quic_addr: SocketAddr,
+    /// HTTP listen address (health, API).
+    pub http_addr: SocketAddr,
+    /// Models are loaded only from below this directory.
+    pub assets_root: PathBuf,
+    /// Which GPU adapter to render on: auto, hardware, software, vulkan, gl.
+    pub adapter: String,
+    /// Stream settings.
+    pub stream: StreamConfig,
+    /// Most devices streaming at once; more are refused.
+    pub max_connections: usize,
+}
+
+/// Per-stream rendering and encoding settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Frame width in pixels (even).
+    pub width: u32,
+    /// Frame height in pixels (even).
+    pub height: u32,
+    /// Target frame rate.
+    pub fps: f32,
+    /// Encoder target bitrate in bits per second.
+    pub bitrate_bps: u32,
+    /// Seconds between forced IDR frames; 0 means only at start and on request.
+    pub keyframe_interval_s: f32,
+    /// Frames older than this (from render start) are not sent; the group is reset and the
+    /// next frame is a keyframe. Bounds latency when the device cannot keep up.
+    pub max_frame_age_ms: u64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            width: 1280,
+            height: 720,
+            fps: 60.0,
+            bitrate_bps: 8_000_000,
+            keyframe_interval_s: 0.0,
+            max_frame_age_ms: 250,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("farview-data"),
+            quic_addr: parse_addr(DEFAULT_QUIC_ADDR),
+            http_addr: parse_addr(DEFAULT_HTTP_ADDR),
+            assets_root: PathBuf::from("assets"),
+            adapter: "auto".into(),
+            stream: StreamConfig::default(),
+            max_connections: 4,
+        }
+    }
+}
+
+fn parse_addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for [`Config`].
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {field}: {message}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The adapter choice, parsed.
+    pub fn adapter_choice(&self) -> Result<AdapterChoice, ConfigError> {
+        self.adapter
+            .parse()
+            .map_err(|message| ConfigError::Invalid {
+                field: "adapter",
+                message,
+            })
+    }
+
+    /// Checks ranges so a bad value fails at start, not mid-stream.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.stream;
+        let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
+        if !(16..=7680).contains(&s.width) || !s.width.is_multiple_of(2) {
+            return invalid(
+                "stream.width",
+                format!("{} must be even, 16..=7680", s.width),
+            );
+        }
+        if !(16..=4320).contains(&s.height) || !s.height.is_multiple_of(2) {
+            return invalid(
+                "stream.height",
+                format!("{} must be even, 16..=4320", s.height),
+            );
+        }
+        if !(s.fps.is_finite() && (1.0..=240.0).contains(&s.fps)) {
+            return invalid("stream.fps", format!("{} must be in 1..=240", s.fps));
+        }
+        if !(100_000..=200_000_000).contains(&s.bitrate_bps) {
+            return invalid(
+                "stream.bitrate_bps",
+                format!("{} must be in 100000..=200000000", s.bitrate_bps),
+            );
+        }
+        if !(s.keyframe_interval_s.is_finite() && (0.0..=3600.0).contains(&s.keyframe_interval_s)) {
+            return invalid(
+                "stream.keyframe_interval_s",
+                format!("{} must be in 0..=3600", s.keyframe_interval_s),
+            );
+        }
+        if !(10..=60_000).contains(&s.max_frame_age_ms) {
+            return invalid(
+                "stream.max_frame_age_ms",
+                format!("{} must be in 10..=60000", s.max_frame_age_ms),
+            );
+        }
+        if !(1..=64).contains(&self.max_connections) {
+            return invalid(
+                "max_connections",
+                format!("{} must be in 1..=64", self.max_connections),
+            );
+        }
+        self.adapter_choice().map(|_| ())
+    }
+}
+
+/// Command-line flags; each also reads a `FARVIEW_*` environment variable.
+#[derive(Debug, Clone, Parser, Default)]
+#[command(
+    name = "farview-host",
+    version,
+    about = "Farview remote rendering host node"
+)]
+pub struct Cli {
+    /// TOML config file (values there are overridden by env vars and flags).
+    #[arg(long, env = "FARVIEW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (certificate, fingerprint).
+    #[arg(long, env = "FARVIEW_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// QUIC listen address.
+    #[arg(long, env = "FARVIEW_QUIC_ADDR")]
+    pub quic_addr: Option<SocketAddr>,
+    /// HTTP listen address.
+    #[arg(long, env = "FARVIEW_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Root directory of loadable models.
+    #[arg(long, env = "FARVIEW_ASSETS_ROOT")]
+    pub assets_root: Option<PathBuf>,
+    /// GPU adapter: auto, hardware, software, vulkan, gl.
+    #[arg(long, env = "FARVIEW_ADAPTER")]
+    pub adapter: Option<String>,
+    /// Frame width.
+    #[arg(long, env = "FARVIEW_WIDTH")]
+    pub width: Option<u32>,
+    /// Frame height.
+    #[arg(long, env = "FARVIEW_HEIGHT")]
+    pub height: Option<u32>,
+    /// Target frames per second.
+    #[arg(long, env = "FARVIEW_FPS")]
+    pub fps: Option<f32>,
+    /// Encoder bitrate in bits per second.
+    #[arg(long, env = "FARVIEW_BITRATE")]
+    pub bitrate: Option<u32>,
+    /// Seconds between IDR frames (0: start and on request only).
+    #[arg(long, env = "FARVIEW_KEYFRAME_INTERVAL")]
+    pub keyframe_interval: Option<f32>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl Cli {
+    /// Builds the effective configuration: defaults, then the file, then env and flags.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if let Some(v) = self.quic_addr {
+            c.quic_addr = v;
+        }
+        if let Some(v) = self.http_addr {
+            c.http_addr = v;
+        }
+        if let Some(v) = self.assets_root {
+            c.assets_root = v;
+        }
+        if let Some(v) = self.adapter {
+            c.adapter = v;
+        }
+        if let Some(v) = self.width {
+            c.stream.width = v;
+        }
+        if let Some(v) = self.height {
+            c.stream.height = v;
+        }
+        if let Some(v) = self.fps {
+            c.stream.fps = v;
+        }
+        if let Some(v) = self.bitrate {
+            c.stream.bitrate_bps = v;
+        }
+        if let Some(v) = self.keyframe_interval {
+            c.stream.keyframe_interval_s = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_layers_override_in_order() {
+        Config::default().validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.toml");
+        std::fs::write(
+            &file,
+            "quic_addr = \"127.0.0.1:5000\"\n[stream]\nwidth = 640\nheight = 360\n",
+        )
+        .unwrap();
+        let cli = Cli {
+            config: Some(file.clone()),
+            height: Some(480),
+            ..Cli::default()
+        };
+        let c = cli.into_config().unwrap();
+        assert_eq!(c.quic_addr.port(), 5000);
+        assert_eq!(c.stream.width, 640);
+        assert_eq!(c.stream.height, 480, "flag overrides file");
+        assert_eq!(c.stream.fps, 60.0, "default kept");
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.toml");
+        std::fs::write(&file, "no_such_key = 1\n").unwrap();
+        assert!(matches!(
+            Config::from_file(&file),
+            Err(ConfigError::Parse { .. })
+        ));
+        let c = Config {
+            stream: StreamConfig {
+                width: 641,
+                ..StreamConfig::default()
+            },
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                field: "stream.width",
+                ..
+            })
+        ));
+        let c = Config {
+            adapter: "metal".into(),
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                field: "adapter",
+                ..
+            })
+        ));
+    }
+}

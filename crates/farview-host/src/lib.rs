@@ -1,0 +1,258 @@
+//! The Farview host node as a library: [`start`] binds the QUIC and HTTP endpoints, opens the GPU
+//! and serves devices until [`HostHandle::shutdown`]. The `farview-host` binary is a thin wrapper;
+//! tests start hosts in-process on free ports.
+
+mod config;
+mod connection;
+mod http;
+mod pipeline;
+mod tap;
+mod time;
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use farview_protocol::CloseCode;
+use farview_render::GpuContext;
+use farview_scene::ImportLimits;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use config::{Cli, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, StreamConfig};
+pub use tap::{FrameTap, TappedFrame};
+pub use tls::{FINGERPRINT_FILE, fingerprint};
+
+/// Errors that stop the host from starting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No usable GPU adapter or device.
+    #[error(transparent)]
+    Render(#[from] farview_render::RenderError),
+    /// The certificate could not be created, loaded or used.
+    #[error("TLS identity in {dir}: {message}")]
+    Tls {
+        /// The data directory.
+        dir: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// An address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The assets root does not exist.
+    #[error("assets root {path} is not a readable directory: {source}")]
+    AssetsRoot {
+        /// The configured path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Programmatic options that are not part of the file/env/flag configuration.
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// Keep copies of rendered frames for comparison (tests and debugging only).
+    pub frame_tap: Option<FrameTap>,
+    /// Use this GPU context instead of opening one (lets tests share a device).
+    pub gpu: Option<GpuContext>,
+}
+
+/// State shared by every connection of the host.
+pub(crate) struct HostContext {
+    pub(crate) config: Config,
+    pub(crate) gpu: GpuContext,
+    pub(crate) assets_root: PathBuf,
+    pub(crate) import_limits: ImportLimits,
+    pub(crate) tap: Option<FrameTap>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) connections: AtomicUsize,
+    pub(crate) fingerprint: String,
+}
+
+impl HostContext {
+    pub(crate) fn stream_settings(&self) -> pipeline::StreamSettings {
+        let s = &self.config.stream;
+        let kf = (s.keyframe_interval_s > 0.0)
+            .then(|| (s.keyframe_interval_s * s.fps).round().max(1.0) as u32);
+        pipeline::StreamSettings {
+            width: s.width,
+            height: s.height,
+            fps: s.fps,
+            bitrate_bps: s.bitrate_bps,
+            keyframe_interval_frames: kf,
+            max_frame_age: Duration::from_millis(s.max_frame_age_ms),
+        }
+    }
+}
+
+/// A running host.
+pub struct HostHandle {
+    /// Bound QUIC address (the real port when the config asked for port 0).
+    pub quic_addr: SocketAddr,
+    /// Bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// Hex SHA-256 fingerprint of the host certificate.
+    pub fingerprint: String,
+    /// The GPU adapter in use.
+    pub adapter: String,
+    endpoint: quinn::Endpoint,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for HostHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostHandle")
+            .field("quic_addr", &self.quic_addr)
+            .field("http_addr", &self.http_addr)
+            .field("adapter", &self.adapter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostHandle {
+    /// Tells devices the host is going away, closes the endpoints and waits briefly for them.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        // Give connections a moment to send their Closing event.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.endpoint
+            .close(CloseCode::SHUTTING_DOWN.0.into(), b"host is shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+
+    /// Resolves when the host has been asked to shut down (Ctrl-C handling lives in the binary).
+    pub async fn cancelled(&self) {
+        self.shutdown.cancelled().await;
+    }
+}
+
+/// Starts a host: opens the GPU, creates or loads the TLS identity, binds QUIC and HTTP.
+pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, HostError> {
+    config.validate()?;
+    let assets_root =
+        std::fs::canonicalize(&config.assets_root).map_err(|source| HostError::AssetsRoot {
+            path: config.assets_root.clone(),
+            source,
+        })?;
+    let gpu = match options.gpu {
+        Some(gpu) => gpu,
+        None => {
+            let choice = config.adapter_choice()?;
+            tokio::task::spawn_blocking(move || GpuContext::new(choice))
+                .await
+                .map_err(|e| {
+                    farview_render::RenderError::Gpu(format!("adapter setup panicked: {e}"))
+                })??
+        }
+    };
+    let tls_err = |e: &dyn std::fmt::Display| HostError::Tls {
+        dir: config.data_dir.clone(),
+        message: e.to_string(),
+    };
+    let identity = tls::load_or_create(&config.data_dir).map_err(|e| tls_err(&e))?;
+    let server_config = tls::server_config(&identity).map_err(|e| tls_err(&e))?;
+    let endpoint = quinn::Endpoint::server(server_config, config.quic_addr).map_err(|source| {
+        HostError::Bind {
+            addr: config.quic_addr,
+            source,
+        }
+    })?;
+    let quic_addr = endpoint.local_addr().map_err(|source| HostError::Bind {
+        addr: config.quic_addr,
+        source,
+    })?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| HostError::Bind {
+            addr: config.http_addr,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| HostError::Bind {
+            addr: config.http_addr,
+            source,
+        })?;
+
+    let shutdown = CancellationToken::new();
+    let adapter = gpu.summary();
+    let ctx = Arc::new(HostContext {
+        config,
+        gpu,
+        assets_root,
+        import_limits: ImportLimits::default(),
+        tap: options.frame_tap,
+        shutdown: shutdown.clone(),
+        connections: AtomicUsize::new(0),
+        fingerprint: identity.fingerprint.clone(),
+    });
+    tracing::info!(%quic_addr, %http_addr, fingerprint = %identity.fingerprint, %adapter, "host listening");
+
+    let accept = tokio::spawn(accept_loop(endpoint.clone(), ctx.clone()));
+    let http = tokio::spawn(http::serve(http_listener, ctx.clone()));
+    Ok(HostHandle {
+        quic_addr,
+        http_addr,
+        fingerprint: identity.fingerprint,
+        adapter,
+        endpoint,
+        shutdown,
+        tasks: vec![accept, http],
+    })
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<HostContext>) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            _ = ctx.shutdown.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let ctx = ctx.clone();
+        let remote = incoming.remote_address();
+        tokio::spawn(
+            async move {
+                let conn = match incoming.await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "handshake failed");
+                        return;
+                    }
+                };
+                let max = ctx.config.max_connections;
+                if ctx.connections.fetch_add(1, Ordering::SeqCst) >= max {
+                    ctx.connections.fetch_sub(1, Ordering::SeqCst);
+                    tracing::warn!(max, "refusing a device: host at capacity");
+                    conn.close(
+                        CloseCode::AT_CAPACITY.0.into(),
+                        format!("host is at capacity ({max} devices)").as_bytes(),
+                    );
+                    return;
+                }
+                tracing::info!("device connected");
+                connection::serve(conn, ctx.clone()).await;
+                ctx.connections.fetch_sub(1, Ordering::SeqCst);
+                tracing::info!("device disconnected");
+            }
+            .instrument(tracing::info_span!("connection", %remote)),
+        );
+    }
+}

@@ -1,0 +1,34 @@
+//! `farview-host`: runs a host node until Ctrl-C or SIGTERM.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("FARVIEW_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = farview_host::Cli::parse();
+    let print = cli.print_config;
+    let config = cli.into_config()?;
+    if print {
+        println!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    let host = farview_host::start(config, farview_host::HostOptions::default()).await?;
+    println!(
+        "farview-host listening: quic {} http {} fingerprint {}",
+        host.quic_addr, host.http_addr, host.fingerprint
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    host.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,548 @@
+//! One device's frame pipeline: render → convert → encode → send, each stage on its own thread or
+//! task, joined by bounded hand-offs so the frame interval approaches the slowest stage rather
+//! than the sum, and a slow device makes the host drop frames instead of queueing them.
+//!
+//! ```text
+//!  control task ──commands (bounded)──▶ render thread ──RGBA (1 slot)──▶ encode thread
+//!                                                                            │ H.264 (2 slots)
+//!                                                             QUIC ◀── sender task
+//! ```
+//! Drops happen in two places, both counted: the encode thread skips a frame when the sender's
+//! queue is full (nothing was encoded, so the H.264 reference chain stays intact), and the sender
+//! resets the current group's stream when a frame is older than `max_frame_age` or its write
+//! stalls that long; the next frame is then forced to be an IDR that opens a new group.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use farview_encode::{I420Frame, OpenH264Encoder, VideoEncoder, rgba_to_i420};
+use farview_protocol::{FrameHeader, MediaStreamHeader};
+use farview_render::{Camera, FrameRenderer, strip_padding};
+use farview_scene::{Model, ModelInfo, Scene};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::tap::FrameTap;
+use crate::time::now_us;
+
+/// What the control task asks the render thread to do, in order.
+pub(crate) enum RenderCommand {
+    AddModel {
+        seq: u64,
+        name: String,
+        model: Box<Model>,
+        reply: oneshot::Sender<Result<ModelInfo, String>>,
+    },
+    SetCamera {
+        seq: u64,
+        camera: Camera,
+    },
+}
+
+/// Stream settings resolved from the config.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamSettings {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) fps: f32,
+    pub(crate) bitrate_bps: u32,
+    pub(crate) keyframe_interval_frames: Option<u32>,
+    pub(crate) max_frame_age: Duration,
+}
+
+/// Sum and count of one stage's durations, for means in the per-second log.
+#[derive(Default, Debug)]
+pub(crate) struct StageClock {
+    total_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl StageClock {
+    fn record(&self, d: Duration) {
+        self.total_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> (u64, u64) {
+        (
+            self.total_us.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Counters shared by the stages; read by the stats log and tests.
+#[derive(Default, Debug)]
+pub(crate) struct StreamCounters {
+    pub(crate) rendered: AtomicU64,
+    pub(crate) encoded: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) keyframes: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) dropped_encoder_busy: AtomicU64,
+    pub(crate) dropped_stale: AtomicU64,
+    pub(crate) dropped_awaiting_keyframe: AtomicU64,
+    pub(crate) render: StageClock,
+    pub(crate) convert: StageClock,
+    pub(crate) encode: StageClock,
+    pub(crate) send: StageClock,
+}
+
+/// State the control task shares with the stages.
+#[derive(Default, Debug)]
+pub(crate) struct Shared {
+    pub(crate) force_keyframe: AtomicBool,
+    pub(crate) stop: AtomicBool,
+    pub(crate) counters: StreamCounters,
+}
+
+struct RawFrame {
+    number: u64,
+    last_seq: u64,
+    render_start_us: u64,
+    render_end_us: u64,
+    stride: usize,
+    rgba: Vec<u8>,
+}
+
+struct NetFrame {
+    header: FrameHeader,
+    data: Vec<u8>,
+}
+
+/// Why the pipeline stopped on its own.
+pub(crate) type PipelineExit = oneshot::Receiver<String>;
+
+/// A running pipeline. Dropping it stops the stages.
+pub(crate) struct Pipeline {
+    pub(crate) commands: mpsc::SyncSender<RenderCommand>,
+    pub(crate) shared: Arc<Shared>,
+    sender_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.sender_task.abort();
+    }
+}
+
+/// Commands the render thread may have queued; more is back-pressure to the control task.
+const COMMAND_QUEUE: usize = 1024;
+/// Encoded frames waiting for the network.
+const NET_QUEUE: usize = 2;
+
+impl Pipeline {
+    /// Starts the stages for one connection. `renderer` was created by the caller so that a
+    /// failure is reported before anything runs.
+    pub(crate) fn start(
+        renderer: FrameRenderer,
+        settings: StreamSettings,
+        conn: quinn::Connection,
+        tap: Option<FrameTap>,
+    ) -> Result<(Self, PipelineExit), farview_encode::EncodeError> {
+        let encoder = OpenH264Encoder::new(farview_encode::EncoderSettings {
+            width: settings.width,
+            height: settings.height,
+            bitrate_bps: settings.bitrate_bps,
+            max_fps: settings.fps,
+            keyframe_interval: settings.keyframe_interval_frames,
+            threads: 1,
+        })?;
+        let i420 = I420Frame::new(settings.width, settings.height)?;
+        let shared = Arc::new(Shared::default());
+        let (cmd_tx, cmd_rx) = mpsc::sync_channel(COMMAND_QUEUE);
+        let (raw_tx, raw_rx) = mpsc::sync_channel::<RawFrame>(1);
+        let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(3);
+        let (net_tx, net_rx) = tokio::sync::mpsc::channel::<NetFrame>(NET_QUEUE);
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let exit_tx = Arc::new(std::sync::Mutex::new(Some(exit_tx)));
+        let report = move |why: String| {
+            if let Some(tx) = exit_tx.lock().ok().and_then(|mut g| g.take()) {
+                let _ = tx.send(why);
+            }
+        };
+
+        let span = tracing::Span::current();
+        {
+            let (shared, report, span) = (shared.clone(), report.clone(), span.clone());
+            let settings = settings.clone();
+            std::thread::Builder::new()
+                .name("farview-render".into())
+                .spawn(move || {
+                    let _g = span.enter();
+                    if let Err(e) =
+                        render_loop(renderer, settings, cmd_rx, raw_tx, pool_rx, &shared, tap)
+                    {
+                        tracing::error!(error = %e, "render loop failed");
+                        report(format!("render loop failed: {e}"));
+                    }
+                })
+                .map_err(|e| {
+                    farview_encode::EncodeError::Encoder(format!("cannot spawn render thread: {e}"))
+                })?;
+        }
+        {
+            let (shared, report, span) = (shared.clone(), report.clone(), span.clone());
+            std::thread::Builder::new()
+                .name("farview-encode".into())
+                .spawn(move || {
+                    let _g = span.enter();
+                    if let Err(e) = encode_loop(encoder, i420, raw_rx, pool_tx, net_tx, &shared) {
+                        tracing::error!(error = %e, "encode loop failed");
+                        report(format!("encode loop failed: {e}"));
+                    }
+                })
+                .map_err(|e| {
+                    farview_encode::EncodeError::Encoder(format!("cannot spawn encode thread: {e}"))
+                })?;
+        }
+        let sender_task =
+            tokio::spawn(send_loop(conn, net_rx, shared.clone(), settings).instrument(span));
+        Ok((
+            Self {
+                commands: cmd_tx,
+                shared,
+                sender_task,
+            },
+            exit_rx,
+        ))
+    }
+}
+
+fn render_loop(
+    mut renderer: FrameRenderer,
+    settings: StreamSettings,
+    commands: mpsc::Receiver<RenderCommand>,
+    frames: mpsc::SyncSender<RawFrame>,
+    pool: mpsc::Receiver<Vec<u8>>,
+    shared: &Shared,
+    tap: Option<FrameTap>,
+) -> Result<(), String> {
+    let interval = Duration::from_secs_f64(1.0 / f64::from(settings.fps));
+    let mut scene = Scene::default();
+    let mut camera = Camera::default();
+    let mut last_seq = 0u64;
+    let mut number = 0u64;
+    let mut next_tick = Instant::now();
+    loop {
+        // Apply everything that arrived, in order, then wait for the tick while listening.
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match commands.recv_timeout(wait) {
+                Ok(cmd) => apply(cmd, &mut scene, &mut camera, &mut renderer, &mut last_seq),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        next_tick = if next_tick + interval > now {
+            next_tick + interval
+        } else {
+            now + interval
+        };
+
+        let render_start_us = now_us();
+        let t0 = Instant::now();
+        renderer
+            .submit(&scene, &camera, number)
+            .map_err(|e| e.to_string())?;
+        let mut rgba = pool.try_recv().unwrap_or_default();
+        let frame = renderer
+            .collect(true, &mut rgba)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "rendered frame missing from the readback ring".to_string())?;
+        shared.counters.render.record(t0.elapsed());
+        shared.counters.rendered.fetch_add(1, Ordering::Relaxed);
+        if let Some(tap) = &tap {
+            tap.push(
+                frame.tag,
+                frame.width,
+                frame.height,
+                strip_padding(&rgba, frame),
+            );
+        }
+        let raw = RawFrame {
+            number,
+            last_seq,
+            render_start_us,
+            render_end_us: now_us(),
+            stride: frame.stride,
+            rgba,
+        };
+        // Blocks while the encoder is busy with the previous frame: back-pressure, not a queue.
+        if frames.send(raw).is_err() {
+            return Ok(());
+        }
+        number += 1;
+    }
+}
+
+fn apply(
+    cmd: RenderCommand,
+    scene: &mut Scene,
+    camera: &mut Camera,
+    renderer: &mut FrameRenderer,
+    last_seq: &mut u64,
+) {
+    match cmd {
+        RenderCommand::AddModel {
+            seq,
+            name,
+            model,
+            reply,
+        } => {
+            let result = renderer
+                .upload_model(&model)
+                .map_err(|e| e.to_string())
+                .and_then(|uploaded| {
+                    let info = scene.add_model(&name, *model).map_err(|e| e.to_string())?;
+                    renderer.insert_model(info.model, uploaded);
+                    Ok(info)
+                });
+            *last_seq = (*last_seq).max(seq);
+            let _ = reply.send(result);
+        }
+        RenderCommand::SetCamera { seq, camera: c } => {
+            *camera = c;
+            *last_seq = (*last_seq).max(seq);
+        }
+    }
+}
+
+fn encode_loop(
+    mut encoder: OpenH264Encoder,
+    mut i420: I420Frame,
+    frames: mpsc::Receiver<RawFrame>,
+    pool: mpsc::SyncSender<Vec<u8>>,
+    net: tokio::sync::mpsc::Sender<NetFrame>,
+    shared: &Shared,
+) -> Result<(), String> {
+    let c = &shared.counters;
+    let mut first = true;
+    while let Ok(raw) = frames.recv() {
+        let t0 = Instant::now();
+        rgba_to_i420(&raw.rgba, raw.stride, &mut i420).map_err(|e| e.to_string())?;
+        c.convert.record(t0.elapsed());
+        let _ = pool.try_send(raw.rgba);
+        if net.is_closed() {
+            return Ok(());
+        }
+        if net.capacity() == 0 {
+            // Skipped before encoding, so later P-frames still reference frames the device has.
+            c.dropped_encoder_busy.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let force =
+            std::mem::take(&mut first) | shared.force_keyframe.swap(false, Ordering::Relaxed);
+        let t1 = Instant::now();
+        let encoded = encoder.encode(&i420, force).map_err(|e| e.to_string())?;
+        c.encode.record(t1.elapsed());
+        c.encoded.fetch_add(1, Ordering::Relaxed);
+        let header = FrameHeader {
+            frame_number: raw.number,
+            group: 0,
+            last_command_seq: raw.last_seq,
+            render_start_us: raw.render_start_us,
+            render_end_us: raw.render_end_us,
+            encode_end_us: now_us(),
+            send_us: 0,
+            width: i420.width() as u16,
+            height: i420.height() as u16,
+            keyframe: encoded.keyframe,
+        };
+        if net
+            .try_send(NetFrame {
+                header,
+                data: encoded.data,
+            })
+            .is_err()
+            && net.is_closed()
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn send_loop(
+    conn: quinn::Connection,
+    mut frames: tokio::sync::mpsc::Receiver<NetFrame>,
+    shared: Arc<Shared>,
+    settings: StreamSettings,
+) {
+    let c = &shared.counters;
+    let max_age_us = settings.max_frame_age.as_micros() as u64;
+    let mut stream: Option<quinn::SendStream> = None;
+    let mut group = 0u64;
+    let mut awaiting_keyframe = true;
+    let mut stats = StatsLog::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(1), frames.recv()).await;
+        stats.maybe_log(c);
+        let mut f = match next {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => continue,
+        };
+        let stale = now_us().saturating_sub(f.header.render_start_us) > max_age_us;
+        if stale {
+            c.dropped_stale.fetch_add(1, Ordering::Relaxed);
+            if let Some(mut s) = stream.take() {
+                let _ = s.reset(0u32.into());
+            }
+            awaiting_keyframe = true;
+            shared.force_keyframe.store(true, Ordering::Relaxed);
+            continue;
+        }
+        if awaiting_keyframe && !f.header.keyframe {
+            c.dropped_awaiting_keyframe.fetch_add(1, Ordering::Relaxed);
+            shared.force_keyframe.store(true, Ordering::Relaxed);
+            continue;
+        }
+        if f.header.keyframe {
+            // A keyframe closes the current group and opens the next on a fresh stream.
+            if let Some(mut s) = stream.take() {
+                let _ = s.finish();
+            }
+            let mut s = match conn.open_uni().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "connection gone; sender stops");
+                    break;
+                }
+            };
+            group += 1;
+            let _ = s.set_priority(0);
+            if s.write_all(&MediaStreamHeader { version: 1, group }.encode())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            stream = Some(s);
+            awaiting_keyframe = false;
+            c.keyframes.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(s) = stream.as_mut() else { continue };
+        f.header.group = group;
+        f.header.send_us = now_us();
+        let Ok(prefix) = f.header.record_prefix(f.data.len()) else {
+            tracing::warn!(
+                bytes = f.data.len(),
+                "encoded frame exceeds the record limit; dropped"
+            );
+            continue;
+        };
+        let t0 = Instant::now();
+        let write = async {
+            s.write_all(&prefix).await?;
+            s.write_all(&f.data).await
+        };
+        match tokio::time::timeout(settings.max_frame_age, write).await {
+            Ok(Ok(())) => {
+                c.send.record(t0.elapsed());
+                c.sent.fetch_add(1, Ordering::Relaxed);
+                c.bytes_sent
+                    .fetch_add((prefix.len() + f.data.len()) as u64, Ordering::Relaxed);
+            }
+            Ok(Err(quinn::WriteError::Stopped(code))) => {
+                // The device abandoned this group (it fell behind): restart at an IDR.
+                tracing::debug!(group, code = %code, "device stopped the group");
+                c.dropped_stale.fetch_add(1, Ordering::Relaxed);
+                stream = None;
+                awaiting_keyframe = true;
+                shared.force_keyframe.store(true, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "media stream closed; sender stops");
+                break;
+            }
+            Err(_) => {
+                // The device is not reading fast enough: drop this group, restart at an IDR.
+                c.dropped_stale.fetch_add(1, Ordering::Relaxed);
+                if let Some(mut s) = stream.take() {
+                    let _ = s.reset(0u32.into());
+                }
+                awaiting_keyframe = true;
+                shared.force_keyframe.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    if let Some(mut s) = stream.take() {
+        let _ = s.finish();
+    }
+}
+
+/// One debug line per second of stream statistics.
+struct StatsLog {
+    at: Instant,
+    last: [u64; 6],
+    stages: [(u64, u64); 4],
+}
+
+impl StatsLog {
+    fn new() -> Self {
+        Self {
+            at: Instant::now(),
+            last: [0; 6],
+            stages: [(0, 0); 4],
+        }
+    }
+
+    fn maybe_log(&mut self, c: &StreamCounters) {
+        let elapsed = self.at.elapsed();
+        if elapsed < Duration::from_secs(1) {
+            return;
+        }
+        let now = [
+            c.rendered.load(Ordering::Relaxed),
+            c.sent.load(Ordering::Relaxed),
+            c.bytes_sent.load(Ordering::Relaxed),
+            c.dropped_encoder_busy.load(Ordering::Relaxed),
+            c.dropped_stale.load(Ordering::Relaxed)
+                + c.dropped_awaiting_keyframe.load(Ordering::Relaxed),
+            c.keyframes.load(Ordering::Relaxed),
+        ];
+        let stages = [
+            c.render.snapshot(),
+            c.convert.snapshot(),
+            c.encode.snapshot(),
+            c.send.snapshot(),
+        ];
+        let mean_ms = |i: usize| {
+            let (t, n) = (
+                stages[i].0 - self.stages[i].0,
+                stages[i].1 - self.stages[i].1,
+            );
+            if n == 0 {
+                0.0
+            } else {
+                t as f64 / n as f64 / 1000.0
+            }
+        };
+        let secs = elapsed.as_secs_f64();
+        tracing::debug!(
+            rendered_fps = format!("{:.1}", (now[0] - self.last[0]) as f64 / secs),
+            sent_fps = format!("{:.1}", (now[1] - self.last[1]) as f64 / secs),
+            kbps = (now[2] - self.last[2]) as f64 * 8.0 / secs / 1000.0,
+            dropped_busy = now[3] - self.last[3],
+            dropped_stale = now[4] - self.last[4],
+            keyframes = now[5] - self.last[5],
+            render_ms = format!("{:.2}", mean_ms(0)),
+            convert_ms = format!("{:.2}", mean_ms(1)),
+            encode_ms = format!("{:.2}", mean_ms(2)),
+            send_ms = format!("{:.2}", mean_ms(3)),
+            "stream stats"
+        );
+        self.at = Instant::now();
+        self.last = now;
+        self.stages = stages;
+    }
+}

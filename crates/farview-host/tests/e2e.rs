@@ -1,0 +1,347 @@
+//! End to end over loopback: a real host (wgpu on the machine's adapter, openh264, quinn) and the
+//! SDK; the stream is checked by ffmpeg, a decoder nobody here wrote.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::*;
+use farview_client::{ClientError, ErrorCode};
+use farview_encode::psnr_rgba;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_a_model_that_ffmpeg_decodes_to_what_the_host_rendered() {
+    require_ffmpeg();
+    let host = TestHost::start().await;
+    let mut conn = host.connect().await;
+    assert_eq!(
+        (conn.stream_info().width, conn.stream_info().height),
+        (WIDTH, HEIGHT)
+    );
+    let model = conn.load_model(MODEL).await.unwrap();
+    assert_eq!(model.triangles, 12);
+    assert_eq!(model.textures, 1);
+    let cam_seq = conn.set_camera(framing_pose(&model, 0.6)).await.unwrap();
+    conn.request_keyframe().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.h264");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut numbers = Vec::new();
+    let mut rendered = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while numbers.len() < 60 {
+        assert!(Instant::now() < deadline, "fewer than 60 frames in 120 s");
+        let frame = conn.next_frame().await.unwrap();
+        if numbers.is_empty()
+            && !(frame.header.keyframe && frame.header.last_command_seq >= cam_seq)
+        {
+            continue;
+        }
+        assert_eq!(
+            (frame.header.width as u32, frame.header.height as u32),
+            (WIDTH, HEIGHT)
+        );
+        file.write_all(&frame.data).unwrap();
+        numbers.push(frame.header.frame_number);
+        // Grab the host's copy while the tap still holds it.
+        if numbers.len() == 1 || numbers.len() == 60 {
+            rendered.push(
+                host.tap
+                    .get(frame.header.frame_number)
+                    .expect("tap holds the frame just received"),
+            );
+        }
+    }
+    drop(file);
+
+    let (count, w, h) = ffprobe_frames(&path);
+    assert_eq!(
+        (count, w, h),
+        (60, WIDTH, HEIGHT),
+        "ffprobe frame count and size"
+    );
+    let decoded = ffmpeg_decode_rgba(&path, WIDTH, HEIGHT);
+    assert_eq!(decoded.len(), 60);
+    let fg = foreground_fraction(&decoded[0]);
+    assert!(
+        fg > 0.05,
+        "first decoded frame is (almost) background only: {:.1}% foreground",
+        fg * 100.0
+    );
+    for (decoded, rendered) in [(&decoded[0], &rendered[0]), (&decoded[59], &rendered[1])] {
+        let psnr = psnr_rgba(decoded, &rendered.rgba).unwrap();
+        eprintln!("frame {}: PSNR {psnr:.2} dB", rendered.frame_number);
+        assert!(
+            psnr >= 35.0,
+            "decoded frame {} vs rendered: PSNR {psnr:.2} dB < 35",
+            rendered.frame_number
+        );
+    }
+    conn.close().await;
+    host.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_change_shows_in_the_first_frame_that_names_its_sequence() {
+    let host = TestHost::start().await;
+    let mut conn = host.connect().await;
+    let model = conn.load_model(MODEL).await.unwrap();
+    let seq_a = conn.set_camera(framing_pose(&model, 0.0)).await.unwrap();
+    let before = loop {
+        let f = conn.next_frame().await.unwrap();
+        if f.header.last_command_seq >= seq_a {
+            break host.tap.get(f.header.frame_number).unwrap();
+        }
+    };
+    let seq_b = conn.set_camera(framing_pose(&model, 2.0)).await.unwrap();
+    assert!(seq_b > seq_a);
+    let mut saw_old = 0;
+    let after = loop {
+        let f = conn.next_frame().await.unwrap();
+        let tapped = host.tap.get(f.header.frame_number).unwrap();
+        if f.header.last_command_seq >= seq_b {
+            break tapped;
+        }
+        // Frames that do not name the change yet are rendered with the old pose, pixel for pixel.
+        assert!(
+            tapped.rgba == before.rgba,
+            "frame {} changed before naming seq {seq_b}",
+            f.header.frame_number
+        );
+        saw_old += 1;
+    };
+    eprintln!("{saw_old} frames in flight before the change showed");
+    let diff = after
+        .rgba
+        .iter()
+        .zip(&before.rgba)
+        .filter(|(a, b)| a.abs_diff(**b) > 16)
+        .count();
+    assert!(
+        diff > after.rgba.len() / 50,
+        "new pose changed only {diff} channel values"
+    );
+    host.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_model_requests_get_typed_errors_and_the_stream_goes_on() {
+    let assets = tempfile::tempdir().unwrap();
+    let src = repo_root().join("assets/BoxTextured");
+    std::fs::create_dir(assets.path().join("BoxTextured")).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(
+            e.path(),
+            assets.path().join("BoxTextured").join(e.file_name()),
+        )
+        .unwrap();
+    }
+    std::fs::write(assets.path().join("not_json.gltf"), b"this is not json").unwrap();
+    std::fs::write(
+        assets.path().join("truncated.glb"),
+        b"glTF\x02\x00\x00\x00\xff\xff\x00\x00",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", assets.path().join("escape.gltf")).unwrap();
+    let root = assets.path().to_path_buf();
+    let host = TestHost::start_with(|c| c.assets_root = root).await;
+    let mut conn = host.connect().await;
+
+    let cases = [
+        ("missing/model.gltf", ErrorCode::MODEL_NOT_FOUND),
+        ("../Cargo.toml", ErrorCode::MODEL_PATH_FORBIDDEN),
+        ("/etc/passwd", ErrorCode::MODEL_PATH_FORBIDDEN),
+        (
+            "BoxTextured/../../outside.gltf",
+            ErrorCode::MODEL_PATH_FORBIDDEN,
+        ),
+        ("escape.gltf", ErrorCode::MODEL_PATH_FORBIDDEN),
+        ("not_json.gltf", ErrorCode::MODEL_MALFORMED),
+        ("truncated.glb", ErrorCode::MODEL_MALFORMED),
+    ];
+    for (path, want) in cases {
+        match conn.load_model(path).await {
+            Err(ClientError::Host(e)) => {
+                assert_eq!(e.code, want, "{path}: {}", e.message);
+                assert!(!e.message.is_empty());
+            }
+            other => panic!("{path}: expected {want}, got {other:?}"),
+        }
+    }
+    // Every deliberately broken file of the shared corpus, when it is present.
+    let corpus = std::env::var_os("FARVIEW_CORPUS")
+        .map_or_else(|| repo_root().join("../shared/corpus"), Into::into);
+    let bad = corpus.join("bad");
+    if bad.is_dir() {
+        let bad_root = bad.canonicalize().unwrap();
+        let host2 = TestHost::start_with(|c| c.assets_root = bad_root).await;
+        let conn2 = host2.connect().await;
+        let mut n = 0;
+        for e in std::fs::read_dir(&bad).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if !(name.ends_with(".gltf") || name.ends_with(".glb")) {
+                continue;
+            }
+            match conn2.load_model(&name).await {
+                Ok(m) => eprintln!(
+                    "{name}: loaded ({} triangles), accepted as the corpus allows",
+                    m.triangles
+                ),
+                Err(ClientError::Host(e)) => {
+                    assert!(
+                        e.code.name().starts_with("model_"),
+                        "{name}: unexpected code {}",
+                        e.code
+                    );
+                    n += 1;
+                }
+                Err(other) => panic!("{name}: connection-level failure {other}"),
+            }
+        }
+        assert!(n > 20, "only {n} corpus files were rejected");
+        conn2
+            .ping()
+            .await
+            .expect("host still answers after the whole bad corpus");
+        host2.handle.shutdown().await;
+    } else {
+        eprintln!(
+            "skipping the shared bad corpus: {} not found (set FARVIEW_CORPUS)",
+            bad.display()
+        );
+    }
+
+    // The connection is intact: the good model loads and frames keep coming.
+    let model = conn.load_model(MODEL).await.unwrap();
+    assert_eq!(model.triangles, 12);
+    conn.ping().await.unwrap();
+    let f1 = conn.next_frame().await.unwrap().header.frame_number;
+    let f2 = conn.next_frame().await.unwrap().header.frame_number;
+    assert!(f2 > f1);
+    host.handle.shutdown().await;
+}
+
+async fn raw_connection(host: &TestHost) -> quinn::Connection {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let fp = farview_client::Fingerprint::parse(&host.handle.fingerprint).unwrap();
+    endpoint.set_default_client_config(farview_client::quic_client_config(fp).unwrap());
+    endpoint
+        .connect(host.handle.quic_addr, "farview-host")
+        .unwrap()
+        .await
+        .unwrap()
+}
+
+fn close_code(e: quinn::ConnectionError) -> u64 {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) => c.error_code.into_inner(),
+        other => panic!("expected an application close, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_oversized_control_bytes_close_only_that_connection() {
+    let host = TestHost::start().await;
+
+    let conn = raw_connection(&host).await;
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    send.write_all(&[0xFF; 64]).await.unwrap();
+    assert_eq!(
+        close_code(conn.closed().await),
+        1,
+        "garbage → protocol error close"
+    );
+
+    let conn = raw_connection(&host).await;
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    let mut big = (100_000u32).to_be_bytes().to_vec();
+    big.extend(std::iter::repeat_n(0u8, 1000));
+    send.write_all(&big).await.unwrap();
+    assert_eq!(
+        close_code(conn.closed().await),
+        1,
+        "oversized frame → protocol error close"
+    );
+
+    // Valid framing, but not Hello first.
+    let conn = raw_connection(&host).await;
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    let msg = farview_protocol::ClientMessage {
+        seq: 1,
+        request: farview_protocol::Request::Ping,
+    };
+    send.write_all(&farview_protocol::encode_message(&msg).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        close_code(conn.closed().await),
+        1,
+        "no Hello → protocol error close"
+    );
+
+    // The host keeps serving the next device.
+    let mut good = host.connect().await;
+    good.load_model(MODEL).await.unwrap();
+    good.next_frame().await.unwrap();
+    host.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_stops_reading_gets_fresh_frames_not_a_backlog() {
+    require_ffmpeg();
+    let host = TestHost::start_with(|c| c.stream.max_frame_age_ms = 200).await;
+    let mut conn = host.connect().await;
+    let model = conn.load_model(MODEL).await.unwrap();
+    conn.set_camera(framing_pose(&model, 0.3)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slow.h264");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut received = 0;
+    // Start the file at a keyframe.
+    loop {
+        let f = conn.next_frame().await.unwrap();
+        if f.header.keyframe {
+            file.write_all(&f.data).unwrap();
+            received += 1;
+            break;
+        }
+    }
+    let before = conn.next_frame().await.unwrap();
+    file.write_all(&before.data).unwrap();
+    received += 1;
+
+    // Stop reading for two seconds: 60 frames' worth at 30 fps.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let resumed = Instant::now();
+    let mut last = before.clone();
+    while resumed.elapsed() < Duration::from_millis(1500) {
+        last = conn.next_frame().await.unwrap();
+        file.write_all(&last.data).unwrap();
+        received += 1;
+    }
+    drop(file);
+    let gap = last.header.frame_number - before.header.frame_number + 1 - (received - 1);
+    assert!(
+        gap > 20,
+        "frames should have been dropped while the device was away (gap {gap})"
+    );
+    assert!(
+        conn.frames_dropped() > 0,
+        "the SDK counts the frames it dropped"
+    );
+    let age_ms = last.received_us.saturating_sub(last.header.render_start_us) / 1000;
+    assert!(
+        age_ms < 500,
+        "frame age after catching up is {age_ms} ms: the host queued a backlog"
+    );
+    // Drops never broke the bitstream: ffmpeg decodes every frame we received without an error.
+    let (count, _, _) = ffprobe_frames(&path);
+    assert_eq!(count, received);
+    ffmpeg_decode_rgba(&path, WIDTH, HEIGHT);
+    host.handle.shutdown().await;
+}

@@ -1,0 +1,214 @@
+//! Adapter selection and the shared device.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::RenderError;
+
+/// Which adapter to render on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdapterChoice {
+    /// A hardware GPU when there is one, else the software fallback (see [`GpuContext::new`]).
+    #[default]
+    Auto,
+    /// A hardware GPU or fail.
+    Hardware,
+    /// The preferred software rasterizer (Mesa llvmpipe through GL/EGL).
+    Software,
+    /// Any Vulkan adapter (lavapipe when there is no GPU).
+    Vulkan,
+    /// Any GL adapter through EGL (llvmpipe when there is no GPU).
+    Gl,
+}
+
+impl FromStr for AdapterChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "hardware" | "gpu" => Ok(Self::Hardware),
+            "software" | "cpu" => Ok(Self::Software),
+            "vulkan" => Ok(Self::Vulkan),
+            "gl" | "gles" | "opengl" => Ok(Self::Gl),
+            other => Err(format!(
+                "unknown adapter choice '{other}' (auto, hardware, software, vulkan, gl)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for AdapterChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Hardware => "hardware",
+            Self::Software => "software",
+            Self::Vulkan => "vulkan",
+            Self::Gl => "gl",
+        })
+    }
+}
+
+/// The wgpu device shared by every stream of a host. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct GpuContext {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    // Kept alive for the device's sake.
+    _instance: wgpu::Instance,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+}
+
+fn is_software(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu
+        || ["llvmpipe", "lavapipe", "softpipe", "swiftshader"]
+            .iter()
+            .any(|s| info.name.to_ascii_lowercase().contains(s))
+}
+
+/// Orders candidate adapters: lower is better.
+fn rank(info: &wgpu::AdapterInfo, choice: AdapterChoice) -> Option<u32> {
+    let software = is_software(info);
+    let hw_rank = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        _ => 3,
+    };
+    // On a GPU, Vulkan is the native path. In software, GL through llvmpipe measured faster than
+    // Vulkan through lavapipe for our pass (see benches/README.md), so it ranks first.
+    let backend_rank = |prefer_gl: bool| match (info.backend, prefer_gl) {
+        (wgpu::Backend::Gl, true) | (wgpu::Backend::Vulkan, false) => 0,
+        _ => 1,
+    };
+    match choice {
+        AdapterChoice::Auto if !software => Some(hw_rank * 2 + backend_rank(false)),
+        AdapterChoice::Auto => Some(100 + backend_rank(true)),
+        AdapterChoice::Hardware => (!software).then(|| hw_rank * 2 + backend_rank(false)),
+        AdapterChoice::Software => software.then(|| backend_rank(true)),
+        AdapterChoice::Vulkan => {
+            (info.backend == wgpu::Backend::Vulkan).then(|| u32::from(software))
+        }
+        AdapterChoice::Gl => (info.backend == wgpu::Backend::Gl).then(|| u32::from(software)),
+    }
+}
+
+impl GpuContext {
+    /// Opens the best adapter for `choice` and creates a device on it. Logs the adapter chosen.
+    pub fn new(choice: AdapterChoice) -> Result<Self, RenderError> {
+        pollster::block_on(Self::new_async(choice))
+    }
+
+    async fn new_async(choice: AdapterChoice) -> Result<Self, RenderError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::GL;
+        let instance = wgpu::Instance::new(desc);
+        let adapters = instance.enumerate_adapters(desc_backends()).await;
+        let found: Vec<String> = adapters
+            .iter()
+            .map(|a| a.get_info())
+            .map(|i| format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type))
+            .collect();
+        tracing::debug!(?found, %choice, "adapters");
+        let adapter = adapters
+            .into_iter()
+            .filter_map(|a| rank(&a.get_info(), choice).map(|r| (r, a)))
+            .min_by_key(|(r, _)| *r)
+            .map(|(_, a)| a)
+            .ok_or_else(|| RenderError::NoAdapter {
+                choice: choice.to_string(),
+                found: found.join(", "),
+            })?;
+        let info = adapter.get_info();
+        let limits = wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits());
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("farview"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| RenderError::Device {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+        tracing::info!(
+            adapter = %info.name,
+            backend = ?info.backend,
+            device_type = ?info.device_type,
+            driver = %info.driver,
+            driver_info = %info.driver_info,
+            %choice,
+            "GPU adapter selected"
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                _instance: instance,
+                device,
+                queue,
+                info,
+                limits,
+            }),
+        })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// The adapter's description.
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// The limits the device was created with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// True when rendering happens on the CPU (Mesa llvmpipe/lavapipe).
+    pub fn is_software(&self) -> bool {
+        is_software(&self.inner.info)
+    }
+
+    /// One line naming the adapter, for logs and the `Welcome` message.
+    pub fn summary(&self) -> String {
+        let i = &self.inner.info;
+        format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+    }
+}
+
+fn desc_backends() -> wgpu::Backends {
+    wgpu::Backends::VULKAN | wgpu::Backends::GL
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_parse_and_print() {
+        for c in ["auto", "hardware", "software", "vulkan", "gl"] {
+            assert_eq!(
+                c.parse::<AdapterChoice>().map(|c| c.to_string()),
+                Ok(c.to_owned())
+            );
+        }
+        assert!("metal".parse::<AdapterChoice>().is_err());
+    }
+}

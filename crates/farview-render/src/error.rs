@@ -1,0 +1,54 @@
+//! The renderer's error type.
+
+/// Errors from device selection, resource creation, rendering and readback.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenderError {
+    /// No adapter matched the requested choice.
+    #[error(
+        "no GPU adapter for choice '{choice}' (found: {found}); on a machine without a GPU install mesa-vulkan-drivers"
+    )]
+    NoAdapter {
+        /// What was asked for.
+        choice: String,
+        /// Adapters that were found, for the log.
+        found: String,
+    },
+    /// The adapter refused to create a device.
+    #[error("cannot create a device on {adapter}: {reason}")]
+    Device {
+        /// Adapter name.
+        adapter: String,
+        /// The wgpu error.
+        reason: String,
+    },
+    /// Resolution is zero, odd, or above the adapter's texture limit.
+    #[error("invalid frame size {width}x{height} (need even sizes from 16 to {max})")]
+    InvalidSize {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// The largest side the adapter supports.
+        max: u32,
+    },
+    /// A texture is larger than the adapter supports.
+    #[error("texture of {width}x{height} exceeds the adapter limit of {max}")]
+    TextureTooLarge {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// Limit.
+        max: u32,
+    },
+    /// Every readback buffer is waiting to be collected.
+    #[error("all {0} readback buffers are in flight; collect a frame first")]
+    RingFull(usize),
+    /// Waiting for the GPU or mapping a buffer failed.
+    #[error("GPU readback failed: {0}")]
+    Readback(String),
+    /// The device reported a validation or out-of-memory error.
+    #[error("GPU error: {0}")]
+    Gpu(String),
+}

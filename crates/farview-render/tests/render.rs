@@ -1,0 +1,157 @@
+//! Renders on the machine's real adapter (Mesa's software rasterizer in CI) and checks pixels.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::Path;
+
+use farview_render::{AdapterChoice, Camera, FrameRenderer, GpuContext, Lighting, strip_padding};
+use farview_scene::{ImportLimits, ModelInfo, Scene};
+use glam::Vec3;
+
+fn assets() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets"))
+}
+
+fn scene(path: &str) -> (Scene, ModelInfo) {
+    let model = farview_scene::import_file(assets(), path, &ImportLimits::default()).unwrap();
+    let mut scene = Scene::default();
+    let info = scene.add_model(path, model).unwrap();
+    (scene, info)
+}
+
+fn camera_for(info: &ModelInfo) -> Camera {
+    let c = info.bounds.center();
+    let r = info.bounds.size().length() * 0.5;
+    let d = r / 22.5f32.to_radians().sin() * 1.1;
+    Camera::looking_at(
+        c + Vec3::new(0.5, 0.4, 1.0).normalize() * d,
+        c,
+        45f32.to_radians(),
+        d * 0.1,
+        d * 4.0,
+    )
+}
+
+fn background_u8() -> [u8; 3] {
+    // Lighting::default().clear is linear; the target stores sRGB.
+    Lighting::default().clear.to_array().map(|c| {
+        let s = if c <= 0.003_130_8 {
+            c * 12.92
+        } else {
+            1.055 * c.powf(1.0 / 2.4) - 0.055
+        };
+        (s * 255.0).round() as u8
+    })
+}
+
+fn coverage(rgba: &[u8]) -> f64 {
+    let bg = background_u8();
+    let fg = rgba
+        .chunks_exact(4)
+        .filter(|p| (0..3).any(|i| p[i].abs_diff(bg[i]) > 3))
+        .count();
+    fg as f64 / (rgba.len() / 4) as f64
+}
+
+fn gpu() -> GpuContext {
+    GpuContext::new(AdapterChoice::Auto)
+        .expect("an adapter: install mesa-vulkan-drivers on machines without a GPU")
+}
+
+#[test]
+fn renders_the_textured_box_and_hides_it_on_request() {
+    let gpu = gpu();
+    eprintln!("adapter: {}", gpu.summary());
+    let (mut scene, info) = scene("BoxTextured/BoxTextured.gltf");
+    let cam = camera_for(&info);
+    let mut r = FrameRenderer::new(&gpu, 320, 240, Lighting::default()).unwrap();
+    let frame = r.render_blocking(&scene, &cam).unwrap();
+    assert_eq!(frame.len(), 320 * 240 * 4);
+    let cov = coverage(&frame);
+    assert!(
+        cov > 0.10 && cov < 0.9,
+        "box covers {:.1}% of the frame",
+        cov * 100.0
+    );
+    assert_eq!(r.stats().triangles, 12);
+    // The texture is sampled: the box is not one flat colour.
+    let distinct: std::collections::HashSet<[u8; 3]> =
+        frame.chunks_exact(4).map(|p| [p[0], p[1], p[2]]).collect();
+    assert!(
+        distinct.len() > 50,
+        "only {} distinct colours: texture not applied?",
+        distinct.len()
+    );
+
+    scene.set_visible(info.root, false).unwrap();
+    let hidden = r.render_blocking(&scene, &cam).unwrap();
+    assert_eq!(coverage(&hidden), 0.0, "hidden model left pixels behind");
+}
+
+#[test]
+fn readback_handles_row_padding_and_the_ring_overlaps_frames() {
+    let gpu = gpu();
+    let (scene, info) = scene("Fox/Fox.glb");
+    let cam = camera_for(&info);
+    // 650 * 4 = 2600 bytes per row: padded to 2816 for the copy.
+    let mut r = FrameRenderer::new(&gpu, 650, 366, Lighting::default()).unwrap();
+    let reference = r.render_blocking(&scene, &cam).unwrap();
+    assert!(coverage(&reference) > 0.02, "fox not visible");
+
+    let mut buf = Vec::new();
+    for tag in 0..3 {
+        r.submit(&scene, &cam, tag).unwrap();
+    }
+    assert!(
+        r.submit(&scene, &cam, 99).is_err(),
+        "a fourth frame must not overwrite an uncollected one"
+    );
+    for tag in 0..3 {
+        let f = r.collect(true, &mut buf).unwrap().unwrap();
+        assert_eq!(f.tag, tag, "frames come back in submission order");
+        assert_eq!(f.stride, 2816);
+        assert_eq!(
+            strip_padding(&buf, f),
+            reference,
+            "pipelined frame {tag} differs from the blocking render"
+        );
+    }
+    assert!(r.collect(true, &mut buf).unwrap().is_none());
+}
+
+#[test]
+fn software_backends_agree() {
+    // Where both Mesa rasterizers exist (CI), GL and Vulkan must draw the same picture.
+    let (Ok(gl), Ok(vk)) = (
+        GpuContext::new(AdapterChoice::Gl),
+        GpuContext::new(AdapterChoice::Vulkan),
+    ) else {
+        eprintln!("skipping: needs both a GL and a Vulkan adapter");
+        return;
+    };
+    let (scene, info) = scene("BoxTextured/BoxTextured.gltf");
+    let cam = camera_for(&info);
+    let a = FrameRenderer::new(&gl, 256, 256, Lighting::default())
+        .unwrap()
+        .render_blocking(&scene, &cam)
+        .unwrap();
+    let b = FrameRenderer::new(&vk, 256, 256, Lighting::default())
+        .unwrap()
+        .render_blocking(&scene, &cam)
+        .unwrap();
+    let psnr = farview_encode::psnr_rgba(&a, &b).unwrap();
+    assert!(
+        psnr > 30.0,
+        "{} vs {}: PSNR {psnr:.1} dB",
+        gl.summary(),
+        vk.summary()
+    );
+}
+
+#[test]
+fn invalid_sizes_are_errors() {
+    let gpu = gpu();
+    assert!(FrameRenderer::new(&gpu, 0, 240, Lighting::default()).is_err());
+    assert!(FrameRenderer::new(&gpu, 321, 240, Lighting::default()).is_err());
+    assert!(FrameRenderer::new(&gpu, 1 << 20, 240, Lighting::default()).is_err());
+}
