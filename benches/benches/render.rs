@@ -10,8 +10,31 @@ use farview_render::{AdapterChoice, FrameRenderer, GpuContext, Lighting};
 
 fn render(c: &mut Criterion) {
     let (scene, info) = scene_with("Fox/Fox.glb").unwrap();
-    let camera = framing_camera(&info);
-    let mut group = c.benchmark_group("render_readback_1280x720_fox");
+    bench_model(c, "render_readback_1280x720_fox", &scene, &info);
+    // A heavy model from the shared corpus, when present (46k triangles, 2k textures).
+    let corpus = std::env::var_os("FARVIEW_CORPUS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
+        Into::into,
+    );
+    let helmet = "khronos/DamagedHelmet/glTF-Binary/DamagedHelmet.glb";
+    match farview_scene::import_file(&corpus, helmet, &farview_scene::ImportLimits::default()) {
+        Ok(model) => {
+            let mut scene = farview_scene::Scene::default();
+            let info = scene.add_model("helmet", model).unwrap();
+            bench_model(c, "render_readback_1280x720_damaged_helmet", &scene, &info);
+        }
+        Err(e) => eprintln!("skipping DamagedHelmet: {e} (set FARVIEW_CORPUS)"),
+    }
+}
+
+fn bench_model(
+    c: &mut Criterion,
+    group_name: &str,
+    scene: &farview_scene::Scene,
+    info: &farview_scene::ModelInfo,
+) {
+    let (scene, camera) = (scene, framing_camera(info));
+    let mut group = c.benchmark_group(group_name);
     group.sample_size(30);
     for choice in [
         AdapterChoice::Gl,
@@ -28,15 +51,15 @@ fn render(c: &mut Criterion) {
         // Latency path: submit a frame and wait for its pixels.
         group.bench_function(format!("{name} submit+wait"), |b| {
             b.iter(|| {
-                r.submit(&scene, &camera, 0).unwrap();
+                r.submit(scene, &camera, 0).unwrap();
                 r.collect(true, &mut buf).unwrap().unwrap();
             })
         });
         // Throughput path: keep one frame in flight while the previous one is copied out.
-        r.submit(&scene, &camera, 0).unwrap();
+        r.submit(scene, &camera, 0).unwrap();
         group.bench_function(format!("{name} pipelined"), |b| {
             b.iter(|| {
-                r.submit(&scene, &camera, 0).unwrap();
+                r.submit(scene, &camera, 0).unwrap();
                 r.collect(true, &mut buf).unwrap().unwrap();
             })
         });

@@ -4,14 +4,19 @@
 //! BT.709 matrix in limited range (what every hardware decoder and browser expects for HD video),
 //! and a [`VideoEncoder`] turns them into Annex-B access units. [`OpenH264Encoder`] is the portable
 //! software backend built from source; hardware encoders will sit behind the same trait.
-//! Settings favour latency: no B-frames, no frame skipping, an IDR at start and on request.
+//!
+//! Everything here is tuned for low latency rather than compression: a remote-rendering stream is
+//! interactive, so a frame must leave the encoder as soon as it is rendered. Hence no B-frames (no
+//! reordering delay), no frame skipping (every rendered frame is sent), single-slice pictures, an
+//! IDR at the start and whenever a client asks (joining or recovering from loss), and a colour
+//! conversion cheap enough for the per-frame path (about 1 ms at 720p on one core).
 
 mod color;
 mod error;
 mod h264;
 mod quality;
 
-pub use color::{I420Frame, i420_to_rgba, rgba_to_i420};
+pub use color::{I420Frame, i420_to_rgba, rgba_to_i420, rgba_to_i420_threaded};
 pub use error::EncodeError;
 pub use h264::OpenH264Encoder;
 pub use quality::psnr_rgba;
@@ -27,7 +32,7 @@ pub struct EncoderSettings {
     pub bitrate_bps: u32,
     /// Highest frame rate the stream runs at (rate control budgets bits per frame from it).
     pub max_fps: f32,
-    /// Frames between IDRs; `None`: only at start and on request.
+    /// Frames between IDRs; `None` (or `Some(0)`): only at the start and on request.
     pub keyframe_interval: Option<u32>,
     /// Encoder threads (0 = auto). openh264 only uses more than one with several slices.
     pub threads: u16,
@@ -71,7 +76,8 @@ pub trait VideoEncoder: Send {
     fn name(&self) -> &'static str;
 }
 
-/// True when an Annex-B buffer contains an IDR slice (NAL type 5).
+/// True when an Annex-B buffer contains an IDR slice (NAL type 5). Used to set
+/// [`EncodedFrame::keyframe`]; exported for receivers and tests.
 pub fn contains_idr(annex_b: &[u8]) -> bool {
     nal_types(annex_b).any(|t| t == 5)
 }
@@ -83,4 +89,30 @@ pub fn nal_types(annex_b: &[u8]) -> impl Iterator<Item = u8> + '_ {
         .windows(4)
         .filter(|w| w[0] == 0 && w[1] == 0 && w[2] == 1)
         .map(|w| w[3] & 0x1F)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nal_scanning() {
+        // SPS (4-byte start code), PPS, IDR slice (3-byte start code).
+        let au = [
+            0, 0, 0, 1, 0x67, 9, 0, 0, 0, 1, 0x68, 9, 0, 0, 1, 0x65, 9, 9,
+        ];
+        assert_eq!(nal_types(&au).collect::<Vec<_>>(), vec![7, 8, 5]);
+        assert!(contains_idr(&au));
+        let p = [0, 0, 0, 1, 0x41, 0x9a, 5];
+        assert!(!contains_idr(&p));
+        assert!(!contains_idr(&[]));
+    }
+
+    #[test]
+    fn default_settings() {
+        let s = EncoderSettings::default();
+        assert_eq!((s.width, s.height, s.bitrate_bps), (1280, 720, 8_000_000));
+        assert_eq!((s.max_fps, s.keyframe_interval, s.threads), (60.0, None, 1));
+    }
 }

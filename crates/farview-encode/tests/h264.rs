@@ -155,17 +155,20 @@ fn lower_bitrate_gives_smaller_frames() {
         ..settings()
     })
     .unwrap();
-    let avg = |enc: &mut OpenH264Encoder, from: u32| {
-        // Skip the IDR and a few frames of rate-control settling.
-        let sizes: Vec<usize> = (from..from + 40)
-            .map(|t| enc.encode(&i420(t, true), false).unwrap().data.len())
+    // Average size of frames 10..40 after `from` (skipping the IDR and rate-control settling),
+    // and whether the first frame was an IDR.
+    let run = |enc: &mut OpenH264Encoder, from: u32| {
+        let frames: Vec<_> = (from..from + 40)
+            .map(|t| enc.encode(&i420(t, true), false).unwrap())
             .collect();
-        sizes[10..].iter().sum::<usize>() as f64 / 30.0
+        let avg = frames[10..].iter().map(|f| f.data.len()).sum::<usize>() as f64 / 30.0;
+        (avg, frames[0].keyframe)
     };
-    let high = avg(&mut enc, 0);
+    let (high, _) = run(&mut enc, 0);
     enc.set_bitrate(500_000).unwrap();
     assert_eq!(enc.settings().bitrate_bps, 500_000);
-    let low = avg(&mut enc, 40);
+    let (low, idr) = run(&mut enc, 40);
+    assert!(idr, "the encoder is recreated: the next frame is an IDR");
     assert!(
         low < high * 0.5,
         "bitrate cut did not shrink frames: {high:.0} → {low:.0} bytes"

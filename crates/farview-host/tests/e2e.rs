@@ -345,3 +345,60 @@ async fn a_device_that_stops_reading_gets_fresh_frames_not_a_backlog() {
     ffmpeg_decode_rgba(&path, WIDTH, HEIGHT);
     host.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_over_capacity_is_told_why_and_health_reports_the_host() {
+    let host = TestHost::start_with(|c| c.max_connections = 1).await;
+    let mut first = host.connect().await;
+    first.next_frame().await.unwrap();
+    match farview_client::Connection::connect(host.options()).await {
+        Err(ClientError::Closed { code, reason }) => {
+            assert_eq!(code, u64::from(farview_protocol::CloseCode::AT_CAPACITY.0));
+            assert!(reason.contains("capacity"), "{reason}");
+        }
+        other => panic!("expected a capacity refusal, got {other:?}"),
+    }
+    // The first device is undisturbed.
+    first.ping().await.unwrap();
+    first.next_frame().await.unwrap();
+
+    // GET /healthz over plain HTTP/1.1.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(host.handle.http_addr)
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let body: serde_json::Value =
+        serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["connections"], 1);
+    assert_eq!(body["quic_fingerprint"], host.handle.fingerprint.as_str());
+    host.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_tells_the_device_why() {
+    let host = TestHost::start().await;
+    let mut conn = host.connect().await;
+    conn.next_frame().await.unwrap();
+    host.handle.shutdown().await;
+    let err = loop {
+        match conn.next_frame().await {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    match err {
+        ClientError::Host(e) => assert_eq!(e.code, ErrorCode::SHUTTING_DOWN),
+        ClientError::Closed { code, .. } => assert_eq!(
+            code,
+            u64::from(farview_protocol::CloseCode::SHUTTING_DOWN.0)
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+}
