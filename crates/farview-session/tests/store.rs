@@ -1,0 +1,77 @@
+//! The record store on a real SQLite file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+
+use farview_session::{RecordStore, Session, Status, StopReason};
+use uuid::Uuid;
+
+#[test]
+fn records_survive_reopen_restart_marks_live_ones_and_retention_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let (live, done) = {
+        let store = RecordStore::open(&path).unwrap();
+        let (mut a, _) = Session::new(Uuid::new_v4(), "standard", 60_000, vec![], 1_000);
+        a.mark_ready(1_500);
+        store.put(a.record()).unwrap();
+        let (mut b, _) = Session::new(
+            Uuid::new_v4(),
+            "premium",
+            60_000,
+            vec!["m.glb".into()],
+            2_000,
+        );
+        b.stop(StopReason::Stopped, 3_000);
+        store.put(b.record()).unwrap();
+        (a.record().clone(), b.record().clone())
+    };
+    let store = RecordStore::open(&path).unwrap();
+    assert_eq!(store.get(done.id).unwrap().unwrap(), done);
+    assert_eq!(store.list(false).unwrap(), vec![live.clone()]);
+    assert_eq!(store.list(true).unwrap().len(), 2);
+    assert_eq!(store.fail_live("host restarted", 9_000).unwrap(), 1);
+    let failed = store.get(live.id).unwrap().unwrap();
+    assert_eq!(failed.status, Status::Error);
+    assert_eq!(failed.stop_reason.as_deref(), Some("host restarted"));
+    assert_eq!(
+        store.purge_ended_before(5_000).unwrap(),
+        1,
+        "only the one that ended at 3000"
+    );
+    assert!(store.get(done.id).unwrap().is_none());
+    assert!(store.get(live.id).unwrap().is_some());
+    assert!(store.get(Uuid::new_v4()).unwrap().is_none());
+}
+
+#[test]
+fn concurrent_writers_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RecordStore::open(&dir.path().join("s.db")).unwrap());
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let (mut s, _) =
+                        Session::new(Uuid::new_v4(), "standard", 60_000, vec![], t * 100 + i);
+                    store.put(s.record()).unwrap();
+                    if i % 2 == 0 {
+                        s.stop(StopReason::Stopped, 10_000);
+                        store.put(s.record()).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let all = store.list(true).unwrap();
+    assert_eq!(all.len(), 200);
+    assert_eq!(
+        all.iter().filter(|r| r.status == Status::Stopped).count(),
+        8 * 13
+    );
+}
