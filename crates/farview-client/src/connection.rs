@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use farview_protocol::{
-    CameraPose, ClientMessage, Event, FrameDecoder, FrameHeader, FrameRecord, LoadedModel,
-    MAX_CONTROL_MESSAGE, MediaStreamHeader, PROTOCOL_VERSION, Reply, Request, ServerMessage,
-    StreamInfo, WireError, decode_message, encode_message,
+    CameraPose, ClientMessage, Event, FrameDecoder, FrameHeader, FrameRecord, LeaseInfo,
+    LoadedModel, MAX_CONTROL_MESSAGE, MediaStreamHeader, PROTOCOL_VERSION, Reply, Request,
+    ServerMessage, SessionAuth, StreamInfo, WireError, decode_message, encode_message,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,6 +28,9 @@ pub struct ConnectOptions {
     pub frame_buffer: usize,
     /// Handshake and Hello timeout.
     pub timeout: Duration,
+    /// The session to bind (id, token, and the resume secret when reconnecting); `None` for an
+    /// ad-hoc stream on hosts that allow them.
+    pub session: Option<SessionAuth>,
 }
 
 impl ConnectOptions {
@@ -39,7 +42,26 @@ impl ConnectOptions {
             client_name: concat!("farview-client/", env!("CARGO_PKG_VERSION")).into(),
             frame_buffer: 8,
             timeout: Duration::from_secs(10),
+            session: None,
         })
+    }
+
+    /// Binds `session` with `token` (from the session API).
+    pub fn with_session(mut self, id: &str, token: &str) -> Self {
+        self.session = Some(SessionAuth {
+            id: id.to_owned(),
+            token: token.to_owned(),
+            resume_secret: None,
+        });
+        self
+    }
+
+    /// Reconnects as the device that was bound before (see [`Connection::resume_secret`]).
+    pub fn with_resume_secret(mut self, secret: &str) -> Self {
+        if let Some(s) = self.session.as_mut() {
+            s.resume_secret = Some(secret.to_owned());
+        }
+        self
     }
 }
 
@@ -138,6 +160,7 @@ impl Connection {
             request: Request::Hello {
                 version: PROTOCOL_VERSION,
                 client: options.client_name.clone(),
+                session: options.session.clone(),
             },
         };
         let bytes = encode_message(&hello).map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -267,6 +290,36 @@ impl Connection {
             (_, Reply::KeyframeScheduled) => Ok(()),
             (_, other) => Err(ClientError::Protocol(format!(
                 "expected KeyframeScheduled, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The secret that lets this device reconnect to its session after a drop (first bind only).
+    pub fn resume_secret(&self) -> Option<&str> {
+        self.info.resume_secret.as_deref()
+    }
+
+    /// The session's lease now.
+    pub async fn lease(&self) -> Result<LeaseInfo, ClientError> {
+        match self.request(Request::GetLease).await? {
+            (_, Reply::Lease(l)) => Ok(l),
+            (_, other) => Err(ClientError::Protocol(format!(
+                "expected Lease, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Sets the session's lease length (from its creation).
+    pub async fn set_lease(&self, max_lease: Duration) -> Result<LeaseInfo, ClientError> {
+        match self
+            .request(Request::SetLease {
+                max_lease_ms: max_lease.as_millis() as u64,
+            })
+            .await?
+        {
+            (_, Reply::Lease(l)) => Ok(l),
+            (_, other) => Err(ClientError::Protocol(format!(
+                "expected Lease, got {other:?}"
             ))),
         }
     }

@@ -31,6 +31,78 @@ pub struct Config {
     pub stream: StreamConfig,
     /// Most devices streaming at once; more are refused.
     pub max_connections: usize,
+    /// Sessions: leases, sizes, capacity, API keys.
+    pub sessions: SessionsConfig,
+}
+
+/// Session management settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Sessions live at once (each owns a renderer and an encoder). 1 by default: a session owns
+    /// the GPU, so its performance never varies for reasons outside its user's control.
+    pub max_sessions: usize,
+    /// Longest lease a session may ask for, `h:m:s`.
+    pub max_lease: String,
+    /// Days a session's record stays queryable after it ends.
+    pub retention_days: u32,
+    /// Serve devices that name no session (ad-hoc streams, as in the demo). Turn off in production.
+    pub allow_sessionless: bool,
+    /// Bearer tokens accepted by the HTTP API (also `FARVIEW_API_KEYS`, comma-separated). With
+    /// none, every `/v1` request is refused.
+    pub api_keys: Vec<String>,
+    /// Session sizes by name.
+    pub sizes: std::collections::BTreeMap<String, SizeConfig>,
+}
+
+/// What a session size gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeConfig {
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Target frame rate.
+    pub fps: f32,
+    /// Encoder bitrate.
+    pub bitrate_bps: u32,
+    /// Most triangles the session's scene may hold; a load beyond it is refused.
+    pub max_triangles: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        let mut sizes = std::collections::BTreeMap::new();
+        sizes.insert(
+            "standard".to_owned(),
+            SizeConfig {
+                width: 1280,
+                height: 720,
+                fps: 60.0,
+                bitrate_bps: 8_000_000,
+                max_triangles: 2_000_000,
+            },
+        );
+        sizes.insert(
+            "premium".to_owned(),
+            SizeConfig {
+                width: 1920,
+                height: 1080,
+                fps: 60.0,
+                bitrate_bps: 16_000_000,
+                max_triangles: 20_000_000,
+            },
+        );
+        Self {
+            max_sessions: 1,
+            max_lease: "24:0:0".into(),
+            retention_days: 30,
+            allow_sessionless: true,
+            api_keys: Vec::new(),
+            sizes,
+        }
+    }
 }
 
 /// Per-stream rendering and encoding settings.
@@ -75,6 +147,7 @@ impl Default for Config {
             adapter: "auto".into(),
             stream: StreamConfig::default(),
             max_connections: 4,
+            sessions: SessionsConfig::default(),
         }
     }
 }
@@ -224,6 +297,12 @@ pub struct Cli {
     /// Seconds between IDR frames (0: start and on request only).
     #[arg(long, env = "FARVIEW_KEYFRAME_INTERVAL")]
     pub keyframe_interval: Option<f32>,
+    /// API bearer tokens, comma-separated (added to the config file's `sessions.api_keys`).
+    #[arg(long, env = "FARVIEW_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Most sessions at once.
+    #[arg(long, env = "FARVIEW_MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -265,6 +344,17 @@ impl Cli {
         }
         if let Some(v) = self.keyframe_interval {
             c.stream.keyframe_interval_s = v;
+        }
+        if let Some(keys) = self.api_keys {
+            c.sessions.api_keys.extend(
+                keys.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        if let Some(v) = self.max_sessions {
+            c.sessions.max_sessions = v;
         }
         c.validate()?;
         Ok(c)

@@ -15,9 +15,11 @@ use farview_render::{Camera, FrameRenderer};
 use farview_scene::{ImportError, ImportErrorKind};
 use glam::{Quat, Vec3};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::HostContext;
-use crate::pipeline::{Pipeline, RenderCommand};
+use crate::pipeline::{Pipeline, RenderCommand, StreamSettings};
 
 /// How long a device has to open its control stream and say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,7 +62,12 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Result<(), Close> 
     let Some(hello) = hello else { return Ok(()) };
     let ClientMessage {
         seq,
-        request: Request::Hello { version, client },
+        request:
+            Request::Hello {
+                version,
+                client,
+                session,
+            },
     } = hello
     else {
         let err = WireError::new(ErrorCode::HELLO_REQUIRED, "the first message must be Hello");
@@ -91,17 +98,30 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Result<(), Close> 
     }
     tracing::info!(%client, "device said hello");
 
-    let settings = host.stream_settings();
-    let gpu = host.gpu.clone();
-    let (w, h) = (settings.width, settings.height);
-    let lighting = farview_render::Lighting::default();
-    let renderer = tokio::task::spawn_blocking(move || FrameRenderer::new(&gpu, w, h, lighting))
-        .await
-        .map_err(|e| Close(CloseCode::INTERNAL, format!("renderer setup panicked: {e}")))?
-        .map_err(|e| Close(CloseCode::INTERNAL, format!("renderer setup failed: {e}")))?;
-    let (pipeline, mut exit) =
-        Pipeline::start(renderer, settings.clone(), conn.clone(), host.tap.clone())
-            .map_err(|e| Close(CloseCode::INTERNAL, format!("encoder setup failed: {e}")))?;
+    let conn_id = conn.stable_id() as u64;
+    let bound = match bind(conn, conn_id, session, host).await {
+        Ok(b) => b,
+        Err(Refused::Wire(err)) => {
+            let reason = err.to_string();
+            let _ = write(
+                &mut send,
+                &ServerMessage::Reply {
+                    seq,
+                    result: Err(err),
+                },
+            )
+            .await;
+            return Err(Close(CloseCode::REFUSED, reason));
+        }
+        Err(Refused::Close(c)) => return Err(c),
+    };
+    bound.pipeline.attach(conn_id, conn.clone());
+    let _detach = DetachOnDrop {
+        bound: &bound,
+        conn_id,
+        host,
+    };
+    let settings = &bound.settings;
     let info = StreamInfo {
         version: PROTOCOL_VERSION,
         width: settings.width,
@@ -110,6 +130,9 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Result<(), Close> 
         codec: "h264".into(),
         host: concat!("farview-host ", env!("CARGO_PKG_VERSION")).into(),
         adapter: host.gpu.summary(),
+        session_id: bound.session.as_ref().map(|s| s.id.to_string()),
+        resume_secret: bound.session.as_ref().and_then(|s| s.resume_secret.clone()),
+        lease: bound.session.as_ref().map(|s| s.lease),
     };
     write(
         &mut send,
@@ -121,14 +144,35 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Result<(), Close> 
     .await?;
     control.last_seq = seq;
 
+    let never = CancellationToken::new();
+    let ended = bound.session.as_ref().map_or(&never, |s| &s.ended);
+    let mut exit = bound.exit.lock().ok().and_then(|mut e| e.take());
+    let exit = async move {
+        match exit.as_mut() {
+            Some(rx) => rx.await.unwrap_or_else(|_| "pipeline stopped".into()),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(exit);
     loop {
         let msg = tokio::select! {
             msg = control.next(&mut recv) => msg?,
             why = &mut exit => {
-                let why = why.unwrap_or_else(|_| "pipeline stopped".into());
                 let event = ServerMessage::Event(Event::Closing(WireError::new(ErrorCode::INTERNAL, why.clone())));
                 let _ = write(&mut send, &event).await;
                 return Err(Close(CloseCode::INTERNAL, why));
+            }
+            _ = ended.cancelled() => {
+                let why = bound
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.ended_why.lock().ok().and_then(|w| w.clone()))
+                    .unwrap_or(crate::sessions::Ended { code: ErrorCode::SESSION_ENDED, message: "session ended".into() });
+                let event = ServerMessage::Event(Event::Closing(WireError::new(why.code, why.message.clone())));
+                let _ = write(&mut send, &event).await;
+                // Give the Closing event a moment to reach the device before the close frame.
+                let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
+                return Err(Close(CloseCode::SESSION_ENDED, why.message));
             }
             _ = host.shutdown.cancelled() => {
                 let event = ServerMessage::Event(Event::Closing(WireError::new(ErrorCode::SHUTTING_DOWN, "host is shutting down")));
@@ -147,7 +191,7 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Result<(), Close> 
             ))
         } else {
             control.last_seq = msg.seq;
-            handle(msg.seq, msg.request, &pipeline, host).await
+            handle(msg.seq, msg.request, &bound, host).await
         };
         if let Err(e) = &result {
             tracing::debug!(seq = msg.seq, code = %e.code, message = %e.message, "request refused");
@@ -160,6 +204,108 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Result<(), Close> 
             },
         )
         .await?;
+    }
+}
+
+/// The session side of a bound connection.
+struct SessionSide {
+    id: Uuid,
+    ended: CancellationToken,
+    ended_why: Arc<std::sync::Mutex<Option<crate::sessions::Ended>>>,
+    resume_secret: Option<String>,
+    lease: farview_protocol::LeaseInfo,
+}
+
+/// What a connection streams from.
+struct BoundStream {
+    pipeline: Arc<Pipeline>,
+    settings: StreamSettings,
+    max_triangles: u64,
+    session: Option<SessionSide>,
+    /// Ad-hoc streams own their pipeline and watch it for failures; sessions watch theirs.
+    exit: std::sync::Mutex<Option<crate::pipeline::PipelineExit>>,
+}
+
+enum Refused {
+    Wire(WireError),
+    Close(Close),
+}
+
+/// Binds the connection to its session's pipeline, or starts an ad-hoc one.
+async fn bind(
+    conn: &quinn::Connection,
+    conn_id: u64,
+    session: Option<farview_protocol::SessionAuth>,
+    host: &HostContext,
+) -> Result<BoundStream, Refused> {
+    let internal = |m: String| Refused::Close(Close(CloseCode::INTERNAL, m));
+    if let Some(auth) = session {
+        let sessions = host.sessions.clone();
+        let device = conn.remote_address().to_string();
+        let b = tokio::task::spawn_blocking(move || {
+            sessions
+                .admit(&auth, conn_id, &device)
+                .map(|b| (b, auth.id))
+        })
+        .await
+        .map_err(|e| internal(format!("session admission panicked: {e}")))?
+        .map_err(Refused::Wire)?;
+        let (b, id) = b;
+        let id = Uuid::parse_str(&id).map_err(|e| internal(e.to_string()))?;
+        return Ok(BoundStream {
+            pipeline: b.pipeline,
+            settings: b.settings,
+            max_triangles: b.max_triangles,
+            session: Some(SessionSide {
+                id,
+                ended: b.ended,
+                ended_why: b.ended_why,
+                resume_secret: b.resume_secret,
+                lease: b.lease,
+            }),
+            exit: std::sync::Mutex::new(None),
+        });
+    }
+    if !host.config.sessions.allow_sessionless {
+        return Err(Refused::Wire(WireError::new(
+            ErrorCode::SESSION_REQUIRED,
+            "this host only serves devices that name a session (create one with POST /v1/sessions)",
+        )));
+    }
+    let settings = host.stream_settings();
+    let gpu = host.gpu.clone();
+    let (w, h) = (settings.width, settings.height);
+    let lighting = farview_render::Lighting::default();
+    let renderer = tokio::task::spawn_blocking(move || FrameRenderer::new(&gpu, w, h, lighting))
+        .await
+        .map_err(|e| internal(format!("renderer setup panicked: {e}")))?
+        .map_err(|e| internal(format!("renderer setup failed: {e}")))?;
+    let (pipeline, exit) = Pipeline::start(renderer, settings.clone(), host.tap.clone())
+        .map_err(|e| internal(format!("encoder setup failed: {e}")))?;
+    Ok(BoundStream {
+        pipeline: Arc::new(pipeline),
+        settings,
+        max_triangles: u64::MAX,
+        session: None,
+        exit: std::sync::Mutex::new(Some(exit)),
+    })
+}
+
+/// Detaches the connection from its pipeline and session however the connection ends.
+struct DetachOnDrop<'a> {
+    bound: &'a BoundStream,
+    conn_id: u64,
+    host: &'a HostContext,
+}
+
+impl Drop for DetachOnDrop<'_> {
+    fn drop(&mut self) {
+        self.bound.pipeline.detach(self.conn_id);
+        if let Some(s) = &self.bound.session {
+            let (sessions, id, conn_id) = (self.host.sessions.clone(), s.id, self.conn_id);
+            // The record write is a disk sync: keep it off the async worker.
+            tokio::task::spawn_blocking(move || sessions.detach(id, conn_id));
+        }
     }
 }
 
@@ -220,9 +366,16 @@ async fn write(send: &mut quinn::SendStream, msg: &ServerMessage) -> Result<(), 
 async fn handle(
     seq: u64,
     request: Request,
-    pipeline: &Pipeline,
+    bound: &BoundStream,
     host: &HostContext,
 ) -> Result<Reply, WireError> {
+    let pipeline = &bound.pipeline;
+    let no_session = || {
+        WireError::new(
+            ErrorCode::NO_SESSION,
+            "this stream has no session (ad-hoc stream)",
+        )
+    };
     match request {
         Request::Hello { .. } => Err(WireError::new(
             ErrorCode::PROTOCOL_ERROR,
@@ -243,7 +396,27 @@ async fn handle(
             send_command(pipeline, RenderCommand::SetCamera { seq, camera })?;
             Ok(Reply::CameraSet)
         }
-        Request::LoadModel { path } => load_model(seq, path, pipeline, host).await,
+        Request::LoadModel { path } => load_model(seq, path, bound, host).await,
+        Request::GetLease => {
+            let id = bound.session.as_ref().ok_or_else(no_session)?.id;
+            host.sessions.lease(id).map(Reply::Lease)
+        }
+        Request::SetLease { max_lease_ms } => {
+            let id = bound.session.as_ref().ok_or_else(no_session)?.id;
+            let sessions = host.sessions.clone();
+            tokio::task::spawn_blocking(move || sessions.set_lease(id, max_lease_ms))
+                .await
+                .map_err(|e| WireError::new(ErrorCode::INTERNAL, e.to_string()))?
+                .map(|(_, lease)| Reply::Lease(lease))
+                .map_err(|e| {
+                    let code = if e.status == 422 {
+                        ErrorCode::INVALID_LEASE
+                    } else {
+                        ErrorCode::SESSION_ENDED
+                    };
+                    WireError::new(code, e.message)
+                })
+        }
     }
 }
 
@@ -286,9 +459,10 @@ fn import_error(e: &ImportError) -> WireError {
 async fn load_model(
     seq: u64,
     path: String,
-    pipeline: &Pipeline,
+    bound: &BoundStream,
     host: &HostContext,
 ) -> Result<Reply, WireError> {
+    let pipeline = &bound.pipeline;
     let started = Instant::now();
     let root = host.assets_root.clone();
     let limits = host.import_limits.clone();
@@ -300,6 +474,17 @@ async fn load_model(
             .await
             .map_err(|e| WireError::new(ErrorCode::INTERNAL, format!("model import crashed: {e}")))?
             .map_err(|e| import_error(&e))?;
+    let have = pipeline.shared.triangles.load(Ordering::Relaxed);
+    let adding = model.triangle_count() as u64;
+    if have.saturating_add(adding) > bound.max_triangles {
+        return Err(WireError::new(
+            ErrorCode::MODEL_TOO_LARGE,
+            format!(
+                "{path} has {adding} triangles; with the {have} already loaded that exceeds this session size's budget of {}",
+                bound.max_triangles
+            ),
+        ));
+    }
     let (reply_tx, reply_rx) = oneshot::channel();
     send_command(
         pipeline,

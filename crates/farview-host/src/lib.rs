@@ -6,6 +6,7 @@ mod config;
 mod connection;
 mod http;
 mod pipeline;
+mod sessions;
 mod tap;
 mod time;
 mod tls;
@@ -22,7 +23,12 @@ use farview_scene::ImportLimits;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use config::{Cli, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, StreamConfig};
+pub use config::{
+    Cli, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, SessionsConfig, SizeConfig,
+    StreamConfig,
+};
+pub use farview_session::{Clock, ManualClock, SystemClock};
+pub use http::{OPENAPI, ROUTES};
 pub use tap::{FrameTap, TappedFrame};
 pub use tls::{FINGERPRINT_FILE, fingerprint};
 
@@ -52,6 +58,14 @@ pub enum HostError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The session record store could not be opened.
+    #[error("session store in {dir}: {message}")]
+    Store {
+        /// The data directory.
+        dir: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// The assets root does not exist.
     #[error("assets root {path} is not a readable directory: {source}")]
     AssetsRoot {
@@ -69,6 +83,8 @@ pub struct HostOptions {
     pub frame_tap: Option<FrameTap>,
     /// Use this GPU context instead of opening one (lets tests share a device).
     pub gpu: Option<GpuContext>,
+    /// The clock leases run on (tests pass a [`ManualClock`]); the system clock by default.
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 /// State shared by every connection of the host.
@@ -81,6 +97,7 @@ pub(crate) struct HostContext {
     pub(crate) shutdown: CancellationToken,
     pub(crate) connections: AtomicUsize,
     pub(crate) fingerprint: String,
+    pub(crate) sessions: Arc<sessions::SessionManager>,
 }
 
 impl HostContext {
@@ -194,6 +211,25 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
 
     let shutdown = CancellationToken::new();
     let adapter = gpu.summary();
+    let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let store_path = config.data_dir.join("sessions.db");
+    let sessions = sessions::SessionManager::open(
+        &store_path,
+        clock,
+        config.sessions.clone(),
+        config.stream.clone(),
+        gpu.clone(),
+        options.frame_tap.clone(),
+        assets_root.clone(),
+        ImportLimits::default(),
+        quic_addr,
+        identity.fingerprint.clone(),
+    )
+    .map_err(|e| HostError::Store {
+        dir: config.data_dir.clone(),
+        message: e.to_string(),
+    })?;
+    let sessions = Arc::new(sessions);
     let ctx = Arc::new(HostContext {
         config,
         gpu,
@@ -203,11 +239,13 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         shutdown: shutdown.clone(),
         connections: AtomicUsize::new(0),
         fingerprint: identity.fingerprint.clone(),
+        sessions: sessions.clone(),
     });
     tracing::info!(%quic_addr, %http_addr, fingerprint = %identity.fingerprint, %adapter, "host listening");
 
     let accept = tokio::spawn(accept_loop(endpoint.clone(), ctx.clone()));
     let http = tokio::spawn(http::serve(http_listener, ctx.clone()));
+    let lease_clock = tokio::spawn(lease_loop(sessions, shutdown.clone()));
     Ok(HostHandle {
         quic_addr,
         http_addr,
@@ -215,8 +253,30 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         adapter,
         endpoint,
         shutdown,
-        tasks: vec![accept, http],
+        tasks: vec![accept, http, lease_clock],
     })
+}
+
+/// Drives the lease clock: expires sessions whose lease ran out, purges old records.
+async fn lease_loop(sessions: Arc<sessions::SessionManager>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => break,
+        }
+        let s = sessions.clone();
+        let purge = n % 600 == 0;
+        n += 1;
+        let _ = tokio::task::spawn_blocking(move || {
+            s.tick();
+            if purge {
+                s.purge();
+            }
+        })
+        .await;
+    }
 }
 
 async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<HostContext>) {

@@ -96,7 +96,20 @@ pub(crate) struct StreamCounters {
 pub(crate) struct Shared {
     pub(crate) force_keyframe: AtomicBool,
     pub(crate) stop: AtomicBool,
+    /// True while a device is attached: the render loop idles (applying commands) otherwise.
+    pub(crate) streaming: AtomicBool,
+    /// Triangles in the scene, for the session size's budget.
+    pub(crate) triangles: AtomicU64,
+    /// Models loaded into the scene.
+    pub(crate) models: AtomicU64,
     pub(crate) counters: StreamCounters,
+}
+
+/// The device connection frames currently go to.
+#[derive(Clone)]
+pub(crate) struct Attachment {
+    pub(crate) id: u64,
+    pub(crate) conn: quinn::Connection,
 }
 
 struct RawFrame {
@@ -120,6 +133,7 @@ pub(crate) type PipelineExit = oneshot::Receiver<String>;
 pub(crate) struct Pipeline {
     pub(crate) commands: mpsc::SyncSender<RenderCommand>,
     pub(crate) shared: Arc<Shared>,
+    attachment: tokio::sync::watch::Sender<Option<Attachment>>,
     sender_task: tokio::task::JoinHandle<()>,
 }
 
@@ -136,12 +150,11 @@ const COMMAND_QUEUE: usize = 1024;
 const NET_QUEUE: usize = 2;
 
 impl Pipeline {
-    /// Starts the stages for one connection. `renderer` was created by the caller so that a
+    /// Starts the stages (idle until a device is attached). `renderer` was created by the caller so that a
     /// failure is reported before anything runs.
     pub(crate) fn start(
         renderer: FrameRenderer,
         settings: StreamSettings,
-        conn: quinn::Connection,
         tap: Option<FrameTap>,
     ) -> Result<(Self, PipelineExit), farview_encode::EncodeError> {
         let encoder = OpenH264Encoder::new(farview_encode::EncoderSettings {
@@ -200,16 +213,40 @@ impl Pipeline {
                     farview_encode::EncodeError::Encoder(format!("cannot spawn encode thread: {e}"))
                 })?;
         }
+        let (attachment, attach_rx) = tokio::sync::watch::channel(None);
         let sender_task =
-            tokio::spawn(send_loop(conn, net_rx, shared.clone(), settings).instrument(span));
+            tokio::spawn(send_loop(attach_rx, net_rx, shared.clone(), settings).instrument(span));
         Ok((
             Self {
                 commands: cmd_tx,
                 shared,
+                attachment,
                 sender_task,
             },
             exit_rx,
         ))
+    }
+
+    /// Sends frames to this connection from the next keyframe on.
+    pub(crate) fn attach(&self, id: u64, conn: quinn::Connection) {
+        self.shared.force_keyframe.store(true, Ordering::Relaxed);
+        self.attachment.send_replace(Some(Attachment { id, conn }));
+        self.shared.streaming.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops streaming if `id` is the attached connection; the scene stays.
+    pub(crate) fn detach(&self, id: u64) {
+        let was = self.attachment.send_if_modified(|a| {
+            if a.as_ref().is_some_and(|a| a.id == id) {
+                *a = None;
+                true
+            } else {
+                false
+            }
+        });
+        if was {
+            self.shared.streaming.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -224,6 +261,7 @@ fn render_loop(
 ) -> Result<(), String> {
     let interval = Duration::from_secs_f64(1.0 / f64::from(settings.fps));
     let mut scene = Scene::default();
+    let shared_counts = (&shared.triangles, &shared.models);
     let mut camera = Camera::default();
     let mut last_seq = 0u64;
     let mut number = 0u64;
@@ -233,7 +271,15 @@ fn render_loop(
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match commands.recv_timeout(wait) {
-                Ok(cmd) => apply(cmd, &mut scene, &mut camera, &mut renderer, &mut last_seq),
+                Ok(cmd) => {
+                    apply(cmd, &mut scene, &mut camera, &mut renderer, &mut last_seq);
+                    shared_counts
+                        .0
+                        .store(scene.stats().triangles, Ordering::Relaxed);
+                    shared_counts
+                        .1
+                        .store(scene.stats().models, Ordering::Relaxed);
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => break,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
             }
@@ -242,6 +288,10 @@ fn render_loop(
             return Ok(());
         }
         let now = Instant::now();
+        if !shared.streaming.load(Ordering::Relaxed) {
+            next_tick = now + interval;
+            continue;
+        }
         next_tick = if next_tick + interval > now {
             next_tick + interval
         } else {
@@ -372,33 +422,51 @@ fn encode_loop(
 }
 
 async fn send_loop(
-    conn: quinn::Connection,
+    mut attachment: tokio::sync::watch::Receiver<Option<Attachment>>,
     mut frames: tokio::sync::mpsc::Receiver<NetFrame>,
     shared: Arc<Shared>,
     settings: StreamSettings,
 ) {
     let c = &shared.counters;
     let max_age_us = settings.max_frame_age.as_micros() as u64;
+    let mut target: Option<Attachment> = None;
     let mut stream: Option<quinn::SendStream> = None;
     let mut group = 0u64;
     let mut awaiting_keyframe = true;
     let mut stats = StatsLog::new();
+    // Abandons the current group: the next frame sent is forced to be an IDR on a new stream.
+    let restart = |stream: &mut Option<quinn::SendStream>, awaiting: &mut bool| {
+        if let Some(mut s) = stream.take() {
+            let _ = s.reset(0u32.into());
+        }
+        *awaiting = true;
+        shared.force_keyframe.store(true, Ordering::Relaxed);
+    };
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(1), frames.recv()).await;
+        let next = tokio::select! {
+            changed = attachment.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                target = attachment.borrow_and_update().clone();
+                restart(&mut stream, &mut awaiting_keyframe);
+                continue;
+            }
+            next = tokio::time::timeout(Duration::from_secs(1), frames.recv()) => next,
+        };
         stats.maybe_log(c);
         let mut f = match next {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(_) => continue,
         };
+        let Some(conn) = target.as_ref().map(|t| t.conn.clone()) else {
+            continue;
+        };
         let stale = now_us().saturating_sub(f.header.render_start_us) > max_age_us;
         if stale {
             c.dropped_stale.fetch_add(1, Ordering::Relaxed);
-            if let Some(mut s) = stream.take() {
-                let _ = s.reset(0u32.into());
-            }
-            awaiting_keyframe = true;
-            shared.force_keyframe.store(true, Ordering::Relaxed);
+            restart(&mut stream, &mut awaiting_keyframe);
             continue;
         }
         if awaiting_keyframe && !f.header.keyframe {
@@ -414,17 +482,19 @@ async fn send_loop(
             let mut s = match conn.open_uni().await {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::debug!(error = %e, "connection gone; sender stops");
-                    break;
+                    tracing::debug!(error = %e, "device connection gone; waiting for another");
+                    target = None;
+                    continue;
                 }
             };
-            group += 1;
             let _ = s.set_priority(0);
+            group += 1;
             if s.write_all(&MediaStreamHeader { version: 1, group }.encode())
                 .await
                 .is_err()
             {
-                break;
+                target = None;
+                continue;
             }
             stream = Some(s);
             awaiting_keyframe = false;
@@ -457,21 +527,17 @@ async fn send_loop(
                 tracing::debug!(group, code = %code, "device stopped the group");
                 c.dropped_stale.fetch_add(1, Ordering::Relaxed);
                 stream = None;
-                awaiting_keyframe = true;
-                shared.force_keyframe.store(true, Ordering::Relaxed);
+                restart(&mut stream, &mut awaiting_keyframe);
             }
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "media stream closed; sender stops");
-                break;
+                tracing::debug!(error = %e, "media stream closed; waiting for a device");
+                stream = None;
+                target = None;
             }
             Err(_) => {
                 // The device is not reading fast enough: drop this group, restart at an IDR.
                 c.dropped_stale.fetch_add(1, Ordering::Relaxed);
-                if let Some(mut s) = stream.take() {
-                    let _ = s.reset(0u32.into());
-                }
-                awaiting_keyframe = true;
-                shared.force_keyframe.store(true, Ordering::Relaxed);
+                restart(&mut stream, &mut awaiting_keyframe);
             }
         }
     }

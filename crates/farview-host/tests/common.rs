@@ -56,9 +56,19 @@ impl TestHost {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let data = tempfile::tempdir().unwrap();
+        Self::start_full(tweak, None, None).await
+    }
+
+    /// A host on `data` (a data directory to reuse across restarts) with an optional clock.
+    pub async fn start_full(
+        tweak: impl FnOnce(&mut Config),
+        data: Option<PathBuf>,
+        clock: Option<std::sync::Arc<dyn farview_host::Clock>>,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = data.unwrap_or_else(|| dir.path().to_path_buf());
         let mut config = Config {
-            data_dir: data.path().to_path_buf(),
+            data_dir,
             quic_addr: "127.0.0.1:0".parse().unwrap(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             assets_root: repo_root().join("assets"),
@@ -79,6 +89,7 @@ impl TestHost {
             HostOptions {
                 frame_tap: Some(tap.clone()),
                 gpu: Some(gpu()),
+                clock,
             },
         )
         .await
@@ -87,7 +98,7 @@ impl TestHost {
             handle,
             tap,
             assets,
-            _dirs: vec![data],
+            _dirs: vec![dir],
         }
     }
 

@@ -27,6 +27,8 @@ pub enum Request {
         version: u16,
         /// Free-form client name and version, for logs.
         client: String,
+        /// The session to bind; `None` asks for an ad-hoc stream (when the host allows them).
+        session: Option<SessionAuth>,
     },
     /// Load a glTF model from a path relative to the host's assets root.
     LoadModel {
@@ -42,6 +44,25 @@ pub enum Request {
     RequestKeyframe,
     /// Liveness and clock probe.
     Ping,
+    /// Read the session's lease.
+    GetLease,
+    /// Set the session's lease length, counted from its creation (extend or shorten; never
+    /// below the time already used).
+    SetLease {
+        /// New lease length in milliseconds.
+        max_lease_ms: u64,
+    },
+}
+
+/// How a device proves it may bind a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionAuth {
+    /// Session UUID (hyphenated).
+    pub id: String,
+    /// The connection token from the session API.
+    pub token: String,
+    /// The resume secret from an earlier `Welcome`, to reconnect after a drop.
+    pub resume_secret: Option<String>,
 }
 
 /// Camera pose and projection. Rotation is a unit quaternion (x, y, z, w); the camera looks down
@@ -123,6 +144,19 @@ pub enum Reply {
         /// Host wall clock.
         host_time_us: u64,
     },
+    /// Answer to `GetLease` and `SetLease`.
+    Lease(LeaseInfo),
+}
+
+/// A session's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// Lease length from creation, ms.
+    pub max_lease_ms: u64,
+    /// Time used, ms.
+    pub elapsed_ms: u64,
+    /// Time left, ms.
+    pub remaining_ms: u64,
 }
 
 /// What the stream will look like, sent in [`Reply::Welcome`].
@@ -142,6 +176,13 @@ pub struct StreamInfo {
     pub host: String,
     /// The GPU adapter the host renders with.
     pub adapter: String,
+    /// The session bound, if any.
+    pub session_id: Option<String>,
+    /// Secret to present (in `SessionAuth`) when reconnecting after a drop. Sent on the first
+    /// bind only; keep it.
+    pub resume_secret: Option<String>,
+    /// The lease at bind time.
+    pub lease: Option<LeaseInfo>,
 }
 
 /// What a model load produced.

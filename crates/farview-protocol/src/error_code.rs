@@ -50,6 +50,28 @@ codes! {
     MODEL_IO = 205, "model_io";
     /// Another model load is still running for this connection.
     LOAD_IN_PROGRESS = 206, "load_in_progress";
+    /// No session with that id (or its record has been purged).
+    SESSION_NOT_FOUND = 300, "session_not_found";
+    /// The connection token is wrong.
+    SESSION_TOKEN_INVALID = 301, "session_token_invalid";
+    /// The session is still starting (loading its models).
+    SESSION_NOT_READY = 302, "session_not_ready";
+    /// The session has ended (stopped, expired or failed); the message says how.
+    SESSION_ENDED = 303, "session_ended";
+    /// Another device is connected to the session.
+    SESSION_IN_USE = 304, "session_in_use";
+    /// The session is bound to a device that dropped; only its resume secret may reconnect.
+    SESSION_RESUME_REQUIRED = 305, "session_resume_required";
+    /// The session's lease ran out.
+    LEASE_EXPIRED = 306, "lease_expired";
+    /// The session was stopped through the API.
+    SESSION_STOPPED = 307, "session_stopped";
+    /// This host only serves devices that name a session.
+    SESSION_REQUIRED = 308, "session_required";
+    /// A lease change is out of range (below the time used, or above the host's maximum).
+    INVALID_LEASE = 309, "invalid_lease";
+    /// The request needs a session, and this stream has none.
+    NO_SESSION = 310, "no_session";
     /// The host failed internally; the message says where.
     INTERNAL = 500, "internal";
     /// The host is shutting down.
@@ -77,4 +99,8 @@ impl CloseCode {
     pub const SHUTTING_DOWN: CloseCode = CloseCode(3);
     /// The host already serves as many devices as it may.
     pub const AT_CAPACITY: CloseCode = CloseCode(4);
+    /// The session ended (stopped or lease expired); a `Closing` event with the reason precedes it.
+    pub const SESSION_ENDED: CloseCode = CloseCode(5);
+    /// The device was refused admission to a session (the reply to `Hello` says why).
+    pub const REFUSED: CloseCode = CloseCode(6);
 }

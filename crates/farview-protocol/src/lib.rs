@@ -21,8 +21,8 @@ mod framing;
 mod media;
 
 pub use control::{
-    CameraPose, ClientMessage, Event, LoadedModel, Reply, Request, ServerMessage, StreamInfo,
-    WireError,
+    CameraPose, ClientMessage, Event, LeaseInfo, LoadedModel, Reply, Request, ServerMessage,
+    SessionAuth, StreamInfo, WireError,
 };
 pub use error_code::{CloseCode, ErrorCode};
 pub use framing::{

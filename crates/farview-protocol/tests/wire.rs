@@ -20,6 +20,20 @@ fn all_client_messages() -> Vec<ClientMessage> {
         Request::Hello {
             version: PROTOCOL_VERSION,
             client: "test/1".into(),
+            session: None,
+        },
+        Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: "test/1".into(),
+            session: Some(SessionAuth {
+                id: "id".into(),
+                token: "t".into(),
+                resume_secret: Some("r".into()),
+            }),
+        },
+        Request::GetLease,
+        Request::SetLease {
+            max_lease_ms: 60_000,
         },
         Request::LoadModel {
             path: "BoxTextured/BoxTextured.gltf".into(),
@@ -48,6 +62,18 @@ fn all_server_messages() -> Vec<ServerMessage> {
             codec: "h264".into(),
             host: "farview-host 0.1.0".into(),
             adapter: "llvmpipe".into(),
+            session_id: Some("0d5e".into()),
+            resume_secret: Some("secret".into()),
+            lease: Some(LeaseInfo {
+                max_lease_ms: 3,
+                elapsed_ms: 1,
+                remaining_ms: 2,
+            }),
+        }),
+        Reply::Lease(LeaseInfo {
+            max_lease_ms: 3,
+            elapsed_ms: 1,
+            remaining_ms: 2,
         }),
         Reply::ModelLoaded(LoadedModel {
             root_entity: 7,
