@@ -28,6 +28,19 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// The session API refused a request.
+    #[error("API error {status} {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// Detail.
+        message: String,
+    },
+    /// The HTTP request failed (connection refused, timeout, ...).
+    #[error("HTTP: {0}")]
+    Http(String),
     /// The host sent something that breaks the protocol.
     #[error("protocol violation by host: {0}")]
     Protocol(String),

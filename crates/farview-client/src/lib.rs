@@ -25,6 +25,7 @@ mod connection;
 mod error;
 mod pin;
 mod queue;
+mod sessions;
 mod stats;
 
 pub use connection::{ConnectOptions, Connection, Frame};
@@ -33,6 +34,9 @@ pub use farview_protocol::{
     CameraPose, ErrorCode, FrameHeader, LoadedModel, StreamInfo, WireError,
 };
 pub use pin::{Fingerprint, quic_client_config};
+pub use sessions::{
+    ConnectionDetails, Counters, CreateSession, SessionClient, SessionHandle, SessionInfo,
+};
 pub use stats::{FrameTimings, Summary, summarize};
 
 /// Helpers for building camera poses.

@@ -267,7 +267,7 @@ async fn lease_loop(sessions: Arc<sessions::SessionManager>, shutdown: Cancellat
             _ = shutdown.cancelled() => break,
         }
         let s = sessions.clone();
-        let purge = n % 600 == 0;
+        let purge = n.is_multiple_of(600);
         n += 1;
         let _ = tokio::task::spawn_blocking(move || {
             s.tick();

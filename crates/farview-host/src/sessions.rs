@@ -166,7 +166,8 @@ impl SessionManager {
         }
     }
 
-    /// The JSON view of a session (with its token when `with_token`).
+    /// The JSON view of a session. Live sessions carry their connection details, token included:
+    /// the API key holder is the app's backend, which hands them to its device.
     pub(crate) fn view(&self, r: &SessionRecord, token: Option<&str>) -> serde_json::Value {
         let now = self.clock.now_ms();
         let end = r.stopped_at_ms.unwrap_or(now);
@@ -378,7 +379,7 @@ impl SessionManager {
         let mut live = self.lock()?;
         if let Some(entry) = live.get_mut(&id) {
             Self::refresh_counters(entry);
-            return Ok(self.view(entry.session.record(), None));
+            return Ok(self.view(entry.session.record(), Some(&entry.token)));
         }
         drop(live);
         match self.store.get(id).map_err(internal)? {
@@ -396,7 +397,7 @@ impl SessionManager {
             .map(|r| match live.get_mut(&r.id) {
                 Some(entry) => {
                     Self::refresh_counters(entry);
-                    self.view(entry.session.record(), None)
+                    self.view(entry.session.record(), Some(&entry.token))
                 }
                 None => self.view(r, None),
             })
@@ -450,9 +451,10 @@ impl SessionManager {
         }
         let record = entry.session.record().clone();
         let info = lease_info(&entry.session, now);
+        let token = entry.token.clone();
         drop(live);
         self.store.put(&record).map_err(internal)?;
-        Ok((self.view(&record, None), info))
+        Ok((self.view(&record, Some(&token)), info))
     }
 
     /// Stops a session (idempotent); the connected device is told why.

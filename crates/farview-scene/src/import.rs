@@ -25,7 +25,9 @@ pub struct ImportLimits {
     pub max_file_bytes: u64,
     /// Most elements in one accessor.
     pub max_accessor_count: u64,
-    /// Largest texture side in pixels (checked from the image header, before decoding).
+    /// Largest texture side in pixels (checked from the image header, before decoding). Decoded
+    /// texels over the whole model are also capped at `4 × max_texture_dim²` (1 GiB of RGBA8 at
+    /// the default), so many large but well-compressed images cannot exhaust memory.
     pub max_texture_dim: u32,
     /// Most textures decoded for one model.
     pub max_textures: usize,
@@ -33,7 +35,10 @@ pub struct ImportLimits {
     pub max_nodes: usize,
     /// Deepest node hierarchy.
     pub max_node_depth: usize,
-    /// Most vertices over the whole model.
+    /// Most vertices over the whole model, counted after flat-normal expansion and before any
+    /// attribute is read. Triangle-list indices over the model are capped at six times this (a
+    /// closed mesh has about two triangles per vertex), so a file cannot reuse one small index
+    /// accessor from many primitives to exhaust memory.
     pub max_total_vertices: u64,
 }
 
@@ -73,8 +78,8 @@ pub enum ImportErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ImportError {
-    /// No file at that path.
-    #[error("model file not found: {0}")]
+    /// No file at that path (the model, or a buffer or image it references).
+    #[error("file not found: {0}")]
     NotFound(String),
     /// The path or URI is not allowed.
     #[error("forbidden path '{path}': {reason}")]
@@ -215,14 +220,26 @@ fn has_scheme(s: &str) -> bool {
     }
 }
 
+/// Reads a file whose size (from the open handle's metadata) is within `max`. The read itself is
+/// capped too, so a file that grows after the check cannot push past the limit.
 fn read_limited(path: &Path, shown: &str, max: u64) -> Result<Vec<u8>, ImportError> {
-    let io = |e: std::io::Error| ImportError::Io {
-        path: shown.to_owned(),
-        source: e,
+    use std::io::Read;
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => ImportError::NotFound(shown.to_owned()),
+        _ => ImportError::Io {
+            path: shown.to_owned(),
+            source: e,
+        },
     };
-    let len = std::fs::metadata(path).map_err(io)?.len();
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
     limit(format!("size of {shown}"), len, max)?;
-    std::fs::read(path).map_err(io)
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    limit(format!("size of {shown}"), bytes.len() as u64, max)?;
+    Ok(bytes)
 }
 
 /// Imports `relative` (`/`-separated, relative to `assets_root`) from disk, sandboxed to the root.
@@ -383,11 +400,7 @@ fn check_accessor(
                 "accessor {i}: {n} sparse values for {count} elements"
             )));
         }
-        let isz = match sparse.indices().index_type() {
-            gltf::accessor::sparse::IndexType::U8 => 1,
-            gltf::accessor::sparse::IndexType::U16 => 2,
-            gltf::accessor::sparse::IndexType::U32 => 4,
-        };
+        let isz = sparse_index_size(&sparse);
         in_view(
             &sparse.indices().view(),
             sparse.indices().offset(),
@@ -414,8 +427,9 @@ fn read_component(
     t: DataType,
     normalized: bool,
 ) -> Result<f32, ImportError> {
-    let b = buf
-        .get(off..off + component_size(t))
+    let b = off
+        .checked_add(component_size(t))
+        .and_then(|end| buf.get(off..end))
         .ok_or_else(|| malformed("accessor read out of bounds"))?;
     Ok(match t {
         DataType::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
@@ -433,10 +447,20 @@ fn read_component(
     })
 }
 
+fn sparse_index_size(sparse: &gltf::accessor::sparse::Sparse<'_>) -> usize {
+    match sparse.indices().index_type() {
+        gltf::accessor::sparse::IndexType::U8 => 1,
+        gltf::accessor::sparse::IndexType::U16 => 2,
+        gltf::accessor::sparse::IndexType::U32 => 4,
+    }
+}
+
+/// Reads one unsigned integer of `size` (1, 2 or 4) bytes.
 fn read_index(buf: &[u8], off: usize, size: usize) -> Result<usize, ImportError> {
-    let b = buf
-        .get(off..off + size)
-        .ok_or_else(|| malformed("sparse index read out of bounds"))?;
+    let b = off
+        .checked_add(size)
+        .and_then(|end| buf.get(off..end))
+        .ok_or_else(|| malformed("index read out of bounds"))?;
     Ok(match size {
         1 => usize::from(b[0]),
         2 => usize::from(u16::from_le_bytes([b[0], b[1]])),
@@ -476,11 +500,7 @@ fn read_vec<const N: usize>(
     if let Some(sparse) = acc.sparse() {
         let iv = sparse.indices().view();
         let ibuf = &buffers[iv.buffer().index()];
-        let isz = match sparse.indices().index_type() {
-            gltf::accessor::sparse::IndexType::U8 => 1,
-            gltf::accessor::sparse::IndexType::U16 => 2,
-            gltf::accessor::sparse::IndexType::U32 => 4,
-        };
+        let isz = sparse_index_size(&sparse);
         let vv = sparse.values().view();
         let vbuf = &buffers[vv.buffer().index()];
         for k in 0..sparse.count() {
@@ -521,12 +541,6 @@ fn read_indices(
     let (t, count) = (acc.data_type(), acc.count());
     let cs = component_size(t);
     let mut out = Vec::with_capacity(count);
-    if acc.sparse().is_some() {
-        return Err(ImportError::Unsupported(format!(
-            "sparse index accessor {}",
-            acc.index()
-        )));
-    }
     if let Some(view) = acc.view() {
         let buf = &buffers[view.buffer().index()];
         let stride = view.stride().unwrap_or(cs);
@@ -536,6 +550,24 @@ fn read_indices(
         }
     } else {
         out.resize(count, 0);
+    }
+    if let Some(sparse) = acc.sparse() {
+        let (iv, vv) = (sparse.indices().view(), sparse.values().view());
+        let (ibuf, vbuf) = (&buffers[iv.buffer().index()], &buffers[vv.buffer().index()]);
+        let isz = sparse_index_size(&sparse);
+        let ibase = iv.offset() + sparse.indices().offset();
+        let vbase = vv.offset() + sparse.values().offset();
+        for k in 0..sparse.count() {
+            let idx = read_index(ibuf, ibase + k * isz, isz)?;
+            let value = read_index(vbuf, vbase + k * cs, cs)?;
+            let slot = out.get_mut(idx).ok_or_else(|| {
+                malformed(format!(
+                    "accessor {}: sparse index {idx} out of range",
+                    acc.index()
+                ))
+            })?;
+            *slot = value as u32;
+        }
     }
     if let Some((i, bad)) = out
         .iter()
@@ -695,14 +727,17 @@ pub fn import_gltf(
     }
 
     // Meshes.
-    let mut total_vertices = 0u64;
+    let mut budget = Budget {
+        vertices: 0,
+        indices: 0,
+        max_vertices: limits.max_total_vertices,
+        max_indices: limits.max_total_vertices.saturating_mul(6),
+    };
     let mut meshes = Vec::with_capacity(json.meshes.len());
     for mesh in doc.meshes() {
         let mut primitives = Vec::new();
         for prim in mesh.primitives() {
-            if let Some(p) = import_primitive(&mesh, &prim, &buffers)? {
-                total_vertices += p.positions.len() as u64;
-                limit("total vertices", total_vertices, limits.max_total_vertices)?;
+            if let Some(p) = import_primitive(&mesh, &prim, &buffers, &mut budget)? {
                 primitives.push(p);
             }
         }
@@ -847,10 +882,28 @@ fn node_transform(n: &gltf::Node<'_>) -> Option<Transform> {
     }
 }
 
+/// Vertices and triangle-list indices the model's primitives will hold, reserved before reading.
+struct Budget {
+    vertices: u64,
+    indices: u64,
+    max_vertices: u64,
+    max_indices: u64,
+}
+
+impl Budget {
+    fn take(&mut self, vertices: u64, indices: u64) -> Result<(), ImportError> {
+        self.vertices = self.vertices.saturating_add(vertices);
+        limit("total vertices", self.vertices, self.max_vertices)?;
+        self.indices = self.indices.saturating_add(indices);
+        limit("total triangle indices", self.indices, self.max_indices)
+    }
+}
+
 fn import_primitive(
     mesh: &gltf::Mesh<'_>,
     prim: &gltf::Primitive<'_>,
     buffers: &[Vec<u8>],
+    budget: &mut Budget,
 ) -> Result<Option<Primitive>, ImportError> {
     let mode = prim.mode();
     if !matches!(
@@ -872,6 +925,19 @@ fn import_primitive(
             prim.index()
         ))
     })?;
+    // Reserve what this primitive will hold before reading anything: accessors are shared, so
+    // per-accessor limits alone do not bound the model.
+    let raw_count = prim.indices().map_or(pos_acc.count(), |a| a.count()) as u64;
+    let out_indices = match mode {
+        Mode::Triangles => raw_count / 3 * 3,
+        _ => raw_count.saturating_sub(2).saturating_mul(3),
+    };
+    let out_vertices = if prim.get(&gltf::Semantic::Normals).is_some() {
+        pos_acc.count() as u64
+    } else {
+        out_indices.max(pos_acc.count() as u64)
+    };
+    budget.take(out_vertices, out_indices)?;
     let positions: Vec<[f32; 3]> = read_vec::<3>(&pos_acc, buffers)?;
     if positions.iter().flatten().any(|v| !v.is_finite()) {
         return Err(malformed(format!(
@@ -986,6 +1052,12 @@ fn load_image(
         .map_err(|e| malformed(format!("image {index}: {e}")))?;
     match reader.format() {
         Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
+        _ if declared_png_or_jpeg(img) => {
+            return Err(malformed(format!(
+                "image {index} is declared PNG/JPEG but its {} bytes are neither",
+                bytes.len()
+            )));
+        }
         other => {
             tracing::warn!(image = index, format = ?other, "image format not supported; material drawn without it");
             return Ok(None);
@@ -1009,6 +1081,16 @@ fn load_image(
         u64::from(h),
         u64::from(limits.max_texture_dim),
     )?;
+    let texels: u64 = textures
+        .iter()
+        .map(|t| u64::from(t.width) * u64::from(t.height))
+        .sum();
+    let max_dim = u64::from(limits.max_texture_dim);
+    limit(
+        format!("decoded texels including image {index}"),
+        texels + u64::from(w) * u64::from(h),
+        4 * max_dim * max_dim,
+    )?;
     let decoded = image::ImageReader::new(Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| malformed(format!("image {index}: {e}")))?
@@ -1022,6 +1104,31 @@ fn load_image(
         rgba8: decoded.into_raw(),
     });
     Ok(Some(textures.len() - 1))
+}
+
+/// True when the file says an image is PNG or JPEG (MIME type, data URI type or file extension),
+/// so bytes in another format mean a corrupt image rather than an unsupported one.
+fn declared_png_or_jpeg(img: &gltf::json::Image) -> bool {
+    const MIME: [&str; 2] = ["image/png", "image/jpeg"];
+    if img
+        .mime_type
+        .as_ref()
+        .is_some_and(|m| MIME.contains(&m.0.as_str()))
+    {
+        return true;
+    }
+    let Some(uri) = img.uri.as_deref() else {
+        return false;
+    };
+    if let Some(rest) = uri.strip_prefix("data:") {
+        return MIME.iter().any(|m| rest.starts_with(m));
+    }
+    let path = uri
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(uri)
+        .to_ascii_lowercase();
+    [".png", ".jpg", ".jpeg"].iter().any(|e| path.ends_with(e))
 }
 
 #[cfg(test)]
