@@ -111,6 +111,9 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Result<(), Close> 
                 },
             )
             .await;
+            // Let the typed reply reach the device before the close frame overtakes it.
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
             return Err(Close(CloseCode::REFUSED, reason));
         }
         Err(Refused::Close(c)) => return Err(c),

@@ -91,6 +91,8 @@ pub(crate) struct SessionManager {
     import_limits: farview_scene::ImportLimits,
     pub(crate) quic_addr: SocketAddr,
     pub(crate) fingerprint: String,
+    /// The runtime the pipelines' sender tasks run on (session start-up runs on its own thread).
+    runtime: tokio::runtime::Handle,
 }
 
 fn lease_info(s: &Session, now: u64) -> LeaseInfo {
@@ -142,6 +144,7 @@ impl SessionManager {
             import_limits,
             quic_addr,
             fingerprint,
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -306,6 +309,7 @@ impl SessionManager {
     fn start(&self, id: Uuid, size: SizeConfig, models: Vec<String>) {
         let span = tracing::info_span!("session", %id);
         let _g = span.enter();
+        let _rt = self.runtime.enter();
         let result = (|| -> Result<Pipeline, String> {
             let settings = self.settings_for(&size);
             let renderer =

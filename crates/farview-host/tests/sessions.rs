@@ -1,0 +1,335 @@
+//! Sessions over real HTTP, real QUIC and a real SQLite file; the lease clock is injected.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use farview_client::{
+    ClientError, ConnectOptions, Connection, CreateSession, ErrorCode, SessionClient,
+};
+use farview_host::{Clock, ManualClock, SystemClock};
+
+const KEY: &str = "test-key-1";
+
+fn api(host: &TestHost, key: &str) -> SessionClient {
+    SessionClient::new(&format!("http://{}", host.handle.http_addr), key).unwrap()
+}
+
+fn api_status(e: ClientError) -> (u16, String) {
+    match e {
+        ClientError::Api { status, code, .. } => (status, code),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn host_code(e: ClientError) -> ErrorCode {
+    match e {
+        ClientError::Host(w) => w.code,
+        other => panic!("expected a host error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_lifecycle_exclusive_device_resume_and_lease_expiry() {
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let host = TestHost::start_full(
+        |c| {
+            c.sessions.api_keys = vec![KEY.into()];
+            c.sessions.allow_sessionless = false;
+            c.sessions.sizes.get_mut("standard").unwrap().width = WIDTH;
+            c.sessions.sizes.get_mut("standard").unwrap().height = HEIGHT;
+            c.sessions.sizes.get_mut("standard").unwrap().fps = 30.0;
+        },
+        None,
+        Some(clock.clone() as Arc<dyn Clock>),
+    )
+    .await;
+
+    // Auth: 401 without a key, 403 with a wrong one.
+    let raw = reqwest_status(&host, None).await;
+    assert_eq!(raw, 401);
+    assert_eq!(
+        api_status(api(&host, "nope").list(false).await.unwrap_err()).0,
+        403
+    );
+    let api = api(&host, KEY);
+
+    // Validation.
+    assert_eq!(
+        api_status(
+            api.create_session(&CreateSession::new("0:0:0", "standard"))
+                .await
+                .unwrap_err()
+        ),
+        (422, "invalid_lease".into())
+    );
+    assert_eq!(
+        api_status(
+            api.create_session(&CreateSession::new("25:0:0", "standard"))
+                .await
+                .unwrap_err()
+        )
+        .0,
+        422
+    );
+    assert_eq!(
+        api_status(
+            api.create_session(&CreateSession::new("1:0:0", "huge"))
+                .await
+                .unwrap_err()
+        ),
+        (422, "invalid_size".into())
+    );
+
+    let mut req = CreateSession::new("0:10:0", "standard");
+    req.models = vec![MODEL.into()];
+    let created = api.create_session(&req).await.unwrap();
+    assert!(matches!(created.status.as_str(), "starting" | "ready"));
+    assert_eq!(
+        api_status(api.create_session(&req).await.unwrap_err()),
+        (503, "at_capacity".into())
+    );
+    let session = api
+        .session(&created.id)
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        session.counters.models_loaded, 1,
+        "models load before ready"
+    );
+    assert_eq!(api.list(false).await.unwrap().len(), 1);
+
+    // A device with no session is refused on this host.
+    let c = session.connection.clone().unwrap();
+    let addr = c.quic_address.parse().unwrap();
+    let adhoc = Connection::connect(ConnectOptions::new(addr, &c.fingerprint).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(host_code(adhoc), ErrorCode::SESSION_REQUIRED);
+    let wrong_token = ConnectOptions::new(addr, &c.fingerprint)
+        .unwrap()
+        .with_session(&session.id, "bad");
+    assert_eq!(
+        host_code(Connection::connect(wrong_token).await.unwrap_err()),
+        ErrorCode::SESSION_TOKEN_INVALID
+    );
+
+    // The first device binds; a second is refused and the first streams on.
+    let mut a = api.connect(&session).await.unwrap();
+    let secret = a.resume_secret().unwrap().to_owned();
+    let f = a.next_frame().await.unwrap();
+    assert!(
+        foreground_fraction(&host.tap.get(f.header.frame_number).unwrap().rgba) > 0.02,
+        "preloaded model is drawn"
+    );
+    assert_eq!(
+        host_code(api.connect(&session).await.unwrap_err()),
+        ErrorCode::SESSION_IN_USE
+    );
+    a.ping().await.unwrap();
+    a.next_frame().await.unwrap();
+    assert_eq!(
+        api.session(&session.id).properties().await.unwrap().status,
+        "connected"
+    );
+
+    // After A drops, only its resume secret reconnects, and the scene is as it was.
+    a.close().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        host_code(api.connect(&session).await.unwrap_err()),
+        ErrorCode::SESSION_RESUME_REQUIRED
+    );
+    let token = c.token.clone().unwrap();
+    let resume = ConnectOptions::new(addr, &c.fingerprint)
+        .unwrap()
+        .with_session(&session.id, &token)
+        .with_resume_secret(&secret);
+    let mut a = Connection::connect(resume).await.unwrap();
+    let f = loop {
+        let f = a.next_frame().await.unwrap();
+        if f.header.keyframe {
+            break f;
+        }
+    };
+    assert!(
+        foreground_fraction(&host.tap.get(f.header.frame_number).unwrap().rgba) > 0.02,
+        "scene kept across reconnect"
+    );
+
+    // Lease: read and extend from the device and the API; never below the elapsed time.
+    clock.advance(60_000);
+    let lease = a.lease().await.unwrap();
+    assert_eq!((lease.max_lease_ms, lease.elapsed_ms), (600_000, 60_000));
+    assert_eq!(
+        host_code(a.set_lease(Duration::from_secs(30)).await.unwrap_err()),
+        ErrorCode::INVALID_LEASE
+    );
+    let lease = a.set_lease(Duration::from_secs(900)).await.unwrap();
+    assert_eq!(lease.remaining_ms, 840_000);
+    let s = api
+        .session(&session.id)
+        .extend_lease("0:20:0")
+        .await
+        .unwrap();
+    assert_eq!(s.max_lease_time, "0:20:0");
+
+    // Expiry: the device is told why, the record says expired, the API refuses changes.
+    clock.advance(20 * 60_000);
+    let err = loop {
+        match a.next_frame().await {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(host_code(err), ErrorCode::LEASE_EXPIRED);
+    let s = api.session(&session.id).properties().await.unwrap();
+    assert_eq!(
+        (s.status.as_str(), s.stop_reason.as_deref()),
+        ("expired", Some("lease expired"))
+    );
+    assert!(s.connection.is_none());
+    assert_eq!(
+        api_status(
+            api.session(&session.id)
+                .extend_lease("1:0:0")
+                .await
+                .unwrap_err()
+        )
+        .0,
+        409
+    );
+    assert_eq!(
+        api.session(&session.id).stop().await.unwrap().status,
+        "expired",
+        "stopping an ended session is fine"
+    );
+    assert!(api.list(false).await.unwrap().is_empty());
+    assert_eq!(api.list(true).await.unwrap().len(), 1);
+    assert_eq!(
+        api_status(
+            api.session("7c9e6679-7425-40de-944b-e07fc1f90ae7")
+                .properties()
+                .await
+                .unwrap_err()
+        )
+        .0,
+        404
+    );
+    host.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_is_idempotent_stop_tells_the_device_and_records_survive_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_path_buf();
+    let tweak = |c: &mut farview_host::Config| {
+        c.sessions.api_keys = vec![KEY.into()];
+        let s = c.sessions.sizes.get_mut("standard").unwrap();
+        (s.width, s.height, s.fps) = (WIDTH, HEIGHT, 30.0);
+    };
+    let host = TestHost::start_full(tweak, Some(dir.clone()), None).await;
+    let api1 = api(&host, KEY);
+    let id = "0b7a3c38-7e0f-4a43-9a7b-3b3f2f6b8a11";
+    let req = CreateSession::new("1:0:0", "standard");
+    let first = api1.put_session(id, &req).await.unwrap();
+    let again = api1.put_session(id, &req).await.unwrap();
+    assert_eq!(first.id, again.id);
+    assert_eq!(
+        api_status(
+            api1.put_session(id, &CreateSession::new("2:0:0", "standard"))
+                .await
+                .unwrap_err()
+        )
+        .0,
+        409
+    );
+    let s = api1
+        .session(id)
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut dev = api1.connect(&s).await.unwrap();
+    dev.next_frame().await.unwrap();
+    api1.session(id).stop().await.unwrap();
+    let err = loop {
+        match dev.next_frame().await {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(host_code(err), ErrorCode::SESSION_STOPPED);
+    assert_eq!(
+        api1.session(id).stop().await.unwrap().status,
+        "stopped",
+        "stopping twice is fine"
+    );
+
+    // A second session, live when the host goes down.
+    let live = api1.create_session(&req).await.unwrap();
+    host.handle.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let host = TestHost::start_full(tweak, Some(dir), None).await;
+    let api2 = api(&host, KEY);
+    let stopped = api2.session(id).properties().await.unwrap();
+    assert_eq!(
+        (stopped.status.as_str(), stopped.stop_reason.as_deref()),
+        ("stopped", Some("stopped"))
+    );
+    let failed = api2.session(&live.id).properties().await.unwrap();
+    assert_eq!(
+        (failed.status.as_str(), failed.stop_reason.as_deref()),
+        ("error", Some("host restarted"))
+    );
+    host.handle.shutdown().await;
+}
+
+#[test]
+fn openapi_document_lists_exactly_the_routes() {
+    let doc: serde_json::Value = serde_json::from_str(farview_host::OPENAPI).unwrap();
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "parameters")
+        {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    let mut routes: Vec<(String, String)> = farview_host::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    documented.sort();
+    routes.sort();
+    assert_eq!(documented, routes);
+    let on_disk = std::fs::read_to_string(repo_root().join("docs/openapi.json")).unwrap();
+    assert_eq!(on_disk, farview_host::OPENAPI);
+}
+
+async fn reqwest_status(host: &TestHost, key: Option<&str>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(host.handle.http_addr)
+        .await
+        .unwrap();
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    tcp.write_all(
+        format!("GET /v1/sessions HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).await.unwrap();
+    resp[9..12].parse().unwrap()
+}
