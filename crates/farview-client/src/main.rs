@@ -140,6 +140,8 @@ async fn stream(args: StreamArgs) -> anyhow::Result<()> {
 
     // Start the file at a keyframe that already shows the model from the first orbit pose.
     let first_seq = conn.set_camera(orbit_pose(&model, 0.0)).await?;
+    // Request the keyframe once the pose shows, so the keyframe carries it.
+    while conn.next_frame().await?.header.last_command_seq < first_seq {}
     conn.request_keyframe().await?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(&args.out)?);
     let mut timings = Vec::with_capacity(args.frames as usize);

@@ -25,6 +25,8 @@ async fn streams_a_model_that_ffmpeg_decodes_to_what_the_host_rendered() {
     assert_eq!(model.triangles, 12);
     assert_eq!(model.textures, 1);
     let cam_seq = conn.set_camera(framing_pose(&model, 0.6)).await.unwrap();
+    // Ask for the keyframe only once the pose shows, so the keyframe carries it.
+    while conn.next_frame().await.unwrap().header.last_command_seq < cam_seq {}
     conn.request_keyframe().await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
