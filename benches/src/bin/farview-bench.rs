@@ -63,24 +63,7 @@ async fn main() -> anyhow::Result<()> {
     let mut conn =
         Connection::connect(ConnectOptions::new(host.quic_addr, &host.fingerprint)?).await?;
     let model = conn.load_model(&args.model).await?;
-    let c: Vec<f32> = (0..3)
-        .map(|i| (model.bounds_min[i] + model.bounds_max[i]) * 0.5)
-        .collect();
-    let r = (0..3)
-        .map(|i| (model.bounds_max[i] - model.bounds_min[i]).powi(2))
-        .sum::<f32>()
-        .sqrt()
-        * 0.5;
-    let d = r / 22.5f32.to_radians().sin() * 1.1;
-    let pose = |a: f32| {
-        let mut p = CameraPose::looking_at(
-            [c[0] + d * a.sin(), c[1] + d * 0.3, c[2] + d * a.cos()],
-            [c[0], c[1], c[2]],
-        );
-        p.near = (d - r).max(d * 0.01) * 0.5;
-        p.far = (d + r) * 2.0;
-        p
-    };
+    let pose = |a: f32| CameraPose::orbiting(&model, a);
     conn.set_camera(pose(0.0)).await?;
     for _ in 0..30 {
         conn.next_frame().await?;

@@ -43,9 +43,40 @@ pub use stats::{FrameTimings, Summary, summarize};
 pub trait CameraPoseExt {
     /// A pose at `eye` looking at `target` with +Y up, 45° vertical field of view.
     fn looking_at(eye: [f32; 3], target: [f32; 3]) -> CameraPose;
+
+    /// A pose on a circle around a loaded model's bounds (slightly above), looking at their
+    /// centre, at `angle` radians, far enough that the whole model is in view.
+    fn orbiting(model: &LoadedModel, angle: f32) -> CameraPose;
 }
 
 impl CameraPoseExt for CameraPose {
+    fn orbiting(model: &LoadedModel, angle: f32) -> CameraPose {
+        let c: Vec<f32> = (0..3)
+            .map(|i| (model.bounds_min[i] + model.bounds_max[i]) * 0.5)
+            .collect();
+        let radius = (0..3)
+            .map(|i| (model.bounds_max[i] - model.bounds_min[i]).powi(2))
+            .sum::<f32>()
+            .sqrt()
+            * 0.5;
+        let radius = if radius.is_finite() && radius > 1e-6 {
+            radius
+        } else {
+            1.0
+        };
+        let fov = 45f32.to_radians();
+        let dist = radius / (fov * 0.5).sin() * 1.1;
+        let eye = [
+            c[0] + dist * angle.sin(),
+            c[1] + dist * 0.3,
+            c[2] + dist * angle.cos(),
+        ];
+        let mut pose = CameraPose::looking_at(eye, [c[0], c[1], c[2]]);
+        pose.near = (dist - radius).max(dist * 0.01) * 0.5;
+        pose.far = (dist + radius) * 2.0;
+        pose
+    }
+
     fn looking_at(eye: [f32; 3], target: [f32; 3]) -> CameraPose {
         let (ex, ey, ez) = (eye[0], eye[1], eye[2]);
         // forward = normalize(target - eye); camera looks down -Z, so -Z maps to forward.

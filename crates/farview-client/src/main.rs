@@ -7,8 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use farview_client::{
-    CameraPose, CameraPoseExt, ClientError, ConnectOptions, Connection, FrameTimings, LoadedModel,
-    summarize,
+    CameraPose, CameraPoseExt, ClientError, ConnectOptions, Connection, FrameTimings, summarize,
 };
 
 #[derive(Debug, Parser)]
@@ -88,34 +87,6 @@ async fn main() -> ExitCode {
     }
 }
 
-/// A pose on a circle around the model's bounds, looking at their centre.
-fn orbit_pose(model: &LoadedModel, angle: f32) -> CameraPose {
-    let c: Vec<f32> = (0..3)
-        .map(|i| (model.bounds_min[i] + model.bounds_max[i]) * 0.5)
-        .collect();
-    let radius = (0..3)
-        .map(|i| (model.bounds_max[i] - model.bounds_min[i]).powi(2))
-        .sum::<f32>()
-        .sqrt()
-        * 0.5;
-    let radius = if radius.is_finite() && radius > 1e-6 {
-        radius
-    } else {
-        1.0
-    };
-    let fov = 45f32.to_radians();
-    let dist = radius / (fov * 0.5).sin() * 1.1;
-    let eye = [
-        c[0] + dist * angle.sin(),
-        c[1] + dist * 0.3,
-        c[2] + dist * angle.cos(),
-    ];
-    let mut pose = CameraPose::looking_at(eye, [c[0], c[1], c[2]]);
-    pose.near = (dist - radius).max(dist * 0.01) * 0.5;
-    pose.far = (dist + radius) * 2.0;
-    pose
-}
-
 async fn stream(args: StreamArgs) -> anyhow::Result<()> {
     let fingerprint = match (&args.fingerprint, &args.fingerprint_file) {
         (Some(f), _) => f.clone(),
@@ -139,7 +110,7 @@ async fn stream(args: StreamArgs) -> anyhow::Result<()> {
     );
 
     // Start the file at a keyframe that already shows the model from the first orbit pose.
-    let first_seq = conn.set_camera(orbit_pose(&model, 0.0)).await?;
+    let first_seq = conn.set_camera(CameraPose::orbiting(&model, 0.0)).await?;
     // Request the keyframe once the pose shows, so the keyframe carries it.
     while conn.next_frame().await?.header.last_command_seq < first_seq {}
     conn.request_keyframe().await?;
@@ -169,7 +140,7 @@ async fn stream(args: StreamArgs) -> anyhow::Result<()> {
         written += 1;
         if args.orbits != 0.0 {
             let angle = written as f32 / args.frames as f32 * args.orbits * std::f32::consts::TAU;
-            conn.set_camera(orbit_pose(&model, angle)).await?;
+            conn.set_camera(CameraPose::orbiting(&model, angle)).await?;
         }
     }
     out.flush()?;
