@@ -479,15 +479,7 @@ impl FrameRenderer {
             if self.models.contains_key(&id) {
                 continue;
             }
-            let cx = UploadContext {
-                device: self.ctx.device(),
-                queue: self.ctx.queue(),
-                material_layout: &self.material_layout,
-                sampler: &self.sampler,
-                white: &self.white,
-                max_texture: self.ctx.limits().max_texture_dimension_2d,
-            };
-            let gpu = GpuModel::upload(&cx, model)?;
+            let UploadedModel(gpu) = self.upload_model(model)?;
             tracing::debug!(
                 model = id.0,
                 bytes = gpu.bytes,
