@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use farview_client::{
-    CameraPose, CameraPoseExt, ClientError, ConnectOptions, Connection, FrameTimings, summarize,
+    CameraPose, CameraPoseExt, ClientError, ConnectOptions, Connection, CreateSession,
+    FrameTimings, SessionClient, SessionInfo, summarize,
 };
 
 #[derive(Debug, Parser)]
@@ -17,6 +18,12 @@ use farview_client::{
     about = "Farview client: stream frames from a host"
 )]
 struct Cli {
+    /// Session API base URL (the host's HTTP address).
+    #[arg(long, global = true, env = "FARVIEW_API")]
+    api: Option<String>,
+    /// API key for the session API (sent as a bearer token).
+    #[arg(long, global = true, env = "FARVIEW_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,19 +32,68 @@ struct Cli {
 enum Command {
     /// Connect, load a model, orbit the camera around it and write the H.264 stream to a file.
     Stream(StreamArgs),
+    /// Create, inspect, extend and stop sessions through the host's session API.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionCommand {
+    /// Create a session and print it as JSON.
+    Create {
+        /// Maximum lease as h:m:s.
+        #[arg(long)]
+        lease: String,
+        /// Size name from the host's config.
+        #[arg(long, default_value = "standard")]
+        size: String,
+        /// Model to load before the session reports ready (repeatable).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Use this id (idempotent PUT) instead of a host-chosen one.
+        #[arg(long)]
+        id: Option<String>,
+        /// Wait until the session is ready (or fails) before printing it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Print one session as JSON.
+    Show {
+        /// Session id.
+        id: String,
+    },
+    /// Print live sessions as a JSON array.
+    List {
+        /// Include stopped, expired and failed sessions still retained.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Set a live session's lease (h:m:s from creation) and print it.
+    Extend {
+        /// Session id.
+        id: String,
+        /// New maximum lease as h:m:s.
+        #[arg(long)]
+        lease: String,
+    },
+    /// Stop a session (stopping twice is fine) and print it.
+    Stop {
+        /// Session id.
+        id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 struct StreamArgs {
-    /// Host QUIC address.
+    /// Connect through this session: its address, fingerprint and token come from the API
+    /// (needs `--api` and `--api-key`).
+    #[arg(long, conflicts_with_all = ["fingerprint", "fingerprint_file"])]
+    session: Option<String>,
+    /// Host QUIC address (without `--session`).
     #[arg(long, default_value = "127.0.0.1:4433", env = "FARVIEW_ADDR")]
     addr: SocketAddr,
-    /// Host certificate fingerprint (hex SHA-256).
-    #[arg(
-        long,
-        env = "FARVIEW_FINGERPRINT",
-        required_unless_present = "fingerprint_file"
-    )]
+    /// Host certificate fingerprint (hex SHA-256), without `--session`.
+    #[arg(long, env = "FARVIEW_FINGERPRINT")]
     fingerprint: Option<String>,
     /// Read the fingerprint from this file (the host writes DATA_DIR/fingerprint).
     #[arg(long, conflicts_with = "fingerprint")]
@@ -70,8 +126,17 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Stream(args) => stream(args).await,
+    let api = match (&cli.api, &cli.api_key) {
+        (Some(url), Some(key)) => SessionClient::new(url, key).map(Some),
+        _ => Ok(None),
+    };
+    let result = match (api, cli.command) {
+        (Err(e), _) => Err(e.into()),
+        (Ok(api), Command::Stream(args)) => stream(args, api.as_ref()).await,
+        (Ok(Some(api)), Command::Session(cmd)) => session(cmd, &api).await,
+        (Ok(None), Command::Session(_)) => Err(anyhow::anyhow!(
+            "session commands need --api URL and --api-key KEY (or FARVIEW_API / FARVIEW_API_KEY)"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,6 +145,11 @@ async fn main() -> ExitCode {
                 Some(ClientError::Host(w)) => {
                     eprintln!("error: host refused with {}: {}", w.code, w.message)
                 }
+                Some(ClientError::Api {
+                    status,
+                    code,
+                    message,
+                }) => eprintln!("error: API answered {status} {code}: {message}"),
                 _ => eprintln!("error: {e:#}"),
             }
             ExitCode::from(2)
@@ -87,13 +157,68 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn stream(args: StreamArgs) -> anyhow::Result<()> {
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn session(cmd: SessionCommand, api: &SessionClient) -> anyhow::Result<()> {
+    let info: SessionInfo = match cmd {
+        SessionCommand::Create {
+            lease,
+            size,
+            models,
+            id,
+            wait,
+        } => {
+            let req = CreateSession {
+                max_lease_time: lease,
+                size,
+                models,
+            };
+            let created = match id {
+                Some(id) => api.put_session(&id, &req).await?,
+                None => api.create_session(&req).await?,
+            };
+            if wait {
+                api.session(&created.id)
+                    .wait_ready(std::time::Duration::from_secs(120))
+                    .await?
+            } else {
+                created
+            }
+        }
+        SessionCommand::Show { id } => api.session(&id).properties().await?,
+        SessionCommand::List { all } => return print_json(&api.list(all).await?),
+        SessionCommand::Extend { id, lease } => api.session(&id).extend_lease(&lease).await?,
+        SessionCommand::Stop { id } => api.session(&id).stop().await?,
+    };
+    print_json(&info)
+}
+
+async fn connect(args: &StreamArgs, api: Option<&SessionClient>) -> anyhow::Result<Connection> {
+    if let Some(id) = &args.session {
+        let Some(api) = api else {
+            anyhow::bail!("--session needs --api URL and --api-key KEY");
+        };
+        let info = api
+            .session(id)
+            .wait_ready(std::time::Duration::from_secs(120))
+            .await?;
+        return Ok(api.connect(&info).await?);
+    }
     let fingerprint = match (&args.fingerprint, &args.fingerprint_file) {
         (Some(f), _) => f.clone(),
         (None, Some(path)) => std::fs::read_to_string(path)?.trim().to_owned(),
-        (None, None) => anyhow::bail!("--fingerprint or --fingerprint-file is required"),
+        (None, None) => {
+            anyhow::bail!("--session, --fingerprint or --fingerprint-file is required")
+        }
     };
-    let mut conn = Connection::connect(ConnectOptions::new(args.addr, &fingerprint)?).await?;
+    Ok(Connection::connect(ConnectOptions::new(args.addr, &fingerprint)?).await?)
+}
+
+async fn stream(args: StreamArgs, api: Option<&SessionClient>) -> anyhow::Result<()> {
+    let mut conn = connect(&args, api).await?;
     let info = conn.stream_info().clone();
     eprintln!(
         "connected: {}x{} @ {} fps, {} on {}",

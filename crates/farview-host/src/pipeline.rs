@@ -316,7 +316,7 @@ fn render_loop(
                 frame.width,
                 frame.height,
                 strip_padding(&rgba, frame),
-            );
+            )?;
         }
         let raw = RawFrame {
             number,

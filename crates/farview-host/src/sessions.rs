@@ -306,7 +306,7 @@ impl SessionManager {
     }
 
     /// Brings a session up: renderer, pipeline, models; then `ready` (or `error`).
-    fn start(&self, id: Uuid, size: SizeConfig, models: Vec<String>) {
+    fn start(self: &Arc<Self>, id: Uuid, size: SizeConfig, models: Vec<String>) {
         let span = tracing::info_span!("session", %id);
         let _g = span.enter();
         let _rt = self.runtime.enter();
@@ -315,8 +315,18 @@ impl SessionManager {
             let renderer =
                 FrameRenderer::new(&self.gpu, size.width, size.height, Lighting::default())
                     .map_err(|e| format!("renderer: {e}"))?;
-            let (pipeline, _exit) = Pipeline::start(renderer, settings, self.tap.clone())
+            let (pipeline, exit) = Pipeline::start(renderer, settings, self.tap.clone())
                 .map_err(|e| format!("encoder: {e}"))?;
+            // A render or encode loop that fails later ends this session only, as `error`.
+            let this = self.clone();
+            self.runtime.spawn(async move {
+                if let Ok(cause) = exit.await {
+                    tracing::warn!(session = %id, %cause, "session pipeline failed");
+                    if let Err(e) = this.stop(id, StopReason::Error(cause)) {
+                        tracing::error!(error = %e.message, "cannot record a failed session");
+                    }
+                }
+            });
             for path in &models {
                 let model =
                     farview_scene::import_file(&self.assets_root, path, &self.import_limits)

@@ -1,6 +1,10 @@
 //! A bounded record of recently rendered frames, so tests (and debugging tools) can compare what
 //! the host rendered with what a device decoded. Off unless a [`FrameTap`] is passed in
 //! [`crate::HostOptions`]; it copies every frame, so it is not for production streams.
+//!
+//! The tap is also where tests inject a render-loop failure ([`FrameTap::fail_size`]): a failure
+//! that real drivers produce rarely and at random (device lost, out of memory) has to be made on
+//! purpose to prove that it ends only the session it hits.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -31,6 +35,7 @@ impl std::fmt::Debug for TappedFrame {
 pub struct FrameTap {
     frames: Arc<Mutex<VecDeque<TappedFrame>>>,
     capacity: usize,
+    fail: Arc<Mutex<Option<(u32, u32, String)>>>,
 }
 
 impl FrameTap {
@@ -39,10 +44,32 @@ impl FrameTap {
         Self {
             frames: Arc::new(Mutex::new(VecDeque::with_capacity(capacity))),
             capacity: capacity.max(1),
+            fail: Arc::default(),
         }
     }
 
-    pub(crate) fn push(&self, frame_number: u64, width: u32, height: u32, rgba: Vec<u8>) {
+    /// Makes the render loop of every stream of `width`x`height` fail with `cause` at its next
+    /// frame, as a lost device would.
+    pub fn fail_size(&self, width: u32, height: u32, cause: &str) {
+        if let Ok(mut f) = self.fail.lock() {
+            *f = Some((width, height, cause.to_owned()));
+        }
+    }
+
+    /// Records a frame, or returns the injected failure for its size.
+    pub(crate) fn push(
+        &self,
+        frame_number: u64,
+        width: u32,
+        height: u32,
+        rgba: Vec<u8>,
+    ) -> Result<(), String> {
+        if let Ok(f) = self.fail.lock()
+            && let Some((w, h, cause)) = f.as_ref()
+            && (*w, *h) == (width, height)
+        {
+            return Err(cause.clone());
+        }
         if let Ok(mut q) = self.frames.lock() {
             if q.len() == self.capacity {
                 q.pop_front();
@@ -54,6 +81,7 @@ impl FrameTap {
                 rgba,
             });
         }
+        Ok(())
     }
 
     /// The frame with that number, if still held.
@@ -63,6 +91,17 @@ impl FrameTap {
             .ok()?
             .iter()
             .find(|f| f.frame_number == frame_number)
+            .cloned()
+    }
+
+    /// The frame with that number and size, if still held (streams of different sizes number
+    /// their frames independently).
+    pub fn get_sized(&self, frame_number: u64, width: u32, height: u32) -> Option<TappedFrame> {
+        self.frames
+            .lock()
+            .ok()?
+            .iter()
+            .find(|f| (f.frame_number, f.width, f.height) == (frame_number, width, height))
             .cloned()
     }
 

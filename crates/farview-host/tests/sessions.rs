@@ -333,3 +333,189 @@ async fn reqwest_status(host: &TestHost, key: Option<&str>) -> u16 {
     tcp.read_to_string(&mut resp).await.unwrap();
     resp[9..12].parse().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_at_once_each_with_its_own_scene_and_a_failure_ends_only_its_own() {
+    let host = TestHost::start_with(|c| {
+        c.sessions.api_keys = vec![KEY.into()];
+        c.sessions.allow_sessionless = false;
+        c.sessions.max_sessions = 2;
+        let s = c.sessions.sizes.get_mut("standard").unwrap();
+        (s.width, s.height, s.fps) = (WIDTH, HEIGHT, 30.0);
+        let p = c.sessions.sizes.get_mut("premium").unwrap();
+        (p.width, p.height, p.fps) = (320, 240, 30.0);
+    })
+    .await;
+    let api = api(&host, KEY);
+    let a = api
+        .create_session(&CreateSession::new("0:10:0", "standard"))
+        .await
+        .unwrap();
+    let b = api
+        .create_session(&CreateSession::new("0:10:0", "premium"))
+        .await
+        .unwrap();
+    assert_eq!(
+        api_status(
+            api.create_session(&CreateSession::new("0:10:0", "standard"))
+                .await
+                .unwrap_err()
+        ),
+        (503, "at_capacity".into()),
+        "a third session is refused at max_sessions = 2"
+    );
+    let a = api
+        .session(&a.id)
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let b = api
+        .session(&b.id)
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut dev_a = api.connect(&a).await.unwrap();
+    let mut dev_b = api.connect(&b).await.unwrap();
+    assert_eq!(
+        (dev_a.stream_info().width, dev_b.stream_info().width),
+        (WIDTH, 320),
+        "each session streams at its size"
+    );
+
+    // Only A loads a model: A's frames show it, B's scene stays empty.
+    let model = dev_a.load_model(MODEL).await.unwrap();
+    let seq = dev_a.set_camera(framing_pose(&model, 0.6)).await.unwrap();
+    let fa = loop {
+        let f = dev_a.next_frame().await.unwrap();
+        if f.header.last_command_seq >= seq {
+            break f;
+        }
+    };
+    let fb = dev_b.next_frame().await.unwrap();
+    let rgba_a = host
+        .tap
+        .get_sized(fa.header.frame_number, WIDTH, HEIGHT)
+        .unwrap()
+        .rgba;
+    let rgba_b = host
+        .tap
+        .get_sized(fb.header.frame_number, 320, 240)
+        .unwrap()
+        .rgba;
+    assert!(foreground_fraction(&rgba_a) > 0.02, "A draws its model");
+    assert!(foreground_fraction(&rgba_b) < 0.001, "B's scene is its own");
+    assert_eq!(
+        api.session(&b.id)
+            .properties()
+            .await
+            .unwrap()
+            .counters
+            .models_loaded,
+        0
+    );
+
+    // B's render loop fails: B ends as `error` with the cause, its device is told; A goes on.
+    host.tap.fail_size(320, 240, "injected device loss");
+    let err = loop {
+        match dev_b.next_frame().await {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    match err {
+        ClientError::Host(w) => {
+            assert_eq!(w.code, ErrorCode::SESSION_ENDED);
+            assert!(w.message.contains("injected device loss"), "{}", w.message);
+        }
+        other => panic!("expected the host's reason, got {other:?}"),
+    }
+    let sb = api.session(&b.id).properties().await.unwrap();
+    assert_eq!(sb.status, "error");
+    assert!(
+        sb.stop_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("render loop failed: injected device loss")),
+        "{:?}",
+        sb.stop_reason
+    );
+    let before = dev_a.next_frame().await.unwrap().header.frame_number;
+    for _ in 0..10 {
+        dev_a.next_frame().await.unwrap();
+    }
+    dev_a.ping().await.unwrap();
+    assert!(dev_a.next_frame().await.unwrap().header.frame_number > before + 10);
+    assert_eq!(
+        api.session(&a.id).properties().await.unwrap().status,
+        "connected"
+    );
+    // The failed session's slot is free again.
+    let c = api
+        .create_session(&CreateSession::new("0:10:0", "standard"))
+        .await
+        .unwrap();
+    api.session(&c.id).stop().await.unwrap();
+    dev_a.close().await;
+    host.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_parallel_create_query_stop_calls_lose_no_record() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_path_buf();
+    let tweak = |c: &mut farview_host::Config| {
+        c.sessions.api_keys = vec![KEY.into()];
+        c.sessions.max_sessions = 64;
+        let s = c.sessions.sizes.get_mut("standard").unwrap();
+        (s.width, s.height, s.fps) = (64, 64, 10.0);
+    };
+    let host = TestHost::start_full(tweak, Some(dir.clone()), None).await;
+    let api = Arc::new(api(&host, KEY));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50u32 {
+        let api = api.clone();
+        tasks.spawn(async move {
+            let req = CreateSession::new(&format!("0:{}:0", 10 + i % 5), "standard");
+            let s = if i % 2 == 0 {
+                api.create_session(&req).await.unwrap()
+            } else {
+                let id = format!("00000000-0000-4000-8000-{i:012}");
+                api.put_session(&id, &req).await.unwrap()
+            };
+            let got = api.session(&s.id).properties().await.unwrap();
+            assert_eq!(got.id, s.id);
+            assert_eq!(got.max_lease_time, req.max_lease_time);
+            // Half stop at once (maybe mid-start), half after a list call.
+            if i % 3 != 0 {
+                api.list(false).await.unwrap();
+            }
+            let stopped = api.session(&s.id).stop().await.unwrap();
+            assert_eq!(stopped.status, "stopped");
+            s.id
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        ids.push(r.unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 50);
+    assert!(api.list(false).await.unwrap().is_empty());
+    let check = |all: Vec<farview_client::SessionInfo>| {
+        let mut got: Vec<String> = all
+            .iter()
+            .filter(|s| s.status == "stopped")
+            .map(|s| s.id.clone())
+            .collect();
+        got.sort();
+        assert_eq!(got, ids, "every record is there, stopped");
+    };
+    check(api.list(true).await.unwrap());
+    host.handle.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The file on disk holds the same after a restart.
+    let host = TestHost::start_full(tweak, Some(dir), None).await;
+    let api = self::api(&host, KEY);
+    check(api.list(true).await.unwrap());
+    host.handle.shutdown().await;
+}

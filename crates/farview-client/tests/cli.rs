@@ -1,0 +1,210 @@
+//! The `farview` CLI against a real host in-process: session create/show/list/extend/stop print
+//! JSON, and `stream --session` connects through the API and writes a stream ffprobe can count.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use farview_host::{Config, HostOptions, StreamConfig};
+
+const KEY: &str = "cli-test-key";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+async fn farview(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_farview"))
+            .args(&args)
+            .env_remove("FARVIEW_API")
+            .env_remove("FARVIEW_API_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Runs the CLI with the API flags; returns the parsed JSON on success.
+async fn api_json(api: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec![
+        "--api".to_owned(),
+        api.to_owned(),
+        "--api-key".into(),
+        KEY.into(),
+    ];
+    all.extend(args.iter().map(|s| s.to_string()));
+    let out = farview(all).await;
+    assert!(
+        out.status.success(),
+        "farview {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "farview {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_session_commands_and_stream_through_a_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        quic_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        assets_root: repo_root().join("assets"),
+        stream: StreamConfig::default(),
+        ..Config::default()
+    };
+    config.sessions.api_keys = vec![KEY.into()];
+    config.sessions.allow_sessionless = false;
+    let standard = config.sessions.sizes.get_mut("standard").unwrap();
+    standard.width = 320;
+    standard.height = 240;
+    standard.fps = 30.0;
+    let host = farview_host::start(config, HostOptions::default())
+        .await
+        .expect("host starts");
+    let api = format!("http://{}", host.http_addr);
+
+    // Without API flags the session commands say what they need.
+    let out = farview(vec!["session".into(), "list".into()]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--api"));
+
+    let created = api_json(
+        &api,
+        &[
+            "session", "create", "--lease", "0:10:0", "--size", "standard",
+        ],
+    )
+    .await;
+    let id = created["id"]
+        .as_str()
+        .expect("create prints the id")
+        .to_owned();
+    assert_eq!(created["maxLeaseTime"], "0:10:0");
+    assert_eq!(created["size"], "standard");
+
+    let shown = api_json(&api, &["session", "show", &id]).await;
+    assert_eq!(shown["id"], id.as_str());
+    let listed = api_json(&api, &["session", "list"]).await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == id.as_str()),
+        "list includes the new session: {listed}"
+    );
+
+    // Stream through the session: address, fingerprint and token come from the API.
+    let h264 = dir.path().join("session.h264");
+    let stream = api_json(
+        &api,
+        &[
+            "stream",
+            "--session",
+            &id,
+            "--model",
+            "BoxTextured/BoxTextured.gltf",
+            "--frames",
+            "12",
+            "--out",
+            h264.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(stream["frames"], 12);
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&h264)
+        .output()
+        .expect("ffprobe (apt install ffmpeg)");
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    assert_eq!(probe.trim(), "320,240,12", "ffprobe: {probe}");
+
+    let shown = api_json(&api, &["session", "show", &id]).await;
+    assert!(shown["counters"]["framesSent"].as_u64().unwrap() >= 12);
+    assert_eq!(shown["counters"]["modelsLoaded"], 1);
+
+    let extended = api_json(&api, &["session", "extend", &id, "--lease", "0:20:0"]).await;
+    assert_eq!(extended["maxLeaseTime"], "0:20:0");
+
+    let stopped = api_json(&api, &["session", "stop", &id]).await;
+    assert_eq!(stopped["status"], "stopped");
+    // Stopping twice is fine.
+    api_json(&api, &["session", "stop", &id]).await;
+    let all = api_json(&api, &["session", "list", "--all"]).await;
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == id.as_str() && s["status"] == "stopped")
+    );
+
+    // Errors: the API's status and code reach stderr with a failing exit status.
+    let out = farview(vec![
+        "--api".into(),
+        api.clone(),
+        "--api-key".into(),
+        KEY.into(),
+        "session".into(),
+        "extend".into(),
+        id.clone(),
+        "--lease".into(),
+        "0:30:0".into(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("409"), "stderr: {err}");
+    let out = farview(vec![
+        "--api".into(),
+        api.clone(),
+        "--api-key".into(),
+        "wrong".into(),
+        "session".into(),
+        "list".into(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+    let out = farview(vec![
+        "--api".into(),
+        api.clone(),
+        "--api-key".into(),
+        KEY.into(),
+        "stream".into(),
+        "--session".into(),
+        id.clone(),
+        "--model".into(),
+        "BoxTextured/BoxTextured.gltf".into(),
+        "--out".into(),
+        dir.path().join("x.h264").to_str().unwrap().into(),
+    ])
+    .await;
+    assert!(!out.status.success(), "a stopped session cannot stream");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+
+    host.shutdown().await;
+}
