@@ -23,6 +23,8 @@ use farview_scene::ImportLimits;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+mod alloc;
+pub use alloc::limit_malloc_arenas;
 pub use config::{
     Cli, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, SessionsConfig, SizeConfig,
     StreamConfig,
