@@ -7,8 +7,15 @@
 
 mod import;
 mod model;
+mod raycast;
 mod scene;
+mod state;
 
 pub use import::{ImportError, ImportErrorKind, ImportLimits, import_file, import_gltf};
 pub use model::{Aabb, Material, Mesh, Model, ModelNode, Primitive, Texture, Transform};
-pub use scene::{Drawable, Entity, EntityId, ModelId, ModelInfo, Scene, SceneError, SceneStats};
+pub use raycast::{Bvh, Ray};
+pub use scene::{
+    CutPlaneId, Drawable, Entity, EntityId, HierarchyEntry, Hit, LightId, MAX_CUT_PLANES,
+    MAX_LIGHTS, ModelId, ModelInfo, Scene, SceneError, SceneStats,
+};
+pub use state::{CutPlane, DrawState, Light, LightKind, MaterialOverride, StateOverride};
