@@ -8,6 +8,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ErrorCode;
+use crate::scene::{
+    CutPlane, EntityBounds, EntityNode, EntityTransform, Light, MaterialOverride, RayHit,
+    RayQuery, SceneStats, StateOverride, TransformUpdate,
+};
 
 /// A message from the device on the control stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +55,118 @@ pub enum Request {
     SetLease {
         /// New lease length in milliseconds.
         max_lease_ms: u64,
+    },
+    /// Create an empty entity (a group node to parent others under).
+    CreateEntity {
+        /// Parent entity, or `None` for a root.
+        parent: Option<u64>,
+        /// Name (at most 256 bytes).
+        name: Option<String>,
+        /// Local transform.
+        transform: EntityTransform,
+    },
+    /// Destroy an entity and its whole subtree.
+    DestroyEntity {
+        /// Entity id.
+        entity: u64,
+    },
+    /// Move an entity under another parent (or to the roots).
+    Reparent {
+        /// The entity moved.
+        entity: u64,
+        /// New parent, `None` for a root.
+        parent: Option<u64>,
+        /// Keep its world transform (recompute the local one) instead of its local transform.
+        keep_world: bool,
+    },
+    /// Set local transforms of many entities at once; all or nothing.
+    SetTransforms {
+        /// At most [`crate::MAX_TRANSFORM_BATCH`] updates.
+        updates: Vec<TransformUpdate>,
+    },
+    /// Show or hide an entity's subtree.
+    SetVisible {
+        /// Entity id.
+        entity: u64,
+        /// Drawn or not.
+        visible: bool,
+    },
+    /// Replace an entity's hierarchical state override.
+    SetStateOverride {
+        /// Entity id.
+        entity: u64,
+        /// The override; unset fields inherit.
+        state: StateOverride,
+    },
+    /// Replace an entity's material override.
+    SetMaterialOverride {
+        /// Entity id.
+        entity: u64,
+        /// The override; unset fields keep the asset's value.
+        material: MaterialOverride,
+    },
+    /// Add a light; answered with [`Reply::LightAdded`].
+    AddLight {
+        /// The light.
+        light: Light,
+    },
+    /// Replace a light.
+    UpdateLight {
+        /// Light id (0 is the host's default sun).
+        id: u32,
+        /// The light.
+        light: Light,
+    },
+    /// Remove a light.
+    RemoveLight {
+        /// Light id.
+        id: u32,
+    },
+    /// Add a cut plane; answered with [`Reply::CutPlaneAdded`].
+    AddCutPlane {
+        /// The plane.
+        plane: CutPlane,
+    },
+    /// Move a cut plane.
+    UpdateCutPlane {
+        /// Plane id.
+        id: u32,
+        /// The plane.
+        plane: CutPlane,
+    },
+    /// Remove a cut plane.
+    RemoveCutPlane {
+        /// Plane id.
+        id: u32,
+    },
+    /// List an entity's children.
+    GetChildren {
+        /// Entity id.
+        entity: u64,
+    },
+    /// An entity's local and world bounds.
+    GetBounds {
+        /// Entity id.
+        entity: u64,
+    },
+    /// Cast a ray into the scene.
+    Raycast {
+        /// The ray.
+        ray: RayQuery,
+    },
+    /// Scene statistics.
+    GetStats,
+    /// Load a model whose bytes the device sent on an upload stream (see `docs/protocol.md`).
+    LoadUploadedModel {
+        /// The upload id the device wrote in the stream's header.
+        upload: u64,
+        /// Name for the model's root entity and logs.
+        name: String,
+    },
+    /// Cancel the model load started by the request with this sequence number.
+    CancelLoad {
+        /// The `LoadModel` or `LoadUploadedModel` request's sequence number.
+        load_seq: u64,
     },
 }
 
@@ -146,6 +262,45 @@ pub enum Reply {
     },
     /// Answer to `GetLease` and `SetLease`.
     Lease(LeaseInfo),
+    /// Answer to `CreateEntity`.
+    EntityCreated {
+        /// The new entity's id.
+        entity: u64,
+    },
+    /// Answer to `DestroyEntity`.
+    Destroyed {
+        /// Entities removed (the subtree's size).
+        entities: u64,
+    },
+    /// Answer to commands that return nothing else: `Reparent`, `SetTransforms`, `SetVisible`,
+    /// `SetStateOverride`, `SetMaterialOverride`, `UpdateLight`, `RemoveLight`,
+    /// `UpdateCutPlane`, `RemoveCutPlane`. Frames with `last_command_seq >= seq` show it.
+    Applied,
+    /// Answer to `AddLight`.
+    LightAdded {
+        /// The light's id.
+        id: u32,
+    },
+    /// Answer to `AddCutPlane`.
+    CutPlaneAdded {
+        /// The plane's id.
+        id: u32,
+    },
+    /// Answer to `GetChildren`.
+    Children {
+        /// The children, in order.
+        children: Vec<EntityNode>,
+        /// True when there were more than [`crate::MAX_CHILDREN_LISTED`].
+        truncated: bool,
+    },
+    /// Answer to `GetBounds`.
+    Bounds(EntityBounds),
+    /// Answer to `Raycast`: hits, nearest first.
+    Hits(Vec<RayHit>),
+    /// Answer to `GetStats`.
+    Stats(SceneStats),
+    /// Answer to `CancelLoad`: the load was stopped (its own request gets an error reply).
+    LoadCancelled,
 }
 
 /// A session's lease.
@@ -206,6 +361,22 @@ pub struct LoadedModel {
     pub ignored_extensions: Vec<String>,
     /// Time the host spent importing and uploading it, in microseconds.
     pub load_time_us: u64,
+    /// Every entity created for it, parents before children (the root first).
+    pub hierarchy: Vec<EntityNode>,
+    /// True when the model's assets were already loaded in this session and are shared.
+    pub shared_assets: bool,
+    /// Animation names (imported as data; the bind pose is rendered).
+    pub animations: Vec<String>,
+    /// Skins (imported as data).
+    pub skins: u32,
+    /// Morph targets over all primitives (imported as data).
+    pub morph_targets: u32,
+    /// Cameras defined in the file.
+    pub cameras: u32,
+    /// `KHR_lights_punctual` lights in the file (added to the scene while there is room).
+    pub lights: u32,
+    /// Warnings for parts not drawn (e.g. line or point primitives).
+    pub warnings: Vec<String>,
 }
 
 /// Events the host sends without a request.
@@ -213,6 +384,13 @@ pub struct LoadedModel {
 pub enum Event {
     /// The host is about to close the connection, and why.
     Closing(WireError),
+    /// Progress of a model load.
+    LoadProgress {
+        /// The load request's sequence number.
+        seq: u64,
+        /// 0 to 100.
+        percent: u8,
+    },
 }
 
 /// A typed error with a stable code and a message for people.

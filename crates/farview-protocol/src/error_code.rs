@@ -50,6 +50,10 @@ codes! {
     MODEL_IO = 205, "model_io";
     /// Another model load is still running for this connection.
     LOAD_IN_PROGRESS = 206, "load_in_progress";
+    /// No finished upload stream with that id on this connection.
+    UPLOAD_NOT_FOUND = 207, "upload_not_found";
+    /// The load was cancelled by `CancelLoad`.
+    LOAD_CANCELLED = 208, "load_cancelled";
     /// No session with that id (or its record has been purged).
     SESSION_NOT_FOUND = 300, "session_not_found";
     /// The connection token is wrong.
@@ -72,6 +76,18 @@ codes! {
     INVALID_LEASE = 309, "invalid_lease";
     /// The request needs a session, and this stream has none.
     NO_SESSION = 310, "no_session";
+    /// The entity does not exist (never did, or was destroyed).
+    ENTITY_NOT_FOUND = 400, "entity_not_found";
+    /// Reparenting would make an entity its own ancestor.
+    WOULD_CYCLE = 401, "would_cycle";
+    /// A scene limit is reached (entities, lights, cut planes, batch size).
+    SCENE_LIMIT = 402, "scene_limit";
+    /// No light with that id.
+    LIGHT_NOT_FOUND = 403, "light_not_found";
+    /// No cut plane with that id.
+    CUT_PLANE_NOT_FOUND = 404, "cut_plane_not_found";
+    /// Too many requests are waiting (behind a model load); retry after its reply.
+    BUSY = 405, "busy";
     /// The host failed internally; the message says where.
     INTERNAL = 500, "internal";
     /// The host is shutting down.

@@ -19,6 +19,7 @@ mod control;
 mod error_code;
 mod framing;
 mod media;
+mod scene;
 
 pub use control::{
     CameraPose, ClientMessage, Event, LeaseInfo, LoadedModel, Reply, Request, ServerMessage,
@@ -29,16 +30,26 @@ pub use framing::{
     FrameDecoder, ProtocolError, decode_message, encode_message, encode_message_into,
 };
 pub use media::{FrameHeader, FrameRecord, MediaStreamHeader};
+pub use scene::{
+    CutPlane, EntityBounds, EntityNode, EntityTransform, Light, LightKind, MAX_CHILDREN_LISTED,
+    MAX_RAY_HITS, MAX_TRANSFORM_BATCH, MaterialOverride, RayHit, RayQuery, SceneStats,
+    StateOverride, TransformUpdate,
+};
 
 /// The protocol version this crate speaks; sent in [`Request::Hello`] and [`StreamInfo`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// ALPN identifier negotiated in the QUIC handshake.
 pub const ALPN: &[u8] = b"farview/1";
 
-/// Largest control message payload accepted, in bytes. Model uploads will use their own streams,
-/// so control messages stay small; a peer announcing more is a protocol error.
-pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
+/// Largest control message payload accepted, in bytes: room for a full transform batch
+/// ([`MAX_TRANSFORM_BATCH`] updates). Model bytes travel on upload streams, not here; a peer
+/// announcing more is a protocol error.
+pub const MAX_CONTROL_MESSAGE: usize = 1024 * 1024;
+
+/// Magic at the start of a device-opened upload stream: `"FVUP"`, then the upload id (u64 BE)
+/// and the byte length (u64 BE), then the bytes.
+pub const UPLOAD_MAGIC: [u8; 4] = *b"FVUP";
 
 /// Largest media frame record accepted, in bytes (an 8K intra frame at a very high bitrate fits).
 pub const MAX_FRAME_RECORD: usize = 16 * 1024 * 1024;

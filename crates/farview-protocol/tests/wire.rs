@@ -15,6 +15,17 @@ fn pose() -> CameraPose {
     }
 }
 
+fn light() -> Light {
+    Light {
+        kind: LightKind::Point,
+        color: [1.0, 0.5, 0.25],
+        intensity: 10.0,
+        position: [0.0, 2.0, 0.0],
+        direction: [0.0, -1.0, 0.0],
+        range: Some(20.0),
+    }
+}
+
 fn all_client_messages() -> Vec<ClientMessage> {
     let requests = vec![
         Request::Hello {
@@ -41,6 +52,90 @@ fn all_client_messages() -> Vec<ClientMessage> {
         Request::SetCamera { pose: pose() },
         Request::RequestKeyframe,
         Request::Ping,
+        Request::CreateEntity {
+            parent: Some(3),
+            name: Some("group".into()),
+            transform: EntityTransform::at([1.0, 2.0, 3.0]),
+        },
+        Request::DestroyEntity { entity: 4 },
+        Request::Reparent {
+            entity: 4,
+            parent: None,
+            keep_world: true,
+        },
+        Request::SetTransforms {
+            updates: vec![
+                TransformUpdate {
+                    entity: 4,
+                    transform: EntityTransform::IDENTITY,
+                };
+                3
+            ],
+        },
+        Request::SetVisible {
+            entity: 4,
+            visible: false,
+        },
+        Request::SetStateOverride {
+            entity: 4,
+            state: StateOverride {
+                hidden: None,
+                see_through: Some(true),
+                selected: Some(false),
+                tint: Some([1.0, 0.0, 0.0, 0.5]),
+            },
+        },
+        Request::SetMaterialOverride {
+            entity: 4,
+            material: MaterialOverride {
+                base_color: Some([0.5; 4]),
+                metallic: Some(0.0),
+                roughness: None,
+                emissive: Some([1.0, 1.0, 0.0]),
+            },
+        },
+        Request::AddLight { light: light() },
+        Request::UpdateLight {
+            id: 0,
+            light: Light {
+                kind: LightKind::Spot {
+                    inner_cone: 0.1,
+                    outer_cone: 0.5,
+                },
+                ..light()
+            },
+        },
+        Request::RemoveLight { id: 1 },
+        Request::AddCutPlane {
+            plane: CutPlane {
+                normal: [1.0, 0.0, 0.0],
+                distance: 0.5,
+            },
+        },
+        Request::UpdateCutPlane {
+            id: 1,
+            plane: CutPlane {
+                normal: [0.0, 1.0, 0.0],
+                distance: -0.5,
+            },
+        },
+        Request::RemoveCutPlane { id: 1 },
+        Request::GetChildren { entity: 1 },
+        Request::GetBounds { entity: 1 },
+        Request::Raycast {
+            ray: RayQuery {
+                origin: [0.0; 3],
+                direction: [0.0, 0.0, -1.0],
+                max_distance: 10.0,
+                all: true,
+            },
+        },
+        Request::GetStats,
+        Request::LoadUploadedModel {
+            upload: 1,
+            name: "upload.glb".into(),
+        },
+        Request::CancelLoad { load_seq: 5 },
     ];
     requests
         .into_iter()
@@ -85,7 +180,53 @@ fn all_server_messages() -> Vec<ServerMessage> {
             entities: 3,
             ignored_extensions: vec!["KHR_materials_sheen".into()],
             load_time_us: 1234,
+            hierarchy: vec![EntityNode {
+                entity: 7,
+                parent: None,
+                name: Some("root".into()),
+                has_mesh: false,
+            }],
+            shared_assets: false,
+            animations: vec!["Run".into()],
+            skins: 1,
+            morph_targets: 2,
+            cameras: 1,
+            lights: 0,
+            warnings: vec!["1 line primitive not drawn".into()],
         }),
+        Reply::EntityCreated { entity: 9 },
+        Reply::Destroyed { entities: 3 },
+        Reply::Applied,
+        Reply::LightAdded { id: 2 },
+        Reply::CutPlaneAdded { id: 1 },
+        Reply::Children {
+            children: vec![EntityNode {
+                entity: 8,
+                parent: Some(7),
+                name: None,
+                has_mesh: true,
+            }],
+            truncated: false,
+        },
+        Reply::Bounds(EntityBounds {
+            local: Some(([-1.0; 3], [1.0; 3])),
+            world: None,
+        }),
+        Reply::Hits(vec![RayHit {
+            entity: 8,
+            position: [0.0, 0.0, 1.0],
+            normal: [0.0, 0.0, 1.0],
+            distance: 4.0,
+        }]),
+        Reply::Stats(SceneStats {
+            entities: 3,
+            triangles: 12,
+            models: 1,
+            lights: 1,
+            cut_planes: 0,
+            gpu_bytes: 1 << 20,
+        }),
+        Reply::LoadCancelled,
         Reply::CameraSet,
         Reply::KeyframeScheduled,
         Reply::Pong { host_time_us: 42 },
@@ -104,6 +245,10 @@ fn all_server_messages() -> Vec<ServerMessage> {
             result: Err(WireError::new(code, "why")),
         });
     }
+    out.push(ServerMessage::Event(Event::LoadProgress {
+        seq: 3,
+        percent: 40,
+    }));
     out.push(ServerMessage::Event(Event::Closing(WireError::new(
         ErrorCode::SHUTTING_DOWN,
         "bye",

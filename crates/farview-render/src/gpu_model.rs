@@ -34,6 +34,7 @@ impl Vertex {
 struct MaterialUniform {
     base_color: [f32; 4],
     emissive: [f32; 4],
+    params: [f32; 4],
 }
 
 pub(crate) struct GpuPrimitive {
@@ -134,6 +135,7 @@ impl GpuModel {
                         m.emissive_factor[2],
                         0.0,
                     ],
+                    params: [m.metallic_factor, m.roughness_factor, 0.0, 0.0],
                 };
                 let buffer = cx
                     .device

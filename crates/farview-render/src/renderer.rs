@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
-use farview_scene::{ModelId, Scene};
+use farview_scene::{
+    DrawState, Drawable, Light, LightKind, MAX_CUT_PLANES, MAX_LIGHTS, ModelId, Scene,
+};
 use glam::{Mat4, Vec3};
 
 use crate::gpu_model::{GpuModel, UploadContext, Vertex};
@@ -23,13 +25,10 @@ const MAX_DRAWS: usize = 1 << 20;
 /// How long a readback may take before we call the device lost.
 const READBACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The light of the scene: one directional light plus ambient (linear RGB).
+/// What the scene's lights do not cover: ambient light and the background (linear RGB). The
+/// lights themselves are part of the scene (`Scene::lights`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lighting {
-    /// Direction the light travels (towards the scene).
-    pub direction: Vec3,
-    /// Colour times intensity.
-    pub color: Vec3,
     /// Ambient term.
     pub ambient: Vec3,
     /// Background colour (linear RGB).
@@ -39,8 +38,6 @@ pub struct Lighting {
 impl Default for Lighting {
     fn default() -> Self {
         Self {
-            direction: Vec3::new(-0.4, -1.0, -0.6).normalize(),
-            color: Vec3::splat(2.2),
             ambient: Vec3::splat(0.35),
             clear: Vec3::new(0.02, 0.025, 0.035),
         }
@@ -76,6 +73,36 @@ impl std::fmt::Debug for UploadedModel {
     }
 }
 
+/// Uploads models for one renderer; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct ModelUploader {
+    ctx: GpuContext,
+    material_layout: wgpu::BindGroupLayout,
+    sampler: wgpu::Sampler,
+    white: wgpu::TextureView,
+}
+
+impl std::fmt::Debug for ModelUploader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelUploader").finish_non_exhaustive()
+    }
+}
+
+impl ModelUploader {
+    /// Uploads a model's buffers and textures; the result goes to [`FrameRenderer::insert_model`].
+    pub fn upload(&self, model: &farview_scene::Model) -> Result<UploadedModel, RenderError> {
+        let cx = UploadContext {
+            device: self.ctx.device(),
+            queue: self.ctx.queue(),
+            material_layout: &self.material_layout,
+            sampler: &self.sampler,
+            white: &self.white,
+            max_texture: self.ctx.limits().max_texture_dimension_2d,
+        };
+        GpuModel::upload(&cx, model).map(UploadedModel)
+    }
+}
+
 /// A frame copied back to host memory: rows of `width * 4` RGBA8 (sRGB) bytes, `stride` apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadbackFrame {
@@ -91,12 +118,22 @@ pub struct ReadbackFrame {
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct GpuLight {
+    position_kind: [f32; 4],
+    direction_range: [f32; 4],
+    color: [f32; 4],
+    cone: [f32; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct Globals {
     view_proj: [[f32; 4]; 4],
     camera_pos: [f32; 4],
-    light_dir: [f32; 4],
-    light_color: [f32; 4],
     ambient: [f32; 4],
+    counts: [u32; 4],
+    lights: [GpuLight; MAX_LIGHTS],
+    cut_planes: [[f32; 4]; MAX_CUT_PLANES],
 }
 
 #[repr(C)]
@@ -104,6 +141,55 @@ struct Globals {
 struct DrawUniform {
     model: [[f32; 4]; 4],
     normal: [[f32; 4]; 4],
+    base_color: [f32; 4],
+    emissive: [f32; 4],
+    params: [f32; 4],
+    tint: [f32; 4],
+}
+
+impl DrawUniform {
+    fn new(world: &Mat4, state: &DrawState) -> Self {
+        let m = &state.material;
+        let e = m.emissive.map_or([0.0, 0.0, 0.0, -1.0], |e| [e[0], e[1], e[2], 0.0]);
+        Self {
+            model: world.to_cols_array_2d(),
+            normal: normal_matrix(world).to_cols_array_2d(),
+            base_color: m.base_color.unwrap_or([0.0, 0.0, 0.0, -1.0]),
+            emissive: e,
+            params: [
+                m.metallic.unwrap_or(-1.0),
+                m.roughness.unwrap_or(-1.0),
+                f32::from(u8::from(state.see_through)),
+                f32::from(u8::from(state.selected)),
+            ],
+            tint: state.tint.unwrap_or([1.0, 1.0, 1.0, 0.0]),
+        }
+    }
+}
+
+fn gpu_light(l: &Light) -> GpuLight {
+    let (kind, cone) = match l.kind {
+        LightKind::Directional => (0.0, [0.0; 4]),
+        LightKind::Point => (1.0, [0.0; 4]),
+        LightKind::Spot {
+            inner_cone,
+            outer_cone,
+        } => {
+            let (ci, co) = (inner_cone.cos(), outer_cone.cos());
+            (2.0, [co, 1.0 / (ci - co).max(1e-4), 0.0, 0.0])
+        }
+    };
+    let c = Vec3::from_array(l.color) * l.intensity;
+    GpuLight {
+        position_kind: l.position.extend(kind).to_array(),
+        direction_range: l
+            .direction
+            .normalize_or(Vec3::NEG_Y)
+            .extend(l.range.unwrap_or(0.0))
+            .to_array(),
+        color: c.extend(0.0).to_array(),
+        cone,
+    }
 }
 
 const MAP_PENDING: u8 = 0;
@@ -129,6 +215,8 @@ pub struct FrameRenderer {
     stride: usize,
     pipeline_culled: wgpu::RenderPipeline,
     pipeline_double_sided: wgpu::RenderPipeline,
+    pipeline_see_through_culled: wgpu::RenderPipeline,
+    pipeline_see_through_double_sided: wgpu::RenderPipeline,
     globals: wgpu::Buffer,
     globals_bind_group: wgpu::BindGroup,
     draw_layout: wgpu::BindGroupLayout,
@@ -216,7 +304,7 @@ impl FrameRenderer {
             label: Some("draw"),
             entries: &[uniform_entry(
                 0,
-                wgpu::ShaderStages::VERTEX,
+                wgpu::ShaderStages::VERTEX_FRAGMENT,
                 true,
                 std::mem::size_of::<DrawUniform>() as u64,
             )],
@@ -224,7 +312,7 @@ impl FrameRenderer {
         let material_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("material"),
             entries: &[
-                uniform_entry(0, wgpu::ShaderStages::FRAGMENT, false, 32),
+                uniform_entry(0, wgpu::ShaderStages::FRAGMENT, false, 48),
                 wgpu::BindGroupLayoutEntry {
                     binding: 1,
                     visibility: wgpu::ShaderStages::FRAGMENT,
@@ -252,7 +340,7 @@ impl FrameRenderer {
             ],
             immediate_size: 0,
         });
-        let make_pipeline = |cull: Option<wgpu::Face>| {
+        let make_pipeline = |cull: Option<wgpu::Face>, see_through: bool| {
             device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
                 label: Some("mesh"),
                 layout: Some(&layout),
@@ -270,7 +358,9 @@ impl FrameRenderer {
                 },
                 depth_stencil: Some(wgpu::DepthStencilState {
                     format: DEPTH_FORMAT,
-                    depth_write_enabled: Some(true),
+                    // See-through draws are blended after the opaque ones and do not hide
+                    // what lies behind them.
+                    depth_write_enabled: Some(!see_through),
                     depth_compare: Some(wgpu::CompareFunction::Less),
                     stencil: Default::default(),
                     bias: Default::default(),
@@ -282,7 +372,7 @@ impl FrameRenderer {
                     compilation_options: Default::default(),
                     targets: &[Some(wgpu::ColorTargetState {
                         format: COLOR_FORMAT,
-                        blend: None,
+                        blend: see_through.then_some(wgpu::BlendState::ALPHA_BLENDING),
                         write_mask: wgpu::ColorWrites::ALL,
                     })],
                 }),
@@ -290,8 +380,10 @@ impl FrameRenderer {
                 cache: None,
             })
         };
-        let pipeline_culled = make_pipeline(Some(wgpu::Face::Back));
-        let pipeline_double_sided = make_pipeline(None);
+        let pipeline_culled = make_pipeline(Some(wgpu::Face::Back), false);
+        let pipeline_double_sided = make_pipeline(None, false);
+        let pipeline_see_through_culled = make_pipeline(Some(wgpu::Face::Back), true);
+        let pipeline_see_through_double_sided = make_pipeline(None, true);
 
         let globals = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("globals"),
@@ -397,6 +489,8 @@ impl FrameRenderer {
             stride,
             pipeline_culled,
             pipeline_double_sided,
+            pipeline_see_through_culled,
+            pipeline_see_through_double_sided,
             globals,
             globals_bind_group,
             draw_layout,
@@ -475,6 +569,8 @@ impl FrameRenderer {
     /// Uploads models the scene holds that are not on the GPU yet. Called by [`Self::submit`];
     /// call it earlier to keep upload time out of a frame.
     pub fn sync_models(&mut self, scene: &Scene) -> Result<(), RenderError> {
+        // Models the scene freed (their last entity destroyed) give their GPU memory back.
+        self.models.retain(|id, _| scene.model(*id).is_some());
         for (id, model) in scene.models() {
             if self.models.contains_key(&id) {
                 continue;
@@ -494,15 +590,18 @@ impl FrameRenderer {
     /// Uploads a model's assets without touching the scene, so a failed upload leaves nothing
     /// behind. Pair with [`Self::insert_model`] once the scene has given the model its id.
     pub fn upload_model(&self, model: &farview_scene::Model) -> Result<UploadedModel, RenderError> {
-        let cx = UploadContext {
-            device: self.ctx.device(),
-            queue: self.ctx.queue(),
-            material_layout: &self.material_layout,
-            sampler: &self.sampler,
-            white: &self.white,
-            max_texture: self.ctx.limits().max_texture_dimension_2d,
-        };
-        GpuModel::upload(&cx, model).map(UploadedModel)
+        self.uploader().upload(model)
+    }
+
+    /// A handle that uploads models for this renderer from another thread, so a large upload
+    /// never stalls the frame loop.
+    pub fn uploader(&self) -> ModelUploader {
+        ModelUploader {
+            ctx: self.ctx.clone(),
+            material_layout: self.material_layout.clone(),
+            sampler: self.sampler.clone(),
+            white: self.white.clone(),
+        }
     }
 
     /// Registers an uploaded model under the scene's id for it.
@@ -522,18 +621,26 @@ impl FrameRenderer {
         let queue = self.ctx.queue().clone();
 
         let aspect = self.width as f32 / self.height as f32;
-        let l = &self.lighting;
-        let globals = Globals {
+        let mut globals = Globals {
             view_proj: camera.view_proj(aspect).to_cols_array_2d(),
             camera_pos: camera.position.extend(1.0).to_array(),
-            light_dir: l.direction.normalize_or(Vec3::NEG_Y).extend(0.0).to_array(),
-            light_color: l.color.extend(0.0).to_array(),
-            ambient: l.ambient.extend(0.0).to_array(),
+            ambient: self.lighting.ambient.extend(0.0).to_array(),
+            counts: [0; 4],
+            lights: [GpuLight::zeroed(); MAX_LIGHTS],
+            cut_planes: [[0.0; 4]; MAX_CUT_PLANES],
         };
+        for (slot, (_, l)) in globals.lights.iter_mut().zip(scene.lights()) {
+            *slot = gpu_light(l);
+            globals.counts[0] += 1;
+        }
+        for (slot, (_, p)) in globals.cut_planes.iter_mut().zip(scene.cut_planes()) {
+            *slot = p.normal.extend(p.distance).to_array();
+            globals.counts[1] += 1;
+        }
         queue.write_buffer(&self.globals, 0, bytemuck::bytes_of(&globals));
 
         let drawables = scene.drawables();
-        let drawables: Vec<_> = drawables
+        let mut drawables: Vec<_> = drawables
             .into_iter()
             .filter(|d| {
                 self.models
@@ -541,6 +648,21 @@ impl FrameRenderer {
                     .is_some_and(|m| d.mesh < m.meshes.len())
             })
             .collect();
+        // Opaque first; see-through last, far to near, so blending composes correctly.
+        let eye = camera.position;
+        let depth = |d: &Drawable| -(d.world.w_axis.truncate() - eye).length_squared();
+        drawables.sort_by(|a, b| {
+            a.state
+                .see_through
+                .cmp(&b.state.see_through)
+                .then_with(|| {
+                    if a.state.see_through {
+                        depth(a).total_cmp(&depth(b))
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                })
+        });
         if drawables.len() > MAX_DRAWS {
             return Err(RenderError::Gpu(format!(
                 "{} draws exceed the limit of {MAX_DRAWS}",
@@ -557,11 +679,7 @@ impl FrameRenderer {
         self.draw_scratch.clear();
         self.draw_scratch.resize(drawables.len() * stride, 0);
         for (chunk, d) in self.draw_scratch.chunks_exact_mut(stride).zip(&drawables) {
-            let normal = normal_matrix(&d.world);
-            let u = DrawUniform {
-                model: d.world.to_cols_array_2d(),
-                normal: normal.to_cols_array_2d(),
-            };
+            let u = DrawUniform::new(&d.world, &d.state);
             chunk[..std::mem::size_of::<DrawUniform>()].copy_from_slice(bytemuck::bytes_of(&u));
         }
         if !self.draw_scratch.is_empty() {
@@ -603,7 +721,7 @@ impl FrameRenderer {
                 multiview_mask: None,
             });
             pass.set_bind_group(0, &self.globals_bind_group, &[]);
-            let mut current_double_sided = None;
+            let mut current_pipeline = None;
             for (i, d) in drawables.iter().enumerate() {
                 let Some(model) = self.models.get(&d.model) else {
                     continue;
@@ -616,13 +734,15 @@ impl FrameRenderer {
                     let Some(material) = model.materials.get(p.material) else {
                         continue;
                     };
-                    if current_double_sided != Some(material.double_sided) {
-                        pass.set_pipeline(if material.double_sided {
-                            &self.pipeline_double_sided
-                        } else {
-                            &self.pipeline_culled
+                    let key = (material.double_sided, d.state.see_through);
+                    if current_pipeline != Some(key) {
+                        pass.set_pipeline(match key {
+                            (false, false) => &self.pipeline_culled,
+                            (true, false) => &self.pipeline_double_sided,
+                            (false, true) => &self.pipeline_see_through_culled,
+                            (true, true) => &self.pipeline_see_through_double_sided,
                         });
-                        current_double_sided = Some(material.double_sided);
+                        current_pipeline = Some(key);
                     }
                     pass.set_bind_group(2, &material.bind_group, &[]);
                     pass.set_vertex_buffer(0, p.vertices.slice(..));
@@ -669,13 +789,19 @@ impl FrameRenderer {
         self.pending.push_back(slot_index);
         self.next_slot = (slot_index + 1) % RING;
 
-        let frame_bytes = (self.stride * self.height as usize) as u64;
-        stats.gpu_bytes = self.models.values().map(|m| m.bytes).sum::<u64>()
-            + u64::from(self.width) * u64::from(self.height) * 8
-            + frame_bytes * RING as u64
-            + self.draw_capacity as u64 * self.draw_stride;
+        stats.gpu_bytes = self.held_bytes();
         self.stats = stats;
         Ok(())
+    }
+
+    /// GPU memory this renderer holds: targets, readback ring, per-draw uniforms and the models
+    /// uploaded (after the last sync).
+    pub fn held_bytes(&self) -> u64 {
+        let frame_bytes = (self.stride * self.height as usize) as u64;
+        self.models.values().map(|m| m.bytes).sum::<u64>()
+            + u64::from(self.width) * u64::from(self.height) * 8
+            + frame_bytes * RING as u64
+            + self.draw_capacity as u64 * self.draw_stride
     }
 
     /// Copies the oldest submitted frame into `out` (rows `stride` apart) and frees its buffer.

@@ -72,6 +72,8 @@ pub enum ImportErrorKind {
     LimitExceeded,
     /// Reading failed for another reason.
     Io,
+    /// The caller cancelled it.
+    Cancelled,
 }
 
 /// Why a model could not be imported. Messages name the offending item.
@@ -105,6 +107,9 @@ pub enum ImportError {
         /// The limit.
         limit: u64,
     },
+    /// The caller cancelled the import.
+    #[error("import cancelled")]
+    Cancelled,
     /// An I/O error other than not-found.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -125,6 +130,7 @@ impl ImportError {
             Self::Unsupported(_) => ImportErrorKind::Unsupported,
             Self::LimitExceeded { .. } => ImportErrorKind::LimitExceeded,
             Self::Io { .. } => ImportErrorKind::Io,
+            Self::Cancelled => ImportErrorKind::Cancelled,
         }
     }
 }
@@ -248,6 +254,17 @@ pub fn import_file(
     relative: &str,
     limits: &ImportLimits,
 ) -> Result<Model, ImportError> {
+    import_file_with(assets_root, relative, limits, &mut |_| true)
+}
+
+/// [`import_file`] with progress: `progress` gets 0–100 as the import advances and cancels it
+/// by returning `false`.
+pub fn import_file_with(
+    assets_root: &Path,
+    relative: &str,
+    limits: &ImportLimits,
+    progress: &mut dyn FnMut(u8) -> bool,
+) -> Result<Model, ImportError> {
     let root = assets_root.canonicalize().map_err(|e| ImportError::Io {
         path: assets_root.display().to_string(),
         source: e,
@@ -261,7 +278,10 @@ pub fn import_file(
         let p = resolve_under(&root, &dir, uri)?;
         read_limited(&p, uri, limits.max_file_bytes)
     };
-    import_gltf(&bytes, &mut resolve, limits)
+    if !progress(5) {
+        return Err(ImportError::Cancelled);
+    }
+    import_gltf_with(&bytes, &mut resolve, limits, progress)
 }
 
 fn percent_decode(s: &str) -> Result<String, ImportError> {
@@ -592,6 +612,23 @@ pub fn import_gltf(
     resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>,
     limits: &ImportLimits,
 ) -> Result<Model, ImportError> {
+    import_gltf_with(bytes, resolve, limits, &mut |_| true)
+}
+
+/// [`import_gltf`] with progress reports (0–100) and cancellation (`progress` returns `false`).
+pub fn import_gltf_with(
+    bytes: &[u8],
+    resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>,
+    limits: &ImportLimits,
+    progress: &mut dyn FnMut(u8) -> bool,
+) -> Result<Model, ImportError> {
+    let mut step = |p: u8| {
+        if progress(p) {
+            Ok(())
+        } else {
+            Err(ImportError::Cancelled)
+        }
+    };
     limit("file size", bytes.len() as u64, limits.max_file_bytes)?;
     if bytes.is_empty() {
         return Err(malformed("empty file"));
@@ -663,6 +700,7 @@ pub fn import_gltf(
         limits.max_nodes as u64,
     )?;
 
+    step(10)?;
     // Buffers.
     let mut buffers = Vec::with_capacity(json.buffers.len());
     for b in doc.buffers() {
@@ -692,11 +730,14 @@ pub fn import_gltf(
         check_accessor(&acc, &buffers, limits)?;
     }
 
+    step(25)?;
     // Materials and the textures they use.
+    let material_count = json.materials.len().max(1);
     let mut textures = Vec::new();
     let mut image_slots: HashMap<usize, Option<usize>> = HashMap::new();
     let mut materials = Vec::with_capacity(json.materials.len());
-    for m in doc.materials() {
+    for (i, m) in doc.materials().enumerate() {
+        step(25 + (35 * i / material_count) as u8)?;
         let pbr = m.pbr_metallic_roughness();
         let base_color_texture = match pbr.base_color_texture() {
             Some(info) => {
@@ -734,11 +775,24 @@ pub fn import_gltf(
         max_indices: limits.max_total_vertices.saturating_mul(6),
     };
     let mut meshes = Vec::with_capacity(json.meshes.len());
-    for mesh in doc.meshes() {
+    let mesh_count = json.meshes.len().max(1);
+    let mut extras = crate::model::ModelExtras::default();
+    for (i, mesh) in doc.meshes().enumerate() {
+        step(60 + (35 * i / mesh_count) as u8)?;
         let mut primitives = Vec::new();
         for prim in mesh.primitives() {
-            if let Some(p) = import_primitive(&mesh, &prim, &buffers, &mut budget)? {
-                primitives.push(p);
+            extras.morph_targets = extras
+                .morph_targets
+                .saturating_add(prim.morph_targets().len() as u32);
+            match import_primitive(&mesh, &prim, &buffers, &mut budget)? {
+                Some(p) => primitives.push(p),
+                None if extras.warnings.len() < 32 => extras.warnings.push(format!(
+                    "mesh {} primitive {}: {:?} primitives are not drawn",
+                    mesh.index(),
+                    prim.index(),
+                    prim.mode()
+                )),
+                None => {}
             }
         }
         meshes.push(Mesh {
@@ -804,6 +858,18 @@ pub fn import_gltf(
         None => (0..nodes.len()).filter(|&i| parent[i].is_none()).collect(),
     };
 
+    extras.animations = doc
+        .animations()
+        .map(|a| {
+            a.name()
+                .map_or_else(|| format!("animation {}", a.index()), str::to_owned)
+        })
+        .take(1024)
+        .collect();
+    extras.skins = json.skins.len() as u32;
+    extras.cameras = json.cameras.len() as u32;
+    extras.lights = import_lights(doc);
+    step(100)?;
     Ok(Model {
         meshes,
         materials,
@@ -811,7 +877,50 @@ pub fn import_gltf(
         nodes,
         roots,
         ignored_extensions: ignored,
+        extras,
     })
+}
+
+/// `KHR_lights_punctual` lights placed on nodes; values out of range are clamped, not refused
+/// (a light is decoration, not a reason to fail the model).
+fn import_lights(doc: &gltf::Document) -> Vec<(usize, crate::Light)> {
+    use gltf::khr_lights_punctual::Kind;
+    let mut out = Vec::new();
+    for node in doc.nodes() {
+        let Some(l) = node.light() else { continue };
+        let kind = match l.kind() {
+            Kind::Directional => crate::LightKind::Directional,
+            Kind::Point => crate::LightKind::Point,
+            Kind::Spot {
+                inner_cone_angle,
+                outer_cone_angle,
+            } => {
+                let outer = outer_cone_angle.clamp(1e-3, std::f32::consts::FRAC_PI_2);
+                crate::LightKind::Spot {
+                    inner_cone: inner_cone_angle.clamp(0.0, outer * 0.999),
+                    outer_cone: outer,
+                }
+            }
+        };
+        let c = l.color();
+        let light = crate::Light {
+            kind,
+            color: c.map(|v| if v.is_finite() { v.clamp(0.0, 1.0) } else { 1.0 }),
+            intensity: if l.intensity().is_finite() {
+                l.intensity().clamp(0.0, 1e6)
+            } else {
+                1.0
+            },
+            position: Vec3::ZERO,
+            direction: Vec3::NEG_Z,
+            range: l.range().filter(|r| r.is_finite() && *r > 0.0),
+        };
+        out.push((node.index(), light));
+        if out.len() >= 64 {
+            break;
+        }
+    }
+    out
 }
 
 /// Deepest JSON nesting accepted; real glTF needs about ten. Checked before parsing so a hostile

@@ -11,8 +11,13 @@ mod raycast;
 mod scene;
 mod state;
 
-pub use import::{ImportError, ImportErrorKind, ImportLimits, import_file, import_gltf};
-pub use model::{Aabb, Material, Mesh, Model, ModelNode, Primitive, Texture, Transform};
+pub use import::{
+    ImportError, ImportErrorKind, ImportLimits, import_file, import_file_with, import_gltf,
+    import_gltf_with,
+};
+pub use model::{
+    Aabb, Material, Mesh, Model, ModelExtras, ModelNode, Primitive, Texture, Transform,
+};
 pub use raycast::{Bvh, Ray};
 pub use scene::{
     CutPlaneId, Drawable, Entity, EntityId, HierarchyEntry, Hit, LightId, MAX_CUT_PLANES,

@@ -242,6 +242,26 @@ pub struct Model {
     pub roots: Vec<usize>,
     /// Extensions the file uses that the host ignores (reported to the client).
     pub ignored_extensions: Vec<String>,
+    /// What the file holds beyond drawable geometry.
+    pub extras: ModelExtras,
+}
+
+/// Parts of a file imported as data only, and what import had to leave out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelExtras {
+    /// Animation names (index order; unnamed ones as `animation N`).
+    pub animations: Vec<String>,
+    /// Skins.
+    pub skins: u32,
+    /// Morph targets over all primitives.
+    pub morph_targets: u32,
+    /// Cameras.
+    pub cameras: u32,
+    /// `KHR_lights_punctual` lights with the node that holds them (light space: the node's
+    /// origin, shining down its -Z).
+    pub lights: Vec<(usize, crate::Light)>,
+    /// Parts not drawn, for the load result (e.g. line or point primitives).
+    pub warnings: Vec<String>,
 }
 
 impl Model {

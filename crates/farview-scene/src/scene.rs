@@ -103,6 +103,8 @@ pub struct ModelInfo {
     pub ignored_extensions: Vec<String>,
     /// Every entity created, parents before children.
     pub hierarchy: Vec<HierarchyEntry>,
+    /// Lights from the file added to the scene (those beyond [`MAX_LIGHTS`] are left out).
+    pub lights_added: u32,
 }
 
 /// Scene-wide counters.
@@ -367,6 +369,7 @@ impl Scene {
             has_mesh: false,
         }];
         let mut triangles = 0u64;
+        let mut node_entities: HashMap<usize, EntityId> = HashMap::new();
         // Iterative walk: import guarantees a forest, but depth is still bounded by the stack here.
         let mut stack: Vec<(usize, EntityId)> =
             model.roots.iter().rev().map(|&n| (n, root)).collect();
@@ -395,11 +398,33 @@ impl Scene {
                 name: node.name.clone(),
                 has_mesh: mesh.is_some(),
             });
+            node_entities.insert(node_index, id);
             stack.extend(node.children.iter().rev().map(|&c| (c, id)));
         }
         self.mark_dirty(root);
         self.update_world_transforms();
         let bounds = self.world_bounds(root).unwrap_or(Aabb::EMPTY);
+        // The file's lights, placed where their nodes are now (they do not follow later moves).
+        let mut lights_added = 0;
+        for (node, light) in &model.extras.lights {
+            let Some(world) = node_entities
+                .get(node)
+                .and_then(|e| self.entities.get(e))
+                .map(|e| e.world)
+            else {
+                continue;
+            };
+            let placed = Light {
+                position: world.transform_point3(Vec3::ZERO),
+                direction: world
+                    .transform_vector3(Vec3::NEG_Z)
+                    .normalize_or(Vec3::NEG_Z),
+                ..*light
+            };
+            if self.lights.len() < MAX_LIGHTS && self.add_light(placed).is_ok() {
+                lights_added += 1;
+            }
+        }
         Ok(ModelInfo {
             root,
             model: model_id,
@@ -410,6 +435,7 @@ impl Scene {
             entities: hierarchy.len() as u32,
             ignored_extensions: model.ignored_extensions.clone(),
             hierarchy,
+            lights_added,
         })
     }
 

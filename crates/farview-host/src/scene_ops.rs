@@ -1,0 +1,291 @@
+//! Scene requests executed on the render thread: protocol types in, scene calls, protocol
+//! replies out. The render thread owns the scene, so commands and queries see exactly the
+//! state that the next frame draws, in request order.
+
+use farview_protocol::{
+    EntityBounds, EntityNode, ErrorCode, MAX_CHILDREN_LISTED, MAX_RAY_HITS, MAX_TRANSFORM_BATCH,
+    Reply, Request, WireError,
+};
+use farview_render::FrameRenderer;
+use farview_scene::{
+    Aabb, CutPlane, EntityId, Light, LightKind, MaterialOverride, Ray, Scene, SceneError,
+    StateOverride, Transform,
+};
+use glam::{Quat, Vec3};
+
+/// Longest entity name accepted.
+const MAX_NAME: usize = 256;
+
+/// Whether the render thread handles this request (everything that reads or changes the scene).
+pub(crate) fn is_scene_request(r: &Request) -> bool {
+    matches!(
+        r,
+        Request::CreateEntity { .. }
+            | Request::DestroyEntity { .. }
+            | Request::Reparent { .. }
+            | Request::SetTransforms { .. }
+            | Request::SetVisible { .. }
+            | Request::SetStateOverride { .. }
+            | Request::SetMaterialOverride { .. }
+            | Request::AddLight { .. }
+            | Request::UpdateLight { .. }
+            | Request::RemoveLight { .. }
+            | Request::AddCutPlane { .. }
+            | Request::UpdateCutPlane { .. }
+            | Request::RemoveCutPlane { .. }
+            | Request::GetChildren { .. }
+            | Request::GetBounds { .. }
+            | Request::Raycast { .. }
+            | Request::GetStats
+    )
+}
+
+pub(crate) fn scene_error(e: SceneError) -> WireError {
+    let code = match &e {
+        SceneError::NoSuchEntity(_) => ErrorCode::ENTITY_NOT_FOUND,
+        SceneError::WouldCycle { .. } => ErrorCode::WOULD_CYCLE,
+        SceneError::TooManyEntities(_) | SceneError::TooMany(..) => ErrorCode::SCENE_LIMIT,
+        SceneError::NoSuchLight(_) => ErrorCode::LIGHT_NOT_FOUND,
+        SceneError::NoSuchCutPlane(_) => ErrorCode::CUT_PLANE_NOT_FOUND,
+        _ => ErrorCode::INVALID_ARGUMENT,
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn invalid(m: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::INVALID_ARGUMENT, m)
+}
+
+fn transform(t: &farview_protocol::EntityTransform) -> Result<Transform, WireError> {
+    let rotation = Quat::from_array(t.rotation);
+    let len2 = rotation.length_squared();
+    if !(0.5..=1.5).contains(&len2) {
+        return Err(invalid(format!(
+            "rotation must be a unit quaternion (squared length {len2})"
+        )));
+    }
+    let t = Transform {
+        translation: Vec3::from_array(t.position),
+        rotation: rotation.normalize(),
+        scale: Vec3::from_array(t.scale),
+    };
+    if !t.is_finite() {
+        return Err(scene_error(SceneError::NonFiniteTransform));
+    }
+    Ok(t)
+}
+
+fn light(l: &farview_protocol::Light) -> Light {
+    Light {
+        kind: match l.kind {
+            farview_protocol::LightKind::Directional => LightKind::Directional,
+            farview_protocol::LightKind::Point => LightKind::Point,
+            farview_protocol::LightKind::Spot {
+                inner_cone,
+                outer_cone,
+            } => LightKind::Spot {
+                inner_cone,
+                outer_cone,
+            },
+        },
+        color: l.color,
+        intensity: l.intensity,
+        position: Vec3::from_array(l.position),
+        direction: Vec3::from_array(l.direction),
+        range: l.range,
+    }
+}
+
+fn plane(p: &farview_protocol::CutPlane) -> CutPlane {
+    CutPlane {
+        normal: Vec3::from_array(p.normal),
+        distance: p.distance,
+    }
+}
+
+fn bounds(b: Aabb) -> Option<([f32; 3], [f32; 3])> {
+    (!b.is_empty()).then(|| (b.min.to_array(), b.max.to_array()))
+}
+
+fn node(scene: &Scene, id: EntityId) -> Option<EntityNode> {
+    let e = scene.entity(id)?;
+    Some(EntityNode {
+        entity: id.0,
+        parent: e.parent.map(|p| p.0),
+        name: e.name.clone(),
+        has_mesh: e.mesh.is_some(),
+    })
+}
+
+/// Runs one scene request. Anything that fails leaves the scene as it was.
+pub(crate) fn execute(
+    request: Request,
+    scene: &mut Scene,
+    renderer: &FrameRenderer,
+) -> Result<Reply, WireError> {
+    match request {
+        Request::CreateEntity {
+            parent,
+            name,
+            transform: t,
+        } => {
+            if name.as_ref().is_some_and(|n| n.len() > MAX_NAME) {
+                return Err(invalid(format!("entity names are at most {MAX_NAME} bytes")));
+            }
+            let id = scene
+                .spawn(name, parent.map(EntityId), transform(&t)?, None)
+                .map_err(scene_error)?;
+            Ok(Reply::EntityCreated { entity: id.0 })
+        }
+        Request::DestroyEntity { entity } => {
+            let n = scene.destroy(EntityId(entity)).map_err(scene_error)?;
+            Ok(Reply::Destroyed {
+                entities: n as u64,
+            })
+        }
+        Request::Reparent {
+            entity,
+            parent,
+            keep_world,
+        } => {
+            scene
+                .reparent(EntityId(entity), parent.map(EntityId), keep_world)
+                .map_err(scene_error)?;
+            Ok(Reply::Applied)
+        }
+        Request::SetTransforms { updates } => {
+            if updates.len() > MAX_TRANSFORM_BATCH {
+                return Err(WireError::new(
+                    ErrorCode::SCENE_LIMIT,
+                    format!(
+                        "{} updates in one batch; the limit is {MAX_TRANSFORM_BATCH}",
+                        updates.len()
+                    ),
+                ));
+            }
+            let batch = updates
+                .iter()
+                .map(|u| Ok((EntityId(u.entity), transform(&u.transform)?)))
+                .collect::<Result<Vec<_>, WireError>>()?;
+            scene.set_local_transforms(&batch).map_err(scene_error)?;
+            Ok(Reply::Applied)
+        }
+        Request::SetVisible { entity, visible } => {
+            scene
+                .set_visible(EntityId(entity), visible)
+                .map_err(scene_error)?;
+            Ok(Reply::Applied)
+        }
+        Request::SetStateOverride { entity, state } => {
+            scene
+                .set_state_override(
+                    EntityId(entity),
+                    StateOverride {
+                        hidden: state.hidden,
+                        see_through: state.see_through,
+                        selected: state.selected,
+                        tint: state.tint,
+                    },
+                )
+                .map_err(scene_error)?;
+            Ok(Reply::Applied)
+        }
+        Request::SetMaterialOverride { entity, material } => {
+            scene
+                .set_material_override(
+                    EntityId(entity),
+                    MaterialOverride {
+                        base_color: material.base_color,
+                        metallic: material.metallic,
+                        roughness: material.roughness,
+                        emissive: material.emissive,
+                    },
+                )
+                .map_err(scene_error)?;
+            Ok(Reply::Applied)
+        }
+        Request::AddLight { light: l } => {
+            let id = scene.add_light(light(&l)).map_err(scene_error)?;
+            Ok(Reply::LightAdded { id })
+        }
+        Request::UpdateLight { id, light: l } => {
+            scene.update_light(id, light(&l)).map_err(scene_error)?;
+            Ok(Reply::Applied)
+        }
+        Request::RemoveLight { id } => {
+            scene.remove_light(id).map_err(scene_error)?;
+            Ok(Reply::Applied)
+        }
+        Request::AddCutPlane { plane: p } => {
+            let id = scene.add_cut_plane(plane(&p)).map_err(scene_error)?;
+            Ok(Reply::CutPlaneAdded { id })
+        }
+        Request::UpdateCutPlane { id, plane: p } => {
+            scene.update_cut_plane(id, plane(&p)).map_err(scene_error)?;
+            Ok(Reply::Applied)
+        }
+        Request::RemoveCutPlane { id } => {
+            scene.remove_cut_plane(id).map_err(scene_error)?;
+            Ok(Reply::Applied)
+        }
+        Request::GetChildren { entity } => {
+            let children = scene.children(EntityId(entity)).map_err(scene_error)?;
+            let truncated = children.len() > MAX_CHILDREN_LISTED;
+            let children = children
+                .iter()
+                .take(MAX_CHILDREN_LISTED)
+                .filter_map(|&c| node(scene, c))
+                .collect();
+            Ok(Reply::Children {
+                children,
+                truncated,
+            })
+        }
+        Request::GetBounds { entity } => {
+            scene.update_world_transforms();
+            let id = EntityId(entity);
+            let world = scene.world_bounds(id).map_err(scene_error)?;
+            let local = scene.local_bounds(id).map_err(scene_error)?;
+            Ok(Reply::Bounds(EntityBounds {
+                local: bounds(local),
+                world: bounds(world),
+            }))
+        }
+        Request::Raycast { ray } => {
+            let r = Ray::new(
+                Vec3::from_array(ray.origin),
+                Vec3::from_array(ray.direction),
+                ray.max_distance,
+            )
+            .ok_or_else(|| {
+                invalid("a ray needs a finite origin, a non-zero direction and a positive max distance")
+            })?;
+            let hits = scene.raycast(&r, !ray.all, MAX_RAY_HITS);
+            Ok(Reply::Hits(
+                hits.into_iter()
+                    .map(|h| farview_protocol::RayHit {
+                        entity: h.entity.0,
+                        position: h.position.to_array(),
+                        normal: h.normal.to_array(),
+                        distance: h.distance,
+                    })
+                    .collect(),
+            ))
+        }
+        Request::GetStats => {
+            let s = scene.stats();
+            Ok(Reply::Stats(farview_protocol::SceneStats {
+                entities: s.entities,
+                triangles: s.triangles,
+                models: s.models,
+                lights: s.lights,
+                cut_planes: s.cut_planes,
+                gpu_bytes: renderer.held_bytes(),
+            }))
+        }
+        other => Err(WireError::new(
+            ErrorCode::INTERNAL,
+            format!("not a scene request: {other:?}"),
+        )),
+    }
+}
