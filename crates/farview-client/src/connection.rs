@@ -81,6 +81,52 @@ type ReplySender = oneshot::Sender<(u64, Result<Reply, WireError>)>;
 struct Outgoing {
     request: Request,
     reply: ReplySender,
+    /// Told the sequence number once it is assigned (in send order).
+    assigned: Option<oneshot::Sender<u64>>,
+}
+
+/// A request on its way: its sequence number, and its reply to come. Dropping it discards the
+/// reply (the request still runs on the host).
+#[derive(Debug)]
+pub struct PendingReply {
+    seq: u64,
+    rx: oneshot::Receiver<(u64, Result<Reply, WireError>)>,
+    closing: Arc<Mutex<Option<WireError>>>,
+}
+
+impl PendingReply {
+    /// The request's sequence number: frames with `last_command_seq >= seq` reflect it.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Waits for the reply. Cancel-safe in the sense that dropping the future only discards it.
+    pub async fn reply(self) -> Result<Reply, ClientError> {
+        match self.rx.await {
+            Ok((_, result)) => result.map_err(ClientError::Host),
+            Err(_) => Err(self
+                .closing
+                .lock()
+                .ok()
+                .and_then(|g| g.clone())
+                .map_or(
+                    ClientError::Closed {
+                        code: 0,
+                        reason: "connection closed".into(),
+                    },
+                    ClientError::Host,
+                )),
+        }
+    }
+}
+
+/// Progress of this connection's latest model load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadProgress {
+    /// The load request's sequence number.
+    pub seq: u64,
+    /// 0 to 100.
+    pub percent: u8,
 }
 
 /// Aborts a task when dropped, so a dropped [`Connection`] leaves nothing running.
@@ -94,12 +140,14 @@ impl Drop for AbortOnDrop {
 
 /// A live connection to a host. Dropping it closes the connection.
 pub struct Connection {
-    conn: quinn::Connection,
+    pub(crate) conn: quinn::Connection,
     endpoint: quinn::Endpoint,
     info: StreamInfo,
     requests: mpsc::Sender<Outgoing>,
     frames: Arc<FrameQueue>,
     closing: Arc<Mutex<Option<WireError>>>,
+    pub(crate) progress: tokio::sync::watch::Receiver<LoadProgress>,
+    pub(crate) next_upload: std::sync::atomic::AtomicU64,
     _tasks: Vec<AbortOnDrop>,
 }
 
@@ -196,6 +244,7 @@ impl Connection {
         let pending: Arc<Mutex<HashMap<u64, ReplySender>>> = Arc::default();
         let closing: Arc<Mutex<Option<WireError>>> = Arc::default();
         let (req_tx, req_rx) = mpsc::channel(64);
+        let (progress_tx, progress) = tokio::sync::watch::channel(LoadProgress::default());
         let frames = Arc::new(FrameQueue::new(options.frame_buffer));
         let tasks = vec![
             AbortOnDrop(tokio::spawn(write_loop(send, req_rx, pending.clone()))),
@@ -204,6 +253,7 @@ impl Connection {
                 decoder,
                 pending,
                 closing.clone(),
+                progress_tx,
             ))),
             AbortOnDrop(tokio::spawn(media_loop(
                 conn.clone(),
@@ -218,6 +268,8 @@ impl Connection {
             requests: req_tx,
             frames,
             closing,
+            progress,
+            next_upload: std::sync::atomic::AtomicU64::new(1),
             _tasks: tasks,
         })
     }
@@ -252,13 +304,35 @@ impl Connection {
 
     /// Sends a request and waits for its reply; returns the request's sequence number too.
     pub async fn request(&self, request: Request) -> Result<(u64, Reply), ClientError> {
+        let pending = self.submit(request).await?;
+        let seq = pending.seq();
+        pending.reply().await.map(|r| (seq, r))
+    }
+
+    /// Sends a request without waiting for its reply, so many can be in flight (the host applies
+    /// them in order and answers each). Returns once the request is queued for the wire.
+    pub async fn submit(&self, request: Request) -> Result<PendingReply, ClientError> {
         let (tx, rx) = oneshot::channel();
+        let (seq_tx, seq_rx) = oneshot::channel();
         self.requests
-            .send(Outgoing { request, reply: tx })
+            .send(Outgoing {
+                request,
+                reply: tx,
+                assigned: Some(seq_tx),
+            })
             .await
             .map_err(|_| self.closed_error())?;
-        let (seq, result) = rx.await.map_err(|_| self.closed_error())?;
-        result.map(|r| (seq, r)).map_err(ClientError::Host)
+        let seq = seq_rx.await.map_err(|_| self.closed_error())?;
+        Ok(PendingReply {
+            seq,
+            rx,
+            closing: self.closing.clone(),
+        })
+    }
+
+    /// Progress events of model loads (the latest one; see [`LoadProgress`]).
+    pub fn load_progress(&self) -> tokio::sync::watch::Receiver<LoadProgress> {
+        self.progress.clone()
     }
 
     /// Loads a model from a path relative to the host's assets root.
@@ -404,6 +478,9 @@ async fn write_loop(
         if let Ok(mut p) = pending.lock() {
             p.insert(seq, out.reply);
         }
+        if let Some(a) = out.assigned {
+            let _ = a.send(seq);
+        }
         if send.write_all(&bytes).await.is_err() {
             break;
         }
@@ -416,6 +493,7 @@ async fn read_loop(
     mut decoder: FrameDecoder,
     pending: Arc<Mutex<HashMap<u64, ReplySender>>>,
     closing: Arc<Mutex<Option<WireError>>>,
+    progress: tokio::sync::watch::Sender<LoadProgress>,
 ) {
     while let Ok(Some(msg)) = read_message(&mut recv, &mut decoder).await {
         match msg {
@@ -425,6 +503,9 @@ async fn read_loop(
                 if let Some(tx) = waiter {
                     let _ = tx.send((seq, result));
                 }
+            }
+            ServerMessage::Event(Event::LoadProgress { seq, percent }) => {
+                progress.send_replace(LoadProgress { seq, percent });
             }
             ServerMessage::Event(Event::Closing(e)) => {
                 tracing::info!(code = %e.code, message = %e.message, "host is closing the connection");
@@ -516,6 +597,7 @@ async fn read_group(
             let _ = requests.try_send(Outgoing {
                 request: Request::RequestKeyframe,
                 reply,
+                assigned: None,
             });
             return;
         }

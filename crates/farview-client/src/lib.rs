@@ -25,14 +25,18 @@ mod connection;
 mod error;
 mod pin;
 mod queue;
+mod scene;
 mod sessions;
 mod stats;
 
-pub use connection::{ConnectOptions, Connection, Frame};
+pub use connection::{ConnectOptions, Connection, Frame, LoadProgress, PendingReply};
 pub use error::ClientError;
 pub use farview_protocol::{
-    CameraPose, ErrorCode, FrameHeader, LoadedModel, StreamInfo, WireError,
+    CameraPose, CutPlane, EntityBounds, EntityNode, EntityTransform, ErrorCode, FrameHeader,
+    Light, LightKind, LoadedModel, MaterialOverride, RayHit, Reply, Request, SceneStats,
+    StateOverride, StreamInfo, TransformUpdate, WireError,
 };
+pub use scene::{Entity, PendingLoad};
 pub use pin::{Fingerprint, quic_client_config};
 pub use sessions::{
     ConnectionDetails, Counters, CreateSession, SessionClient, SessionHandle, SessionInfo,

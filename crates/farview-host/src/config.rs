@@ -69,6 +69,13 @@ pub struct SizeConfig {
     pub bitrate_bps: u32,
     /// Most triangles the session's scene may hold; a load beyond it is refused.
     pub max_triangles: u64,
+    /// Largest model a device may upload over QUIC, in bytes.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: u64,
+}
+
+fn default_max_upload_bytes() -> u64 {
+    64 << 20
 }
 
 impl Default for SessionsConfig {
@@ -82,6 +89,7 @@ impl Default for SessionsConfig {
                 fps: 60.0,
                 bitrate_bps: 8_000_000,
                 max_triangles: 2_000_000,
+                max_upload_bytes: 64 << 20,
             },
         );
         sizes.insert(
@@ -92,6 +100,7 @@ impl Default for SessionsConfig {
                 fps: 60.0,
                 bitrate_bps: 16_000_000,
                 max_triangles: 20_000_000,
+                max_upload_bytes: 256 << 20,
             },
         );
         Self {

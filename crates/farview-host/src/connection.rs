@@ -2,24 +2,26 @@
 //! forwards scene changes to the pipeline in order, and answers each request with a typed reply.
 //! A peer that breaks framing is closed with a protocol error; nothing it sends can stop the host.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use farview_protocol::{
-    CameraPose, ClientMessage, CloseCode, ErrorCode, Event, FrameDecoder, LoadedModel,
-    MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, Reply, Request, ServerMessage, StreamInfo, WireError,
-    decode_message, encode_message,
+    CameraPose, ClientMessage, CloseCode, ErrorCode, Event, FrameDecoder, MAX_CONTROL_MESSAGE,
+    PROTOCOL_VERSION, Reply, Request, ServerMessage, StreamInfo, WireError, decode_message,
+    encode_message,
 };
 use farview_render::{Camera, FrameRenderer};
-use farview_scene::{ImportError, ImportErrorKind};
 use glam::{Quat, Vec3};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::HostContext;
-use crate::pipeline::{Pipeline, RenderCommand, StreamSettings};
+use crate::loads::{LoadJob, Source, Uploads};
+use crate::pipeline::{Pipeline, RenderCommand, ReplySink, StreamSettings};
 
 /// How long a device has to open its control stream and say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,6 +149,255 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Result<(), Close> 
     .await?;
     control.last_seq = seq;
 
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(IN_FLIGHT + 8);
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let writer = tokio::spawn(write_loop(send, out_rx));
+    let uploads = Uploads::new(bound.max_upload_bytes);
+    let upload_task = tokio::spawn(uploads.clone().accept(conn.clone()));
+    let _abort_uploads = AbortOnDrop(upload_task);
+    let mut ctx = LoopCtx {
+        bound: &bound,
+        host,
+        out: out_tx,
+        permits,
+        uploads,
+        load: None,
+        backlog: VecDeque::new(),
+    };
+    let result = control_loop(&mut control, &mut recv, &mut ctx).await;
+    // The writer ends once every sender (queued render commands included) is gone; a Closing
+    // event was already flushed by then, so do not wait for stragglers.
+    drop(ctx);
+    writer.abort();
+    result
+}
+
+/// Replies computed on the render thread plus inline replies: the most queued at once, so a
+/// device that pipelines requests without reading replies is slowed by QUIC flow control, not
+/// by unbounded memory.
+const IN_FLIGHT: usize = 1024;
+/// Requests held back behind a model load (applied in order once it completes).
+const MAX_BACKLOG: usize = 4096;
+
+/// A message for the control stream's writer.
+pub(crate) struct Outgoing {
+    pub(crate) msg: ServerMessage,
+    /// Released once written: bounds the messages in flight.
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// Signalled once written (and, for a `Closing` event, once the device had a moment to
+    /// read it).
+    pub(crate) done: Option<oneshot::Sender<()>>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Outgoing>) {
+    while let Some(o) = rx.recv().await {
+        if write(&mut send, &o.msg).await.is_err() {
+            return;
+        }
+        if matches!(o.msg, ServerMessage::Event(Event::Closing(_))) {
+            // Give the Closing event a moment to reach the device before the close frame.
+            let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
+        }
+        if let Some(done) = o.done {
+            let _ = done.send(());
+        }
+        // Written: the slot is free for the next reply.
+        drop(o.permit);
+    }
+}
+
+struct RunningLoad {
+    seq: u64,
+    cancel: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Result<Reply, WireError>>,
+}
+
+struct LoopCtx<'a> {
+    bound: &'a BoundStream,
+    host: &'a HostContext,
+    out: mpsc::Sender<Outgoing>,
+    permits: Arc<Semaphore>,
+    uploads: Arc<Uploads>,
+    load: Option<RunningLoad>,
+    backlog: VecDeque<ClientMessage>,
+}
+
+impl LoopCtx<'_> {
+    async fn reply(&self, seq: u64, result: Result<Reply, WireError>) -> Result<(), Close> {
+        if let Err(e) = &result {
+            tracing::debug!(seq, code = %e.code, message = %e.message, "request refused");
+        }
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Close(CloseCode::INTERNAL, "reply permits closed".into()))?;
+        self.out
+            .send(Outgoing {
+                msg: ServerMessage::Reply { seq, result },
+                permit: Some(permit),
+                done: None,
+            })
+            .await
+            .map_err(|_| Close(CloseCode::NORMAL, "control stream writer ended".into()))
+    }
+
+    /// Sends a `Closing` event and waits (briefly) until it is on the wire.
+    async fn closing(&self, code: ErrorCode, message: &str) {
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .out
+            .send(Outgoing {
+                msg: ServerMessage::Event(Event::Closing(WireError::new(code, message))),
+                permit: None,
+                done: Some(tx),
+            })
+            .await;
+        if sent.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
+        }
+    }
+
+    /// Handles one request in order: inline, on the render thread, as a load, or held back
+    /// behind a running load.
+    async fn dispatch(&mut self, msg: ClientMessage) -> Result<(), Close> {
+        let ClientMessage { seq, request } = msg;
+        match request {
+            Request::Hello { .. } => {
+                let e = WireError::new(ErrorCode::PROTOCOL_ERROR, "Hello was already received");
+                self.reply(seq, Err(e)).await
+            }
+            Request::CancelLoad { load_seq } => {
+                let result = match &self.load {
+                    Some(l) if l.seq == load_seq => {
+                        l.cancel.store(true, Ordering::Relaxed);
+                        Ok(Reply::LoadCancelled)
+                    }
+                    _ => Err(WireError::new(
+                        ErrorCode::INVALID_ARGUMENT,
+                        format!("no load with sequence number {load_seq} is running"),
+                    )),
+                };
+                self.reply(seq, result).await
+            }
+            r @ (Request::Ping
+            | Request::RequestKeyframe
+            | Request::GetLease
+            | Request::SetLease { .. }) => {
+                let result = handle_inline(r, self.bound, self.host).await;
+                self.reply(seq, result).await
+            }
+            request if self.load.is_some() => {
+                if self.backlog.len() >= MAX_BACKLOG {
+                    let e = WireError::new(
+                        ErrorCode::BUSY,
+                        format!(
+                            "{MAX_BACKLOG} requests are already waiting for a model load; wait for its reply"
+                        ),
+                    );
+                    return self.reply(seq, Err(e)).await;
+                }
+                self.backlog.push_back(ClientMessage { seq, request });
+                Ok(())
+            }
+            Request::LoadModel { path } => {
+                self.start_load(seq, Source::Path(path));
+                Ok(())
+            }
+            Request::LoadUploadedModel { upload, name } => {
+                if name.len() > 256 {
+                    let e = WireError::new(ErrorCode::INVALID_ARGUMENT, "names are at most 256 bytes");
+                    return self.reply(seq, Err(e)).await;
+                }
+                self.start_load(seq, Source::Upload { id: upload, name });
+                Ok(())
+            }
+            Request::SetCamera { pose } => {
+                let result = camera_from_pose(&pose).and_then(|camera| {
+                    send_command(&self.bound.pipeline, RenderCommand::SetCamera { seq, camera })
+                });
+                self.reply(seq, result.map(|()| Reply::CameraSet)).await
+            }
+            request if crate::scene_ops::is_scene_request(&request) => {
+                let permit = self
+                    .permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Close(CloseCode::INTERNAL, "reply permits closed".into()))?;
+                let cmd = RenderCommand::Scene {
+                    seq,
+                    request,
+                    reply: ReplySink {
+                        tx: self.out.clone(),
+                        permit,
+                    },
+                };
+                match send_command(&self.bound.pipeline, cmd) {
+                    Ok(()) => Ok(()),
+                    Err(e) => self.reply(seq, Err(e)).await,
+                }
+            }
+            other => {
+                let e = WireError::new(
+                    ErrorCode::PROTOCOL_ERROR,
+                    format!("unexpected request {other:?}"),
+                );
+                self.reply(seq, Err(e)).await
+            }
+        }
+    }
+
+    fn start_load(&mut self, seq: u64, source: Source) {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let job = LoadJob {
+            seq,
+            source,
+            pipeline: self.bound.pipeline.clone(),
+            max_triangles: self.bound.max_triangles,
+            assets_root: self.host.assets_root.clone(),
+            limits: self.host.import_limits.clone(),
+            uploads: self.uploads.clone(),
+            cancel: cancel.clone(),
+            out: self.out.clone(),
+            permits: self.permits.clone(),
+        };
+        let task = tokio::spawn(job.run().instrument(tracing::Span::current()));
+        self.load = Some(RunningLoad { seq, cancel, task });
+    }
+
+    /// Replies to the finished load, then applies what waited behind it until the next load.
+    async fn finish_load(&mut self, result: Result<Reply, WireError>) -> Result<(), Close> {
+        let Some(load) = self.load.take() else {
+            return Ok(());
+        };
+        self.reply(load.seq, result).await?;
+        while self.load.is_none() {
+            let Some(msg) = self.backlog.pop_front() else {
+                break;
+            };
+            self.dispatch(msg).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn control_loop(
+    control: &mut Control,
+    recv: &mut quinn::RecvStream,
+    ctx: &mut LoopCtx<'_>,
+) -> Result<(), Close> {
+    let bound = ctx.bound;
+    let host = ctx.host;
     let never = CancellationToken::new();
     let ended = bound.session.as_ref().map_or(&never, |s| &s.ended);
     let mut exit = bound.exit.lock().ok().and_then(|mut e| e.take());
@@ -158,11 +409,41 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Result<(), Close> 
     };
     tokio::pin!(exit);
     loop {
-        let msg = tokio::select! {
-            msg = control.next(&mut recv) => msg?,
+        let loading = ctx.load.is_some();
+        let backlog_full = ctx.backlog.len() >= MAX_BACKLOG;
+        let load_done = async {
+            match ctx.load.as_mut() {
+                Some(l) => Some((&mut l.task).await),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = control.next(recv), if !backlog_full => {
+                let Some(msg) = msg? else { return Ok(()) };
+                if msg.seq <= control.last_seq {
+                    let e = WireError::new(
+                        ErrorCode::PROTOCOL_ERROR,
+                        format!(
+                            "sequence numbers must increase: got {} after {}",
+                            msg.seq, control.last_seq
+                        ),
+                    );
+                    ctx.reply(msg.seq, Err(e)).await?;
+                    continue;
+                }
+                control.last_seq = msg.seq;
+                ctx.dispatch(msg).await?;
+            }
+            done = load_done, if loading => {
+                let result = match done {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => Err(WireError::new(ErrorCode::INTERNAL, format!("model load crashed: {e}"))),
+                    None => continue,
+                };
+                ctx.finish_load(result).await?;
+            }
             why = &mut exit => {
-                let event = ServerMessage::Event(Event::Closing(WireError::new(ErrorCode::INTERNAL, why.clone())));
-                let _ = write(&mut send, &event).await;
+                ctx.closing(ErrorCode::INTERNAL, &why).await;
                 return Err(Close(CloseCode::INTERNAL, why));
             }
             _ = ended.cancelled() => {
@@ -171,42 +452,14 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Result<(), Close> 
                     .as_ref()
                     .and_then(|s| s.ended_why.lock().ok().and_then(|w| w.clone()))
                     .unwrap_or(crate::sessions::Ended { code: ErrorCode::SESSION_ENDED, message: "session ended".into() });
-                let event = ServerMessage::Event(Event::Closing(WireError::new(why.code, why.message.clone())));
-                let _ = write(&mut send, &event).await;
-                // Give the Closing event a moment to reach the device before the close frame.
-                let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
+                ctx.closing(why.code, &why.message).await;
                 return Err(Close(CloseCode::SESSION_ENDED, why.message));
             }
             _ = host.shutdown.cancelled() => {
-                let event = ServerMessage::Event(Event::Closing(WireError::new(ErrorCode::SHUTTING_DOWN, "host is shutting down")));
-                let _ = write(&mut send, &event).await;
+                ctx.closing(ErrorCode::SHUTTING_DOWN, "host is shutting down").await;
                 return Err(Close(CloseCode::SHUTTING_DOWN, "host is shutting down".into()));
             }
-        };
-        let Some(msg) = msg else { return Ok(()) };
-        let result = if msg.seq <= control.last_seq {
-            Err(WireError::new(
-                ErrorCode::PROTOCOL_ERROR,
-                format!(
-                    "sequence numbers must increase: got {} after {}",
-                    msg.seq, control.last_seq
-                ),
-            ))
-        } else {
-            control.last_seq = msg.seq;
-            handle(msg.seq, msg.request, &bound, host).await
-        };
-        if let Err(e) = &result {
-            tracing::debug!(seq = msg.seq, code = %e.code, message = %e.message, "request refused");
         }
-        write(
-            &mut send,
-            &ServerMessage::Reply {
-                seq: msg.seq,
-                result,
-            },
-        )
-        .await?;
     }
 }
 
@@ -224,6 +477,8 @@ struct BoundStream {
     pipeline: Arc<Pipeline>,
     settings: StreamSettings,
     max_triangles: u64,
+    /// Largest model upload accepted.
+    max_upload_bytes: u64,
     session: Option<SessionSide>,
     /// Ad-hoc streams own their pipeline and watch it for failures; sessions watch theirs.
     exit: std::sync::Mutex<Option<crate::pipeline::PipelineExit>>,
@@ -259,6 +514,7 @@ async fn bind(
             pipeline: b.pipeline,
             settings: b.settings,
             max_triangles: b.max_triangles,
+            max_upload_bytes: b.max_upload_bytes,
             session: Some(SessionSide {
                 id,
                 ended: b.ended,
@@ -289,6 +545,7 @@ async fn bind(
         pipeline: Arc::new(pipeline),
         settings,
         max_triangles: u64::MAX,
+        max_upload_bytes: host.import_limits.max_file_bytes,
         session: None,
         exit: std::sync::Mutex::new(Some(exit)),
     })
@@ -366,13 +623,12 @@ async fn write(send: &mut quinn::SendStream, msg: &ServerMessage) -> Result<(), 
     })
 }
 
-async fn handle(
-    seq: u64,
+/// Requests answered on the connection's task (they never touch the scene).
+async fn handle_inline(
     request: Request,
     bound: &BoundStream,
     host: &HostContext,
 ) -> Result<Reply, WireError> {
-    let pipeline = &bound.pipeline;
     let no_session = || {
         WireError::new(
             ErrorCode::NO_SESSION,
@@ -380,26 +636,17 @@ async fn handle(
         )
     };
     match request {
-        Request::Hello { .. } => Err(WireError::new(
-            ErrorCode::PROTOCOL_ERROR,
-            "Hello was already received",
-        )),
         Request::Ping => Ok(Reply::Pong {
             host_time_us: crate::time::now_us(),
         }),
         Request::RequestKeyframe => {
-            pipeline
+            bound
+                .pipeline
                 .shared
                 .force_keyframe
                 .store(true, Ordering::Relaxed);
             Ok(Reply::KeyframeScheduled)
         }
-        Request::SetCamera { pose } => {
-            let camera = camera_from_pose(&pose)?;
-            send_command(pipeline, RenderCommand::SetCamera { seq, camera })?;
-            Ok(Reply::CameraSet)
-        }
-        Request::LoadModel { path } => load_model(seq, path, bound, host).await,
         Request::GetLease => {
             let id = bound.session.as_ref().ok_or_else(no_session)?.id;
             host.sessions.lease(id).map(Reply::Lease)
@@ -420,6 +667,10 @@ async fn handle(
                     WireError::new(code, e.message)
                 })
         }
+        other => Err(WireError::new(
+            ErrorCode::INTERNAL,
+            format!("not an inline request: {other:?}"),
+        )),
     }
 }
 
@@ -437,81 +688,12 @@ fn camera_from_pose(pose: &CameraPose) -> Result<Camera, WireError> {
 
 fn send_command(pipeline: &Pipeline, cmd: RenderCommand) -> Result<(), WireError> {
     pipeline.commands.try_send(cmd).map_err(|e| match e {
-        std::sync::mpsc::TrySendError::Full(_) => WireError::new(
-            ErrorCode::INTERNAL,
-            "render command queue is full; slow down",
-        ),
+        std::sync::mpsc::TrySendError::Full(_) => {
+            WireError::new(ErrorCode::BUSY, "render command queue is full; slow down")
+        }
         std::sync::mpsc::TrySendError::Disconnected(_) => {
             WireError::new(ErrorCode::INTERNAL, "render loop has stopped")
         }
     })
 }
 
-fn import_error(e: &ImportError) -> WireError {
-    let code = match e.kind() {
-        ImportErrorKind::NotFound => ErrorCode::MODEL_NOT_FOUND,
-        ImportErrorKind::Forbidden => ErrorCode::MODEL_PATH_FORBIDDEN,
-        ImportErrorKind::Unsupported => ErrorCode::MODEL_UNSUPPORTED,
-        ImportErrorKind::LimitExceeded => ErrorCode::MODEL_TOO_LARGE,
-        ImportErrorKind::Io => ErrorCode::MODEL_IO,
-        _ => ErrorCode::MODEL_MALFORMED,
-    };
-    WireError::new(code, e.to_string())
-}
-
-async fn load_model(
-    seq: u64,
-    path: String,
-    bound: &BoundStream,
-    host: &HostContext,
-) -> Result<Reply, WireError> {
-    let pipeline = &bound.pipeline;
-    let started = Instant::now();
-    let root = host.assets_root.clone();
-    let limits = host.import_limits.clone();
-    let rel = path.clone();
-    // Import runs on the blocking pool: a slow or hostile file never stalls the runtime, and a
-    // panic in a dependency becomes an error reply instead of taking the host down.
-    let model =
-        tokio::task::spawn_blocking(move || farview_scene::import_file(&root, &rel, &limits))
-            .await
-            .map_err(|e| WireError::new(ErrorCode::INTERNAL, format!("model import crashed: {e}")))?
-            .map_err(|e| import_error(&e))?;
-    let have = pipeline.shared.triangles.load(Ordering::Relaxed);
-    let adding = model.triangle_count() as u64;
-    if have.saturating_add(adding) > bound.max_triangles {
-        return Err(WireError::new(
-            ErrorCode::MODEL_TOO_LARGE,
-            format!(
-                "{path} has {adding} triangles; with the {have} already loaded that exceeds this session size's budget of {}",
-                bound.max_triangles
-            ),
-        ));
-    }
-    let (reply_tx, reply_rx) = oneshot::channel();
-    send_command(
-        pipeline,
-        RenderCommand::AddModel {
-            seq,
-            name: path.clone(),
-            model: Box::new(model),
-            reply: reply_tx,
-        },
-    )?;
-    let info = reply_rx
-        .await
-        .map_err(|_| WireError::new(ErrorCode::INTERNAL, "render loop stopped during the load"))?
-        .map_err(|m| WireError::new(ErrorCode::MODEL_TOO_LARGE, m))?;
-    tracing::info!(%path, triangles = info.triangles, ms = started.elapsed().as_millis() as u64, "model loaded");
-    Ok(Reply::ModelLoaded(LoadedModel {
-        root_entity: info.root.0,
-        bounds_min: info.bounds.min.to_array(),
-        bounds_max: info.bounds.max.to_array(),
-        triangles: info.triangles,
-        vertices: info.vertices,
-        textures: info.textures,
-        entities: info.entities,
-        ignored_extensions: info.ignored_extensions,
-        load_time_us: started.elapsed().as_micros() as u64,
-    }))
-}

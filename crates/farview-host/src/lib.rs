@@ -5,7 +5,9 @@
 mod config;
 mod connection;
 mod http;
+mod loads;
 mod pipeline;
+mod scene_ops;
 mod sessions;
 mod tap;
 mod time;

@@ -12,14 +12,17 @@
 //! resets the current group's stream when a frame is older than `max_frame_age` or its write
 //! stalls that long; the next frame is then forced to be an IDR that opens a new group.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use farview_encode::{I420Frame, OpenH264Encoder, VideoEncoder, rgba_to_i420};
-use farview_protocol::{FrameHeader, MediaStreamHeader};
-use farview_render::{Camera, FrameRenderer, strip_padding};
+use farview_protocol::{
+    ErrorCode, FrameHeader, MediaStreamHeader, Request, ServerMessage, WireError,
+};
+use farview_render::{Camera, FrameRenderer, ModelUploader, UploadedModel, strip_padding};
 use farview_scene::{Model, ModelInfo, Scene};
 use tokio::sync::oneshot;
 use tracing::Instrument;
@@ -29,16 +32,56 @@ use crate::time::now_us;
 
 /// What the control task asks the render thread to do, in order.
 pub(crate) enum RenderCommand {
+    /// Adds an imported (and, when `uploaded` is set, already uploaded) model under `name`;
+    /// `key` (the asset path) lets a later load of the same file share its assets.
     AddModel {
         seq: u64,
         name: String,
+        key: Option<String>,
         model: Box<Model>,
-        reply: oneshot::Sender<Result<ModelInfo, String>>,
+        uploaded: Option<UploadedModel>,
+        max_triangles: u64,
+        reply: oneshot::Sender<Result<ModelInfo, WireError>>,
+    },
+    /// Instantiates the model loaded from `key` again if its assets are still alive; answers
+    /// `None` when they are not (the caller imports the file).
+    Instantiate {
+        seq: u64,
+        key: String,
+        max_triangles: u64,
+        reply: oneshot::Sender<Option<Result<ModelInfo, WireError>>>,
     },
     SetCamera {
         seq: u64,
         camera: Camera,
     },
+    /// A scene command or query; the reply goes straight to the device's control stream.
+    Scene {
+        seq: u64,
+        request: Request,
+        reply: ReplySink,
+    },
+}
+
+/// Where a reply computed on the render thread goes: the connection's writer, with the permit
+/// that bounds the replies in flight.
+pub(crate) struct ReplySink {
+    pub(crate) tx: tokio::sync::mpsc::Sender<crate::connection::Outgoing>,
+    pub(crate) permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl ReplySink {
+    pub(crate) fn send(self, msg: ServerMessage) {
+        let out = crate::connection::Outgoing {
+            msg,
+            permit: Some(self.permit),
+            done: None,
+        };
+        // Capacity exceeds the permits, so this only fails once the connection is gone.
+        if self.tx.try_send(out).is_err() {
+            tracing::debug!("reply dropped: the connection's writer is gone");
+        }
+    }
 }
 
 /// Stream settings resolved from the config.
@@ -132,6 +175,8 @@ pub(crate) type PipelineExit = oneshot::Receiver<String>;
 /// A running pipeline. Dropping it stops the stages.
 pub(crate) struct Pipeline {
     pub(crate) commands: mpsc::SyncSender<RenderCommand>,
+    /// Uploads models' GPU assets off the render thread.
+    pub(crate) uploader: ModelUploader,
     pub(crate) shared: Arc<Shared>,
     attachment: tokio::sync::watch::Sender<Option<Attachment>>,
     sender_task: tokio::task::JoinHandle<()>,
@@ -166,6 +211,7 @@ impl Pipeline {
             threads: 1,
         })?;
         let i420 = I420Frame::new(settings.width, settings.height)?;
+        let uploader = renderer.uploader();
         let shared = Arc::new(Shared::default());
         let (cmd_tx, cmd_rx) = mpsc::sync_channel(COMMAND_QUEUE);
         let (raw_tx, raw_rx) = mpsc::sync_channel::<RawFrame>(1);
@@ -219,6 +265,7 @@ impl Pipeline {
         Ok((
             Self {
                 commands: cmd_tx,
+                uploader,
                 shared,
                 attachment,
                 sender_task,
@@ -262,8 +309,11 @@ fn render_loop(
     let interval = Duration::from_secs_f64(1.0 / f64::from(settings.fps));
     let mut scene = Scene::default();
     let shared_counts = (&shared.triangles, &shared.models);
-    let mut camera = Camera::default();
-    let mut last_seq = 0u64;
+    let mut st = RenderState {
+        camera: Camera::default(),
+        last_seq: 0,
+        by_key: HashMap::new(),
+    };
     let mut number = 0u64;
     let mut next_tick = Instant::now();
     loop {
@@ -272,7 +322,7 @@ fn render_loop(
             let wait = next_tick.saturating_duration_since(Instant::now());
             match commands.recv_timeout(wait) {
                 Ok(cmd) => {
-                    apply(cmd, &mut scene, &mut camera, &mut renderer, &mut last_seq);
+                    apply(cmd, &mut scene, &mut renderer, &mut st);
                     shared_counts
                         .0
                         .store(scene.stats().triangles, Ordering::Relaxed);
@@ -300,8 +350,9 @@ fn render_loop(
 
         let render_start_us = now_us();
         let t0 = Instant::now();
+        scene.update_world_transforms();
         renderer
-            .submit(&scene, &camera, number)
+            .submit(&scene, &st.camera, number)
             .map_err(|e| e.to_string())?;
         let mut rgba = pool.try_recv().unwrap_or_default();
         let frame = renderer
@@ -320,7 +371,7 @@ fn render_loop(
         }
         let raw = RawFrame {
             number,
-            last_seq,
+            last_seq: st.last_seq,
             render_start_us,
             render_end_us: now_us(),
             stride: frame.stride,
@@ -334,34 +385,99 @@ fn render_loop(
     }
 }
 
-fn apply(
-    cmd: RenderCommand,
-    scene: &mut Scene,
-    camera: &mut Camera,
-    renderer: &mut FrameRenderer,
-    last_seq: &mut u64,
-) {
+/// Render-thread state besides the scene: the camera, the last command applied, and which
+/// asset path each loaded model came from (so a second load of a file shares its assets).
+struct RenderState {
+    camera: Camera,
+    last_seq: u64,
+    by_key: HashMap<String, farview_scene::ModelId>,
+}
+
+fn budget_error(adding: u64, have: u64, max: u64) -> WireError {
+    WireError::new(
+        ErrorCode::MODEL_TOO_LARGE,
+        format!(
+            "the model has {adding} triangles; with the {have} already in the scene that exceeds this session size's budget of {max}"
+        ),
+    )
+}
+
+fn apply(cmd: RenderCommand, scene: &mut Scene, renderer: &mut FrameRenderer, st: &mut RenderState) {
     match cmd {
         RenderCommand::AddModel {
             seq,
             name,
+            key,
             model,
+            uploaded,
+            max_triangles,
             reply,
         } => {
-            let result = renderer
-                .upload_model(&model)
-                .map_err(|e| e.to_string())
-                .and_then(|uploaded| {
-                    let info = scene.add_model(&name, *model).map_err(|e| e.to_string())?;
+            let have = scene.stats().triangles;
+            let adding = model.triangle_count() as u64;
+            let result = if have.saturating_add(adding) > max_triangles {
+                Err(budget_error(adding, have, max_triangles))
+            } else {
+                let uploaded = match uploaded {
+                    Some(u) => Ok(u),
+                    None => renderer.upload_model(&model).map_err(|e| {
+                        WireError::new(ErrorCode::MODEL_TOO_LARGE, format!("GPU upload: {e}"))
+                    }),
+                };
+                uploaded.and_then(|uploaded| {
+                    let info = scene
+                        .add_model(&name, *model)
+                        .map_err(crate::scene_ops::scene_error)?;
                     renderer.insert_model(info.model, uploaded);
+                    if let Some(k) = key {
+                        st.by_key.insert(k, info.model);
+                    }
                     Ok(info)
+                })
+            };
+            st.last_seq = st.last_seq.max(seq);
+            let _ = reply.send(result);
+        }
+        RenderCommand::Instantiate {
+            seq,
+            key,
+            max_triangles,
+            reply,
+        } => {
+            let result = st
+                .by_key
+                .get(&key)
+                .copied()
+                .filter(|id| scene.model(*id).is_some())
+                .map(|id| {
+                    let have = scene.stats().triangles;
+                    let adding = scene
+                        .model(id)
+                        .map_or(0, |m| m.triangle_count() as u64);
+                    if have.saturating_add(adding) > max_triangles {
+                        return Err(budget_error(adding, have, max_triangles));
+                    }
+                    scene
+                        .instantiate(&key, id)
+                        .map_err(crate::scene_ops::scene_error)
                 });
-            *last_seq = (*last_seq).max(seq);
+            if result.as_ref().is_some_and(Result::is_ok) {
+                st.last_seq = st.last_seq.max(seq);
+            }
             let _ = reply.send(result);
         }
         RenderCommand::SetCamera { seq, camera: c } => {
-            *camera = c;
-            *last_seq = (*last_seq).max(seq);
+            st.camera = c;
+            st.last_seq = st.last_seq.max(seq);
+        }
+        RenderCommand::Scene {
+            seq,
+            request,
+            reply,
+        } => {
+            let result = crate::scene_ops::execute(request, scene, renderer);
+            st.last_seq = st.last_seq.max(seq);
+            reply.send(ServerMessage::Reply { seq, result });
         }
     }
 }

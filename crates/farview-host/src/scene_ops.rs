@@ -121,7 +121,7 @@ fn node(scene: &Scene, id: EntityId) -> Option<EntityNode> {
 pub(crate) fn execute(
     request: Request,
     scene: &mut Scene,
-    renderer: &FrameRenderer,
+    renderer: &mut FrameRenderer,
 ) -> Result<Reply, WireError> {
     match request {
         Request::CreateEntity {
@@ -273,6 +273,11 @@ pub(crate) fn execute(
             ))
         }
         Request::GetStats => {
+            // Drop the GPU assets of models destroyed since the last frame, so the figure is
+            // current.
+            renderer
+                .sync_models(scene)
+                .map_err(|e| WireError::new(ErrorCode::INTERNAL, e.to_string()))?;
             let s = scene.stats();
             Ok(Reply::Stats(farview_protocol::SceneStats {
                 entities: s.entities,

@@ -66,6 +66,7 @@ pub(crate) struct Bound {
     pub(crate) lease: LeaseInfo,
     pub(crate) settings: StreamSettings,
     pub(crate) max_triangles: u64,
+    pub(crate) max_upload_bytes: u64,
 }
 
 struct Live {
@@ -338,13 +339,20 @@ impl SessionManager {
                         size.max_triangles
                     ));
                 }
+                let uploaded = pipeline
+                    .uploader
+                    .upload(&model)
+                    .map_err(|e| format!("model {path}: GPU upload: {e}"))?;
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 pipeline
                     .commands
                     .send(crate::pipeline::RenderCommand::AddModel {
                         seq: 0,
                         name: path.clone(),
+                        key: Some(path.clone()),
                         model: Box::new(model),
+                        uploaded: Some(uploaded),
+                        max_triangles: size.max_triangles,
                         reply: tx,
                     })
                     .map_err(|_| "render loop stopped".to_string())?;
@@ -610,6 +618,7 @@ impl SessionManager {
             lease: lease_info(&entry.session, now),
             settings: self.settings_for(&entry.size),
             max_triangles: entry.size.max_triangles,
+            max_upload_bytes: entry.size.max_upload_bytes,
         };
         let record = entry.session.record().clone();
         drop(live);

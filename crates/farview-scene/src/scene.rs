@@ -105,6 +105,8 @@ pub struct ModelInfo {
     pub hierarchy: Vec<HierarchyEntry>,
     /// Lights from the file added to the scene (those beyond [`MAX_LIGHTS`] are left out).
     pub lights_added: u32,
+    /// What the file holds beyond geometry (animations, skins, ...), and import warnings.
+    pub extras: crate::model::ModelExtras,
 }
 
 /// Scene-wide counters.
@@ -436,6 +438,7 @@ impl Scene {
             ignored_extensions: model.ignored_extensions.clone(),
             hierarchy,
             lights_added,
+            extras: model.extras.clone(),
         })
     }
 

@@ -1,0 +1,329 @@
+//! The scene API of a connection: entities, overrides, lights, cut planes, queries and model
+//! loads (from the host's assets or uploaded bytes), as typed async methods and an [`Entity`]
+//! handle.
+//!
+//! ```no_run
+//! # async fn demo(conn: farview_client::Connection) -> Result<(), farview_client::ClientError> {
+//! use farview_client::{EntityTransform, StateOverride};
+//!
+//! let model = conn.load_model("Fox/Fox.glb").await?;
+//! let fox = conn.entity(model.root_entity);
+//! fox.set_transform(EntityTransform::at([0.0, 0.0, -2.0])).await?;
+//! fox.set_state(StateOverride { tint: Some([1.0, 0.0, 0.0, 1.0]), ..Default::default() })
+//!     .await?;
+//! let group = conn.create_entity(None, Some("group"), EntityTransform::IDENTITY).await?;
+//! fox.reparent(Some(group.id()), true).await?;
+//! let hits = conn.raycast([0.0, 1.0, 5.0], [0.0, 0.0, -1.0], 100.0, false).await?;
+//! # let _ = hits;
+//! # Ok(()) }
+//! ```
+
+use std::sync::atomic::Ordering;
+
+use farview_protocol::{
+    CutPlane, EntityBounds, EntityNode, EntityTransform, Light, LoadedModel, MaterialOverride,
+    RayHit, RayQuery, Reply, Request, SceneStats, StateOverride, TransformUpdate, UPLOAD_MAGIC,
+};
+
+use crate::connection::PendingReply;
+use crate::{ClientError, Connection};
+
+fn unexpected(want: &str, got: Reply) -> ClientError {
+    ClientError::Protocol(format!("expected {want}, got {got:?}"))
+}
+
+/// A handle on one entity of the connection's scene. Copyable; it does not keep the entity
+/// alive (a destroyed entity's methods fail with `entity_not_found`).
+#[derive(Debug, Clone, Copy)]
+pub struct Entity<'a> {
+    conn: &'a Connection,
+    id: u64,
+}
+
+impl Entity<'_> {
+    /// The entity id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Sets its local transform; returns the sequence number frames will name once it shows.
+    pub async fn set_transform(&self, transform: EntityTransform) -> Result<u64, ClientError> {
+        self.conn
+            .set_transforms(vec![TransformUpdate {
+                entity: self.id,
+                transform,
+            }])
+            .await
+    }
+
+    /// Shows or hides its subtree.
+    pub async fn set_visible(&self, visible: bool) -> Result<u64, ClientError> {
+        self.conn
+            .applied(Request::SetVisible {
+                entity: self.id,
+                visible,
+            })
+            .await
+    }
+
+    /// Replaces its hierarchical state override.
+    pub async fn set_state(&self, state: StateOverride) -> Result<u64, ClientError> {
+        self.conn
+            .applied(Request::SetStateOverride {
+                entity: self.id,
+                state,
+            })
+            .await
+    }
+
+    /// Replaces its material override.
+    pub async fn set_material(&self, material: MaterialOverride) -> Result<u64, ClientError> {
+        self.conn
+            .applied(Request::SetMaterialOverride {
+                entity: self.id,
+                material,
+            })
+            .await
+    }
+
+    /// Moves it under `parent` (or to the roots), keeping its world transform or its local one.
+    pub async fn reparent(&self, parent: Option<u64>, keep_world: bool) -> Result<u64, ClientError> {
+        self.conn
+            .applied(Request::Reparent {
+                entity: self.id,
+                parent,
+                keep_world,
+            })
+            .await
+    }
+
+    /// Destroys it and its subtree; returns how many entities went.
+    pub async fn destroy(self) -> Result<u64, ClientError> {
+        self.conn.destroy_entity(self.id).await
+    }
+
+    /// Its children.
+    pub async fn children(&self) -> Result<Vec<EntityNode>, ClientError> {
+        self.conn.children(self.id).await
+    }
+
+    /// Its local and world bounds.
+    pub async fn bounds(&self) -> Result<EntityBounds, ClientError> {
+        self.conn.bounds(self.id).await
+    }
+}
+
+impl Connection {
+    /// A handle on entity `id` (no round trip).
+    pub fn entity(&self, id: u64) -> Entity<'_> {
+        Entity { conn: self, id }
+    }
+
+    /// Sends a command answered with `Applied`; returns its sequence number.
+    async fn applied(&self, request: Request) -> Result<u64, ClientError> {
+        match self.request(request).await? {
+            (seq, Reply::Applied) => Ok(seq),
+            (_, other) => Err(unexpected("Applied", other)),
+        }
+    }
+
+    /// Creates an empty entity (a group to parent others under).
+    pub async fn create_entity(
+        &self,
+        parent: Option<u64>,
+        name: Option<&str>,
+        transform: EntityTransform,
+    ) -> Result<Entity<'_>, ClientError> {
+        match self
+            .request(Request::CreateEntity {
+                parent,
+                name: name.map(str::to_owned),
+                transform,
+            })
+            .await?
+        {
+            (_, Reply::EntityCreated { entity }) => Ok(self.entity(entity)),
+            (_, other) => Err(unexpected("EntityCreated", other)),
+        }
+    }
+
+    /// Destroys an entity and its subtree; returns how many entities went.
+    pub async fn destroy_entity(&self, entity: u64) -> Result<u64, ClientError> {
+        match self.request(Request::DestroyEntity { entity }).await? {
+            (_, Reply::Destroyed { entities }) => Ok(entities),
+            (_, other) => Err(unexpected("Destroyed", other)),
+        }
+    }
+
+    /// Sets many local transforms in one message (all or nothing); returns its sequence number.
+    pub async fn set_transforms(&self, updates: Vec<TransformUpdate>) -> Result<u64, ClientError> {
+        self.applied(Request::SetTransforms { updates }).await
+    }
+
+    /// Queues a transform batch without waiting for its reply (see [`Connection::submit`]).
+    pub async fn submit_transforms(
+        &self,
+        updates: Vec<TransformUpdate>,
+    ) -> Result<PendingReply, ClientError> {
+        self.submit(Request::SetTransforms { updates }).await
+    }
+
+    /// Adds a light; returns its id.
+    pub async fn add_light(&self, light: Light) -> Result<u32, ClientError> {
+        match self.request(Request::AddLight { light }).await? {
+            (_, Reply::LightAdded { id }) => Ok(id),
+            (_, other) => Err(unexpected("LightAdded", other)),
+        }
+    }
+
+    /// Replaces light `id` (0 is the host's default sun).
+    pub async fn update_light(&self, id: u32, light: Light) -> Result<u64, ClientError> {
+        self.applied(Request::UpdateLight { id, light }).await
+    }
+
+    /// Removes light `id`.
+    pub async fn remove_light(&self, id: u32) -> Result<u64, ClientError> {
+        self.applied(Request::RemoveLight { id }).await
+    }
+
+    /// Adds a cut plane; returns its id.
+    pub async fn add_cut_plane(&self, plane: CutPlane) -> Result<u32, ClientError> {
+        match self.request(Request::AddCutPlane { plane }).await? {
+            (_, Reply::CutPlaneAdded { id }) => Ok(id),
+            (_, other) => Err(unexpected("CutPlaneAdded", other)),
+        }
+    }
+
+    /// Moves cut plane `id`.
+    pub async fn update_cut_plane(&self, id: u32, plane: CutPlane) -> Result<u64, ClientError> {
+        self.applied(Request::UpdateCutPlane { id, plane }).await
+    }
+
+    /// Removes cut plane `id`.
+    pub async fn remove_cut_plane(&self, id: u32) -> Result<u64, ClientError> {
+        self.applied(Request::RemoveCutPlane { id }).await
+    }
+
+    /// An entity's children.
+    pub async fn children(&self, entity: u64) -> Result<Vec<EntityNode>, ClientError> {
+        match self.request(Request::GetChildren { entity }).await? {
+            (_, Reply::Children { children, .. }) => Ok(children),
+            (_, other) => Err(unexpected("Children", other)),
+        }
+    }
+
+    /// An entity's local and world bounds.
+    pub async fn bounds(&self, entity: u64) -> Result<EntityBounds, ClientError> {
+        match self.request(Request::GetBounds { entity }).await? {
+            (_, Reply::Bounds(b)) => Ok(b),
+            (_, other) => Err(unexpected("Bounds", other)),
+        }
+    }
+
+    /// Casts a ray; the closest hit only, or every hit nearest first.
+    pub async fn raycast(
+        &self,
+        origin: [f32; 3],
+        direction: [f32; 3],
+        max_distance: f32,
+        all: bool,
+    ) -> Result<Vec<RayHit>, ClientError> {
+        let ray = RayQuery {
+            origin,
+            direction,
+            max_distance,
+            all,
+        };
+        match self.request(Request::Raycast { ray }).await? {
+            (_, Reply::Hits(h)) => Ok(h),
+            (_, other) => Err(unexpected("Hits", other)),
+        }
+    }
+
+    /// Scene statistics.
+    pub async fn stats(&self) -> Result<SceneStats, ClientError> {
+        match self.request(Request::GetStats).await? {
+            (_, Reply::Stats(s)) => Ok(s),
+            (_, other) => Err(unexpected("Stats", other)),
+        }
+    }
+
+    /// Starts loading a model from the host's assets; await [`PendingLoad::finish`] for the
+    /// result, or [`PendingLoad::cancel`] it. Progress shows in [`Connection::load_progress`].
+    pub async fn begin_load(&self, path: &str) -> Result<PendingLoad<'_>, ClientError> {
+        let pending = self
+            .submit(Request::LoadModel { path: path.into() })
+            .await?;
+        Ok(PendingLoad {
+            conn: self,
+            pending,
+        })
+    }
+
+    /// Sends a self-contained model (GLB, or glTF with data URIs) over an upload stream and
+    /// loads it; the host caps the size by the session's size.
+    pub async fn upload_model(&self, name: &str, bytes: &[u8]) -> Result<LoadedModel, ClientError> {
+        let id = self.next_upload.fetch_add(1, Ordering::Relaxed);
+        let mut stream = self
+            .conn
+            .open_uni()
+            .await
+            .map_err(|e| ClientError::from_connection(&e))?;
+        let mut header = Vec::with_capacity(20);
+        header.extend_from_slice(&UPLOAD_MAGIC);
+        header.extend_from_slice(&id.to_be_bytes());
+        header.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        let load = self
+            .submit(Request::LoadUploadedModel {
+                upload: id,
+                name: name.into(),
+            })
+            .await?;
+        // The host may refuse the upload (too large) by stopping the stream; its reason comes
+        // back as the load's error, so write failures are not reported here.
+        if stream.write_all(&header).await.is_ok() && stream.write_all(bytes).await.is_ok() {
+            let _ = stream.finish();
+        }
+        match load.reply().await? {
+            Reply::ModelLoaded(m) => Ok(m),
+            other => Err(unexpected("ModelLoaded", other)),
+        }
+    }
+}
+
+/// A model load in progress.
+#[derive(Debug)]
+pub struct PendingLoad<'a> {
+    conn: &'a Connection,
+    pending: PendingReply,
+}
+
+impl PendingLoad<'_> {
+    /// The load request's sequence number (progress events name it).
+    pub fn seq(&self) -> u64 {
+        self.pending.seq()
+    }
+
+    /// Asks the host to stop the load; [`Self::finish`] then fails with `load_cancelled`
+    /// (unless the load had already completed).
+    pub async fn cancel(&self) -> Result<(), ClientError> {
+        match self
+            .conn
+            .request(Request::CancelLoad {
+                load_seq: self.pending.seq(),
+            })
+            .await?
+        {
+            (_, Reply::LoadCancelled) => Ok(()),
+            (_, other) => Err(unexpected("LoadCancelled", other)),
+        }
+    }
+
+    /// Waits for the load's result.
+    pub async fn finish(self) -> Result<LoadedModel, ClientError> {
+        match self.pending.reply().await? {
+            Reply::ModelLoaded(m) => Ok(m),
+            other => Err(unexpected("ModelLoaded", other)),
+        }
+    }
+}
