@@ -60,8 +60,7 @@ async fn main() -> anyhow::Result<()> {
         ..Config::default()
     };
     let host = farview_host::start(config, HostOptions::default()).await?;
-    let mut conn =
-        Connection::connect(ConnectOptions::new(host.quic_addr, &host.fingerprint)?).await?;
+    let conn = Connection::connect(ConnectOptions::new(host.quic_addr, &host.fingerprint)?).await?;
     let model = conn.load_model(&args.model).await?;
     let pose = |a: f32| CameraPose::orbiting(&model, a);
     conn.set_camera(pose(0.0)).await?;

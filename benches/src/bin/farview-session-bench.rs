@@ -133,7 +133,7 @@ async fn run() -> anyhow::Result<()> {
             ready_empty.push(ms(ready));
         }
         let t1 = Instant::now();
-        let mut conn = api.connect(&s).await?;
+        let conn = api.connect(&s).await?;
         let mut decoder = openh264::decoder::Decoder::new()?;
         loop {
             let f = conn.next_frame().await?;
@@ -154,7 +154,7 @@ async fn run() -> anyhow::Result<()> {
         .session(&s.id)
         .wait_ready(Duration::from_secs(60))
         .await?;
-    let mut conn = api.connect(&s).await?;
+    let conn = api.connect(&s).await?;
     conn.load_model("Fox/Fox.glb").await?;
     for _ in 0..60 {
         conn.next_frame().await?;
@@ -197,7 +197,7 @@ async fn run() -> anyhow::Result<()> {
             .session(&s.id)
             .wait_ready(Duration::from_secs(60))
             .await?;
-        let mut conn = api.connect(&s).await?;
+        let conn = api.connect(&s).await?;
         conn.load_model("Fox/Fox.glb").await?;
         for _ in 0..10 {
             conn.next_frame().await?;

@@ -104,18 +104,13 @@ impl PendingReply {
     pub async fn reply(self) -> Result<Reply, ClientError> {
         match self.rx.await {
             Ok((_, result)) => result.map_err(ClientError::Host),
-            Err(_) => Err(self
-                .closing
-                .lock()
-                .ok()
-                .and_then(|g| g.clone())
-                .map_or(
-                    ClientError::Closed {
-                        code: 0,
-                        reason: "connection closed".into(),
-                    },
-                    ClientError::Host,
-                )),
+            Err(_) => Err(self.closing.lock().ok().and_then(|g| g.clone()).map_or(
+                ClientError::Closed {
+                    code: 0,
+                    reason: "connection closed".into(),
+                },
+                ClientError::Host,
+            )),
         }
     }
 }
@@ -412,7 +407,9 @@ impl Connection {
     /// The next frame, in frame-number order. Cancel-safe. Fails once the connection has closed,
     /// with the host's reason. If the app falls more than `frame_buffer` frames behind, the SDK
     /// drops what it holds and resumes at a fresh keyframe (see [`Self::frames_dropped`]).
-    pub async fn next_frame(&mut self) -> Result<Frame, ClientError> {
+    /// Takes `&self` so one task can read frames while others send requests; frames are
+    /// handed out once, so read them from one task.
+    pub async fn next_frame(&self) -> Result<Frame, ClientError> {
         match self.frames.pop().await {
             Some(f) => Ok(f),
             None => Err(self.closed_error()),

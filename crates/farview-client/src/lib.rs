@@ -32,12 +32,12 @@ mod stats;
 pub use connection::{ConnectOptions, Connection, Frame, LoadProgress, PendingReply};
 pub use error::ClientError;
 pub use farview_protocol::{
-    CameraPose, CutPlane, EntityBounds, EntityNode, EntityTransform, ErrorCode, FrameHeader,
-    Light, LightKind, LoadedModel, MaterialOverride, RayHit, Reply, Request, SceneStats,
-    StateOverride, StreamInfo, TransformUpdate, WireError,
+    CameraPose, CutPlane, EntityBounds, EntityNode, EntityTransform, ErrorCode, FrameHeader, Light,
+    LightKind, LoadedModel, MaterialOverride, RayHit, Reply, Request, SceneStats, StateOverride,
+    StreamInfo, TransformUpdate, WireError,
 };
-pub use scene::{Entity, PendingLoad};
 pub use pin::{Fingerprint, quic_client_config};
+pub use scene::{Entity, PendingLoad};
 pub use sessions::{
     ConnectionDetails, Counters, CreateSession, SessionClient, SessionHandle, SessionInfo,
 };

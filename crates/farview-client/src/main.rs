@@ -218,7 +218,7 @@ async fn connect(args: &StreamArgs, api: Option<&SessionClient>) -> anyhow::Resu
 }
 
 async fn stream(args: StreamArgs, api: Option<&SessionClient>) -> anyhow::Result<()> {
-    let mut conn = connect(&args, api).await?;
+    let conn = connect(&args, api).await?;
     let info = conn.stream_info().clone();
     eprintln!(
         "connected: {}x{} @ {} fps, {} on {}",

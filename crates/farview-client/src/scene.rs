@@ -87,7 +87,11 @@ impl Entity<'_> {
     }
 
     /// Moves it under `parent` (or to the roots), keeping its world transform or its local one.
-    pub async fn reparent(&self, parent: Option<u64>, keep_world: bool) -> Result<u64, ClientError> {
+    pub async fn reparent(
+        &self,
+        parent: Option<u64>,
+        keep_world: bool,
+    ) -> Result<u64, ClientError> {
         self.conn
             .applied(Request::Reparent {
                 entity: self.id,

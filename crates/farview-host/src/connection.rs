@@ -315,7 +315,8 @@ impl LoopCtx<'_> {
             }
             Request::LoadUploadedModel { upload, name } => {
                 if name.len() > 256 {
-                    let e = WireError::new(ErrorCode::INVALID_ARGUMENT, "names are at most 256 bytes");
+                    let e =
+                        WireError::new(ErrorCode::INVALID_ARGUMENT, "names are at most 256 bytes");
                     return self.reply(seq, Err(e)).await;
                 }
                 self.start_load(seq, Source::Upload { id: upload, name });
@@ -323,7 +324,10 @@ impl LoopCtx<'_> {
             }
             Request::SetCamera { pose } => {
                 let result = camera_from_pose(&pose).and_then(|camera| {
-                    send_command(&self.bound.pipeline, RenderCommand::SetCamera { seq, camera })
+                    send_command(
+                        &self.bound.pipeline,
+                        RenderCommand::SetCamera { seq, camera },
+                    )
                 });
                 self.reply(seq, result.map(|()| Reply::CameraSet)).await
             }
@@ -696,4 +700,3 @@ fn send_command(pipeline: &Pipeline, cmd: RenderCommand) -> Result<(), WireError
         }
     })
 }
-

@@ -402,7 +402,12 @@ fn budget_error(adding: u64, have: u64, max: u64) -> WireError {
     )
 }
 
-fn apply(cmd: RenderCommand, scene: &mut Scene, renderer: &mut FrameRenderer, st: &mut RenderState) {
+fn apply(
+    cmd: RenderCommand,
+    scene: &mut Scene,
+    renderer: &mut FrameRenderer,
+    st: &mut RenderState,
+) {
     match cmd {
         RenderCommand::AddModel {
             seq,
@@ -451,9 +456,7 @@ fn apply(cmd: RenderCommand, scene: &mut Scene, renderer: &mut FrameRenderer, st
                 .filter(|id| scene.model(*id).is_some())
                 .map(|id| {
                     let have = scene.stats().triangles;
-                    let adding = scene
-                        .model(id)
-                        .map_or(0, |m| m.triangle_count() as u64);
+                    let adding = scene.model(id).map_or(0, |m| m.triangle_count() as u64);
                     if have.saturating_add(adding) > max_triangles {
                         return Err(budget_error(adding, have, max_triangles));
                     }

@@ -130,7 +130,9 @@ pub(crate) fn execute(
             transform: t,
         } => {
             if name.as_ref().is_some_and(|n| n.len() > MAX_NAME) {
-                return Err(invalid(format!("entity names are at most {MAX_NAME} bytes")));
+                return Err(invalid(format!(
+                    "entity names are at most {MAX_NAME} bytes"
+                )));
             }
             let id = scene
                 .spawn(name, parent.map(EntityId), transform(&t)?, None)
@@ -139,9 +141,7 @@ pub(crate) fn execute(
         }
         Request::DestroyEntity { entity } => {
             let n = scene.destroy(EntityId(entity)).map_err(scene_error)?;
-            Ok(Reply::Destroyed {
-                entities: n as u64,
-            })
+            Ok(Reply::Destroyed { entities: n as u64 })
         }
         Request::Reparent {
             entity,
@@ -258,7 +258,9 @@ pub(crate) fn execute(
                 ray.max_distance,
             )
             .ok_or_else(|| {
-                invalid("a ray needs a finite origin, a non-zero direction and a positive max distance")
+                invalid(
+                    "a ray needs a finite origin, a non-zero direction and a positive max distance",
+                )
             })?;
             let hits = scene.raycast(&r, !ray.all, MAX_RAY_HITS);
             Ok(Reply::Hits(

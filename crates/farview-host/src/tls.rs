@@ -96,7 +96,8 @@ pub(crate) fn server_config(id: &Identity) -> Result<quinn::ServerConfig, BoxErr
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(4u32.into())
-        .max_concurrent_uni_streams(0u32.into())
+        // Devices open unidirectional streams only to upload models.
+        .max_concurrent_uni_streams(4u32.into())
         .keep_alive_interval(Some(std::time::Duration::from_secs(5)))
         .max_idle_timeout(Some(std::time::Duration::from_secs(30).try_into()?));
     config.transport_config(Arc::new(transport));

@@ -16,7 +16,7 @@ use farview_encode::psnr_rgba;
 async fn streams_a_model_that_ffmpeg_decodes_to_what_the_host_rendered() {
     require_ffmpeg();
     let host = TestHost::start().await;
-    let mut conn = host.connect().await;
+    let conn = host.connect().await;
     assert_eq!(
         (conn.stream_info().width, conn.stream_info().height),
         (WIDTH, HEIGHT)
@@ -90,7 +90,7 @@ async fn streams_a_model_that_ffmpeg_decodes_to_what_the_host_rendered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_change_shows_in_the_first_frame_that_names_its_sequence() {
     let host = TestHost::start().await;
-    let mut conn = host.connect().await;
+    let conn = host.connect().await;
     let model = conn.load_model(MODEL).await.unwrap();
     let seq_a = conn.set_camera(framing_pose(&model, 0.0)).await.unwrap();
     let before = loop {
@@ -152,7 +152,7 @@ async fn bad_model_requests_get_typed_errors_and_the_stream_goes_on() {
     std::os::unix::fs::symlink("/etc/hostname", assets.path().join("escape.gltf")).unwrap();
     let root = assets.path().to_path_buf();
     let host = TestHost::start_with(|c| c.assets_root = root).await;
-    let mut conn = host.connect().await;
+    let conn = host.connect().await;
 
     let cases = [
         ("missing/model.gltf", ErrorCode::MODEL_NOT_FOUND),
@@ -287,7 +287,7 @@ async fn garbage_and_oversized_control_bytes_close_only_that_connection() {
     );
 
     // The host keeps serving the next device.
-    let mut good = host.connect().await;
+    let good = host.connect().await;
     good.load_model(MODEL).await.unwrap();
     good.next_frame().await.unwrap();
     host.handle.shutdown().await;
@@ -297,7 +297,7 @@ async fn garbage_and_oversized_control_bytes_close_only_that_connection() {
 async fn a_device_that_stops_reading_gets_fresh_frames_not_a_backlog() {
     require_ffmpeg();
     let host = TestHost::start_with(|c| c.stream.max_frame_age_ms = 200).await;
-    let mut conn = host.connect().await;
+    let conn = host.connect().await;
     let model = conn.load_model(MODEL).await.unwrap();
     conn.set_camera(framing_pose(&model, 0.3)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -351,7 +351,7 @@ async fn a_device_that_stops_reading_gets_fresh_frames_not_a_backlog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_over_capacity_is_told_why_and_health_reports_the_host() {
     let host = TestHost::start_with(|c| c.max_connections = 1).await;
-    let mut first = host.connect().await;
+    let first = host.connect().await;
     first.next_frame().await.unwrap();
     match farview_client::Connection::connect(host.options()).await {
         Err(ClientError::Closed { code, reason }) => {
@@ -386,7 +386,7 @@ async fn a_device_over_capacity_is_told_why_and_health_reports_the_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_tells_the_device_why() {
     let host = TestHost::start().await;
-    let mut conn = host.connect().await;
+    let conn = host.connect().await;
     conn.next_frame().await.unwrap();
     host.handle.shutdown().await;
     let err = loop {

@@ -120,7 +120,7 @@ async fn session_lifecycle_exclusive_device_resume_and_lease_expiry() {
     );
 
     // The first device binds; a second is refused and the first streams on.
-    let mut a = api.connect(&session).await.unwrap();
+    let a = api.connect(&session).await.unwrap();
     let secret = a.resume_secret().unwrap().to_owned();
     let f = a.next_frame().await.unwrap();
     assert!(
@@ -150,7 +150,7 @@ async fn session_lifecycle_exclusive_device_resume_and_lease_expiry() {
         .unwrap()
         .with_session(&session.id, &token)
         .with_resume_secret(&secret);
-    let mut a = Connection::connect(resume).await.unwrap();
+    let a = Connection::connect(resume).await.unwrap();
     let f = loop {
         let f = a.next_frame().await.unwrap();
         if f.header.keyframe {
@@ -254,7 +254,7 @@ async fn put_is_idempotent_stop_tells_the_device_and_records_survive_a_restart()
         .wait_ready(Duration::from_secs(60))
         .await
         .unwrap();
-    let mut dev = api1.connect(&s).await.unwrap();
+    let dev = api1.connect(&s).await.unwrap();
     dev.next_frame().await.unwrap();
     api1.session(id).stop().await.unwrap();
     let err = loop {
@@ -374,8 +374,8 @@ async fn two_sessions_at_once_each_with_its_own_scene_and_a_failure_ends_only_it
         .wait_ready(Duration::from_secs(60))
         .await
         .unwrap();
-    let mut dev_a = api.connect(&a).await.unwrap();
-    let mut dev_b = api.connect(&b).await.unwrap();
+    let dev_a = api.connect(&a).await.unwrap();
+    let dev_b = api.connect(&b).await.unwrap();
     assert_eq!(
         (dev_a.stream_info().width, dev_b.stream_info().width),
         (WIDTH, 320),

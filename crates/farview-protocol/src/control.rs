@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ErrorCode;
 use crate::scene::{
-    CutPlane, EntityBounds, EntityNode, EntityTransform, Light, MaterialOverride, RayHit,
-    RayQuery, SceneStats, StateOverride, TransformUpdate,
+    CutPlane, EntityBounds, EntityNode, EntityTransform, Light, MaterialOverride, RayHit, RayQuery,
+    SceneStats, StateOverride, TransformUpdate,
 };
 
 /// A message from the device on the control stream.

@@ -15,7 +15,8 @@ pub use camera::Camera;
 pub use context::{AdapterChoice, GpuContext};
 pub use error::RenderError;
 pub use renderer::{
-    FrameRenderer, Lighting, ModelUploader, ReadbackFrame, RenderStats, UploadedModel, strip_padding,
+    FrameRenderer, Lighting, ModelUploader, ReadbackFrame, RenderStats, UploadedModel,
+    strip_padding,
 };
 
 /// The WGSL source of the mesh pass (checked in under `shaders/`).

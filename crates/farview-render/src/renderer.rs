@@ -150,7 +150,9 @@ struct DrawUniform {
 impl DrawUniform {
     fn new(world: &Mat4, state: &DrawState) -> Self {
         let m = &state.material;
-        let e = m.emissive.map_or([0.0, 0.0, 0.0, -1.0], |e| [e[0], e[1], e[2], 0.0]);
+        let e = m
+            .emissive
+            .map_or([0.0, 0.0, 0.0, -1.0], |e| [e[0], e[1], e[2], 0.0]);
         Self {
             model: world.to_cols_array_2d(),
             normal: normal_matrix(world).to_cols_array_2d(),
@@ -652,16 +654,13 @@ impl FrameRenderer {
         let eye = camera.position;
         let depth = |d: &Drawable| -(d.world.w_axis.truncate() - eye).length_squared();
         drawables.sort_by(|a, b| {
-            a.state
-                .see_through
-                .cmp(&b.state.see_through)
-                .then_with(|| {
-                    if a.state.see_through {
-                        depth(a).total_cmp(&depth(b))
-                    } else {
-                        std::cmp::Ordering::Equal
-                    }
-                })
+            a.state.see_through.cmp(&b.state.see_through).then_with(|| {
+                if a.state.see_through {
+                    depth(a).total_cmp(&depth(b))
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
         });
         if drawables.len() > MAX_DRAWS {
             return Err(RenderError::Gpu(format!(

@@ -905,7 +905,13 @@ fn import_lights(doc: &gltf::Document) -> Vec<(usize, crate::Light)> {
         let c = l.color();
         let light = crate::Light {
             kind,
-            color: c.map(|v| if v.is_finite() { v.clamp(0.0, 1.0) } else { 1.0 }),
+            color: c.map(|v| {
+                if v.is_finite() {
+                    v.clamp(0.0, 1.0)
+                } else {
+                    1.0
+                }
+            }),
             intensity: if l.intensity().is_finite() {
                 l.intensity().clamp(0.0, 1e6)
             } else {

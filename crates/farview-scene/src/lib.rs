@@ -10,6 +10,7 @@ mod model;
 mod raycast;
 mod scene;
 mod state;
+pub mod synthetic;
 
 pub use import::{
     ImportError, ImportErrorKind, ImportLimits, import_file, import_file_with, import_gltf,

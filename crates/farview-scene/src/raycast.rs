@@ -296,7 +296,14 @@ mod tests {
         let p = grid(4);
         let bvh = Bvh::build(&p);
         let mut hits = Vec::new();
-        bvh.intersect(&p, Vec3::new(2.0, 2.0, 5.0), Vec3::Z, 100.0, true, &mut hits);
+        bvh.intersect(
+            &p,
+            Vec3::new(2.0, 2.0, 5.0),
+            Vec3::Z,
+            100.0,
+            true,
+            &mut hits,
+        );
         assert!(hits.is_empty(), "pointing away");
         bvh.intersect(&p, Vec3::new(2.2, 2.3, 5.0), -Vec3::Z, 4.0, true, &mut hits);
         assert!(hits.is_empty(), "beyond max distance");

@@ -154,7 +154,9 @@ pub enum SceneError {
     #[error("{0}")]
     InvalidArgument(String),
     /// Reparenting would make an entity its own ancestor.
-    #[error("entity {parent} is {entity} or one of its descendants; reparenting would make a cycle")]
+    #[error(
+        "entity {parent} is {entity} or one of its descendants; reparenting would make a cycle"
+    )]
     WouldCycle {
         /// The entity moved.
         entity: u64,
@@ -610,29 +612,33 @@ impl Scene {
     /// Recomputes stale world matrices (iteratively: deep trees are fine). Cheap when nothing
     /// changed; only the changed subtrees are walked unless many changed.
     pub fn update_world_transforms(&mut self) {
-        let starts: Vec<(EntityId, Mat4)> = match self.dirty.replace(Vec::new()) {
+        // Dirty entities read their parent's world matrix when they are reached, not when the
+        // walk starts: a parent that is dirty too may be recomputed first, and a subtree reached
+        // from a stale ancestor is walked again from that ancestor, so the order is irrelevant.
+        let mut stack: Vec<(EntityId, Option<Mat4>)> = match self.dirty.replace(Vec::new()) {
             Some(list) if list.is_empty() => return,
-            Some(list) => list
-                .into_iter()
-                .filter_map(|id| {
-                    let e = self.entities.get(&id)?;
-                    let pw = e
+            Some(list) => list.into_iter().map(|id| (id, None)).collect(),
+            None => self
+                .roots
+                .iter()
+                .map(|&r| (r, Some(Mat4::IDENTITY)))
+                .collect(),
+        };
+        while let Some((id, parent_world)) = stack.pop() {
+            let parent_world = match parent_world {
+                Some(w) => w,
+                None => match self.entities.get(&id) {
+                    Some(e) => e
                         .parent
                         .and_then(|p| self.entities.get(&p))
-                        .map_or(Mat4::IDENTITY, |p| p.world);
-                    Some((id, pw))
-                })
-                .collect(),
-            None => self.roots.iter().map(|&r| (r, Mat4::IDENTITY)).collect(),
-        };
-        // A subtree visited from a stale ancestor is visited again from that ancestor later,
-        // so the order of `starts` does not matter.
-        let mut stack = starts;
-        while let Some((id, parent_world)) = stack.pop() {
+                        .map_or(Mat4::IDENTITY, |p| p.world),
+                    None => continue,
+                },
+            };
             if let Some(e) = self.entities.get_mut(&id) {
                 e.world = parent_world * e.local.to_matrix();
                 let w = e.world;
-                stack.extend(e.children.iter().map(|&c| (c, w)));
+                stack.extend(e.children.iter().map(|&c| (c, Some(w))));
             }
         }
     }
@@ -765,7 +771,14 @@ impl Scene {
                     .or_insert_with(|| Arc::new(Bvh::build(p)))
                     .clone();
                 tri_hits.clear();
-                bvh.intersect(p, origin, dir, best, closest && cuts.is_empty(), &mut tri_hits);
+                bvh.intersect(
+                    p,
+                    origin,
+                    dir,
+                    best,
+                    closest && cuts.is_empty(),
+                    &mut tri_hits,
+                );
                 for TriangleHit { t, triangle: ti } in tri_hits.drain(..) {
                     let position = ray.origin + ray.direction * t;
                     if cuts.iter().any(|c| c.cuts(position)) {
@@ -1053,7 +1066,10 @@ mod tests {
             Err(SceneError::NoSuchEntity(info.root.0))
         );
         scene.destroy(again.root).unwrap();
-        assert!(scene.model(info.model).is_none(), "freed with its last entity");
+        assert!(
+            scene.model(info.model).is_none(),
+            "freed with its last entity"
+        );
         assert_eq!(scene.stats().models, 0);
         assert_eq!(
             scene.instantiate("x", info.model),
@@ -1088,10 +1104,12 @@ mod tests {
         scene.reparent(child, Some(parent), false).unwrap();
         scene.update_world_transforms();
         let w = scene.entity(child).unwrap().world;
-        assert!(
-            w.transform_point3(Vec3::ZERO)
-                .abs_diff_eq(Vec3::new(10.0, 0.0, 0.0) + Vec3::Y * 0.0 + scene.entity(child).unwrap().local.translation, 1e-4)
-        );
+        assert!(w.transform_point3(Vec3::ZERO).abs_diff_eq(
+            Vec3::new(10.0, 0.0, 0.0)
+                + Vec3::Y * 0.0
+                + scene.entity(child).unwrap().local.translation,
+            1e-4
+        ));
         assert_eq!(
             scene.reparent(info.root, Some(child), false),
             Err(SceneError::WouldCycle {
@@ -1103,6 +1121,30 @@ mod tests {
             scene.reparent(child, Some(child), true),
             Err(SceneError::WouldCycle { .. })
         ));
+    }
+
+    #[test]
+    fn a_moved_parent_and_child_both_dirty_end_up_consistent() {
+        for parent_first in [true, false] {
+            let (mut scene, info) = tri_scene();
+            let group = scene.spawn(None, None, Transform::IDENTITY, None).unwrap();
+            scene.update_world_transforms();
+            let moved = Transform {
+                translation: Vec3::X * 100.0,
+                ..Transform::IDENTITY
+            };
+            if parent_first {
+                scene.set_local_transform(group, moved).unwrap();
+                scene.reparent(info.root, Some(group), true).unwrap();
+            } else {
+                scene.reparent(info.root, Some(group), true).unwrap();
+                scene.set_local_transform(group, moved).unwrap();
+            }
+            scene.update_world_transforms();
+            let b = scene.world_bounds(info.root).unwrap();
+            let expect_x = if parent_first { 10.0 } else { 110.0 };
+            assert!((b.min.x - expect_x).abs() < 1e-4, "{parent_first}: {b:?}");
+        }
     }
 
     #[test]
@@ -1204,7 +1246,11 @@ mod tests {
         assert_eq!(hits[0].entity, info.hierarchy[2].entity);
         assert!((hits[0].distance - 3.0).abs() < 1e-5);
         assert!(hits[0].normal.abs_diff_eq(Vec3::Z, 1e-5));
-        assert!(hits[0].position.abs_diff_eq(Vec3::new(10.25, 5.25, 0.0), 1e-5));
+        assert!(
+            hits[0]
+                .position
+                .abs_diff_eq(Vec3::new(10.25, 5.25, 0.0), 1e-5)
+        );
         let miss = Ray::new(Vec3::new(12.0, 5.25, 3.0), -Vec3::Z, 100.0).unwrap();
         assert!(scene.raycast(&miss, true, 16).is_empty());
         let plane = scene
