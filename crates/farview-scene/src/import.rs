@@ -633,6 +633,7 @@ pub fn import_gltf_with(
     if bytes.is_empty() {
         return Err(malformed("empty file"));
     }
+    check_glb_header(bytes)?;
     let depth = json_depth(json_part(bytes));
     limit("JSON nesting depth", depth as u64, MAX_JSON_DEPTH as u64)?;
     let gltf =
@@ -927,6 +928,32 @@ fn import_lights(doc: &gltf::Document) -> Vec<(usize, crate::Light)> {
         }
     }
     out
+}
+
+/// The GLB container's lengths, checked before the gltf crate reads them (it subtracts the
+/// header size from the declared length without a check: found by `tests/fuzz_import.rs`).
+fn check_glb_header(bytes: &[u8]) -> Result<(), ImportError> {
+    if !bytes.starts_with(b"glTF") {
+        return Ok(());
+    }
+    let word = |at: usize| -> Option<u64> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+    };
+    let declared = word(8).ok_or_else(|| malformed("GLB shorter than its 12-byte header"))?;
+    if declared < 20 || declared > bytes.len() as u64 {
+        return Err(malformed(format!(
+            "GLB declares {declared} bytes but the file has {} (and at least 20 are needed)",
+            bytes.len()
+        )));
+    }
+    let json_len = word(12).ok_or_else(|| malformed("GLB has no JSON chunk header"))?;
+    if json_len > declared - 20 {
+        return Err(malformed(format!(
+            "GLB JSON chunk of {json_len} bytes does not fit in {declared}"
+        )));
+    }
+    Ok(())
 }
 
 /// Deepest JSON nesting accepted; real glTF needs about ten. Checked before parsing so a hostile
