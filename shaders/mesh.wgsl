@@ -48,8 +48,11 @@ struct Draw {
 struct Material {
     base_color: vec4<f32>,
     emissive: vec4<f32>,
-    // x metallic, y roughness.
+    // x metallic, y roughness, z alpha cutoff, w alpha mode (0 opaque, 1 mask, 2 blend).
     params: vec4<f32>,
+    // Base colour UV transform (KHR_texture_transform) rows; uv_row0.w is the UV set (0 or 1).
+    uv_row0: vec4<f32>,
+    uv_row1: vec4<f32>,
 };
 
 @group(0) @binding(0) var<uniform> globals: Globals;
@@ -62,6 +65,8 @@ struct VertexIn {
     @location(0) position: vec3<f32>,
     @location(1) normal: vec3<f32>,
     @location(2) uv: vec2<f32>,
+    @location(3) color: vec4<f32>,
+    @location(4) uv1: vec2<f32>,
 };
 
 struct VertexOut {
@@ -69,6 +74,8 @@ struct VertexOut {
     @location(0) normal: vec3<f32>,
     @location(1) uv: vec2<f32>,
     @location(2) world: vec3<f32>,
+    @location(3) color: vec4<f32>,
+    @location(4) uv1: vec2<f32>,
 };
 
 @vertex
@@ -79,6 +86,8 @@ fn vs_main(v: VertexIn) -> VertexOut {
     out.normal = (draw.normal * vec4<f32>(v.normal, 0.0)).xyz;
     out.uv = v.uv;
     out.world = world.xyz;
+    out.color = v.color;
+    out.uv1 = v.uv1;
     return out;
 }
 
@@ -105,7 +114,19 @@ fn fs_main(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) ve
     if (draw.base_color.w >= 0.0) {
         factor = draw.base_color;
     }
-    let base = textureSample(base_color_tex, base_color_sampler, in.uv) * factor;
+    var uv = in.uv;
+    if (material.uv_row0.w > 0.5) {
+        uv = in.uv1;
+    }
+    uv = vec2<f32>(
+        dot(material.uv_row0.xy, uv) + material.uv_row0.z,
+        dot(material.uv_row1.xy, uv) + material.uv_row1.z,
+    );
+    let base = textureSample(base_color_tex, base_color_sampler, uv) * factor * in.color;
+    let alpha_mode = material.params.w;
+    if (alpha_mode > 0.5 && alpha_mode < 1.5 && base.a < material.params.z) {
+        discard;
+    }
     var metallic = material.params.x;
     if (draw.params.x >= 0.0) {
         metallic = draw.params.x;
@@ -177,8 +198,11 @@ fn fs_main(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) ve
         lit = mix(lit, vec3<f32>(0.2, 0.55, 1.0), 0.35 + 0.5 * rim);
     }
     var a = 1.0;
+    if (alpha_mode > 1.5) {
+        a = base.a;
+    }
     if (draw.params.z > 0.5) {
-        a = 0.35;
+        a *= 0.35;
     }
     return vec4<f32>(lit, a);
 }

@@ -2,23 +2,26 @@
 //! one bind group per material. Uploaded once per model and shared by every entity drawing it.
 
 use bytemuck::{Pod, Zeroable};
-use farview_scene::{Material, Model};
+use farview_scene::{AlphaMode, Material, Model};
 use wgpu::util::DeviceExt;
 
 use crate::RenderError;
 
-/// Interleaved vertex: position, normal, uv (32 bytes).
+/// Interleaved vertex: position, normal, uv, vertex colour, second uv (56 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(crate) struct Vertex {
     position: [f32; 3],
     normal: [f32; 3],
     uv: [f32; 2],
+    color: [f32; 4],
+    uv1: [f32; 2],
 }
 
 impl Vertex {
-    pub(crate) const ATTRIBUTES: [wgpu::VertexAttribute; 3] =
-        wgpu::vertex_attr_array![0 => Float32x3, 1 => Float32x3, 2 => Float32x2];
+    pub(crate) const ATTRIBUTES: [wgpu::VertexAttribute; 5] = wgpu::vertex_attr_array![
+        0 => Float32x3, 1 => Float32x3, 2 => Float32x2, 3 => Float32x4, 4 => Float32x2
+    ];
 
     pub(crate) fn layout() -> wgpu::VertexBufferLayout<'static> {
         wgpu::VertexBufferLayout {
@@ -34,8 +37,15 @@ impl Vertex {
 struct MaterialUniform {
     base_color: [f32; 4],
     emissive: [f32; 4],
+    /// metallic, roughness, alpha cutoff, alpha mode (0 opaque, 1 mask, 2 blend).
     params: [f32; 4],
+    /// Base colour UV transform rows; `uv_row0.w` is the UV set.
+    uv_row0: [f32; 4],
+    uv_row1: [f32; 4],
 }
+
+/// Bytes of [`MaterialUniform`], for the bind group layout.
+pub(crate) const MATERIAL_UNIFORM_SIZE: u64 = std::mem::size_of::<MaterialUniform>() as u64;
 
 pub(crate) struct GpuPrimitive {
     pub(crate) vertices: wgpu::Buffer,
@@ -48,6 +58,8 @@ pub(crate) struct GpuPrimitive {
 pub(crate) struct GpuMaterial {
     pub(crate) bind_group: wgpu::BindGroup,
     pub(crate) double_sided: bool,
+    /// Alpha-blended (drawn in the blended pass, far to near).
+    pub(crate) blend: bool,
 }
 
 pub(crate) struct GpuModel {
@@ -135,7 +147,24 @@ impl GpuModel {
                         m.emissive_factor[2],
                         0.0,
                     ],
-                    params: [m.metallic_factor, m.roughness_factor, 0.0, 0.0],
+                    params: [
+                        m.metallic_factor,
+                        m.roughness_factor,
+                        m.alpha_cutoff,
+                        match m.alpha_mode {
+                            AlphaMode::Opaque => 0.0,
+                            AlphaMode::Mask => 1.0,
+                            AlphaMode::Blend => 2.0,
+                        },
+                    ],
+                    uv_row0: {
+                        let r = m.base_color_uv_transform[0];
+                        [r[0], r[1], r[2], m.base_color_tex_coord as f32]
+                    },
+                    uv_row1: {
+                        let r = m.base_color_uv_transform[1];
+                        [r[0], r[1], r[2], 0.0]
+                    },
                 };
                 let buffer = cx
                     .device
@@ -165,6 +194,7 @@ impl GpuModel {
                 GpuMaterial {
                     bind_group,
                     double_sided: m.double_sided,
+                    blend: m.alpha_mode == AlphaMode::Blend,
                 }
             })
             .collect::<Vec<_>>();
@@ -186,6 +216,8 @@ impl GpuModel {
                         position,
                         normal: p.normals.get(i).copied().unwrap_or([0.0, 0.0, 1.0]),
                         uv: p.uvs.get(i).copied().unwrap_or([0.0, 0.0]),
+                        color: p.colors.get(i).copied().unwrap_or([1.0; 4]),
+                        uv1: p.uvs1.get(i).copied().unwrap_or([0.0, 0.0]),
                     })
                     .collect();
                 let vertices = cx

@@ -314,7 +314,12 @@ impl FrameRenderer {
         let material_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("material"),
             entries: &[
-                uniform_entry(0, wgpu::ShaderStages::FRAGMENT, false, 48),
+                uniform_entry(
+                    0,
+                    wgpu::ShaderStages::FRAGMENT,
+                    false,
+                    crate::gpu_model::MATERIAL_UNIFORM_SIZE,
+                ),
                 wgpu::BindGroupLayoutEntry {
                     binding: 1,
                     visibility: wgpu::ShaderStages::FRAGMENT,
@@ -642,7 +647,7 @@ impl FrameRenderer {
         queue.write_buffer(&self.globals, 0, bytemuck::bytes_of(&globals));
 
         let drawables = scene.drawables();
-        let mut drawables: Vec<_> = drawables
+        let drawables: Vec<_> = drawables
             .into_iter()
             .filter(|d| {
                 self.models
@@ -650,18 +655,11 @@ impl FrameRenderer {
                     .is_some_and(|m| d.mesh < m.meshes.len())
             })
             .collect();
-        // Opaque first; see-through last, far to near, so blending composes correctly.
         let eye = camera.position;
-        let depth = |d: &Drawable| -(d.world.w_axis.truncate() - eye).length_squared();
-        drawables.sort_by(|a, b| {
-            a.state.see_through.cmp(&b.state.see_through).then_with(|| {
-                if a.state.see_through {
-                    depth(a).total_cmp(&depth(b))
-                } else {
-                    std::cmp::Ordering::Equal
-                }
-            })
-        });
+        let depth = |d: &Drawable| (d.world.w_axis.truncate() - eye).length_squared();
+        let in_order: Vec<usize> = (0..drawables.len()).collect();
+        let mut far_to_near = in_order.clone();
+        far_to_near.sort_by(|&a, &b| depth(&drawables[b]).total_cmp(&depth(&drawables[a])));
         if drawables.len() > MAX_DRAWS {
             return Err(RenderError::Gpu(format!(
                 "{} draws exceed the limit of {MAX_DRAWS}",
@@ -720,35 +718,53 @@ impl FrameRenderer {
                 multiview_mask: None,
             });
             pass.set_bind_group(0, &self.globals_bind_group, &[]);
+            // Opaque geometry first, then blended geometry (see-through entities and
+            // alpha-blended materials) far to near, so blending composes over what is behind.
             let mut current_pipeline = None;
-            for (i, d) in drawables.iter().enumerate() {
-                let Some(model) = self.models.get(&d.model) else {
-                    continue;
+            for blended_pass in [false, true] {
+                let order: &[usize] = if blended_pass {
+                    &far_to_near
+                } else {
+                    &in_order
                 };
-                let Some(prims) = model.meshes.get(d.mesh) else {
-                    continue;
-                };
-                pass.set_bind_group(1, &self.draw_bind_group, &[(i * stride) as u32]);
-                for p in prims {
-                    let Some(material) = model.materials.get(p.material) else {
+                for &i in order {
+                    let d = &drawables[i];
+                    let Some(model) = self.models.get(&d.model) else {
                         continue;
                     };
-                    let key = (material.double_sided, d.state.see_through);
-                    if current_pipeline != Some(key) {
-                        pass.set_pipeline(match key {
-                            (false, false) => &self.pipeline_culled,
-                            (true, false) => &self.pipeline_double_sided,
-                            (false, true) => &self.pipeline_see_through_culled,
-                            (true, true) => &self.pipeline_see_through_double_sided,
-                        });
-                        current_pipeline = Some(key);
+                    let Some(prims) = model.meshes.get(d.mesh) else {
+                        continue;
+                    };
+                    let mut bound = false;
+                    for p in prims {
+                        let Some(material) = model.materials.get(p.material) else {
+                            continue;
+                        };
+                        let blended = d.state.see_through || material.blend;
+                        if blended != blended_pass {
+                            continue;
+                        }
+                        if !bound {
+                            pass.set_bind_group(1, &self.draw_bind_group, &[(i * stride) as u32]);
+                            bound = true;
+                        }
+                        let key = (material.double_sided, blended);
+                        if current_pipeline != Some(key) {
+                            pass.set_pipeline(match key {
+                                (false, false) => &self.pipeline_culled,
+                                (true, false) => &self.pipeline_double_sided,
+                                (false, true) => &self.pipeline_see_through_culled,
+                                (true, true) => &self.pipeline_see_through_double_sided,
+                            });
+                            current_pipeline = Some(key);
+                        }
+                        pass.set_bind_group(2, &material.bind_group, &[]);
+                        pass.set_vertex_buffer(0, p.vertices.slice(..));
+                        pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
+                        pass.draw_indexed(0..p.index_count, 0, 0..1);
+                        stats.draws += 1;
+                        stats.triangles += u64::from(p.index_count / 3);
                     }
-                    pass.set_bind_group(2, &material.bind_group, &[]);
-                    pass.set_vertex_buffer(0, p.vertices.slice(..));
-                    pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
-                    pass.draw_indexed(0..p.index_count, 0, 0..1);
-                    stats.draws += 1;
-                    stats.triangles += u64::from(p.index_count / 3);
                 }
             }
         }

@@ -155,3 +155,139 @@ fn invalid_sizes_are_errors() {
     assert!(FrameRenderer::new(&gpu, 321, 240, Lighting::default()).is_err());
     assert!(FrameRenderer::new(&gpu, 1 << 20, 240, Lighting::default()).is_err());
 }
+
+/// A camera-facing quad filling the middle of the frame, with a 4x1 texture (left half red,
+/// right half green) sampled through `material`.
+fn quad_scene(material: farview_scene::Material, colors: Vec<[f32; 4]>) -> Scene {
+    use farview_scene::{Aabb, Mesh, Model, ModelNode, Primitive, Texture, Transform};
+    let positions = vec![
+        [-1.0, -1.0, 0.0],
+        [1.0, -1.0, 0.0],
+        [1.0, 1.0, 0.0],
+        [-1.0, 1.0, 0.0],
+    ];
+    let prim = Primitive {
+        normals: vec![[0.0, 0.0, 1.0]; 4],
+        // Set 0 spans the left texel only, set 1 the right texel only.
+        uvs: vec![[0.24, 0.5], [0.26, 0.5], [0.26, 0.5], [0.24, 0.5]],
+        uvs1: vec![[0.74, 0.5], [0.76, 0.5], [0.76, 0.5], [0.74, 0.5]],
+        colors,
+        indices: vec![0, 1, 2, 0, 2, 3],
+        material: Some(0),
+        bounds: Aabb::from_points(positions.iter().map(|p| Vec3::from_array(*p))),
+        positions,
+    };
+    let model = Model {
+        meshes: vec![Mesh {
+            name: None,
+            primitives: vec![prim],
+        }],
+        materials: vec![farview_scene::Material {
+            base_color_texture: Some(0),
+            ..material
+        }],
+        textures: vec![Texture {
+            name: None,
+            width: 4,
+            height: 1,
+            rgba8: [
+                [255, 0, 0, 255],
+                [255, 0, 0, 255],
+                [0, 255, 0, 255],
+                [0, 255, 0, 255],
+            ]
+            .concat(),
+        }],
+        nodes: vec![ModelNode {
+            name: None,
+            local: Transform::IDENTITY,
+            mesh: Some(0),
+            children: vec![],
+        }],
+        roots: vec![0],
+        ..Model::default()
+    };
+    let mut scene = Scene::default();
+    // Light the quad head-on so colours are easy to read.
+    scene
+        .update_light(
+            0,
+            farview_scene::Light {
+                direction: -Vec3::Z,
+                ..farview_scene::Light::SUN
+            },
+        )
+        .unwrap();
+    scene.add_model("quad", model).unwrap();
+    scene
+}
+
+fn centre_pixel(gpu: &GpuContext, scene: &Scene) -> [u8; 4] {
+    let cam = Camera::looking_at(Vec3::new(0.0, 0.0, 4.0), Vec3::ZERO, 0.8, 0.1, 10.0);
+    let mut r = FrameRenderer::new(gpu, 64, 64, Lighting::default()).unwrap();
+    let f = r.render_blocking(scene, &cam).unwrap();
+    let i = (32 * 64 + 32) * 4;
+    [f[i], f[i + 1], f[i + 2], f[i + 3]]
+}
+
+#[test]
+fn vertex_colours_uv_sets_uv_transform_and_alpha_modes() {
+    use farview_scene::{AlphaMode, Material};
+    let gpu = gpu();
+    let plain = Material {
+        metallic_factor: 0.0,
+        ..Material::default()
+    };
+    let white = vec![[1.0; 4]; 4];
+    let bg = background_u8();
+
+    // UV set 0 reads the red texel, set 1 the green one.
+    let p = centre_pixel(&gpu, &quad_scene(plain.clone(), white.clone()));
+    // (The head-on light adds a small white specular term to every channel.)
+    assert!(p[0] > 150 && p[0] > p[1] + 120, "set 0: {p:?}");
+    let set1 = Material {
+        base_color_tex_coord: 1,
+        ..plain.clone()
+    };
+    let p = centre_pixel(&gpu, &quad_scene(set1, white.clone()));
+    assert!(p[1] > 150 && p[1] > p[0] + 120, "set 1: {p:?}");
+    // A UV offset of +0.5 moves set 0 from the red half onto the green half.
+    let shifted = Material {
+        base_color_uv_transform: [[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]],
+        ..plain.clone()
+    };
+    let p = centre_pixel(&gpu, &quad_scene(shifted, white.clone()));
+    assert!(p[1] > 150 && p[1] > p[0] + 120, "uv transform: {p:?}");
+
+    // Vertex colours multiply: blue vertices on a red texel leave almost nothing but ambient.
+    let p = centre_pixel(
+        &gpu,
+        &quad_scene(plain.clone(), vec![[0.0, 0.0, 1.0, 1.0]; 4]),
+    );
+    assert!(p[0] < 70 && p[1] < 70 && p[2] < 70, "red x blue: {p:?}");
+    let p = centre_pixel(
+        &gpu,
+        &quad_scene(plain.clone(), vec![[1.0, 1.0, 1.0, 1.0]; 4]),
+    );
+    assert!(p[0] > 150, "red x white: {p:?}");
+
+    // Alpha: MASK below the cutoff draws nothing; BLEND at 0.5 lands between background and red.
+    let half = vec![[1.0, 1.0, 1.0, 0.5]; 4];
+    let masked = Material {
+        alpha_mode: AlphaMode::Mask,
+        alpha_cutoff: 0.6,
+        ..plain.clone()
+    };
+    let p = centre_pixel(&gpu, &quad_scene(masked, half.clone()));
+    assert_eq!([p[0], p[1], p[2]], bg, "masked out");
+    let opaque = centre_pixel(&gpu, &quad_scene(plain.clone(), half.clone()));
+    let blended = Material {
+        alpha_mode: AlphaMode::Blend,
+        ..plain
+    };
+    let p = centre_pixel(&gpu, &quad_scene(blended, half));
+    assert!(
+        p[0] > bg[0] + 20 && p[0] + 20 < opaque[0],
+        "blend: {p:?} between {bg:?} and {opaque:?}"
+    );
+}

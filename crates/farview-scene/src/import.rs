@@ -740,6 +740,9 @@ pub fn import_gltf_with(
     for (i, m) in doc.materials().enumerate() {
         step(25 + (35 * i / material_count) as u8)?;
         let pbr = m.pbr_metallic_roughness();
+        let (tex_coord, uv_transform) = pbr
+            .base_color_texture()
+            .map_or((0, crate::model::UV_IDENTITY), |info| uv_transform(&info));
         let base_color_texture = match pbr.base_color_texture() {
             Some(info) => {
                 let image = info.texture().source().index();
@@ -765,6 +768,18 @@ pub fn import_gltf_with(
             roughness_factor: pbr.roughness_factor(),
             emissive_factor: [e[0] * strength, e[1] * strength, e[2] * strength],
             double_sided: m.double_sided(),
+            alpha_mode: match m.alpha_mode() {
+                gltf::material::AlphaMode::Opaque => crate::model::AlphaMode::Opaque,
+                gltf::material::AlphaMode::Mask => crate::model::AlphaMode::Mask,
+                gltf::material::AlphaMode::Blend => crate::model::AlphaMode::Blend,
+            },
+            alpha_cutoff: m
+                .alpha_cutoff()
+                .filter(|c| c.is_finite())
+                .unwrap_or(0.5)
+                .clamp(0.0, 1.0),
+            base_color_tex_coord: tex_coord,
+            base_color_uv_transform: uv_transform,
         });
     }
 
@@ -880,6 +895,30 @@ pub fn import_gltf_with(
         ignored_extensions: ignored,
         extras,
     })
+}
+
+/// The UV set and `KHR_texture_transform` of a texture reference, as a 2x3 affine matrix
+/// (translation x rotation x scale, as the extension's reference shader composes them). Only
+/// sets 0 and 1 are imported; others fall back to 0.
+fn uv_transform(info: &gltf::texture::Info<'_>) -> (u32, [[f32; 3]; 2]) {
+    let mut set = info.tex_coord();
+    let mut m = crate::model::UV_IDENTITY;
+    if let Some(t) = info.texture_transform() {
+        if let Some(c) = t.tex_coord() {
+            set = c;
+        }
+        let [ox, oy] = t.offset();
+        let [sx, sy] = t.scale();
+        let r = t.rotation();
+        let (sin, cos) = r.sin_cos();
+        // The ratified README's column-major rotation mat3(cos, sin, 0, -sin, cos, 0, ...), as
+        // rows of T * R * S.
+        let candidate = [[cos * sx, -sin * sy, ox], [sin * sx, cos * sy, oy]];
+        if candidate.iter().flatten().all(|v| v.is_finite()) {
+            m = candidate;
+        }
+    }
+    (if set <= 1 { set } else { 0 }, m)
 }
 
 /// `KHR_lights_punctual` lights placed on nodes; values out of range are clamped, not refused
@@ -1096,7 +1135,23 @@ fn import_primitive(
         Some(a) => read_vec::<2>(&a, buffers)?,
         None => vec![[0.0; 2]; n],
     };
-    if normals.as_ref().is_some_and(|v| v.len() != n) || uvs.len() != n {
+    let mut uvs1 = match prim.get(&gltf::Semantic::TexCoords(1)) {
+        Some(a) => read_vec::<2>(&a, buffers)?,
+        None => Vec::new(),
+    };
+    let mut colors: Vec<[f32; 4]> = match prim.get(&gltf::Semantic::Colors(0)) {
+        Some(a) if a.dimensions() == Dimensions::Vec3 => read_vec::<3>(&a, buffers)?
+            .into_iter()
+            .map(|[r, g, b]| [r, g, b, 1.0])
+            .collect(),
+        Some(a) => read_vec::<4>(&a, buffers)?,
+        None => Vec::new(),
+    };
+    if normals.as_ref().is_some_and(|v| v.len() != n)
+        || uvs.len() != n
+        || (!uvs1.is_empty() && uvs1.len() != n)
+        || (!colors.is_empty() && colors.len() != n)
+    {
         return Err(malformed(format!(
             "mesh {} attributes disagree on vertex count",
             mesh.index()
@@ -1133,6 +1188,8 @@ fn import_primitive(
             Vec::with_capacity(indices.len()),
             Vec::with_capacity(indices.len()),
         );
+        let mut u2b = Vec::with_capacity(if uvs1.is_empty() { 0 } else { indices.len() });
+        let mut c2 = Vec::with_capacity(if colors.is_empty() { 0 } else { indices.len() });
         for tri in indices.chunks_exact(3) {
             let [a, b, c] =
                 [tri[0], tri[1], tri[2]].map(|i| Vec3::from_array(positions[i as usize]));
@@ -1141,19 +1198,38 @@ fn import_primitive(
                 p2.push(positions[i as usize]);
                 n2.push(normal);
                 u2.push(uvs[i as usize]);
+                if let Some(u) = uvs1.get(i as usize) {
+                    u2b.push(*u);
+                }
+                if let Some(c) = colors.get(i as usize) {
+                    c2.push(*c);
+                }
             }
         }
         indices = (0..p2.len() as u32).collect();
         positions = p2;
         uvs = u2;
+        uvs1 = u2b;
+        colors = c2;
         normals = Some(n2);
     }
     let normals = normals.unwrap_or_default();
     let bounds = Aabb::from_points(positions.iter().map(|p| Vec3::from_array(*p)));
+    for c in &mut colors {
+        *c = c.map(|v| {
+            if v.is_finite() {
+                v.clamp(0.0, 1.0)
+            } else {
+                1.0
+            }
+        });
+    }
     Ok(Some(Primitive {
         positions,
         normals,
         uvs,
+        uvs1,
+        colors,
         indices,
         material: prim.material().index(),
         bounds,

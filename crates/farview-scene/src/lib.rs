@@ -17,7 +17,8 @@ pub use import::{
     import_gltf_with,
 };
 pub use model::{
-    Aabb, Material, Mesh, Model, ModelExtras, ModelNode, Primitive, Texture, Transform,
+    Aabb, AlphaMode, Material, Mesh, Model, ModelExtras, ModelNode, Primitive, Texture, Transform,
+    UV_IDENTITY,
 };
 pub use raycast::{Bvh, Ray};
 pub use scene::{

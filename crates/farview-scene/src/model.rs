@@ -134,6 +134,10 @@ pub struct Primitive {
     pub normals: Vec<[f32; 3]>,
     /// First UV set, same length as `positions` (zeros when the file has none).
     pub uvs: Vec<[f32; 2]>,
+    /// Second UV set (`TEXCOORD_1`), same length as `positions`, or empty.
+    pub uvs1: Vec<[f32; 2]>,
+    /// Vertex colours (`COLOR_0`, linear RGBA), same length as `positions`, or empty (white).
+    pub colors: Vec<[f32; 4]>,
     /// Triangle list indices into the vertex arrays (generated when the file has none).
     pub indices: Vec<u32>,
     /// Index into [`Model::materials`]; `None` uses the glTF default material.
@@ -175,7 +179,31 @@ pub struct Material {
     pub emissive_factor: [f32; 3],
     /// When true, back faces are drawn too.
     pub double_sided: bool,
+    /// How alpha is used.
+    pub alpha_mode: AlphaMode,
+    /// `MASK` threshold.
+    pub alpha_cutoff: f32,
+    /// Which UV set the base colour texture reads (0 or 1).
+    pub base_color_tex_coord: u32,
+    /// `KHR_texture_transform` of the base colour texture as a 2x3 affine matrix, rows
+    /// `[a, b, tx]`, `[c, d, ty]`: `uv' = (a u + b v + tx, c u + d v + ty)`.
+    pub base_color_uv_transform: [[f32; 3]; 2],
 }
+
+/// glTF alpha modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum AlphaMode {
+    /// Alpha ignored.
+    #[default]
+    Opaque,
+    /// Fragments with alpha below the cutoff are discarded.
+    Mask,
+    /// Blended over what is behind (drawn after opaque geometry, far to near).
+    Blend,
+}
+
+/// The identity UV transform.
+pub const UV_IDENTITY: [[f32; 3]; 2] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]];
 
 impl Default for Material {
     fn default() -> Self {
@@ -187,6 +215,10 @@ impl Default for Material {
             roughness_factor: 1.0,
             emissive_factor: [0.0; 3],
             double_sided: false,
+            alpha_mode: AlphaMode::Opaque,
+            alpha_cutoff: 0.5,
+            base_color_tex_coord: 0,
+            base_color_uv_transform: UV_IDENTITY,
         }
     }
 }

@@ -264,6 +264,8 @@ mod tests {
         Primitive {
             normals: vec![[0.0, 0.0, 1.0]; positions.len()],
             uvs: vec![[0.0; 2]; positions.len()],
+            uvs1: Vec::new(),
+            colors: Vec::new(),
             positions,
             indices,
             material: None,

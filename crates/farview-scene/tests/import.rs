@@ -1019,3 +1019,50 @@ fn mutated_files_never_panic() {
         }
     }
 }
+
+/// Features beyond plain geometry, checked on the Khronos samples made to test them.
+#[test]
+fn corpus_feature_samples_import_their_features() {
+    let Some(root) = corpus() else { return };
+    let load = |p: &str| {
+        farview_scene::import_file(&root, &format!("khronos/{p}"), &ImportLimits::default())
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let prims = |m: &farview_scene::Model| -> Vec<farview_scene::Primitive> {
+        m.meshes.iter().flat_map(|m| m.primitives.clone()).collect()
+    };
+    let m = load("VertexColorTest/glTF-Binary/VertexColorTest.glb");
+    assert!(
+        prims(&m)
+            .iter()
+            .any(|p| !p.colors.is_empty() && p.colors.len() == p.positions.len()),
+        "COLOR_0 imported"
+    );
+    let m = load("MultiUVTest/glTF-Binary/MultiUVTest.glb");
+    assert!(
+        prims(&m)
+            .iter()
+            .any(|p| p.uvs1.len() == p.positions.len() && !p.uvs1.is_empty())
+    );
+    let m = load("TextureTransformTest/glTF/TextureTransformTest.gltf");
+    assert!(
+        m.materials
+            .iter()
+            .any(|mat| mat.base_color_uv_transform != farview_scene::UV_IDENTITY),
+        "KHR_texture_transform imported"
+    );
+    let m = load("AlphaBlendModeTest/glTF-Binary/AlphaBlendModeTest.glb");
+    let modes: std::collections::HashSet<_> = m.materials.iter().map(|m| m.alpha_mode).collect();
+    assert!(modes.contains(&farview_scene::AlphaMode::Mask));
+    assert!(modes.contains(&farview_scene::AlphaMode::Blend));
+    let m = load("LightsPunctualLamp/glTF/LightsPunctualLamp.gltf");
+    assert!(!m.extras.lights.is_empty(), "KHR_lights_punctual imported");
+    let mut scene = farview_scene::Scene::default();
+    let info = scene.add_model("lamp", m).unwrap();
+    assert!(info.lights_added > 0);
+    assert_eq!(scene.lights().len(), 1 + info.lights_added as usize);
+    let fox =
+        farview_scene::import_file(&assets(), "Fox/Fox.glb", &ImportLimits::default()).unwrap();
+    assert_eq!(fox.extras.animations, ["Survey", "Walk", "Run"]);
+    assert_eq!(fox.extras.skins, 1);
+}
