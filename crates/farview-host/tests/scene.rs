@@ -564,3 +564,41 @@ async fn a_thousand_transform_updates_a_second_keep_frames_flowing() {
     );
     host.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_capped_by_the_session_size() {
+    let host = TestHost::start_with(|c| {
+        c.sessions.api_keys = vec!["k".into()];
+        let s = c.sessions.sizes.get_mut("standard").unwrap();
+        (s.width, s.height, s.fps, s.max_upload_bytes) = (WIDTH, HEIGHT, 30.0, 100_000);
+    })
+    .await;
+    let api = farview_client::SessionClient::new(&format!("http://{}", host.handle.http_addr), "k")
+        .unwrap();
+    let s = api
+        .create_session(&farview_client::CreateSession::new("0:10:0", "standard"))
+        .await
+        .unwrap();
+    let s = api
+        .session(&s.id)
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let conn = api.connect(&s).await.unwrap();
+    let fox = std::fs::read(repo_root().join("assets/Fox/Fox.glb")).unwrap();
+    assert!(fox.len() > 100_000);
+    let e = conn.upload_model("fox", &fox).await.unwrap_err();
+    match e {
+        ClientError::Host(w) => {
+            assert_eq!(w.code, ErrorCode::UPLOAD_NOT_FOUND);
+            assert!(w.message.contains("exceeds"), "{}", w.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The connection and stream carry on; a small upload still loads.
+    let tiny = farview_scene::synthetic::grid_glb(4);
+    let m = conn.upload_model("tiny", &tiny).await.unwrap();
+    assert_eq!(m.triangles, 32);
+    conn.next_frame().await.unwrap();
+    host.handle.shutdown().await;
+}

@@ -63,12 +63,17 @@ impl RecordStore {
     }
 
     /// Inserts or replaces a record.
+    ///
+    /// A record that reached a final status (stopped, expired, error) is never overwritten: a
+    /// late write from a racing path (a session finishing its start-up, a lease change) cannot
+    /// bring an ended session back.
     pub fn put(&self, r: &SessionRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(r)?;
         self.with(|c| {
             c.execute(
                 "INSERT INTO sessions (id, status, created_at_ms, stopped_at_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(id) DO UPDATE SET status = ?2, stopped_at_ms = ?4, record = ?5",
+                 ON CONFLICT(id) DO UPDATE SET status = ?2, stopped_at_ms = ?4, record = ?5
+                 WHERE sessions.status NOT IN ('stopped', 'expired', 'error')",
                 params![r.id.to_string(), r.status.as_str(), r.created_at_ms as i64, r.stopped_at_ms.map(|v| v as i64), json],
             )?;
             Ok(())

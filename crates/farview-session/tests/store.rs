@@ -75,3 +75,21 @@ fn concurrent_writers_lose_nothing() {
         8 * 13
     );
 }
+
+#[test]
+fn a_late_write_cannot_revive_an_ended_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RecordStore::open(&dir.path().join("s.db")).unwrap();
+    let (mut s, _) = Session::new(Uuid::new_v4(), "standard", 60_000, vec![], 1_000);
+    s.mark_ready(1_500);
+    let stale_ready = s.record().clone();
+    s.stop(StopReason::Stopped, 2_000);
+    store.put(s.record()).unwrap();
+    // A racing path wrote its older copy after the stop was recorded.
+    store.put(&stale_ready).unwrap();
+    assert_eq!(
+        store.get(s.record().id).unwrap().unwrap().status,
+        Status::Stopped
+    );
+    assert!(store.list(false).unwrap().is_empty());
+}
