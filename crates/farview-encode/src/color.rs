@@ -101,6 +101,17 @@ impl I420Frame {
         &self.data
     }
 
+    /// Fills the frame from packed Y, U, V planes (as the GPU conversion pass writes them).
+    pub fn copy_from_packed(&mut self, planes: &[u8]) -> Result<(), EncodeError> {
+        let len = self.data.len();
+        let src = planes.get(..len).ok_or(EncodeError::BufferSize {
+            expected: len,
+            actual: planes.len(),
+        })?;
+        self.data.copy_from_slice(src);
+        Ok(())
+    }
+
     /// The planes, writable.
     pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
         let l = self.luma_len();

@@ -131,6 +131,10 @@ pub struct StreamConfig {
     /// Frames older than this (from render start) are not sent; the group is reset and the
     /// next frame is a keyframe. Bounds latency when the device cannot keep up.
     pub max_frame_age_ms: u64,
+    /// Convert frames to I420 with a compute pass on the GPU (readback moves 1.5 instead of 4
+    /// bytes per pixel, the CPU does no conversion); off, or where the width is not a multiple
+    /// of 8, the CPU converts.
+    pub gpu_color_conversion: bool,
 }
 
 impl Default for StreamConfig {
@@ -142,6 +146,7 @@ impl Default for StreamConfig {
             bitrate_bps: 8_000_000,
             keyframe_interval_s: 0.0,
             max_frame_age_ms: 250,
+            gpu_color_conversion: true,
         }
     }
 }

@@ -116,6 +116,7 @@ impl HostContext {
             bitrate_bps: s.bitrate_bps,
             keyframe_interval_frames: kf,
             max_frame_age: Duration::from_millis(s.max_frame_age_ms),
+            gpu_color_conversion: s.gpu_color_conversion,
         }
     }
 }

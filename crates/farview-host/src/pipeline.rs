@@ -93,6 +93,8 @@ pub(crate) struct StreamSettings {
     pub(crate) bitrate_bps: u32,
     pub(crate) keyframe_interval_frames: Option<u32>,
     pub(crate) max_frame_age: Duration,
+    /// Convert to I420 on the GPU (falls back to the CPU where the renderer cannot).
+    pub(crate) gpu_color_conversion: bool,
 }
 
 /// Sum and count of one stage's durations, for means in the per-second log.
@@ -161,7 +163,9 @@ struct RawFrame {
     render_start_us: u64,
     render_end_us: u64,
     stride: usize,
+    /// RGBA rows `stride` apart, or a packed I420 frame when `i420`.
     rgba: Vec<u8>,
+    i420: bool,
 }
 
 struct NetFrame {
@@ -211,6 +215,13 @@ impl Pipeline {
             threads: 1,
         })?;
         let i420 = I420Frame::new(settings.width, settings.height)?;
+        let mut renderer = renderer;
+        let gpu_convert = settings.gpu_color_conversion
+            && renderer.enable_gpu_i420().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "GPU colour conversion unavailable; converting on the CPU");
+                false
+            });
+        tracing::debug!(gpu_convert, "colour conversion");
         let uploader = renderer.uploader();
         let shared = Arc::new(Shared::default());
         let (cmd_tx, cmd_rx) = mpsc::sync_channel(COMMAND_QUEUE);
@@ -362,12 +373,15 @@ fn render_loop(
         shared.counters.render.record(t0.elapsed());
         shared.counters.rendered.fetch_add(1, Ordering::Relaxed);
         if let Some(tap) = &tap {
-            tap.push(
-                frame.tag,
-                frame.width,
-                frame.height,
-                strip_padding(&rgba, frame),
-            )?;
+            // The tap holds RGBA; a GPU-converted frame is converted back (tests only).
+            let pixels = if frame.i420 {
+                let mut f = I420Frame::new(frame.width, frame.height).map_err(|e| e.to_string())?;
+                f.copy_from_packed(&rgba).map_err(|e| e.to_string())?;
+                farview_encode::i420_to_rgba(&f)
+            } else {
+                strip_padding(&rgba, frame)
+            };
+            tap.push(frame.tag, frame.width, frame.height, pixels)?;
         }
         let raw = RawFrame {
             number,
@@ -376,6 +390,7 @@ fn render_loop(
             render_end_us: now_us(),
             stride: frame.stride,
             rgba,
+            i420: frame.i420,
         };
         // Blocks while the encoder is busy with the previous frame: back-pressure, not a queue.
         if frames.send(raw).is_err() {
@@ -497,7 +512,13 @@ fn encode_loop(
     let mut first = true;
     while let Ok(raw) = frames.recv() {
         let t0 = Instant::now();
-        rgba_to_i420(&raw.rgba, raw.stride, &mut i420).map_err(|e| e.to_string())?;
+        if raw.i420 {
+            // Converted on the GPU: one copy into the encoder's frame.
+            i420.copy_from_packed(&raw.rgba)
+                .map_err(|e| e.to_string())?;
+        } else {
+            rgba_to_i420(&raw.rgba, raw.stride, &mut i420).map_err(|e| e.to_string())?;
+        }
         c.convert.record(t0.elapsed());
         let _ = pool.try_send(raw.rgba);
         if net.is_closed() {

@@ -14,8 +14,18 @@ use farview_encode::psnr_rgba;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_a_model_that_ffmpeg_decodes_to_what_the_host_rendered() {
+    stream_and_compare(true).await;
+}
+
+/// The same with the CPU colour conversion (the fallback path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_colour_conversion_streams_the_same() {
+    stream_and_compare(false).await;
+}
+
+async fn stream_and_compare(gpu_conversion: bool) {
     require_ffmpeg();
-    let host = TestHost::start().await;
+    let host = TestHost::start_with(|c| c.stream.gpu_color_conversion = gpu_conversion).await;
     let conn = host.connect().await;
     assert_eq!(
         (conn.stream_info().width, conn.stream_info().height),

@@ -21,3 +21,6 @@ pub use renderer::{
 
 /// The WGSL source of the mesh pass (checked in under `shaders/`).
 pub const MESH_SHADER: &str = include_str!("../../../shaders/mesh.wgsl");
+
+/// The WGSL source of the RGBA → I420 colour conversion pass.
+pub const I420_SHADER: &str = include_str!("../../../shaders/i420.wgsl");

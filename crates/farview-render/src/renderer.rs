@@ -12,6 +12,7 @@ use farview_scene::{
     DrawState, Drawable, Light, LightKind, MAX_CUT_PLANES, MAX_LIGHTS, ModelId, Scene,
 };
 use glam::{Mat4, Vec3};
+use wgpu::util::DeviceExt;
 
 use crate::gpu_model::{GpuModel, UploadContext, Vertex};
 use crate::{Camera, GpuContext, MESH_SHADER, RenderError};
@@ -103,7 +104,8 @@ impl ModelUploader {
     }
 }
 
-/// A frame copied back to host memory: rows of `width * 4` RGBA8 (sRGB) bytes, `stride` apart.
+/// A frame copied back to host memory: rows of `width * 4` RGBA8 (sRGB) bytes, `stride` apart,
+/// or, with [`FrameRenderer::enable_gpu_i420`], a tightly packed I420 frame (Y, U, V planes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadbackFrame {
     /// The tag passed to [`FrameRenderer::submit`] (the host's frame number).
@@ -112,8 +114,20 @@ pub struct ReadbackFrame {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// Bytes between rows (padded to wgpu's 256-byte copy alignment).
+    /// Bytes between RGBA rows (padded to wgpu's 256-byte copy alignment); `width` for I420.
     pub stride: usize,
+    /// The bytes are I420 (converted on the GPU), not RGBA.
+    pub i420: bool,
+}
+
+/// The GPU colour conversion pass: compute shaders writing I420 into a storage buffer that is
+/// then copied to the readback ring, so readback moves 1.5 bytes per pixel instead of 4.
+struct GpuI420 {
+    luma: wgpu::ComputePipeline,
+    chroma: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    buffer: wgpu::Buffer,
+    bytes: u64,
 }
 
 #[repr(C)]
@@ -232,6 +246,7 @@ pub struct FrameRenderer {
     white: wgpu::TextureView,
     color_view: wgpu::TextureView,
     color: wgpu::Texture,
+    i420: Option<GpuI420>,
     depth_view: wgpu::TextureView,
     ring: Vec<Slot>,
     pending: VecDeque<usize>,
@@ -462,7 +477,9 @@ impl FrameRenderer {
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
             format: COLOR_FORMAT,
-            usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+            usage: wgpu::TextureUsages::RENDER_ATTACHMENT
+                | wgpu::TextureUsages::COPY_SRC
+                | wgpu::TextureUsages::TEXTURE_BINDING,
             view_formats: &[],
         });
         let depth = device.create_texture(&wgpu::TextureDescriptor {
@@ -511,6 +528,7 @@ impl FrameRenderer {
             white,
             color_view: color.create_view(&Default::default()),
             color,
+            i420: None,
             depth_view: depth.create_view(&Default::default()),
             ring,
             pending: VecDeque::with_capacity(RING),
@@ -769,22 +787,31 @@ impl FrameRenderer {
             }
         }
         let slot = &mut self.ring[slot_index];
-        encoder.copy_texture_to_buffer(
-            self.color.as_image_copy(),
-            wgpu::TexelCopyBufferInfo {
-                buffer: &slot.buffer,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(self.stride as u32),
-                    rows_per_image: Some(self.height),
-                },
-            },
-            wgpu::Extent3d {
-                width: self.width,
-                height: self.height,
-                depth_or_array_layers: 1,
-            },
-        );
+        if let Some(conv) = &self.i420 {
+            let luma_words = self.width * self.height / 4;
+            let chroma_words = self.width * self.height / 16;
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("rgba to i420"),
+                    timestamp_writes: None,
+                });
+                pass.set_bind_group(0, &conv.bind_group, &[]);
+                pass.set_pipeline(&conv.luma);
+                pass.dispatch_workgroups(luma_words.div_ceil(64), 1, 1);
+                pass.set_pipeline(&conv.chroma);
+                pass.dispatch_workgroups(chroma_words.div_ceil(64), 1, 1);
+            }
+            encoder.copy_buffer_to_buffer(&conv.buffer, 0, &slot.buffer, 0, conv.bytes);
+        } else {
+            Self::copy_rgba(
+                &mut encoder,
+                &self.color,
+                &slot.buffer,
+                self.stride,
+                self.width,
+                self.height,
+            );
+        }
         let submission = queue.submit([encoder.finish()]);
         let state = Arc::new(AtomicU8::new(MAP_PENDING));
         let cb_state = state.clone();
@@ -809,11 +836,153 @@ impl FrameRenderer {
         Ok(())
     }
 
+    fn copy_rgba(
+        encoder: &mut wgpu::CommandEncoder,
+        color: &wgpu::Texture,
+        buffer: &wgpu::Buffer,
+        stride: usize,
+        width: u32,
+        height: u32,
+    ) {
+        encoder.copy_texture_to_buffer(
+            color.as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(stride as u32),
+                    rows_per_image: Some(height),
+                },
+            },
+            wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+        );
+    }
+
+    /// Converts frames to I420 on the GPU from now on (BT.709 limited range, bit-identical to
+    /// `farview_encode::rgba_to_i420`), so readback moves 1.5 bytes per pixel and the CPU does
+    /// no conversion. Returns `false` (and keeps RGBA readback) when the width is not a multiple
+    /// of 8. Call it before the first frame is submitted.
+    pub fn enable_gpu_i420(&mut self) -> Result<bool, RenderError> {
+        if !self.width.is_multiple_of(8) {
+            return Ok(false);
+        }
+        if !self.pending.is_empty() {
+            return Err(RenderError::Gpu(
+                "enable GPU colour conversion before submitting frames".into(),
+            ));
+        }
+        let device = self.ctx.device().clone();
+        let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("i420.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(crate::I420_SHADER.into()),
+        });
+        let bytes = u64::from(self.width) * u64::from(self.height) * 3 / 2;
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("i420"),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let dims = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("i420 dims"),
+            contents: bytemuck::cast_slice(&[self.width, self.height, 0, 0]),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        // Sampled through its sRGB format (a non-sRGB view needs VIEW_FORMATS, which GL lacks);
+        // the shader encodes back to the stored bytes.
+        let view = self.color.create_view(&Default::default());
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("i420"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                    count: None,
+                },
+                wgpu::BindGroupLayoutEntry {
+                    binding: 1,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: false },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                },
+                uniform_entry(2, wgpu::ShaderStages::COMPUTE, false, 16),
+            ],
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("i420"),
+            layout: &layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::TextureView(&view),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: buffer.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: dims.as_entire_binding(),
+                },
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("i420"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let make = |entry: &str| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pipeline_layout),
+                module: &shader,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        let (luma, chroma) = (make("luma_main"), make("chroma_main"));
+        for slot in &mut self.ring {
+            slot.buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback i420"),
+                size: bytes,
+                usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+                mapped_at_creation: false,
+            });
+        }
+        self.i420 = Some(GpuI420 {
+            luma,
+            chroma,
+            bind_group,
+            buffer,
+            bytes,
+        });
+        Ok(true)
+    }
+
     /// GPU memory this renderer holds: targets, readback ring, per-draw uniforms and the models
     /// uploaded (after the last sync).
     pub fn held_bytes(&self) -> u64 {
-        let frame_bytes = (self.stride * self.height as usize) as u64;
-        self.models.values().map(|m| m.bytes).sum::<u64>()
+        let frame_bytes = match &self.i420 {
+            Some(c) => c.bytes,
+            None => (self.stride * self.height as usize) as u64,
+        };
+        let conversion = self.i420.as_ref().map_or(0, |c| c.bytes);
+        conversion
+            + self.models.values().map(|m| m.bytes).sum::<u64>()
             + u64::from(self.width) * u64::from(self.height) * 8
             + frame_bytes * RING as u64
             + self.draw_capacity as u64 * self.draw_stride
@@ -880,7 +1049,12 @@ impl FrameRenderer {
             tag,
             width: self.width,
             height: self.height,
-            stride: self.stride,
+            stride: if self.i420.is_some() {
+                self.width as usize
+            } else {
+                self.stride
+            },
+            i420: self.i420.is_some(),
         }))
     }
 
@@ -903,6 +1077,10 @@ impl FrameRenderer {
 
 /// Removes the row padding of a read-back frame: tightly packed `width * 4` byte rows.
 pub fn strip_padding(data: &[u8], frame: ReadbackFrame) -> Vec<u8> {
+    if frame.i420 {
+        let len = frame.width as usize * frame.height as usize * 3 / 2;
+        return data[..len.min(data.len())].to_vec();
+    }
     let row = frame.width as usize * 4;
     data.chunks(frame.stride)
         .take(frame.height as usize)

@@ -291,3 +291,41 @@ fn vertex_colours_uv_sets_uv_transform_and_alpha_modes() {
         "blend: {p:?} between {bg:?} and {opaque:?}"
     );
 }
+
+#[test]
+fn gpu_and_cpu_colour_conversion_agree() {
+    let gpu = gpu();
+    let (scene, info) = scene("BoxTextured/BoxTextured.gltf");
+    let cam = camera_for(&info);
+    let (w, h) = (320, 240);
+    let mut rgba_renderer = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    let rgba = rgba_renderer.render_blocking(&scene, &cam).unwrap();
+    let mut cpu = farview_encode::I420Frame::new(w, h).unwrap();
+    farview_encode::rgba_to_i420(&rgba, w as usize * 4, &mut cpu).unwrap();
+
+    let mut i420_renderer = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    assert!(i420_renderer.enable_gpu_i420().unwrap());
+    let gpu_i420 = i420_renderer.render_blocking(&scene, &cam).unwrap();
+    assert_eq!(gpu_i420.len(), (w * h * 3 / 2) as usize);
+    let max_diff = gpu_i420
+        .iter()
+        .zip(cpu.as_bytes())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    let differing = gpu_i420
+        .iter()
+        .zip(cpu.as_bytes())
+        .filter(|(a, b)| a != b)
+        .count();
+    eprintln!("GPU vs CPU I420: max abs diff {max_diff}, {differing} bytes differ");
+    assert!(max_diff <= 2, "GPU and CPU conversion differ by {max_diff}");
+    // The frame has content (not a trivially equal blank frame).
+    let luma = &gpu_i420[..(w * h) as usize];
+    let distinct: std::collections::HashSet<u8> = luma.iter().copied().collect();
+    assert!(distinct.len() > 50, "only {} luma levels", distinct.len());
+
+    // Widths that are not a multiple of 8 keep RGBA readback (the CPU converts).
+    let mut odd = FrameRenderer::new(&gpu, 324, 240, Lighting::default()).unwrap();
+    assert!(!odd.enable_gpu_i420().unwrap());
+}
