@@ -543,8 +543,13 @@ async fn bind(
         .await
         .map_err(|e| internal(format!("renderer setup panicked: {e}")))?
         .map_err(|e| internal(format!("renderer setup failed: {e}")))?;
-    let (pipeline, exit) = Pipeline::start(renderer, settings.clone(), host.tap.clone())
-        .map_err(|e| internal(format!("encoder setup failed: {e}")))?;
+    let (pipeline, exit) = Pipeline::start(
+        renderer,
+        settings.clone(),
+        host.tap.clone(),
+        host.metrics.clone(),
+    )
+    .map_err(|e| internal(format!("encoder setup failed: {e}")))?;
     Ok(BoundStream {
         pipeline: Arc::new(pipeline),
         settings,

@@ -1,6 +1,7 @@
 //! The host's HTTP endpoint: the session management API (`/v1`, bearer-token auth, JSON errors
-//! with stable codes, described by `docs/openapi.json`) and an unauthenticated `/healthz` for
-//! load balancers and container health checks.
+//! with stable codes, described by `docs/openapi.json`), and, unauthenticated, `/healthz` for
+//! load balancers and container health checks and `/metrics` for Prometheus (operators keep the
+//! HTTP address on a private network).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,6 +35,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/sessions/{id}/stop"),
     ("get", "/v1/openapi.json"),
     ("get", "/healthz"),
+    ("get", "/metrics"),
 ];
 
 impl IntoResponse for ApiError {
@@ -64,6 +66,7 @@ pub(crate) fn router(ctx: Arc<HostContext>) -> Router {
         .route_layer(middleware::from_fn_with_state(ctx.clone(), auth));
     Router::new()
         .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
         .merge(api)
         .fallback(|| async { ApiError::new(404, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -252,4 +255,21 @@ async fn health(State(ctx): State<Arc<HostContext>>) -> Json<Value> {
         "connections": ctx.connections.load(Ordering::Relaxed),
         "sessions": ctx.sessions.live_count(),
     }))
+}
+
+async fn metrics(State(ctx): State<Arc<HostContext>>) -> Response {
+    let sessions = ctx.sessions.clone();
+    let metrics = ctx.metrics.clone();
+    // The session counts read the SQLite file: off the async workers.
+    let body = tokio::task::spawn_blocking(move || metrics.render(&sessions.status_counts()))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
 }

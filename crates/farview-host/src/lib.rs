@@ -6,6 +6,7 @@ mod config;
 mod connection;
 mod http;
 mod loads;
+mod metrics;
 mod pipeline;
 mod scene_ops;
 mod sessions;
@@ -93,6 +94,7 @@ pub struct HostOptions {
 
 /// State shared by every connection of the host.
 pub(crate) struct HostContext {
+    pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) config: Config,
     pub(crate) gpu: GpuContext,
     pub(crate) assets_root: PathBuf,
@@ -234,8 +236,12 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         dir: config.data_dir.clone(),
         message: e.to_string(),
     })?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let mut sessions = sessions;
+    sessions.metrics = metrics.clone();
     let sessions = Arc::new(sessions);
     let ctx = Arc::new(HostContext {
+        metrics,
         config,
         gpu,
         assets_root,

@@ -27,6 +27,7 @@ use farview_scene::{Model, ModelInfo, Scene};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use crate::metrics::{DropReason, Metrics};
 use crate::tap::FrameTap;
 use crate::time::now_us;
 
@@ -148,6 +149,8 @@ pub(crate) struct Shared {
     /// Models loaded into the scene.
     pub(crate) models: AtomicU64,
     pub(crate) counters: StreamCounters,
+    /// Host-wide metrics this pipeline adds to.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// The device connection frames currently go to.
@@ -181,6 +184,7 @@ pub(crate) struct Pipeline {
     pub(crate) commands: mpsc::SyncSender<RenderCommand>,
     /// Uploads models' GPU assets off the render thread.
     pub(crate) uploader: ModelUploader,
+    bitrate_bps: u32,
     pub(crate) shared: Arc<Shared>,
     attachment: tokio::sync::watch::Sender<Option<Attachment>>,
     sender_task: tokio::task::JoinHandle<()>,
@@ -188,6 +192,13 @@ pub(crate) struct Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
+        self.shared
+            .metrics
+            .encoder_bitrate_bps
+            .fetch_sub(u64::from(self.bitrate_bps), Ordering::Relaxed);
+        if let Some(a) = self.attachment.borrow().as_ref() {
+            self.shared.metrics.detach(a.id);
+        }
         self.shared.stop.store(true, Ordering::Relaxed);
         self.sender_task.abort();
     }
@@ -205,6 +216,7 @@ impl Pipeline {
         renderer: FrameRenderer,
         settings: StreamSettings,
         tap: Option<FrameTap>,
+        metrics: Arc<Metrics>,
     ) -> Result<(Self, PipelineExit), farview_encode::EncodeError> {
         let encoder = OpenH264Encoder::new(farview_encode::EncoderSettings {
             width: settings.width,
@@ -223,7 +235,14 @@ impl Pipeline {
             });
         tracing::debug!(gpu_convert, "colour conversion");
         let uploader = renderer.uploader();
-        let shared = Arc::new(Shared::default());
+        let settings_bitrate = settings.bitrate_bps;
+        metrics
+            .encoder_bitrate_bps
+            .fetch_add(u64::from(settings.bitrate_bps), Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            metrics,
+            ..Shared::default()
+        });
         let (cmd_tx, cmd_rx) = mpsc::sync_channel(COMMAND_QUEUE);
         let (raw_tx, raw_rx) = mpsc::sync_channel::<RawFrame>(1);
         let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(3);
@@ -277,6 +296,7 @@ impl Pipeline {
             Self {
                 commands: cmd_tx,
                 uploader,
+                bitrate_bps: settings_bitrate,
                 shared,
                 attachment,
                 sender_task,
@@ -288,6 +308,7 @@ impl Pipeline {
     /// Sends frames to this connection from the next keyframe on.
     pub(crate) fn attach(&self, id: u64, conn: quinn::Connection) {
         self.shared.force_keyframe.store(true, Ordering::Relaxed);
+        self.shared.metrics.attach(id, conn.clone());
         self.attachment.send_replace(Some(Attachment { id, conn }));
         self.shared.streaming.store(true, Ordering::Relaxed);
     }
@@ -303,6 +324,7 @@ impl Pipeline {
             }
         });
         if was {
+            self.shared.metrics.detach(id);
             self.shared.streaming.store(false, Ordering::Relaxed);
         }
     }
@@ -372,6 +394,8 @@ fn render_loop(
             .ok_or_else(|| "rendered frame missing from the readback ring".to_string())?;
         shared.counters.render.record(t0.elapsed());
         shared.counters.rendered.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.render.observe_duration(t0.elapsed());
+        shared.metrics.rendered.fetch_add(1, Ordering::Relaxed);
         if let Some(tap) = &tap {
             // The tap holds RGBA; a GPU-converted frame is converted back (tests only).
             let pixels = if frame.i420 {
@@ -509,6 +533,7 @@ fn encode_loop(
     shared: &Shared,
 ) -> Result<(), String> {
     let c = &shared.counters;
+    let m = &shared.metrics;
     let mut first = true;
     while let Ok(raw) = frames.recv() {
         let t0 = Instant::now();
@@ -520,6 +545,7 @@ fn encode_loop(
             rgba_to_i420(&raw.rgba, raw.stride, &mut i420).map_err(|e| e.to_string())?;
         }
         c.convert.record(t0.elapsed());
+        m.convert.observe_duration(t0.elapsed());
         let _ = pool.try_send(raw.rgba);
         if net.is_closed() {
             return Ok(());
@@ -527,6 +553,7 @@ fn encode_loop(
         if net.capacity() == 0 {
             // Skipped before encoding, so later P-frames still reference frames the device has.
             c.dropped_encoder_busy.fetch_add(1, Ordering::Relaxed);
+            m.dropped(DropReason::EncoderBusy);
             continue;
         }
         let force =
@@ -535,6 +562,8 @@ fn encode_loop(
         let encoded = encoder.encode(&i420, force).map_err(|e| e.to_string())?;
         c.encode.record(t1.elapsed());
         c.encoded.fetch_add(1, Ordering::Relaxed);
+        m.encode.observe_duration(t1.elapsed());
+        m.encoded.fetch_add(1, Ordering::Relaxed);
         let header = FrameHeader {
             frame_number: raw.number,
             group: 0,
@@ -568,6 +597,7 @@ async fn send_loop(
     settings: StreamSettings,
 ) {
     let c = &shared.counters;
+    let m = shared.metrics.clone();
     let max_age_us = settings.max_frame_age.as_micros() as u64;
     let mut target: Option<Attachment> = None;
     let mut stream: Option<quinn::SendStream> = None;
@@ -606,11 +636,13 @@ async fn send_loop(
         let stale = now_us().saturating_sub(f.header.render_start_us) > max_age_us;
         if stale {
             c.dropped_stale.fetch_add(1, Ordering::Relaxed);
+            m.dropped(DropReason::Stale);
             restart(&mut stream, &mut awaiting_keyframe);
             continue;
         }
         if awaiting_keyframe && !f.header.keyframe {
             c.dropped_awaiting_keyframe.fetch_add(1, Ordering::Relaxed);
+            m.dropped(DropReason::AwaitingKeyframe);
             shared.force_keyframe.store(true, Ordering::Relaxed);
             continue;
         }
@@ -639,6 +671,7 @@ async fn send_loop(
             stream = Some(s);
             awaiting_keyframe = false;
             c.keyframes.fetch_add(1, Ordering::Relaxed);
+            m.keyframes.fetch_add(1, Ordering::Relaxed);
         }
         let Some(s) = stream.as_mut() else { continue };
         f.header.group = group;
@@ -659,13 +692,20 @@ async fn send_loop(
             Ok(Ok(())) => {
                 c.send.record(t0.elapsed());
                 c.sent.fetch_add(1, Ordering::Relaxed);
+                m.send.observe_duration(t0.elapsed());
+                m.sent.fetch_add(1, Ordering::Relaxed);
                 c.bytes_sent
                     .fetch_add((prefix.len() + f.data.len()) as u64, Ordering::Relaxed);
+                m.bytes_sent
+                    .fetch_add((prefix.len() + f.data.len()) as u64, Ordering::Relaxed);
+                m.frame_bytes.observe(f.data.len() as f64);
             }
             Ok(Err(quinn::WriteError::Stopped(code))) => {
                 // The device abandoned this group (it fell behind): restart at an IDR.
                 tracing::debug!(group, code = %code, "device stopped the group");
                 c.dropped_stale.fetch_add(1, Ordering::Relaxed);
+                m.dropped(DropReason::Stale);
+                m.dropped(DropReason::Stale);
                 stream = None;
                 restart(&mut stream, &mut awaiting_keyframe);
             }
@@ -677,6 +717,8 @@ async fn send_loop(
             Err(_) => {
                 // The device is not reading fast enough: drop this group, restart at an IDR.
                 c.dropped_stale.fetch_add(1, Ordering::Relaxed);
+                m.dropped(DropReason::Stale);
+                m.dropped(DropReason::Stale);
                 restart(&mut stream, &mut awaiting_keyframe);
             }
         }

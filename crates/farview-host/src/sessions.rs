@@ -94,6 +94,8 @@ pub(crate) struct SessionManager {
     pub(crate) fingerprint: String,
     /// The runtime the pipelines' sender tasks run on (session start-up runs on its own thread).
     runtime: tokio::runtime::Handle,
+    /// Host-wide metrics the sessions' pipelines add to.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn lease_info(s: &Session, now: u64) -> LeaseInfo {
@@ -146,7 +148,30 @@ impl SessionManager {
             quic_addr,
             fingerprint,
             runtime: tokio::runtime::Handle::current(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Sessions per status: every status, zeros included, so the series never disappear.
+    pub(crate) fn status_counts(&self) -> Vec<(&'static str, u64)> {
+        let stored = self.store.count_by_status().unwrap_or_default();
+        [
+            Status::Starting,
+            Status::Ready,
+            Status::Connected,
+            Status::Stopped,
+            Status::Expired,
+            Status::Error,
+        ]
+        .into_iter()
+        .map(|st| {
+            let n = stored
+                .iter()
+                .find(|(name, _)| name == st.as_str())
+                .map_or(0, |(_, n)| *n);
+            (st.as_str(), n)
+        })
+        .collect()
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<Uuid, Live>>, ApiError> {
@@ -317,8 +342,9 @@ impl SessionManager {
             let renderer =
                 FrameRenderer::new(&self.gpu, size.width, size.height, Lighting::default())
                     .map_err(|e| format!("renderer: {e}"))?;
-            let (pipeline, exit) = Pipeline::start(renderer, settings, self.tap.clone())
-                .map_err(|e| format!("encoder: {e}"))?;
+            let (pipeline, exit) =
+                Pipeline::start(renderer, settings, self.tap.clone(), self.metrics.clone())
+                    .map_err(|e| format!("encoder: {e}"))?;
             // A render or encode loop that fails later ends this session only, as `error`.
             let this = self.clone();
             self.runtime.spawn(async move {

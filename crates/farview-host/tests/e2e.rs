@@ -414,3 +414,76 @@ async fn shutdown_tells_the_device_why() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+async fn scrape(host: &TestHost) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(host.handle.http_addr)
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("text/plain; version=0.0.4"));
+    // The body only.
+    resp.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_move_with_the_stream() {
+    let host = TestHost::start().await;
+    let before = scrape(&host).await;
+    assert_eq!(value(&before, "farview_frames_sent_total"), 0.0);
+    assert_eq!(value(&before, "farview_encoder_bitrate_bps"), 0.0);
+    let conn = host.connect().await;
+    let model = conn.load_model(MODEL).await.unwrap();
+    conn.set_camera(framing_pose(&model, 0.3)).await.unwrap();
+    for _ in 0..20 {
+        conn.next_frame().await.unwrap();
+    }
+    let after = scrape(&host).await;
+    for series in [
+        "farview_frames_rendered_total",
+        "farview_frames_encoded_total",
+        "farview_frames_sent_total",
+        "farview_keyframes_total",
+        "farview_sent_bytes_total",
+        "farview_stage_duration_seconds_count{stage=\"render\"}",
+        "farview_stage_duration_seconds_count{stage=\"encode\"}",
+        "farview_stage_duration_seconds_count{stage=\"send\"}",
+        "farview_frame_size_bytes_count",
+    ] {
+        assert!(value(&after, series) > 0.0, "{series} did not move");
+    }
+    assert!(value(&after, "farview_frames_sent_total") >= 20.0);
+    assert!(value(&after, "farview_encoder_bitrate_bps") > 0.0);
+    assert!(after.contains("farview_frames_dropped_total{reason=\"stale\"}"));
+    assert!(after.contains("farview_sessions{status=\"connected\"}"));
+    let rtt = after
+        .lines()
+        .find(|l| l.starts_with("farview_quic_rtt_seconds{"))
+        .expect("the attached device's rtt");
+    let rtt: f64 = rtt.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(rtt > 0.0 && rtt < 1.0, "loopback rtt {rtt}");
+    // Every sample line is `name{labels} value` or `name value`: well-formed for a scraper.
+    for l in after
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let v = l.rsplit(' ').next().unwrap();
+        assert!(v.parse::<f64>().is_ok(), "bad sample line {l}");
+        assert!(l.starts_with("farview_"), "{l}");
+    }
+    conn.close().await;
+    host.handle.shutdown().await;
+}

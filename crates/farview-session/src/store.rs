@@ -80,6 +80,17 @@ impl RecordStore {
         })
     }
 
+    /// Number of retained records per status name.
+    pub fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM sessions GROUP BY status")?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     /// A record by id.
     pub fn get(&self, id: Uuid) -> Result<Option<SessionRecord>, StoreError> {
         self.with(|c| {
