@@ -31,9 +31,9 @@ struct Args {
     /// Adapter: auto, software, gl, vulkan, hardware.
     #[arg(long, default_value = "auto")]
     adapter: String,
-    /// Convert RGBA to I420 on the CPU instead of the GPU compute pass.
-    #[arg(long)]
-    cpu_convert: bool,
+    /// Where RGBA becomes I420: auto (GPU on hardware, CPU on software adapters), gpu, cpu.
+    #[arg(long, default_value = "auto")]
+    conversion: String,
 }
 
 #[tokio::main]
@@ -58,7 +58,11 @@ async fn main() -> anyhow::Result<()> {
             width: args.width,
             height: args.height,
             fps: args.fps,
-            gpu_color_conversion: !args.cpu_convert,
+            color_conversion: match args.conversion.as_str() {
+                "gpu" => farview_host::ColorConversion::Gpu,
+                "cpu" => farview_host::ColorConversion::Cpu,
+                _ => farview_host::ColorConversion::Auto,
+            },
             ..StreamConfig::default()
         },
         ..Config::default()
@@ -103,13 +107,8 @@ async fn main() -> anyhow::Result<()> {
     let sum = rows[..2].iter().map(|(_, s)| s.mean_ms).sum::<f64>();
     let dropped = (last_number - first_number.unwrap_or(0) + 1) as usize - args.frames;
     println!(
-        "farview-bench: {} at {}x{}, target {} fps, adapter {}, colour conversion on the {}",
-        args.model,
-        args.width,
-        args.height,
-        args.fps,
-        host.adapter,
-        if args.cpu_convert { "CPU" } else { "GPU" }
+        "farview-bench: {} at {}x{}, target {} fps, adapter {}, colour conversion {}",
+        args.model, args.width, args.height, args.fps, host.adapter, args.conversion
     );
     println!(
         "frames {}   frames/s {:.1}   {:.2} Mbit/s   host frames not sent {}",

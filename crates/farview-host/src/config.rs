@@ -131,10 +131,35 @@ pub struct StreamConfig {
     /// Frames older than this (from render start) are not sent; the group is reset and the
     /// next frame is a keyframe. Bounds latency when the device cannot keep up.
     pub max_frame_age_ms: u64,
-    /// Convert frames to I420 with a compute pass on the GPU (readback moves 1.5 instead of 4
-    /// bytes per pixel, the CPU does no conversion); off, or where the width is not a multiple
-    /// of 8, the CPU converts.
-    pub gpu_color_conversion: bool,
+    /// Where RGBA becomes I420: `gpu` (a compute pass; readback moves 1.5 instead of 4 bytes per
+    /// pixel and the CPU does no conversion), `cpu`, or `auto` (the default: the GPU on a
+    /// hardware adapter, the CPU on a software rasterizer, where the compute pass measured 8x
+    /// slower than the CPU path). Widths that are not a multiple of 8 always use the CPU.
+    pub color_conversion: ColorConversion,
+}
+
+/// See [`StreamConfig::color_conversion`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorConversion {
+    /// GPU on hardware adapters, CPU on software ones.
+    #[default]
+    Auto,
+    /// Always the GPU compute pass.
+    Gpu,
+    /// Always the CPU.
+    Cpu,
+}
+
+impl ColorConversion {
+    /// Whether to convert on the GPU on an adapter of this kind.
+    pub fn on_gpu(self, software_adapter: bool) -> bool {
+        match self {
+            Self::Auto => !software_adapter,
+            Self::Gpu => true,
+            Self::Cpu => false,
+        }
+    }
 }
 
 impl Default for StreamConfig {
@@ -146,7 +171,7 @@ impl Default for StreamConfig {
             bitrate_bps: 8_000_000,
             keyframe_interval_s: 0.0,
             max_frame_age_ms: 250,
-            gpu_color_conversion: true,
+            color_conversion: ColorConversion::Auto,
         }
     }
 }

@@ -29,8 +29,8 @@ use tracing::Instrument;
 mod alloc;
 pub use alloc::limit_malloc_arenas;
 pub use config::{
-    Cli, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, SessionsConfig, SizeConfig,
-    StreamConfig,
+    Cli, ColorConversion, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR,
+    SessionsConfig, SizeConfig, StreamConfig,
 };
 pub use farview_session::{Clock, ManualClock, SystemClock};
 pub use http::{OPENAPI, ROUTES};
@@ -118,7 +118,9 @@ impl HostContext {
             bitrate_bps: s.bitrate_bps,
             keyframe_interval_frames: kf,
             max_frame_age: Duration::from_millis(s.max_frame_age_ms),
-            gpu_color_conversion: s.gpu_color_conversion,
+            gpu_color_conversion: s
+                .color_conversion
+                .on_gpu(self.gpu.info().device_type == farview_render::DeviceType::Cpu),
         }
     }
 }

@@ -192,7 +192,10 @@ impl SessionManager {
                     .max(1.0) as u32
             }),
             max_frame_age: Duration::from_millis(self.stream_defaults.max_frame_age_ms),
-            gpu_color_conversion: self.stream_defaults.gpu_color_conversion,
+            gpu_color_conversion: self
+                .stream_defaults
+                .color_conversion
+                .on_gpu(self.gpu.info().device_type == farview_render::DeviceType::Cpu),
         }
     }
 

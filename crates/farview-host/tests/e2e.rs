@@ -25,7 +25,14 @@ async fn cpu_colour_conversion_streams_the_same() {
 
 async fn stream_and_compare(gpu_conversion: bool) {
     require_ffmpeg();
-    let host = TestHost::start_with(|c| c.stream.gpu_color_conversion = gpu_conversion).await;
+    let host = TestHost::start_with(|c| {
+        c.stream.color_conversion = if gpu_conversion {
+            farview_host::ColorConversion::Gpu
+        } else {
+            farview_host::ColorConversion::Cpu
+        }
+    })
+    .await;
     let conn = host.connect().await;
     assert_eq!(
         (conn.stream_info().width, conn.stream_info().height),

@@ -18,6 +18,8 @@ pub use renderer::{
     FrameRenderer, Lighting, ModelUploader, ReadbackFrame, RenderStats, UploadedModel,
     strip_padding,
 };
+/// The adapter kinds wgpu reports (re-exported so callers need not depend on wgpu).
+pub use wgpu::DeviceType;
 
 /// The WGSL source of the mesh pass (checked in under `shaders/`).
 pub const MESH_SHADER: &str = include_str!("../../../shaders/mesh.wgsl");
