@@ -72,6 +72,10 @@ pub struct SizeConfig {
     /// Largest model a device may upload over QUIC, in bytes.
     #[serde(default = "default_max_upload_bytes")]
     pub max_upload_bytes: u64,
+    /// Floor of the adaptive bitrate (`bitrate_bps` is its start and ceiling); 0 means
+    /// `bitrate_bps / 8`.
+    #[serde(default)]
+    pub min_bitrate_bps: u32,
 }
 
 fn default_max_upload_bytes() -> u64 {
@@ -90,6 +94,7 @@ impl Default for SessionsConfig {
                 bitrate_bps: 8_000_000,
                 max_triangles: 2_000_000,
                 max_upload_bytes: 64 << 20,
+                min_bitrate_bps: 0,
             },
         );
         sizes.insert(
@@ -101,6 +106,7 @@ impl Default for SessionsConfig {
                 bitrate_bps: 16_000_000,
                 max_triangles: 20_000_000,
                 max_upload_bytes: 256 << 20,
+                min_bitrate_bps: 0,
             },
         );
         Self {
@@ -124,8 +130,10 @@ pub struct StreamConfig {
     pub height: u32,
     /// Target frame rate.
     pub fps: f32,
-    /// Encoder target bitrate in bits per second.
+    /// Encoder bitrate in bits per second: the start and ceiling of the adaptive bitrate.
     pub bitrate_bps: u32,
+    /// Floor of the adaptive bitrate; 0 means `bitrate_bps / 8`.
+    pub min_bitrate_bps: u32,
     /// Seconds between forced IDR frames; 0 means only at start and on request.
     pub keyframe_interval_s: f32,
     /// Frames older than this (from render start) are not sent; the group is reset and the
@@ -169,6 +177,7 @@ impl Default for StreamConfig {
             height: 720,
             fps: 60.0,
             bitrate_bps: 8_000_000,
+            min_bitrate_bps: 0,
             keyframe_interval_s: 0.0,
             max_frame_age_ms: 250,
             color_conversion: ColorConversion::Auto,

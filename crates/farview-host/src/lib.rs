@@ -26,6 +26,7 @@ use farview_scene::ImportLimits;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+mod abr;
 mod alloc;
 pub use alloc::limit_malloc_arenas;
 pub use config::{
@@ -118,6 +119,11 @@ impl HostContext {
             bitrate_bps: s.bitrate_bps,
             keyframe_interval_frames: kf,
             max_frame_age: Duration::from_millis(s.max_frame_age_ms),
+            min_bitrate_bps: if s.min_bitrate_bps > 0 {
+                s.min_bitrate_bps.min(s.bitrate_bps)
+            } else {
+                (s.bitrate_bps / 8).max(100_000)
+            },
             gpu_color_conversion: s
                 .color_conversion
                 .on_gpu(self.gpu.info().device_type == farview_render::DeviceType::Cpu),

@@ -27,6 +27,7 @@ use farview_scene::{Model, ModelInfo, Scene};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use crate::abr::{BitrateController, PathSample, SAMPLE_INTERVAL};
 use crate::metrics::{DropReason, Metrics};
 use crate::tap::FrameTap;
 use crate::time::now_us;
@@ -96,6 +97,8 @@ pub(crate) struct StreamSettings {
     pub(crate) max_frame_age: Duration,
     /// Convert to I420 on the GPU (falls back to the CPU where the renderer cannot).
     pub(crate) gpu_color_conversion: bool,
+    /// Floor of the adaptive bitrate (`bitrate_bps` is its start and ceiling).
+    pub(crate) min_bitrate_bps: u32,
 }
 
 /// Sum and count of one stage's durations, for means in the per-second log.
@@ -151,6 +154,10 @@ pub(crate) struct Shared {
     pub(crate) counters: StreamCounters,
     /// Host-wide metrics this pipeline adds to.
     pub(crate) metrics: Arc<Metrics>,
+    /// Encoder bitrate the adaptive controller asks for (the encode loop applies it).
+    pub(crate) target_bitrate: AtomicU64,
+    /// Encoder bitrate in effect.
+    pub(crate) applied_bitrate: AtomicU64,
 }
 
 /// The device connection frames currently go to.
@@ -192,10 +199,12 @@ pub(crate) struct Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        self.shared
-            .metrics
-            .encoder_bitrate_bps
-            .fetch_sub(u64::from(self.bitrate_bps), Ordering::Relaxed);
+        // The encode loop keeps the gauge in step with every change it applies.
+        let _ = self.bitrate_bps;
+        self.shared.metrics.encoder_bitrate_bps.fetch_sub(
+            self.shared.applied_bitrate.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         if let Some(a) = self.attachment.borrow().as_ref() {
             self.shared.metrics.detach(a.id);
         }
@@ -241,6 +250,8 @@ impl Pipeline {
             .fetch_add(u64::from(settings.bitrate_bps), Ordering::Relaxed);
         let shared = Arc::new(Shared {
             metrics,
+            target_bitrate: AtomicU64::new(u64::from(settings.bitrate_bps)),
+            applied_bitrate: AtomicU64::new(u64::from(settings.bitrate_bps)),
             ..Shared::default()
         });
         let (cmd_tx, cmd_rx) = mpsc::sync_channel(COMMAND_QUEUE);
@@ -556,6 +567,19 @@ fn encode_loop(
             m.dropped(DropReason::EncoderBusy);
             continue;
         }
+        let want = shared.target_bitrate.load(Ordering::Relaxed);
+        let have = shared.applied_bitrate.load(Ordering::Relaxed);
+        if want != have && want > 0 {
+            // Re-creates openh264's encoder (its runtime rate option is unsafe-only), so the
+            // next frame is an IDR; the controller changes the rate sparingly.
+            encoder
+                .set_bitrate(u32::try_from(want).unwrap_or(u32::MAX))
+                .map_err(|e| e.to_string())?;
+            shared.applied_bitrate.store(want, Ordering::Relaxed);
+            m.encoder_bitrate_bps.fetch_add(want, Ordering::Relaxed);
+            m.encoder_bitrate_bps.fetch_sub(have, Ordering::Relaxed);
+            tracing::debug!(from = have, to = want, "encoder bitrate changed");
+        }
         let force =
             std::mem::take(&mut first) | shared.force_keyframe.swap(false, Ordering::Relaxed);
         let t1 = Instant::now();
@@ -604,6 +628,15 @@ async fn send_loop(
     let mut group = 0u64;
     let mut awaiting_keyframe = true;
     let mut stats = StatsLog::new();
+    let mut abr = BitrateController::new(
+        settings.bitrate_bps,
+        settings.min_bitrate_bps,
+        settings.bitrate_bps,
+    );
+    let started = Instant::now();
+    let mut last_sample = Instant::now();
+    let mut last_path = (0u64, 0u64);
+    let mut last_drops = 0u64;
     // Abandons the current group: the next frame sent is forced to be an IDR on a new stream.
     let restart = |stream: &mut Option<quinn::SendStream>, awaiting: &mut bool| {
         if let Some(mut s) = stream.take() {
@@ -619,12 +652,37 @@ async fn send_loop(
                     break;
                 }
                 target = attachment.borrow_and_update().clone();
+                if let Some(t) = &target {
+                    let p = t.conn.stats().path;
+                    last_path = (p.sent_packets, p.lost_packets);
+                }
                 restart(&mut stream, &mut awaiting_keyframe);
                 continue;
             }
             next = tokio::time::timeout(Duration::from_secs(1), frames.recv()) => next,
         };
         stats.maybe_log(c);
+        if let Some(t) = &target
+            && last_sample.elapsed() >= SAMPLE_INTERVAL
+        {
+            last_sample = Instant::now();
+            let p = t.conn.stats().path;
+            let drops = c.dropped_encoder_busy.load(Ordering::Relaxed)
+                + c.dropped_stale.load(Ordering::Relaxed);
+            let sample = PathSample {
+                now_ms: started.elapsed().as_millis() as u64,
+                rtt_ms: p.rtt.as_secs_f64() * 1000.0,
+                sent: p.sent_packets.saturating_sub(last_path.0),
+                lost: p.lost_packets.saturating_sub(last_path.1),
+                dropped_frames: drops.saturating_sub(last_drops),
+            };
+            last_path = (p.sent_packets, p.lost_packets);
+            last_drops = drops;
+            if let Some(b) = abr.on_sample(sample) {
+                tracing::debug!(bitrate = b, ?sample, "adaptive bitrate");
+                shared.target_bitrate.store(u64::from(b), Ordering::Relaxed);
+            }
+        }
         let mut f = match next {
             Ok(Some(f)) => f,
             Ok(None) => break,

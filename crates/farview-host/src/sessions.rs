@@ -192,6 +192,11 @@ impl SessionManager {
                     .max(1.0) as u32
             }),
             max_frame_age: Duration::from_millis(self.stream_defaults.max_frame_age_ms),
+            min_bitrate_bps: if size.min_bitrate_bps > 0 {
+                size.min_bitrate_bps.min(size.bitrate_bps)
+            } else {
+                (size.bitrate_bps / 8).max(100_000)
+            },
             gpu_color_conversion: self
                 .stream_defaults
                 .color_conversion

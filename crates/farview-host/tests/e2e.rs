@@ -494,3 +494,121 @@ async fn prometheus_metrics_move_with_the_stream() {
     conn.close().await;
     host.handle.shutdown().await;
 }
+
+/// A UDP relay on loopback between a device and the host that drops a settable share of the
+/// packets in both directions (per mille), to induce loss without root or `tc`.
+async fn loss_proxy(
+    upstream: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    back.connect(upstream).await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let drop = Arc::new(AtomicU32::new(0));
+    let client = Arc::new(std::sync::Mutex::new(None));
+    let lose = |seed: &mut u64, drop: &AtomicU32| {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed % 1000) < u64::from(drop.load(Ordering::Relaxed))
+    };
+    {
+        let (front, back, drop, client) =
+            (front.clone(), back.clone(), drop.clone(), client.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+            while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                *client.lock().unwrap() = Some(from);
+                if !lose(&mut seed, &drop) {
+                    let _ = back.send(&buf[..n]).await;
+                }
+            }
+        });
+    }
+    {
+        let drop = drop.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            let mut seed = 0x2545_F491_4F6C_DD1Du64;
+            while let Ok(n) = back.recv(&mut buf).await {
+                let to = *client.lock().unwrap();
+                if let Some(to) = to
+                    && !lose(&mut seed, &drop)
+                {
+                    let _ = front.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+    }
+    (addr, drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn induced_loss_lowers_the_bitrate_and_recovery_raises_it() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let host = TestHost::start_with(|c| {
+        c.stream.bitrate_bps = 4_000_000;
+        c.stream.min_bitrate_bps = 500_000;
+    })
+    .await;
+    let (proxy, drop) = loss_proxy(host.handle.quic_addr).await;
+    let conn = farview_client::Connection::connect(
+        farview_client::ConnectOptions::new(proxy, &host.handle.fingerprint).unwrap(),
+    )
+    .await
+    .unwrap();
+    let model = conn.load_model(MODEL).await.unwrap();
+    let bitrate = |t: &str| value(t, "farview_encoder_bitrate_bps");
+    // Keeps frames flowing (camera moving, device reading) for `secs`, stopping early once
+    // `done` holds for the scraped metrics.
+    let run = |secs: u64, done: &'static (dyn Fn(f64) -> bool + Sync)| {
+        let (conn, host, model) = (&conn, &host, &model);
+        async move {
+            let start = Instant::now();
+            let mut angle = 0.0f32;
+            let mut last = 0.0;
+            while start.elapsed() < Duration::from_secs(secs) {
+                angle += 0.05;
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    conn.set_camera(framing_pose(model, angle)),
+                )
+                .await;
+                let _ = tokio::time::timeout(Duration::from_millis(200), conn.next_frame()).await;
+                last = bitrate(&scrape(host).await);
+                if done(last) {
+                    break;
+                }
+            }
+            last
+        }
+    };
+    let clean = run(2, &|_| false).await;
+    assert_eq!(
+        clean, 4_000_000.0,
+        "no loss: the encoder stays at the ceiling"
+    );
+    drop.store(150, Ordering::Relaxed);
+    let lossy = run(15, &|b| b <= 1_500_000.0).await;
+    assert!(
+        lossy <= 1_500_000.0,
+        "15 % loss should lower the bitrate, at {lossy}"
+    );
+    drop.store(0, Ordering::Relaxed);
+    let recovered = run(25, &|b| b >= 2_000_000.0).await;
+    assert!(
+        recovered > lossy * 1.25,
+        "after the loss stops the bitrate should rise again: {lossy} -> {recovered}"
+    );
+    eprintln!("bitrate: clean {clean}, under loss {lossy}, recovered {recovered}");
+    drop.store(0, Ordering::Relaxed);
+    conn.close().await;
+    host.handle.shutdown().await;
+}
