@@ -36,6 +36,12 @@ struct Args {
     conversion: String,
 }
 
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -129,6 +135,38 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "frame interval {interval:.2} ms vs slowest stage {slowest:.2} ms (ratio {:.2}) and sum of stages {sum:.2} ms",
         interval / slowest
+    );
+
+    // Command-to-frame latency: from just before the SDK sends a camera change to the moment the
+    // first frame reflecting it (header `last_command_seq` >= its seq) is fully received.
+    let mut latencies = Vec::with_capacity(200);
+    for i in 0..200 {
+        // Let the pipeline settle between probes, as an app moving at human speed would.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let t0 = now_us();
+        let pending = conn
+            .submit(farview_client::Request::SetCamera {
+                pose: pose(1.0 + i as f32 * 0.02),
+            })
+            .await?;
+        let seq = pending.seq();
+        loop {
+            let f = conn.next_frame().await?;
+            if f.header.last_command_seq >= seq {
+                latencies.push(f.received_us.saturating_sub(t0));
+                break;
+            }
+        }
+        pending.reply().await?;
+    }
+    let l = summarize(&latencies);
+    println!(
+        "command-to-frame latency (camera change sent -> first frame showing it received), {} probes at {} fps: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latencies.len(),
+        args.fps,
+        l.p50_ms,
+        l.p99_ms,
+        l.max_ms
     );
     conn.close().await;
     host.shutdown().await;

@@ -142,6 +142,7 @@ pub struct Connection {
     frames: Arc<FrameQueue>,
     closing: Arc<Mutex<Option<WireError>>>,
     pub(crate) progress: tokio::sync::watch::Receiver<LoadProgress>,
+    stats: Arc<Mutex<crate::stats::StatsState>>,
     pub(crate) next_upload: std::sync::atomic::AtomicU64,
     _tasks: Vec<AbortOnDrop>,
 }
@@ -240,9 +241,15 @@ impl Connection {
         let closing: Arc<Mutex<Option<WireError>>> = Arc::default();
         let (req_tx, req_rx) = mpsc::channel(64);
         let (progress_tx, progress) = tokio::sync::watch::channel(LoadProgress::default());
+        let stats: Arc<Mutex<crate::stats::StatsState>> = Arc::default();
         let frames = Arc::new(FrameQueue::new(options.frame_buffer));
         let tasks = vec![
-            AbortOnDrop(tokio::spawn(write_loop(send, req_rx, pending.clone()))),
+            AbortOnDrop(tokio::spawn(write_loop(
+                send,
+                req_rx,
+                pending.clone(),
+                stats.clone(),
+            ))),
             AbortOnDrop(tokio::spawn(read_loop(
                 recv,
                 decoder,
@@ -264,6 +271,7 @@ impl Connection {
             frames,
             closing,
             progress,
+            stats,
             next_upload: std::sync::atomic::AtomicU64::new(1),
             _tasks: tasks,
         })
@@ -411,9 +419,25 @@ impl Connection {
     /// handed out once, so read them from one task.
     pub async fn next_frame(&self) -> Result<Frame, ClientError> {
         match self.frames.pop().await {
-            Some(f) => Ok(f),
+            Some(f) => {
+                if let Ok(mut s) = self.stats.lock() {
+                    s.frame(&f);
+                }
+                Ok(f)
+            }
             None => Err(self.closed_error()),
         }
+    }
+
+    /// Frame statistics since the previous call (or the connection's start): frames received,
+    /// skipped by the host and dropped by the SDK, command-to-frame latency, arrival gaps and
+    /// per-frame latency. Call it periodically (e.g. once a second) for a rolling view.
+    pub fn take_frame_statistics(&self) -> crate::FrameStatistics {
+        let dropped = self.frames.dropped();
+        self.stats
+            .lock()
+            .map(|mut s| s.take(dropped))
+            .unwrap_or_else(|_| crate::stats::StatsState::default().take(0))
     }
 
     /// Frames the SDK dropped because the app did not take them in time.
@@ -461,6 +485,7 @@ async fn write_loop(
     mut send: quinn::SendStream,
     mut requests: mpsc::Receiver<Outgoing>,
     pending: Arc<Mutex<HashMap<u64, ReplySender>>>,
+    stats: Arc<Mutex<crate::stats::StatsState>>,
 ) {
     // Hello used 1; sequence numbers are assigned here so they reach the host in order.
     let mut seq = 1u64;
@@ -477,6 +502,9 @@ async fn write_loop(
         }
         if let Some(a) = out.assigned {
             let _ = a.send(seq);
+        }
+        if let Ok(mut s) = stats.lock() {
+            s.sent(seq, now_us());
         }
         if send.write_all(&bytes).await.is_err() {
             break;

@@ -41,7 +41,7 @@ pub use scene::{Entity, PendingLoad};
 pub use sessions::{
     ConnectionDetails, Counters, CreateSession, SessionClient, SessionHandle, SessionInfo,
 };
-pub use stats::{FrameTimings, Summary, summarize};
+pub use stats::{FrameStatistics, FrameTimings, Summary, summarize};
 
 /// Helpers for building camera poses.
 pub trait CameraPoseExt {

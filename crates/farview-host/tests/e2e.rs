@@ -612,3 +612,45 @@ async fn induced_loss_lowers_the_bitrate_and_recovery_raises_it() {
     conn.close().await;
     host.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_requests_are_honoured_at_once_and_sdk_statistics_add_up() {
+    let host = TestHost::start().await;
+    let conn = host.connect().await;
+    let model = conn.load_model(MODEL).await.unwrap();
+    for i in 0..10 {
+        conn.set_camera(framing_pose(&model, i as f32 * 0.1))
+            .await
+            .unwrap();
+        conn.next_frame().await.unwrap();
+    }
+    let stats = conn.take_frame_statistics();
+    assert!(stats.frames_received >= 10);
+    assert!(
+        stats.command_to_frame.p50_ms > 0.0 && stats.command_to_frame.max_ms < 1000.0,
+        "{stats:?}"
+    );
+    assert!(stats.arrival_gap.p50_ms > 5.0 && stats.arrival_gap.p50_ms < 200.0);
+    assert!(stats.latency.p50_ms > 0.0);
+    // Every keyframe request is answered with an IDR among the next frames: at most the frames
+    // already encoded and queued (two) come before it.
+    for _ in 0..5 {
+        // Let a few P-frames pass so the IDR is not a leftover of the previous request.
+        for _ in 0..4 {
+            conn.next_frame().await.unwrap();
+        }
+        conn.request_keyframe().await.unwrap();
+        let mut got = None;
+        for k in 0..4 {
+            if conn.next_frame().await.unwrap().header.keyframe {
+                got = Some(k);
+                break;
+            }
+        }
+        assert!(got.is_some(), "no keyframe within 4 frames of the request");
+    }
+    let after = conn.take_frame_statistics();
+    assert!(after.frames_received >= 20, "a new window: {after:?}");
+    assert_eq!(after.frames_dropped_by_sdk, 0);
+    host.handle.shutdown().await;
+}
