@@ -1,18 +1,16 @@
-//! Colour conversion (RGBA → I420, BT.709) and H.264 encode per frame at 1280x720, on a real
+//! Colour conversion (RGBA → I420, BT.709) and H.264 encode per frame at 1280x720 and 1920x1080,
+//! on a real
 //! rendered frame of the asset model so the encoder sees realistic content.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, non_snake_case)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use farview_benches::{framing_camera, scene_with};
 use farview_encode::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder, rgba_to_i420};
 use farview_render::{AdapterChoice, FrameRenderer, GpuContext, Lighting};
 
-const W: u32 = 1280;
-const H: u32 = 720;
-
 /// Frames of a slow orbit, rendered once up front.
-fn rendered_frames(n: usize) -> Vec<Vec<u8>> {
+fn rendered_frames(n: usize, W: u32, H: u32) -> Vec<Vec<u8>> {
     let (scene, info) = scene_with("Fox/Fox.glb").unwrap();
     let gpu = GpuContext::new(AdapterChoice::Auto).unwrap();
     let mut r = FrameRenderer::new(&gpu, W, H, Lighting::default()).unwrap();
@@ -31,8 +29,15 @@ fn rendered_frames(n: usize) -> Vec<Vec<u8>> {
 }
 
 fn encode(c: &mut Criterion) {
-    let frames = rendered_frames(30);
-    let mut group = c.benchmark_group("encode_1280x720");
+    for (w, h) in [(1280, 720), (1920, 1080)] {
+        encode_at(c, w, h);
+    }
+}
+
+#[allow(non_snake_case)]
+fn encode_at(c: &mut Criterion, W: u32, H: u32) {
+    let frames = rendered_frames(30, W, H);
+    let mut group = c.benchmark_group(format!("encode_{W}x{H}"));
     group.sample_size(30);
     let mut i420 = I420Frame::new(W, H).unwrap();
     group.bench_function("rgba_to_i420", |b| {

@@ -1,4 +1,4 @@
-//! Render + readback per frame at 1280x720 for the asset model, on each software rasterizer this
+//! Render + readback per frame at 1280x720 and 1920x1080 for the asset model, on each software rasterizer this
 //! machine has (Mesa llvmpipe through GL/EGL, lavapipe through Vulkan), and on a GPU if present.
 //! This is the measurement behind the software default in `AdapterChoice::Auto`.
 
@@ -10,7 +10,7 @@ use farview_render::{AdapterChoice, FrameRenderer, GpuContext, Lighting};
 
 fn render(c: &mut Criterion) {
     let (scene, info) = scene_with("Fox/Fox.glb").unwrap();
-    bench_model(c, "render_readback_1280x720_fox", &scene, &info);
+    bench_model(c, "render_readback_fox", &scene, &info);
     // A heavy model from the shared corpus, when present (46k triangles, 2k textures).
     let corpus = std::env::var_os("FARVIEW_CORPUS").map_or_else(
         || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
@@ -21,7 +21,7 @@ fn render(c: &mut Criterion) {
         Ok(model) => {
             let mut scene = farview_scene::Scene::default();
             let info = scene.add_model("helmet", model).unwrap();
-            bench_model(c, "render_readback_1280x720_damaged_helmet", &scene, &info);
+            bench_model(c, "render_readback_damaged_helmet", &scene, &info);
         }
         Err(e) => eprintln!("skipping DamagedHelmet: {e} (set FARVIEW_CORPUS)"),
     }
@@ -45,25 +45,37 @@ fn bench_model(
             eprintln!("no {choice} adapter here; skipped");
             continue;
         };
-        let mut r = FrameRenderer::new(&gpu, 1280, 720, Lighting::default()).unwrap();
-        let mut buf = Vec::new();
-        let name = format!("{choice}: {}", gpu.info().name);
-        // Latency path: submit a frame and wait for its pixels.
-        group.bench_function(format!("{name} submit+wait"), |b| {
-            b.iter(|| {
-                r.submit(scene, &camera, 0).unwrap();
-                r.collect(true, &mut buf).unwrap().unwrap();
-            })
-        });
-        // Throughput path: keep one frame in flight while the previous one is copied out.
-        r.submit(scene, &camera, 0).unwrap();
-        group.bench_function(format!("{name} pipelined"), |b| {
-            b.iter(|| {
-                r.submit(scene, &camera, 0).unwrap();
-                r.collect(true, &mut buf).unwrap().unwrap();
-            })
-        });
-        r.collect(true, &mut buf).unwrap();
+        for (w, h) in [(1280, 720), (1920, 1080)] {
+            let mut r = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+            let mut buf = Vec::new();
+            let name = format!("{w}x{h} {choice}: {}", gpu.info().name);
+            // Latency path: submit a frame and wait for its pixels.
+            group.bench_function(format!("{name} submit+wait"), |b| {
+                b.iter(|| {
+                    r.submit(scene, &camera, 0).unwrap();
+                    r.collect(true, &mut buf).unwrap().unwrap();
+                })
+            });
+            // Throughput path: keep one frame in flight while the previous one is copied out.
+            r.submit(scene, &camera, 0).unwrap();
+            group.bench_function(format!("{name} pipelined"), |b| {
+                b.iter(|| {
+                    r.submit(scene, &camera, 0).unwrap();
+                    r.collect(true, &mut buf).unwrap().unwrap();
+                })
+            });
+            r.collect(true, &mut buf).unwrap();
+            // With the colour conversion on the GPU: readback moves I420.
+            let mut g = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+            if g.enable_gpu_i420().unwrap() {
+                group.bench_function(format!("{name} submit+wait, GPU I420"), |b| {
+                    b.iter(|| {
+                        g.submit(scene, &camera, 0).unwrap();
+                        g.collect(true, &mut buf).unwrap().unwrap();
+                    })
+                });
+            }
+        }
     }
     group.finish();
 }

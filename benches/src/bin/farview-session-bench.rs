@@ -244,6 +244,36 @@ async fn run() -> anyhow::Result<()> {
         args.cycles,
         after(args.cycles)
     );
+    // Memory per session at each size: RSS growth and the renderer's GPU bytes, one live
+    // session streaming the Fox.
+    let mut per_size = Vec::new();
+    for size in ["standard", "premium"] {
+        let before = rss_mib();
+        let s = api
+            .create_session(&CreateSession::new("0:10:0", size))
+            .await?;
+        let s = api
+            .session(&s.id)
+            .wait_ready(Duration::from_secs(60))
+            .await?;
+        let conn = api.connect(&s).await?;
+        conn.load_model("Fox/Fox.glb").await?;
+        for _ in 0..60 {
+            conn.next_frame().await?;
+        }
+        let gpu = conn.stats().await?.gpu_bytes;
+        let info = conn.stream_info().clone();
+        let during = rss_mib();
+        conn.close().await;
+        api.session(&s.id).stop().await?;
+        per_size.push((size, info.width, info.height, during - before, gpu));
+    }
+    for (size, w, h, rss, gpu) in per_size {
+        println!(
+            "per session, {size} {w}x{h}: host RSS +{rss:.1} MiB, renderer GPU memory {:.1} MiB",
+            gpu as f64 / (1 << 20) as f64
+        );
+    }
     println!(
         "threads: idle host {threads_idle} | after cycle 1 {} | after cycle {} {}",
         thread_counts.first().copied().unwrap_or(0),

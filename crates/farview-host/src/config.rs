@@ -144,6 +144,10 @@ pub struct StreamConfig {
     /// hardware adapter, the CPU on a software rasterizer, where the compute pass measured 8x
     /// slower than the CPU path). Widths that are not a multiple of 8 always use the CPU.
     pub color_conversion: ColorConversion,
+    /// Frame pacing: skip rendering (and sending) while neither the scene nor the camera changed
+    /// and no keyframe is wanted; one frame per second keeps the stream alive. Saves the GPU and
+    /// the bandwidth of a static view; off by default so the stream's rate stays constant.
+    pub skip_unchanged_frames: bool,
 }
 
 /// See [`StreamConfig::color_conversion`].
@@ -181,6 +185,7 @@ impl Default for StreamConfig {
             keyframe_interval_s: 0.0,
             max_frame_age_ms: 250,
             color_conversion: ColorConversion::Auto,
+            skip_unchanged_frames: false,
         }
     }
 }

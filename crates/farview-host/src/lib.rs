@@ -124,6 +124,7 @@ impl HostContext {
             } else {
                 (s.bitrate_bps / 8).max(100_000)
             },
+            skip_unchanged_frames: s.skip_unchanged_frames,
             gpu_color_conversion: s
                 .color_conversion
                 .on_gpu(self.gpu.info().device_type == farview_render::DeviceType::Cpu),

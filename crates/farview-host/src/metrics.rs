@@ -86,6 +86,7 @@ pub(crate) enum DropReason {
 #[derive(Debug)]
 pub(crate) struct Metrics {
     pub(crate) rendered: AtomicU64,
+    pub(crate) skipped_unchanged: AtomicU64,
     pub(crate) encoded: AtomicU64,
     pub(crate) sent: AtomicU64,
     pub(crate) keyframes: AtomicU64,
@@ -106,6 +107,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             rendered: AtomicU64::new(0),
+            skipped_unchanged: AtomicU64::new(0),
             encoded: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             keyframes: AtomicU64::new(0),
@@ -154,6 +156,12 @@ impl Metrics {
             "farview_frames_rendered_total",
             "Frames rendered.",
             load(&self.rendered),
+        );
+        counter(
+            &mut out,
+            "farview_frames_skipped_unchanged_total",
+            "Frame ticks not rendered because the scene and camera had not changed.",
+            load(&self.skipped_unchanged),
         );
         counter(
             &mut out,

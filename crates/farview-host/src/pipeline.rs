@@ -99,6 +99,9 @@ pub(crate) struct StreamSettings {
     pub(crate) gpu_color_conversion: bool,
     /// Floor of the adaptive bitrate (`bitrate_bps` is its start and ceiling).
     pub(crate) min_bitrate_bps: u32,
+    /// Skip rendering while neither the scene nor the camera changed (one frame per second
+    /// keeps the stream alive).
+    pub(crate) skip_unchanged_frames: bool,
 }
 
 /// Sum and count of one stage's durations, for means in the per-second log.
@@ -127,6 +130,8 @@ impl StageClock {
 #[derive(Default, Debug)]
 pub(crate) struct StreamCounters {
     pub(crate) rendered: AtomicU64,
+    /// Ticks skipped because nothing changed (frame pacing).
+    pub(crate) skipped_unchanged: AtomicU64,
     pub(crate) encoded: AtomicU64,
     pub(crate) sent: AtomicU64,
     pub(crate) keyframes: AtomicU64,
@@ -212,6 +217,10 @@ impl Drop for Pipeline {
         self.sender_task.abort();
     }
 }
+
+/// Longest gap between frames when frames are skipped for an unchanged scene, so the device
+/// still sees the stream alive.
+const KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// Commands the render thread may have queued; more is back-pressure to the control task.
 const COMMAND_QUEUE: usize = 1024;
@@ -357,7 +366,9 @@ fn render_loop(
         camera: Camera::default(),
         last_seq: 0,
         by_key: HashMap::new(),
+        changed: true,
     };
+    let mut last_render = Instant::now();
     let mut number = 0u64;
     let mut next_tick = Instant::now();
     loop {
@@ -366,6 +377,7 @@ fn render_loop(
             let wait = next_tick.saturating_duration_since(Instant::now());
             match commands.recv_timeout(wait) {
                 Ok(cmd) => {
+                    st.changed = true;
                     apply(cmd, &mut scene, &mut renderer, &mut st);
                     shared_counts
                         .0
@@ -391,6 +403,25 @@ fn render_loop(
         } else {
             now + interval
         };
+        // Frame pacing: with nothing changed, no keyframe wanted and a frame sent recently, the
+        // frame would repeat the last one; skip it (the rate is a target, not a minimum).
+        if settings.skip_unchanged_frames
+            && !st.changed
+            && !shared.force_keyframe.load(Ordering::Relaxed)
+            && last_render.elapsed() < KEEPALIVE
+        {
+            shared
+                .counters
+                .skipped_unchanged
+                .fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .skipped_unchanged
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        st.changed = false;
+        last_render = now;
 
         let render_start_us = now_us();
         let t0 = Instant::now();
@@ -441,6 +472,8 @@ struct RenderState {
     camera: Camera,
     last_seq: u64,
     by_key: HashMap<String, farview_scene::ModelId>,
+    /// A command arrived since the last frame was rendered.
+    changed: bool,
 }
 
 fn budget_error(adding: u64, have: u64, max: u64) -> WireError {

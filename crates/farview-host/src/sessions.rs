@@ -197,6 +197,7 @@ impl SessionManager {
             } else {
                 (size.bitrate_bps / 8).max(100_000)
             },
+            skip_unchanged_frames: self.stream_defaults.skip_unchanged_frames,
             gpu_color_conversion: self
                 .stream_defaults
                 .color_conversion

@@ -654,3 +654,50 @@ async fn keyframe_requests_are_honoured_at_once_and_sdk_statistics_add_up() {
     assert_eq!(after.frames_dropped_by_sdk, 0);
     host.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_pacing_skips_an_unchanged_view_but_keeps_the_stream_alive() {
+    use std::time::{Duration, Instant};
+    let host = TestHost::start_with(|c| c.stream.skip_unchanged_frames = true).await;
+    let conn = host.connect().await;
+    let model = conn.load_model(MODEL).await.unwrap();
+    let seq = conn.set_camera(framing_pose(&model, 0.4)).await.unwrap();
+    while conn.next_frame().await.unwrap().header.last_command_seq < seq {}
+    // Static for 2.5 s at 30 fps: instead of ~75 frames only keepalives arrive (about 1 a second).
+    let start = Instant::now();
+    let mut frames = 0;
+    while start.elapsed() < Duration::from_millis(2500) {
+        if tokio::time::timeout(Duration::from_millis(300), conn.next_frame())
+            .await
+            .is_ok()
+        {
+            frames += 1;
+        }
+    }
+    assert!(
+        (1..=6).contains(&frames),
+        "{frames} frames of an unchanged view"
+    );
+    // A change renders at once, and a keyframe request is honoured without a change.
+    let seq = conn.set_camera(framing_pose(&model, 0.8)).await.unwrap();
+    let f = tokio::time::timeout(Duration::from_millis(500), conn.next_frame())
+        .await
+        .expect("a change is rendered at once")
+        .unwrap();
+    assert!(f.header.last_command_seq >= seq);
+    conn.request_keyframe().await.unwrap();
+    let f = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            let f = conn.next_frame().await.unwrap();
+            if f.header.keyframe {
+                break f;
+            }
+        }
+    })
+    .await
+    .expect("a keyframe request renders a frame");
+    assert!(f.header.keyframe);
+    let m = scrape(&host).await;
+    assert!(value(&m, "farview_frames_skipped_unchanged_total") > 30.0);
+    host.handle.shutdown().await;
+}
