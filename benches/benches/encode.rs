@@ -59,12 +59,25 @@ fn encode_at(c: &mut Criterion, W: u32, H: u32) {
         max_fps: 60.0,
         ..Default::default()
     };
-    let mut enc = OpenH264Encoder::new(settings).unwrap();
+    let mut enc = OpenH264Encoder::new(settings.clone()).unwrap();
     let mut k = 0usize;
     group.bench_function("openh264_p_frame", |b| {
         b.iter(|| {
             k += 1;
             enc.encode(&yuv[k % yuv.len()], false).unwrap()
+        })
+    });
+    // Several slices with two threads: whether openh264 gains from the second core.
+    let mut sliced = OpenH264Encoder::new(EncoderSettings {
+        threads: 2,
+        max_slice_bytes: Some(16_000),
+        ..settings.clone()
+    })
+    .unwrap();
+    group.bench_function("openh264_p_frame_2_threads_16k_slices", |b| {
+        b.iter(|| {
+            k += 1;
+            sliced.encode(&yuv[k % yuv.len()], false).unwrap()
         })
     });
     group.bench_function("openh264_idr_frame", |b| {

@@ -107,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         max_fps: args.fps,
         keyframe_interval: None,
         threads: 1,
+        max_slice_bytes: None,
     })?;
     let ours = dir.path().join("openh264.h264");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&ours)?);

@@ -53,8 +53,12 @@ impl std::fmt::Debug for OpenH264Encoder {
 const USAGE: UsageType = UsageType::CameraVideoRealTime;
 
 fn config(s: &EncoderSettings) -> EncoderConfig {
-    EncoderConfig::new()
-        .bitrate(BitRate::from_bps(s.bitrate_bps))
+    let c = EncoderConfig::new();
+    let c = match s.max_slice_bytes {
+        Some(b) if b > 0 => c.max_slice_len(b),
+        _ => c,
+    };
+    c.bitrate(BitRate::from_bps(s.bitrate_bps))
         .max_frame_rate(FrameRate::from_hz(s.max_fps))
         .usage_type(USAGE)
         .rate_control_mode(RateControlMode::Bitrate)

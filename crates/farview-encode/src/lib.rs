@@ -36,6 +36,9 @@ pub struct EncoderSettings {
     pub keyframe_interval: Option<u32>,
     /// Encoder threads (0 = auto). openh264 only uses more than one with several slices.
     pub threads: u16,
+    /// Split pictures into slices of at most this many bytes (`None`: one slice per picture,
+    /// the lowest latency). Several slices let openh264's threads work in parallel.
+    pub max_slice_bytes: Option<u32>,
 }
 
 impl Default for EncoderSettings {
@@ -47,6 +50,7 @@ impl Default for EncoderSettings {
             max_fps: 60.0,
             keyframe_interval: None,
             threads: 1,
+            max_slice_bytes: None,
         }
     }
 }

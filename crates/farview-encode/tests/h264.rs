@@ -195,3 +195,40 @@ fn wrong_sizes_are_errors() {
         .is_err()
     );
 }
+
+#[test]
+fn sliced_multithreaded_output_has_several_slices_and_decodes() {
+    let mut enc = OpenH264Encoder::new(EncoderSettings {
+        threads: 2,
+        max_slice_bytes: Some(1500),
+        ..settings()
+    })
+    .unwrap();
+    let mut stream = Vec::new();
+    let mut slices_per_frame = Vec::new();
+    for t in 0..10 {
+        let f = enc.encode(&i420(t, true), false).unwrap();
+        slices_per_frame.push(nal_types(&f.data).filter(|t| *t == 1 || *t == 5).count());
+        stream.extend_from_slice(&f.data);
+    }
+    assert!(
+        slices_per_frame.iter().all(|&n| n > 1),
+        "several slices per picture: {slices_per_frame:?}"
+    );
+    assert!(have_ffmpeg(), "ffmpeg is needed (apt install ffmpeg)");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sliced.h264");
+    std::fs::write(&path, &stream).unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), (W * H * 3 / 2) as usize * 10);
+}

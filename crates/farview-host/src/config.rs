@@ -148,6 +148,12 @@ pub struct StreamConfig {
     /// and no keyframe is wanted; one frame per second keeps the stream alive. Saves the GPU and
     /// the bandwidth of a static view; off by default so the stream's rate stays constant.
     pub skip_unchanged_frames: bool,
+    /// openh264 threads (0: as many as cores). More than one only helps with several slices
+    /// per picture (`encoder_max_slice_bytes`); see `benches/README.md` for what it measured.
+    pub encoder_threads: u16,
+    /// Split each picture into slices of at most this many bytes; 0 (the default) keeps one
+    /// slice per picture, the lowest latency.
+    pub encoder_max_slice_bytes: u32,
 }
 
 /// See [`StreamConfig::color_conversion`].
@@ -186,6 +192,8 @@ impl Default for StreamConfig {
             max_frame_age_ms: 250,
             color_conversion: ColorConversion::Auto,
             skip_unchanged_frames: false,
+            encoder_threads: 1,
+            encoder_max_slice_bytes: 0,
         }
     }
 }

@@ -125,6 +125,8 @@ impl HostContext {
                 (s.bitrate_bps / 8).max(100_000)
             },
             skip_unchanged_frames: s.skip_unchanged_frames,
+            encoder_threads: s.encoder_threads,
+            encoder_max_slice_bytes: s.encoder_max_slice_bytes,
             gpu_color_conversion: s
                 .color_conversion
                 .on_gpu(self.gpu.info().device_type == farview_render::DeviceType::Cpu),

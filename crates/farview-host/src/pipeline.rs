@@ -102,6 +102,10 @@ pub(crate) struct StreamSettings {
     /// Skip rendering while neither the scene nor the camera changed (one frame per second
     /// keeps the stream alive).
     pub(crate) skip_unchanged_frames: bool,
+    /// openh264 threads.
+    pub(crate) encoder_threads: u16,
+    /// Slice size limit in bytes; 0: one slice per picture.
+    pub(crate) encoder_max_slice_bytes: u32,
 }
 
 /// Sum and count of one stage's durations, for means in the per-second log.
@@ -242,7 +246,9 @@ impl Pipeline {
             bitrate_bps: settings.bitrate_bps,
             max_fps: settings.fps,
             keyframe_interval: settings.keyframe_interval_frames,
-            threads: 1,
+            threads: settings.encoder_threads,
+            max_slice_bytes: (settings.encoder_max_slice_bytes > 0)
+                .then_some(settings.encoder_max_slice_bytes),
         })?;
         let i420 = I420Frame::new(settings.width, settings.height)?;
         let mut renderer = renderer;

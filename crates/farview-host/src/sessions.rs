@@ -198,6 +198,8 @@ impl SessionManager {
                 (size.bitrate_bps / 8).max(100_000)
             },
             skip_unchanged_frames: self.stream_defaults.skip_unchanged_frames,
+            encoder_threads: self.stream_defaults.encoder_threads,
+            encoder_max_slice_bytes: self.stream_defaults.encoder_max_slice_bytes,
             gpu_color_conversion: self
                 .stream_defaults
                 .color_conversion
