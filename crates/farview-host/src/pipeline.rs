@@ -802,7 +802,6 @@ async fn send_loop(
                 tracing::debug!(group, code = %code, "device stopped the group");
                 c.dropped_stale.fetch_add(1, Ordering::Relaxed);
                 m.dropped(DropReason::Stale);
-                m.dropped(DropReason::Stale);
                 stream = None;
                 restart(&mut stream, &mut awaiting_keyframe);
             }
@@ -814,7 +813,6 @@ async fn send_loop(
             Err(_) => {
                 // The device is not reading fast enough: drop this group, restart at an IDR.
                 c.dropped_stale.fetch_add(1, Ordering::Relaxed);
-                m.dropped(DropReason::Stale);
                 m.dropped(DropReason::Stale);
                 restart(&mut stream, &mut awaiting_keyframe);
             }

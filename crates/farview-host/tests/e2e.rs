@@ -503,6 +503,20 @@ async fn loss_proxy(
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicU32>,
 ) {
+    let (addr, drop, _rate) = relay(upstream).await;
+    (addr, drop)
+}
+
+/// The relay behind [`loss_proxy`], with a bandwidth limit (bits/s, 0: none) on the host →
+/// device direction: packets wait their turn (a bottleneck queue of up to 200 ms) and are dropped
+/// when it is longer, as at a slow link.
+async fn relay(
+    upstream: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
@@ -510,6 +524,7 @@ async fn loss_proxy(
     back.connect(upstream).await.unwrap();
     let addr = front.local_addr().unwrap();
     let drop = Arc::new(AtomicU32::new(0));
+    let rate = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let client = Arc::new(std::sync::Mutex::new(None));
     let lose = |seed: &mut u64, drop: &AtomicU32| {
         *seed ^= *seed << 13;
@@ -532,21 +547,33 @@ async fn loss_proxy(
         });
     }
     {
-        let drop = drop.clone();
+        let (drop, rate) = (drop.clone(), rate.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
             let mut seed = 0x2545_F491_4F6C_DD1Du64;
+            // When the link is next free.
+            let mut free_at = tokio::time::Instant::now();
             while let Ok(n) = back.recv(&mut buf).await {
                 let to = *client.lock().unwrap();
-                if let Some(to) = to
-                    && !lose(&mut seed, &drop)
-                {
-                    let _ = front.send_to(&buf[..n], to).await;
+                let Some(to) = to else { continue };
+                if lose(&mut seed, &drop) {
+                    continue;
                 }
+                let bps = rate.load(Ordering::Relaxed);
+                if bps > 0 {
+                    let now = tokio::time::Instant::now();
+                    free_at = free_at.max(now);
+                    if free_at - now > std::time::Duration::from_millis(200) {
+                        continue; // queue full: tail drop
+                    }
+                    free_at += std::time::Duration::from_secs_f64(n as f64 * 8.0 / bps as f64);
+                    tokio::time::sleep_until(free_at).await;
+                }
+                let _ = front.send_to(&buf[..n], to).await;
             }
         });
     }
-    (addr, drop)
+    (addr, drop, rate)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -699,5 +726,58 @@ async fn frame_pacing_skips_an_unchanged_view_but_keeps_the_stream_alive() {
     assert!(f.header.keyframe);
     let m = scrape(&host).await;
     assert!(value(&m, "farview_frames_skipped_unchanged_total") > 30.0);
+    host.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_slower_than_the_stream_lowers_the_bitrate() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let host = TestHost::start_with(|c| {
+        c.stream.bitrate_bps = 4_000_000;
+        c.stream.min_bitrate_bps = 500_000;
+    })
+    .await;
+    let (proxy, _drop, rate) = relay(host.handle.quic_addr).await;
+    let conn = farview_client::Connection::connect(
+        farview_client::ConnectOptions::new(proxy, &host.handle.fingerprint).unwrap(),
+    )
+    .await
+    .unwrap();
+    let model = conn.load_model(MODEL).await.unwrap();
+    for i in 0..20 {
+        conn.set_camera(framing_pose(&model, i as f32 * 0.05))
+            .await
+            .unwrap();
+        conn.next_frame().await.unwrap();
+    }
+    assert_eq!(
+        value(&scrape(&host).await, "farview_encoder_bitrate_bps"),
+        4_000_000.0
+    );
+    // A 1 Mbit/s link under a 4 Mbit/s stream: the queue grows (RTT up), then overflows (loss).
+    rate.store(1_000_000, Ordering::Relaxed);
+    let start = Instant::now();
+    let mut angle = 1.0f32;
+    let mut lowered = None;
+    while start.elapsed() < Duration::from_secs(15) {
+        angle += 0.05;
+        let _ = tokio::time::timeout(
+            Duration::from_millis(500),
+            conn.set_camera(framing_pose(&model, angle)),
+        )
+        .await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), conn.next_frame()).await;
+        let b = value(&scrape(&host).await, "farview_encoder_bitrate_bps");
+        if b <= 2_000_000.0 {
+            lowered = Some(b);
+            break;
+        }
+    }
+    eprintln!("slow link: bitrate {lowered:?} after {:?}", start.elapsed());
+    assert!(
+        lowered.is_some(),
+        "the bitrate did not drop for a 1 Mbit/s link"
+    );
     host.handle.shutdown().await;
 }
