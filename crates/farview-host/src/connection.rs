@@ -220,6 +220,14 @@ struct RunningLoad {
     task: tokio::task::JoinHandle<Result<Reply, WireError>>,
 }
 
+impl Drop for RunningLoad {
+    /// A connection that ends mid-load cancels it: nobody would get its reply, and a resumed
+    /// device must not find a model it never heard about.
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
 struct LoopCtx<'a> {
     bound: &'a BoundStream,
     host: &'a HostContext,
