@@ -56,6 +56,27 @@ fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
 
+/// A ready session of `size` with a device connected, the Fox loaded and `frames` received.
+async fn streaming_session(
+    api: &SessionClient,
+    size: &str,
+    frames: usize,
+) -> anyhow::Result<(farview_client::SessionInfo, farview_client::Connection)> {
+    let s = api
+        .create_session(&CreateSession::new("0:10:0", size))
+        .await?;
+    let s = api
+        .session(&s.id)
+        .wait_ready(Duration::from_secs(60))
+        .await?;
+    let conn = api.connect(&s).await?;
+    conn.load_model("Fox/Fox.glb").await?;
+    for _ in 0..frames {
+        conn.next_frame().await?;
+    }
+    Ok((s, conn))
+}
+
 fn ms(d: Duration) -> u64 {
     d.as_micros() as u64
 }
@@ -147,18 +168,7 @@ async fn run() -> anyhow::Result<()> {
     }
 
     // GET /v1/sessions/{id} throughput against a live session.
-    let s = api
-        .create_session(&CreateSession::new("0:10:0", "standard"))
-        .await?;
-    let s = api
-        .session(&s.id)
-        .wait_ready(Duration::from_secs(60))
-        .await?;
-    let conn = api.connect(&s).await?;
-    conn.load_model("Fox/Fox.glb").await?;
-    for _ in 0..60 {
-        conn.next_frame().await?;
-    }
+    let (s, conn) = streaming_session(&api, "standard", 60).await?;
     let rss_one = rss_mib();
     // The device keeps reading while the API is under load, as it would in use.
     let reader = tokio::spawn(async move { while conn.next_frame().await.is_ok() {} });
@@ -190,18 +200,7 @@ async fn run() -> anyhow::Result<()> {
     let mut rss_cycles = Vec::new();
     let mut thread_counts = Vec::new();
     for _ in 0..args.cycles {
-        let s = api
-            .create_session(&CreateSession::new("0:10:0", "standard"))
-            .await?;
-        let s = api
-            .session(&s.id)
-            .wait_ready(Duration::from_secs(60))
-            .await?;
-        let conn = api.connect(&s).await?;
-        conn.load_model("Fox/Fox.glb").await?;
-        for _ in 0..10 {
-            conn.next_frame().await?;
-        }
+        let (s, conn) = streaming_session(&api, "standard", 10).await?;
         conn.close().await;
         api.session(&s.id).stop().await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -249,18 +248,7 @@ async fn run() -> anyhow::Result<()> {
     let mut per_size = Vec::new();
     for size in ["standard", "premium"] {
         let before = rss_mib();
-        let s = api
-            .create_session(&CreateSession::new("0:10:0", size))
-            .await?;
-        let s = api
-            .session(&s.id)
-            .wait_ready(Duration::from_secs(60))
-            .await?;
-        let conn = api.connect(&s).await?;
-        conn.load_model("Fox/Fox.glb").await?;
-        for _ in 0..60 {
-            conn.next_frame().await?;
-        }
+        let (s, conn) = streaming_session(&api, size, 60).await?;
         let gpu = conn.stats().await?.gpu_bytes;
         let info = conn.stream_info().clone();
         let during = rss_mib();

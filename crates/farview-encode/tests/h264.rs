@@ -45,6 +45,22 @@ fn settings() -> EncoderSettings {
     }
 }
 
+/// Decodes a raw H.264 file with ffmpeg to packed I420, failing on any decoder complaint.
+fn ffmpeg_decode_i420(path: &std::path::Path) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 fn have_ffmpeg() -> bool {
     let ok = |t: &str| {
         Command::new(t)
@@ -109,26 +125,16 @@ fn keyframes_exactly_where_asked_and_ffmpeg_decodes_every_frame() {
         "baseline profile expected: {text}"
     );
 
-    let dec = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        dec.status.success() && dec.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&dec.stderr)
-    );
+    let decoded = ffmpeg_decode_i420(&path);
     let frame_len = (W * H * 3 / 2) as usize;
-    assert_eq!(dec.stdout.len(), frame_len * 30);
+    assert_eq!(decoded.len(), frame_len * 30);
     // Frame 0's luma against what we fed in.
     let input = i420(0, false);
     let y_len = (W * H) as usize;
     let sse: f64 = input
         .y()
         .iter()
-        .zip(&dec.stdout[..y_len])
+        .zip(&decoded[..y_len])
         .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
         .sum();
     let psnr = 10.0 * (255.0f64.powi(2) / (sse / y_len as f64)).log10();
@@ -219,16 +225,8 @@ fn sliced_multithreaded_output_has_several_slices_and_decodes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sliced.h264");
     std::fs::write(&path, &stream).unwrap();
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        ffmpeg_decode_i420(&path).len(),
+        (W * H * 3 / 2) as usize * 10
     );
-    assert_eq!(out.stdout.len(), (W * H * 3 / 2) as usize * 10);
 }

@@ -239,16 +239,20 @@ struct LoopCtx<'a> {
 }
 
 impl LoopCtx<'_> {
+    /// A slot for one more message in flight; waits while [`IN_FLIGHT`] are queued.
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, Close> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Close(CloseCode::INTERNAL, "reply permits closed".into()))
+    }
+
     async fn reply(&self, seq: u64, result: Result<Reply, WireError>) -> Result<(), Close> {
         if let Err(e) = &result {
             tracing::debug!(seq, code = %e.code, message = %e.message, "request refused");
         }
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Close(CloseCode::INTERNAL, "reply permits closed".into()))?;
+        let permit = self.permit().await?;
         self.out
             .send(Outgoing {
                 msg: ServerMessage::Reply { seq, result },
@@ -340,12 +344,7 @@ impl LoopCtx<'_> {
                 self.reply(seq, result.map(|()| Reply::CameraSet)).await
             }
             request if crate::scene_ops::is_scene_request(&request) => {
-                let permit = self
-                    .permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Close(CloseCode::INTERNAL, "reply permits closed".into()))?;
+                let permit = self.permit().await?;
                 let cmd = RenderCommand::Scene {
                     seq,
                     request,
