@@ -233,49 +233,38 @@ impl Metrics {
             .lock()
             .map(|c| c.iter().map(|(id, c)| (*id, c.stats())).collect())
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "# HELP farview_quic_rtt_seconds Smoothed round-trip time per attached device.\n# TYPE farview_quic_rtt_seconds gauge"
-        );
-        for (id, s) in &conns {
-            let _ = writeln!(
-                out,
-                "farview_quic_rtt_seconds{{connection=\"{id}\"}} {}",
-                s.path.rtt.as_secs_f64()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP farview_quic_cwnd_bytes Congestion window per attached device.\n# TYPE farview_quic_cwnd_bytes gauge"
-        );
-        for (id, s) in &conns {
-            let _ = writeln!(
-                out,
-                "farview_quic_cwnd_bytes{{connection=\"{id}\"}} {}",
-                s.path.cwnd
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP farview_quic_lost_packets_total Packets lost per attached device.\n# TYPE farview_quic_lost_packets_total counter"
-        );
-        for (id, s) in &conns {
-            let _ = writeln!(
-                out,
-                "farview_quic_lost_packets_total{{connection=\"{id}\"}} {}",
-                s.path.lost_packets
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP farview_quic_congestion_events_total Congestion events per attached device.\n# TYPE farview_quic_congestion_events_total counter"
-        );
-        for (id, s) in &conns {
-            let _ = writeln!(
-                out,
-                "farview_quic_congestion_events_total{{connection=\"{id}\"}} {}",
-                s.path.congestion_events
-            );
+        type PathValue = fn(&quinn::ConnectionStats) -> f64;
+        let per_device: [(&str, &str, &str, PathValue); 4] = [
+            (
+                "farview_quic_rtt_seconds",
+                "Smoothed round-trip time per attached device.",
+                "gauge",
+                |s| s.path.rtt.as_secs_f64(),
+            ),
+            (
+                "farview_quic_cwnd_bytes",
+                "Congestion window per attached device.",
+                "gauge",
+                |s| s.path.cwnd as f64,
+            ),
+            (
+                "farview_quic_lost_packets_total",
+                "Packets lost per attached device.",
+                "counter",
+                |s| s.path.lost_packets as f64,
+            ),
+            (
+                "farview_quic_congestion_events_total",
+                "Congestion events per attached device.",
+                "counter",
+                |s| s.path.congestion_events as f64,
+            ),
+        ];
+        for (name, help, kind, value) in per_device {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (id, s) in &conns {
+                let _ = writeln!(out, "{name}{{connection=\"{id}\"}} {}", value(s));
+            }
         }
         let _ = writeln!(
             out,

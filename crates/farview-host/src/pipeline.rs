@@ -156,8 +156,6 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     /// True while a device is attached: the render loop idles (applying commands) otherwise.
     pub(crate) streaming: AtomicBool,
-    /// Triangles in the scene, for the session size's budget.
-    pub(crate) triangles: AtomicU64,
     /// Models loaded into the scene.
     pub(crate) models: AtomicU64,
     pub(crate) counters: StreamCounters,
@@ -167,6 +165,47 @@ pub(crate) struct Shared {
     pub(crate) target_bitrate: AtomicU64,
     /// Encoder bitrate in effect.
     pub(crate) applied_bitrate: AtomicU64,
+}
+
+/// A pipeline stage, for [`Shared::stage`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stage {
+    Render,
+    Convert,
+    Encode,
+    Send,
+}
+
+impl Shared {
+    /// Records a frame through `stage` in the stream's counters (the per-second log) and the
+    /// host's metrics. Render, encode and send also count the frame.
+    fn stage(&self, stage: Stage, d: Duration) {
+        let (c, m) = (&self.counters, &self.metrics);
+        let (clock, hist, count) = match stage {
+            Stage::Render => (&c.render, &m.render, Some((&c.rendered, &m.rendered))),
+            Stage::Convert => (&c.convert, &m.convert, None),
+            Stage::Encode => (&c.encode, &m.encode, Some((&c.encoded, &m.encoded))),
+            Stage::Send => (&c.send, &m.send, Some((&c.sent, &m.sent))),
+        };
+        clock.record(d);
+        hist.observe_duration(d);
+        if let Some((a, b)) = count {
+            a.fetch_add(1, Ordering::Relaxed);
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a frame not sent, in the stream's counters and the host's metrics.
+    fn dropped(&self, why: DropReason) {
+        let c = &self.counters;
+        match why {
+            DropReason::EncoderBusy => &c.dropped_encoder_busy,
+            DropReason::Stale => &c.dropped_stale,
+            DropReason::AwaitingKeyframe => &c.dropped_awaiting_keyframe,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        self.metrics.dropped(why);
+    }
 }
 
 /// The device connection frames currently go to.
@@ -367,12 +406,12 @@ fn render_loop(
 ) -> Result<(), String> {
     let interval = Duration::from_secs_f64(1.0 / f64::from(settings.fps));
     let mut scene = Scene::default();
-    let shared_counts = (&shared.triangles, &shared.models);
     let mut st = RenderState {
         camera: Camera::default(),
         last_seq: 0,
         by_key: HashMap::new(),
         changed: true,
+        counts_stale: true,
     };
     let mut last_render = Instant::now();
     let mut number = 0u64;
@@ -384,13 +423,8 @@ fn render_loop(
             match commands.recv_timeout(wait) {
                 Ok(cmd) => {
                     st.changed = true;
+                    st.counts_stale = true;
                     apply(cmd, &mut scene, &mut renderer, &mut st);
-                    shared_counts
-                        .0
-                        .store(scene.stats().triangles, Ordering::Relaxed);
-                    shared_counts
-                        .1
-                        .store(scene.stats().models, Ordering::Relaxed);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => break,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
@@ -398,6 +432,12 @@ fn render_loop(
         }
         if shared.stop.load(Ordering::Relaxed) {
             return Ok(());
+        }
+        if std::mem::take(&mut st.counts_stale) {
+            // Once per tick, not per command: a device may send a thousand commands a second.
+            shared
+                .models
+                .store(scene.models().count() as u64, Ordering::Relaxed);
         }
         let now = Instant::now();
         if !shared.streaming.load(Ordering::Relaxed) {
@@ -440,10 +480,7 @@ fn render_loop(
             .collect(true, &mut rgba)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "rendered frame missing from the readback ring".to_string())?;
-        shared.counters.render.record(t0.elapsed());
-        shared.counters.rendered.fetch_add(1, Ordering::Relaxed);
-        shared.metrics.render.observe_duration(t0.elapsed());
-        shared.metrics.rendered.fetch_add(1, Ordering::Relaxed);
+        shared.stage(Stage::Render, t0.elapsed());
         if let Some(tap) = &tap {
             // The tap holds RGBA; a GPU-converted frame is converted back (tests only).
             let pixels = if frame.i420 {
@@ -480,6 +517,8 @@ struct RenderState {
     by_key: HashMap<String, farview_scene::ModelId>,
     /// A command arrived since the last frame was rendered.
     changed: bool,
+    /// A command arrived since the shared counts were refreshed.
+    counts_stale: bool,
 }
 
 fn budget_error(adding: u64, have: u64, max: u64) -> WireError {
@@ -582,7 +621,6 @@ fn encode_loop(
     net: tokio::sync::mpsc::Sender<NetFrame>,
     shared: &Shared,
 ) -> Result<(), String> {
-    let c = &shared.counters;
     let m = &shared.metrics;
     let mut first = true;
     while let Ok(raw) = frames.recv() {
@@ -594,16 +632,14 @@ fn encode_loop(
         } else {
             rgba_to_i420(&raw.rgba, raw.stride, &mut i420).map_err(|e| e.to_string())?;
         }
-        c.convert.record(t0.elapsed());
-        m.convert.observe_duration(t0.elapsed());
+        shared.stage(Stage::Convert, t0.elapsed());
         let _ = pool.try_send(raw.rgba);
         if net.is_closed() {
             return Ok(());
         }
         if net.capacity() == 0 {
             // Skipped before encoding, so later P-frames still reference frames the device has.
-            c.dropped_encoder_busy.fetch_add(1, Ordering::Relaxed);
-            m.dropped(DropReason::EncoderBusy);
+            shared.dropped(DropReason::EncoderBusy);
             continue;
         }
         let want = shared.target_bitrate.load(Ordering::Relaxed);
@@ -623,10 +659,7 @@ fn encode_loop(
             std::mem::take(&mut first) | shared.force_keyframe.swap(false, Ordering::Relaxed);
         let t1 = Instant::now();
         let encoded = encoder.encode(&i420, force).map_err(|e| e.to_string())?;
-        c.encode.record(t1.elapsed());
-        c.encoded.fetch_add(1, Ordering::Relaxed);
-        m.encode.observe_duration(t1.elapsed());
-        m.encoded.fetch_add(1, Ordering::Relaxed);
+        shared.stage(Stage::Encode, t1.elapsed());
         let header = FrameHeader {
             frame_number: raw.number,
             group: 0,
@@ -732,14 +765,12 @@ async fn send_loop(
         };
         let stale = now_us().saturating_sub(f.header.render_start_us) > max_age_us;
         if stale {
-            c.dropped_stale.fetch_add(1, Ordering::Relaxed);
-            m.dropped(DropReason::Stale);
+            shared.dropped(DropReason::Stale);
             restart(&mut stream, &mut awaiting_keyframe);
             continue;
         }
         if awaiting_keyframe && !f.header.keyframe {
-            c.dropped_awaiting_keyframe.fetch_add(1, Ordering::Relaxed);
-            m.dropped(DropReason::AwaitingKeyframe);
+            shared.dropped(DropReason::AwaitingKeyframe);
             shared.force_keyframe.store(true, Ordering::Relaxed);
             continue;
         }
@@ -787,10 +818,7 @@ async fn send_loop(
         };
         match tokio::time::timeout(settings.max_frame_age, write).await {
             Ok(Ok(())) => {
-                c.send.record(t0.elapsed());
-                c.sent.fetch_add(1, Ordering::Relaxed);
-                m.send.observe_duration(t0.elapsed());
-                m.sent.fetch_add(1, Ordering::Relaxed);
+                shared.stage(Stage::Send, t0.elapsed());
                 c.bytes_sent
                     .fetch_add((prefix.len() + f.data.len()) as u64, Ordering::Relaxed);
                 m.bytes_sent
@@ -800,8 +828,7 @@ async fn send_loop(
             Ok(Err(quinn::WriteError::Stopped(code))) => {
                 // The device abandoned this group (it fell behind): restart at an IDR.
                 tracing::debug!(group, code = %code, "device stopped the group");
-                c.dropped_stale.fetch_add(1, Ordering::Relaxed);
-                m.dropped(DropReason::Stale);
+                shared.dropped(DropReason::Stale);
                 stream = None;
                 restart(&mut stream, &mut awaiting_keyframe);
             }
@@ -812,8 +839,7 @@ async fn send_loop(
             }
             Err(_) => {
                 // The device is not reading fast enough: drop this group, restart at an IDR.
-                c.dropped_stale.fetch_add(1, Ordering::Relaxed);
-                m.dropped(DropReason::Stale);
+                shared.dropped(DropReason::Stale);
                 restart(&mut stream, &mut awaiting_keyframe);
             }
         }
