@@ -154,6 +154,11 @@ impl VideoEncoder for OpenH264Encoder {
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<Vec<EncodedFrame>, EncodeError> {
+        // Configured without B-frames or lookahead: every `encode` already returned its picture.
+        Ok(Vec::new())
+    }
+
     fn settings(&self) -> &EncoderSettings {
         &self.settings
     }

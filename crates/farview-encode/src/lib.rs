@@ -72,6 +72,10 @@ pub trait VideoEncoder: Send {
         frame: &I420Frame,
         force_keyframe: bool,
     ) -> Result<EncodedFrame, EncodeError>;
+    /// Returns the access units the encoder still holds, in order, at the end of a stream or
+    /// before a reconfiguration. Encoders with lookahead or asynchronous hardware queues hold
+    /// some; a zero-latency software encoder returns none.
+    fn flush(&mut self) -> Result<Vec<EncodedFrame>, EncodeError>;
     /// Changes the target bitrate from the next frame on.
     fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), EncodeError>;
     /// Current settings.

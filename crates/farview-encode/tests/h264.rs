@@ -230,3 +230,20 @@ fn sliced_multithreaded_output_has_several_slices_and_decodes() {
         (W * H * 3 / 2) as usize * 10
     );
 }
+
+#[test]
+fn flush_behind_the_trait_holds_nothing_back_and_the_stream_goes_on() {
+    // The host drives encoders as `Box<dyn VideoEncoder>`; openh264 is zero-latency, so every
+    // picture came out of `encode` and `flush` has nothing left. Encoding after a flush still
+    // works (the host flushes before a reconfiguration, not only at the end).
+    let mut enc: Box<dyn VideoEncoder> = Box::new(OpenH264Encoder::new(settings()).unwrap());
+    let first = enc.encode(&i420(0, false), false).unwrap();
+    assert!(first.keyframe && !first.data.is_empty());
+    for t in 1..5 {
+        assert!(!enc.encode(&i420(t, false), false).unwrap().data.is_empty());
+    }
+    assert!(enc.flush().unwrap().is_empty());
+    let after = enc.encode(&i420(5, false), true).unwrap();
+    assert!(after.keyframe, "a forced keyframe after a flush must be an IDR");
+    assert_eq!(enc.name(), "openh264");
+}

@@ -33,6 +33,13 @@ pub struct Config {
     pub max_connections: usize,
     /// Sessions: leases, sizes, capacity, API keys.
     pub sessions: SessionsConfig,
+    /// Bytes of model uploads the host holds at once for all devices together before they are
+    /// loaded (each session size also caps one upload); a device past it is refused with
+    /// `upload_budget_spent` instead of the host running out of memory.
+    pub upload_budget_bytes: u64,
+    /// A device connection with no packets for this long is dropped (the host pings every
+    /// third of it, so only a vanished device hits it), and frees its place for others.
+    pub quic_idle_timeout_ms: u64,
 }
 
 /// Session management settings.
@@ -209,6 +216,8 @@ impl Default for Config {
             stream: StreamConfig::default(),
             max_connections: 4,
             sessions: SessionsConfig::default(),
+            upload_budget_bytes: 512 << 20,
+            quic_idle_timeout_ms: 10_000,
         }
     }
 }
@@ -311,6 +320,21 @@ impl Config {
             return invalid(
                 "max_connections",
                 format!("{} must be in 1..=64", self.max_connections),
+            );
+        }
+        if !(1 << 20..=64 << 30).contains(&self.upload_budget_bytes) {
+            return invalid(
+                "upload_budget_bytes",
+                format!(
+                    "{} must be in 1048576..=68719476736",
+                    self.upload_budget_bytes
+                ),
+            );
+        }
+        if !(500..=600_000).contains(&self.quic_idle_timeout_ms) {
+            return invalid(
+                "quic_idle_timeout_ms",
+                format!("{} must be in 500..=600000", self.quic_idle_timeout_ms),
             );
         }
         self.adapter_choice().map(|_| ())

@@ -1,192 +1,165 @@
-//! One device connection: the control stream's request/response loop. It validates every message,
-//! forwards scene changes to the pipeline in order, and answers each request with a typed reply.
-//! A peer that breaks framing is closed with a protocol error; nothing it sends can stop the host.
+//! The QUIC driver for one device connection: it feeds the control stream's bytes into
+//! [`ControlState`] and carries out its actions (bind, answer, load, render, close) with quinn and
+//! tokio. Protocol decisions live in the state machine; this file only does I/O, so the
+//! WebTransport driver can reuse the same rules.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use farview_protocol::{
-    CameraPose, ClientMessage, CloseCode, ErrorCode, Event, FrameDecoder, MAX_CONTROL_MESSAGE,
-    PROTOCOL_VERSION, Reply, Request, ServerMessage, StreamInfo, WireError, decode_message,
-    encode_message,
+    CameraPose, CloseCode, ErrorCode, PROTOCOL_VERSION, Reply, Request, ServerMessage, SessionAuth,
+    StreamInfo, WireError, encode_message,
 };
 use farview_render::{Camera, FrameRenderer};
 use glam::{Quat, Vec3};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::HostContext;
-use crate::loads::{LoadJob, Source, Uploads};
-use crate::pipeline::{Pipeline, RenderCommand, ReplySink, StreamSettings};
+use crate::control::{Action, ControlState, HELLO_TIMEOUT};
+use crate::loads::{LoadJob, Uploads};
+use crate::outbox::{Outbox, OutboxReceiver, Outgoing};
+use crate::pipeline::{Pipeline, PipelineExit, RenderCommand, StreamSettings};
+use crate::untrusted::Untrusted;
 
-/// How long a device has to open its control stream and say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a close waits for what was queued before it (a refusal, a `Closing` event) to be
+/// acknowledged by the device, so the close frame cannot overtake it.
+const FLUSH_BEFORE_CLOSE: Duration = Duration::from_secs(1);
 
-/// Why a connection ended early; the close code and reason go to the device.
+/// Why the connection ends; the code and reason go to the device in the close frame.
 struct Close(CloseCode, String);
 
 pub(crate) async fn serve(conn: quinn::Connection, host: Arc<HostContext>) {
-    match run(&conn, &host).await {
-        Ok(()) => conn.close(CloseCode::NORMAL.0.into(), b"bye"),
-        Err(Close(code, reason)) => {
-            tracing::info!(code = code.0, %reason, "closing connection");
-            conn.close(code.0.into(), reason.as_bytes());
-        }
+    let Close(code, reason) = run(&conn, &host).await;
+    if code == CloseCode::NORMAL {
+        tracing::debug!(%reason, "closing connection");
+    } else {
+        tracing::info!(code = code.0, %reason, "closing connection");
     }
+    conn.close(code.0.into(), reason.as_bytes());
 }
 
-async fn run(conn: &quinn::Connection, host: &HostContext) -> Result<(), Close> {
-    let protocol = |reason: String| Close(CloseCode::PROTOCOL_ERROR, reason);
-    let (mut send, mut recv) = tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi())
-        .await
-        .map_err(|_| protocol("no control stream within 10 s".into()))?
-        .map_err(|e| {
-            Close(
-                CloseCode::NORMAL,
-                format!("connection lost before control stream: {e}"),
-            )
-        })?;
-    let _ = send.set_priority(1);
-    let mut control = Control {
-        decoder: FrameDecoder::new(MAX_CONTROL_MESSAGE),
-        buf: vec![0u8; 16 * 1024],
-        last_seq: 0,
-    };
-
-    // The first message must be Hello.
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, control.next(&mut recv))
-        .await
-        .map_err(|_| protocol("no Hello within 10 s".into()))??;
-    let Some(hello) = hello else { return Ok(()) };
-    let ClientMessage {
-        seq,
-        request:
-            Request::Hello {
-                version,
-                client,
-                session,
-            },
-    } = hello
-    else {
-        let err = WireError::new(ErrorCode::HELLO_REQUIRED, "the first message must be Hello");
-        let _ = write(
-            &mut send,
-            &ServerMessage::Reply {
-                seq: hello.seq,
-                result: Err(err),
-            },
-        )
-        .await;
-        return Err(protocol("first message was not Hello".into()));
-    };
-    if version != PROTOCOL_VERSION {
-        let err = WireError::new(
-            ErrorCode::UNSUPPORTED_VERSION,
-            format!("host speaks protocol {PROTOCOL_VERSION}, device sent {version}"),
-        );
-        let _ = write(
-            &mut send,
-            &ServerMessage::Reply {
-                seq,
-                result: Err(err),
-            },
-        )
-        .await;
-        return Err(protocol("unsupported protocol version".into()));
-    }
-    tracing::info!(%client, "device said hello");
-
-    let conn_id = conn.stable_id() as u64;
-    let bound = match bind(conn, conn_id, session, host).await {
-        Ok(b) => b,
-        Err(Refused::Wire(err)) => {
-            let reason = err.to_string();
-            let _ = write(
-                &mut send,
-                &ServerMessage::Reply {
-                    seq,
-                    result: Err(err),
-                },
-            )
-            .await;
-            // Let the typed reply reach the device before the close frame overtakes it.
-            let _ = send.finish();
-            let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
-            return Err(Close(CloseCode::REFUSED, reason));
-        }
-        Err(Refused::Close(c)) => return Err(c),
-    };
-    bound.pipeline.attach(conn_id, conn.clone());
-    let _detach = DetachOnDrop {
-        bound: &bound,
-        conn_id,
-        host,
-    };
-    let settings = &bound.settings;
-    let info = StreamInfo {
-        version: PROTOCOL_VERSION,
-        width: settings.width,
-        height: settings.height,
-        fps: settings.fps,
-        codec: "h264".into(),
-        host: concat!("farview-host ", env!("CARGO_PKG_VERSION")).into(),
-        adapter: host.gpu.summary(),
-        session_id: bound.session.as_ref().map(|s| s.id.to_string()),
-        resume_secret: bound.session.as_ref().and_then(|s| s.resume_secret.clone()),
-        lease: bound.session.as_ref().map(|s| s.lease),
-    };
-    write(
-        &mut send,
-        &ServerMessage::Reply {
-            seq,
-            result: Ok(Reply::Welcome(info)),
+async fn run(conn: &quinn::Connection, host: &HostContext) -> Close {
+    let mut state = ControlState::new(Instant::now());
+    let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    let (send, mut recv) = tokio::select! {
+        s = conn.accept_bi() => match s {
+            Ok(s) => s,
+            Err(e) => return Close(CloseCode::NORMAL, format!("connection lost before control stream: {e}")),
         },
-    )
-    .await?;
-    control.last_seq = seq;
-
-    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(IN_FLIGHT + 8);
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    let writer = tokio::spawn(write_loop(send, out_rx));
-    let uploads = Uploads::new(bound.max_upload_bytes);
-    let upload_task = tokio::spawn(uploads.clone().accept(conn.clone()));
-    let _abort_uploads = AbortOnDrop(upload_task);
-    let mut ctx = LoopCtx {
-        bound: &bound,
-        host,
-        out: out_tx,
-        permits,
-        uploads,
-        load: None,
-        backlog: VecDeque::new(),
+        _ = tokio::time::sleep_until(deadline) => {
+            return Close(CloseCode::PROTOCOL_ERROR, format!("no control stream within {} s", HELLO_TIMEOUT.as_secs()));
+        }
     };
-    let result = control_loop(&mut control, &mut recv, &mut ctx).await;
-    // The writer ends once every sender (queued render commands included) is gone; a Closing
-    // event was already flushed by then, so do not wait for stragglers.
-    drop(ctx);
-    writer.abort();
-    result
+    let _ = send.set_priority(1);
+    let (out, out_rx) = Outbox::new();
+    let writer = tokio::spawn(write_loop(send, out_rx));
+    let _abort_writer = AbortOnDrop(writer);
+    let mut driver = Driver {
+        conn,
+        host,
+        out,
+        bound: None,
+        load: None,
+        uploads_task: None,
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut exit: Option<PipelineExit> = None;
+    let never = CancellationToken::new();
+    loop {
+        while let Some(action) = state.poll() {
+            if let Some(close) = driver.act(action, &mut state, &mut exit).await {
+                return close;
+            }
+        }
+        let timeout = state.poll_timeout().map(tokio::time::Instant::from_std);
+        let ended = driver
+            .bound
+            .as_ref()
+            .and_then(|b| b.session.as_ref())
+            .map_or(&never, |s| &s.ended)
+            .clone();
+        let loading = driver.load.is_some();
+        let load_done = async {
+            match driver.load.as_mut() {
+                Some(l) => Some((&mut l.task).await),
+                None => std::future::pending().await,
+            }
+        };
+        let pipeline_failed = async {
+            match exit.as_mut() {
+                Some(rx) => rx.await.unwrap_or_else(|_| "pipeline stopped".into()),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = recv.read(&mut buf), if state.wants_read() => match read {
+                Ok(Some(n)) => state.on_bytes(&buf[..n], Instant::now()),
+                Ok(None) => state.on_end(Instant::now()),
+                Err(e) => return Close(CloseCode::NORMAL, format!("control stream ended: {e}")),
+            },
+            () = sleep_until(timeout) => state.on_timeout(Instant::now()),
+            done = load_done, if loading => {
+                let result = match done {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => Err(WireError::new(ErrorCode::INTERNAL, format!("model load crashed: {e}"))),
+                    None => continue,
+                };
+                driver.load = None;
+                state.on_load_done(result, Instant::now());
+            }
+            why = pipeline_failed => {
+                exit = None;
+                state.on_ending(ErrorCode::INTERNAL, CloseCode::INTERNAL, &why);
+            }
+            () = ended.cancelled() => {
+                let why = driver.ended_why();
+                state.on_ending(why.code, CloseCode::SESSION_ENDED, &why.message);
+            }
+            () = host.shutdown.cancelled() => {
+                state.on_ending(ErrorCode::SHUTTING_DOWN, CloseCode::SHUTTING_DOWN, "host is shutting down");
+            }
+        }
+    }
 }
 
-/// Replies computed on the render thread plus inline replies: the most queued at once, so a
-/// device that pipelines requests without reading replies is slowed by QUIC flow control, not
-/// by unbounded memory.
-const IN_FLIGHT: usize = 1024;
-/// Requests held back behind a model load (applied in order once it completes).
-const MAX_BACKLOG: usize = 4096;
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
 
-/// A message for the control stream's writer.
-pub(crate) struct Outgoing {
-    pub(crate) msg: ServerMessage,
-    /// Released once written: bounds the messages in flight.
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
-    /// Signalled once written (and, for a `Closing` event, once the device had a moment to
-    /// read it).
-    pub(crate) done: Option<oneshot::Sender<()>>,
+/// Writes what the outbox yields, in order; a flush finishes the stream and waits (bounded) for
+/// the device to acknowledge everything before it.
+async fn write_loop(mut send: quinn::SendStream, mut rx: OutboxReceiver) {
+    while let Some(item) = rx.recv().await {
+        match item {
+            Outgoing::Message { msg, permit } => {
+                let ok = match encode_message(&msg) {
+                    Ok(bytes) => send.write_all(&bytes).await.is_ok(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot encode a control message");
+                        true
+                    }
+                };
+                // Written: the slot is free for the next reply.
+                drop(permit);
+                if !ok {
+                    return;
+                }
+            }
+            Outgoing::Flush { done } => {
+                let _ = send.finish();
+                // Resolves once the device acknowledged all stream data (or stopped reading).
+                let _ = tokio::time::timeout(FLUSH_BEFORE_CLOSE, send.stopped()).await;
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -197,25 +170,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Outgoing>) {
-    while let Some(o) = rx.recv().await {
-        if write(&mut send, &o.msg).await.is_err() {
-            return;
-        }
-        if matches!(o.msg, ServerMessage::Event(Event::Closing(_))) {
-            // Give the Closing event a moment to reach the device before the close frame.
-            let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
-        }
-        if let Some(done) = o.done {
-            let _ = done.send(());
-        }
-        // Written: the slot is free for the next reply.
-        drop(o.permit);
-    }
-}
-
 struct RunningLoad {
-    seq: u64,
     cancel: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Result<Reply, WireError>>,
 }
@@ -228,249 +183,175 @@ impl Drop for RunningLoad {
     }
 }
 
-struct LoopCtx<'a> {
-    bound: &'a BoundStream,
+/// The I/O side of one connection.
+struct Driver<'a> {
+    conn: &'a quinn::Connection,
     host: &'a HostContext,
-    out: mpsc::Sender<Outgoing>,
-    permits: Arc<Semaphore>,
-    uploads: Arc<Uploads>,
+    out: Outbox,
+    bound: Option<Bound>,
     load: Option<RunningLoad>,
-    backlog: VecDeque<ClientMessage>,
+    uploads_task: Option<AbortOnDrop>,
 }
 
-impl LoopCtx<'_> {
-    /// A slot for one more message in flight; waits while [`IN_FLIGHT`] are queued.
-    async fn permit(&self) -> Result<OwnedSemaphorePermit, Close> {
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Close(CloseCode::INTERNAL, "reply permits closed".into()))
-    }
+/// A bound connection: what it streams from, and its detach-on-drop.
+struct Bound {
+    stream: Arc<BoundStream>,
+    uploads: Arc<Uploads>,
+    _detach: DetachOnDrop,
+}
 
-    async fn reply(&self, seq: u64, result: Result<Reply, WireError>) -> Result<(), Close> {
-        if let Err(e) = &result {
-            tracing::debug!(seq, code = %e.code, message = %e.message, "request refused");
-        }
-        let permit = self.permit().await?;
-        self.out
-            .send(Outgoing {
-                msg: ServerMessage::Reply { seq, result },
-                permit: Some(permit),
-                done: None,
-            })
-            .await
-            .map_err(|_| Close(CloseCode::NORMAL, "control stream writer ended".into()))
+impl std::ops::Deref for Bound {
+    type Target = BoundStream;
+    fn deref(&self) -> &BoundStream {
+        &self.stream
     }
+}
 
-    /// Sends a `Closing` event and waits (briefly) until it is on the wire.
-    async fn closing(&self, code: ErrorCode, message: &str) {
-        let (tx, rx) = oneshot::channel();
-        let sent = self
-            .out
-            .send(Outgoing {
-                msg: ServerMessage::Event(Event::Closing(WireError::new(code, message))),
-                permit: None,
-                done: Some(tx),
-            })
-            .await;
-        if sent.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
-        }
-    }
-
-    /// Handles one request in order: inline, on the render thread, as a load, or held back
-    /// behind a running load.
-    async fn dispatch(&mut self, msg: ClientMessage) -> Result<(), Close> {
-        let ClientMessage { seq, request } = msg;
-        match request {
-            Request::Hello { .. } => {
-                let e = WireError::new(ErrorCode::PROTOCOL_ERROR, "Hello was already received");
-                self.reply(seq, Err(e)).await
+impl Driver<'_> {
+    /// Carries out one action; `Some` when the connection must close now.
+    async fn act(
+        &mut self,
+        action: Action,
+        state: &mut ControlState,
+        exit: &mut Option<PipelineExit>,
+    ) -> Option<Close> {
+        let gone = || Close(CloseCode::NORMAL, "control stream writer ended".into());
+        match action {
+            Action::Send(msg) => self.out.send(msg).await.err().map(|_| gone()),
+            Action::Bind {
+                seq: _,
+                client,
+                session,
+            } => {
+                tracing::info!(client = %Untrusted(&client), "device said hello");
+                let result = self.bind(session, exit).await;
+                state.on_bound(result, Instant::now());
+                None
             }
-            Request::CancelLoad { load_seq } => {
-                let result = match &self.load {
-                    Some(l) if l.seq == load_seq => {
-                        l.cancel.store(true, Ordering::Relaxed);
-                        Ok(Reply::LoadCancelled)
-                    }
-                    _ => Err(WireError::new(
-                        ErrorCode::INVALID_ARGUMENT,
-                        format!("no load with sequence number {load_seq} is running"),
-                    )),
+            Action::Answer { seq, request } => {
+                let result = match &self.bound {
+                    Some(b) => answer(request, b, self.host).await,
+                    None => Err(WireError::new(ErrorCode::INTERNAL, "not bound")),
                 };
-                self.reply(seq, result).await
+                self.out.reply(seq, result).await.err().map(|_| gone())
             }
-            r @ (Request::Ping
-            | Request::RequestKeyframe
-            | Request::GetLease
-            | Request::SetLease { .. }) => {
-                let result = handle_inline(r, self.bound, self.host).await;
-                self.reply(seq, result).await
-            }
-            request if self.load.is_some() => {
-                if self.backlog.len() >= MAX_BACKLOG {
-                    let e = WireError::new(
-                        ErrorCode::BUSY,
-                        format!(
-                            "{MAX_BACKLOG} requests are already waiting for a model load; wait for its reply"
-                        ),
-                    );
-                    return self.reply(seq, Err(e)).await;
-                }
-                self.backlog.push_back(ClientMessage { seq, request });
-                Ok(())
-            }
-            Request::LoadModel { path } => {
-                self.start_load(seq, Source::Path(path));
-                Ok(())
-            }
-            Request::LoadUploadedModel { upload, name } => {
-                if name.len() > 256 {
-                    let e =
-                        WireError::new(ErrorCode::INVALID_ARGUMENT, "names are at most 256 bytes");
-                    return self.reply(seq, Err(e)).await;
-                }
-                self.start_load(seq, Source::Upload { id: upload, name });
-                Ok(())
-            }
-            Request::SetCamera { pose } => {
-                let result = camera_from_pose(&pose).and_then(|camera| {
-                    send_command(
-                        &self.bound.pipeline,
-                        RenderCommand::SetCamera { seq, camera },
-                    )
-                });
-                self.reply(seq, result.map(|()| Reply::CameraSet)).await
-            }
-            request if crate::scene_ops::is_scene_request(&request) => {
-                let permit = self.permit().await?;
-                let cmd = RenderCommand::Scene {
+            Action::StartLoad { seq, source } => {
+                let Some(b) = &self.bound else {
+                    return None;
+                };
+                let cancel = Arc::new(AtomicBool::new(false));
+                let job = LoadJob {
                     seq,
-                    request,
-                    reply: ReplySink {
-                        tx: self.out.clone(),
-                        permit,
+                    source,
+                    pipeline: b.pipeline.clone(),
+                    max_triangles: b.max_triangles,
+                    assets_root: self.host.assets_root.clone(),
+                    limits: self.host.import_limits.clone(),
+                    uploads: Some(b.uploads.clone()),
+                    cancel: cancel.clone(),
+                    progress: Some(self.out.clone()),
+                };
+                let task = tokio::spawn(job.run().instrument(tracing::Span::current()));
+                self.load = Some(RunningLoad { cancel, task });
+                None
+            }
+            Action::CancelLoad { .. } => {
+                if let Some(l) = &self.load {
+                    l.cancel.store(true, Ordering::Relaxed);
+                }
+                None
+            }
+            Action::Render { seq, request } => {
+                let Ok(sink) = self.out.reserve().await else {
+                    return Some(gone());
+                };
+                let Some(b) = &self.bound else {
+                    return None;
+                };
+                let cmd = match request {
+                    Request::SetCamera { pose } => match camera_from_pose(&pose) {
+                        Ok(camera) => RenderCommand::SetCamera {
+                            seq,
+                            camera,
+                            reply: sink,
+                        },
+                        Err(e) => {
+                            sink.send(ServerMessage::Reply {
+                                seq,
+                                result: Err(e),
+                            });
+                            return None;
+                        }
+                    },
+                    request => RenderCommand::Scene {
+                        seq,
+                        request,
+                        reply: sink,
                     },
                 };
-                match send_command(&self.bound.pipeline, cmd) {
-                    Ok(()) => Ok(()),
-                    Err(e) => self.reply(seq, Err(e)).await,
+                if let Err(e) = b.pipeline.command(cmd) {
+                    // The command (and its reply slot) came back inside the error; answer here.
+                    return self.out.reply(seq, Err(e)).await.err().map(|_| gone());
                 }
+                None
             }
-            other => {
-                let e = WireError::new(
-                    ErrorCode::PROTOCOL_ERROR,
-                    format!("unexpected request {other:?}"),
-                );
-                self.reply(seq, Err(e)).await
+            Action::Close { code, reason } => {
+                self.out.flush(FLUSH_BEFORE_CLOSE).await;
+                Some(Close(code, reason))
             }
         }
     }
 
-    fn start_load(&mut self, seq: u64, source: Source) {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let job = LoadJob {
-            seq,
-            source,
-            pipeline: self.bound.pipeline.clone(),
-            max_triangles: self.bound.max_triangles,
-            assets_root: self.host.assets_root.clone(),
-            limits: self.host.import_limits.clone(),
-            uploads: self.uploads.clone(),
-            cancel: cancel.clone(),
-            out: self.out.clone(),
-            permits: self.permits.clone(),
+    /// Binds the connection; on success the pipeline streams to it and uploads are accepted.
+    async fn bind(
+        &mut self,
+        session: Option<SessionAuth>,
+        exit: &mut Option<PipelineExit>,
+    ) -> Result<StreamInfo, (CloseCode, WireError)> {
+        let conn_id = self.conn.stable_id() as u64;
+        let stream = bind(self.conn, conn_id, session, self.host).await?;
+        *exit = stream.exit.lock().ok().and_then(|mut e| e.take());
+        let stream = Arc::new(stream);
+        stream.pipeline.attach(conn_id, self.conn.clone());
+        let detach = DetachOnDrop {
+            stream: stream.clone(),
+            conn_id,
+            sessions: self.host.sessions.clone(),
         };
-        let task = tokio::spawn(job.run().instrument(tracing::Span::current()));
-        self.load = Some(RunningLoad { seq, cancel, task });
+        let uploads = Uploads::new(stream.max_upload_bytes, self.host.upload_budget.clone());
+        self.uploads_task = Some(AbortOnDrop(tokio::spawn(
+            uploads.clone().accept(self.conn.clone()),
+        )));
+        let s = &stream.settings;
+        let info = StreamInfo {
+            version: PROTOCOL_VERSION,
+            width: s.width,
+            height: s.height,
+            fps: s.fps,
+            codec: "h264".into(),
+            host: concat!("farview-host ", env!("CARGO_PKG_VERSION")).into(),
+            adapter: self.host.gpu.summary(),
+            session_id: stream.session.as_ref().map(|s| s.id.to_string()),
+            resume_secret: stream.session.as_ref().and_then(|s| s.resume_secret.clone()),
+            lease: stream.session.as_ref().map(|s| s.lease),
+        };
+        self.bound = Some(Bound {
+            stream,
+            uploads,
+            _detach: detach,
+        });
+        Ok(info)
     }
 
-    /// Replies to the finished load, then applies what waited behind it until the next load.
-    async fn finish_load(&mut self, result: Result<Reply, WireError>) -> Result<(), Close> {
-        let Some(load) = self.load.take() else {
-            return Ok(());
-        };
-        self.reply(load.seq, result).await?;
-        while self.load.is_none() {
-            let Some(msg) = self.backlog.pop_front() else {
-                break;
-            };
-            self.dispatch(msg).await?;
-        }
-        Ok(())
-    }
-}
-
-async fn control_loop(
-    control: &mut Control,
-    recv: &mut quinn::RecvStream,
-    ctx: &mut LoopCtx<'_>,
-) -> Result<(), Close> {
-    let bound = ctx.bound;
-    let host = ctx.host;
-    let never = CancellationToken::new();
-    let ended = bound.session.as_ref().map_or(&never, |s| &s.ended);
-    let mut exit = bound.exit.lock().ok().and_then(|mut e| e.take());
-    let exit = async move {
-        match exit.as_mut() {
-            Some(rx) => rx.await.unwrap_or_else(|_| "pipeline stopped".into()),
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(exit);
-    loop {
-        let loading = ctx.load.is_some();
-        let backlog_full = ctx.backlog.len() >= MAX_BACKLOG;
-        let load_done = async {
-            match ctx.load.as_mut() {
-                Some(l) => Some((&mut l.task).await),
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            msg = control.next(recv), if !backlog_full => {
-                let Some(msg) = msg? else { return Ok(()) };
-                if msg.seq <= control.last_seq {
-                    let e = WireError::new(
-                        ErrorCode::PROTOCOL_ERROR,
-                        format!(
-                            "sequence numbers must increase: got {} after {}",
-                            msg.seq, control.last_seq
-                        ),
-                    );
-                    ctx.reply(msg.seq, Err(e)).await?;
-                    continue;
-                }
-                control.last_seq = msg.seq;
-                ctx.dispatch(msg).await?;
-            }
-            done = load_done, if loading => {
-                let result = match done {
-                    Some(Ok(r)) => r,
-                    Some(Err(e)) => Err(WireError::new(ErrorCode::INTERNAL, format!("model load crashed: {e}"))),
-                    None => continue,
-                };
-                ctx.finish_load(result).await?;
-            }
-            why = &mut exit => {
-                ctx.closing(ErrorCode::INTERNAL, &why).await;
-                return Err(Close(CloseCode::INTERNAL, why));
-            }
-            _ = ended.cancelled() => {
-                let why = bound
-                    .session
-                    .as_ref()
-                    .and_then(|s| s.ended_why.lock().ok().and_then(|w| w.clone()))
-                    .unwrap_or(crate::sessions::Ended { code: ErrorCode::SESSION_ENDED, message: "session ended".into() });
-                ctx.closing(why.code, &why.message).await;
-                return Err(Close(CloseCode::SESSION_ENDED, why.message));
-            }
-            _ = host.shutdown.cancelled() => {
-                ctx.closing(ErrorCode::SHUTTING_DOWN, "host is shutting down").await;
-                return Err(Close(CloseCode::SHUTTING_DOWN, "host is shutting down".into()));
-            }
-        }
+    fn ended_why(&self) -> crate::sessions::Ended {
+        self.bound
+            .as_ref()
+            .and_then(|b| b.session.as_ref())
+            .and_then(|s| s.ended_why.lock().ok().and_then(|w| w.clone()))
+            .unwrap_or(crate::sessions::Ended {
+                code: ErrorCode::SESSION_ENDED,
+                message: "session ended".into(),
+            })
     }
 }
 
@@ -492,22 +373,17 @@ struct BoundStream {
     max_upload_bytes: u64,
     session: Option<SessionSide>,
     /// Ad-hoc streams own their pipeline and watch it for failures; sessions watch theirs.
-    exit: std::sync::Mutex<Option<crate::pipeline::PipelineExit>>,
-}
-
-enum Refused {
-    Wire(WireError),
-    Close(Close),
+    exit: std::sync::Mutex<Option<PipelineExit>>,
 }
 
 /// Binds the connection to its session's pipeline, or starts an ad-hoc one.
 async fn bind(
     conn: &quinn::Connection,
     conn_id: u64,
-    session: Option<farview_protocol::SessionAuth>,
+    session: Option<SessionAuth>,
     host: &HostContext,
-) -> Result<BoundStream, Refused> {
-    let internal = |m: String| Refused::Close(Close(CloseCode::INTERNAL, m));
+) -> Result<BoundStream, (CloseCode, WireError)> {
+    let internal = |m: String| (CloseCode::INTERNAL, WireError::new(ErrorCode::INTERNAL, m));
     if let Some(auth) = session {
         let sessions = host.sessions.clone();
         let device = conn.remote_address().to_string();
@@ -518,7 +394,7 @@ async fn bind(
         })
         .await
         .map_err(|e| internal(format!("session admission panicked: {e}")))?
-        .map_err(Refused::Wire)?;
+        .map_err(|e| (CloseCode::REFUSED, e))?;
         let (b, id) = b;
         let id = Uuid::parse_str(&id).map_err(|e| internal(e.to_string()))?;
         return Ok(BoundStream {
@@ -537,10 +413,13 @@ async fn bind(
         });
     }
     if !host.config.sessions.allow_sessionless {
-        return Err(Refused::Wire(WireError::new(
-            ErrorCode::SESSION_REQUIRED,
-            "this host only serves devices that name a session (create one with POST /v1/sessions)",
-        )));
+        return Err((
+            CloseCode::REFUSED,
+            WireError::new(
+                ErrorCode::SESSION_REQUIRED,
+                "this host only serves devices that name a session (create one with POST /v1/sessions)",
+            ),
+        ));
     }
     let settings = host.stream_settings();
     let gpu = host.gpu.clone();
@@ -568,79 +447,25 @@ async fn bind(
 }
 
 /// Detaches the connection from its pipeline and session however the connection ends.
-struct DetachOnDrop<'a> {
-    bound: &'a BoundStream,
+struct DetachOnDrop {
+    stream: Arc<BoundStream>,
     conn_id: u64,
-    host: &'a HostContext,
+    sessions: Arc<crate::sessions::SessionManager>,
 }
 
-impl Drop for DetachOnDrop<'_> {
+impl Drop for DetachOnDrop {
     fn drop(&mut self) {
-        self.bound.pipeline.detach(self.conn_id);
-        if let Some(s) = &self.bound.session {
-            let (sessions, id, conn_id) = (self.host.sessions.clone(), s.id, self.conn_id);
+        self.stream.pipeline.detach(self.conn_id);
+        if let Some(s) = &self.stream.session {
+            let (sessions, id, conn_id) = (self.sessions.clone(), s.id, self.conn_id);
             // The record write is a disk sync: keep it off the async worker.
             tokio::task::spawn_blocking(move || sessions.detach(id, conn_id));
         }
     }
 }
 
-struct Control {
-    decoder: FrameDecoder,
-    buf: Vec<u8>,
-    last_seq: u64,
-}
-
-impl Control {
-    /// The next message, `None` at a clean end of stream. Cancel-safe: bytes read are buffered
-    /// in the decoder before any await point can drop them.
-    async fn next(&mut self, recv: &mut quinn::RecvStream) -> Result<Option<ClientMessage>, Close> {
-        let protocol = |reason: String| Close(CloseCode::PROTOCOL_ERROR, reason);
-        loop {
-            if let Some(payload) = self
-                .decoder
-                .next_frame()
-                .map_err(|e| protocol(e.to_string()))?
-            {
-                return decode_message(&payload)
-                    .map(Some)
-                    .map_err(|e| protocol(e.to_string()));
-            }
-            match recv.read(&mut self.buf).await {
-                Ok(Some(n)) => self
-                    .decoder
-                    .push(&self.buf[..n])
-                    .map_err(|e| protocol(e.to_string()))?,
-                Ok(None) => {
-                    return self
-                        .decoder
-                        .finish()
-                        .map(|()| None)
-                        .map_err(|e| protocol(e.to_string()));
-                }
-                Err(e) => {
-                    return Err(Close(
-                        CloseCode::NORMAL,
-                        format!("control stream ended: {e}"),
-                    ));
-                }
-            }
-        }
-    }
-}
-
-async fn write(send: &mut quinn::SendStream, msg: &ServerMessage) -> Result<(), Close> {
-    let bytes = encode_message(msg).map_err(|e| Close(CloseCode::INTERNAL, e.to_string()))?;
-    send.write_all(&bytes).await.map_err(|e| {
-        Close(
-            CloseCode::NORMAL,
-            format!("control stream write failed: {e}"),
-        )
-    })
-}
-
-/// Requests answered on the connection's task (they never touch the scene).
-async fn handle_inline(
+/// Requests answered by the connection (they never touch the scene).
+async fn answer(
     request: Request,
     bound: &BoundStream,
     host: &HostContext,
@@ -685,7 +510,7 @@ async fn handle_inline(
         }
         other => Err(WireError::new(
             ErrorCode::INTERNAL,
-            format!("not an inline request: {other:?}"),
+            format!("{:?} is not answered by the connection", other.route()),
         )),
     }
 }
@@ -699,16 +524,5 @@ fn camera_from_pose(pose: &CameraPose) -> Result<Camera, WireError> {
         fov_y: pose.fov_y,
         near: pose.near,
         far: pose.far,
-    })
-}
-
-fn send_command(pipeline: &Pipeline, cmd: RenderCommand) -> Result<(), WireError> {
-    pipeline.commands.try_send(cmd).map_err(|e| match e {
-        std::sync::mpsc::TrySendError::Full(_) => {
-            WireError::new(ErrorCode::BUSY, "render command queue is full; slow down")
-        }
-        std::sync::mpsc::TrySendError::Disconnected(_) => {
-            WireError::new(ErrorCode::INTERNAL, "render loop has stopped")
-        }
     })
 }

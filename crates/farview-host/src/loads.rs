@@ -7,17 +7,16 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use farview_protocol::{
-    EntityNode, ErrorCode, Event, LoadedModel, Reply, ServerMessage, UPLOAD_MAGIC, WireError,
-};
+use farview_protocol::{EntityNode, ErrorCode, Event, LoadedModel, Reply, UPLOAD_MAGIC, WireError};
 use farview_scene::{ImportError, ImportErrorKind, ImportLimits, ModelInfo};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
-use crate::connection::Outgoing;
+use crate::control::LoadSource;
+use crate::outbox::Outbox;
 use crate::pipeline::{Pipeline, RenderCommand};
 
 /// Uploads a connection may hold at once (received and not yet loaded, or in flight).
@@ -26,11 +25,78 @@ const MAX_UPLOADS: usize = 4;
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a load waits for an upload stream that has not arrived yet.
 const UPLOAD_WAIT: Duration = Duration::from_secs(30);
+/// How long a finished upload waits for the load that names it before its bytes are freed.
+const UNLOADED_TTL: Duration = Duration::from_secs(60);
+
+/// Memory for uploads not loaded yet, shared by every connection of the host: each upload
+/// reserves its announced length before a byte is read and gives it back when it is loaded,
+/// refused, expired, or its connection ends.
+/// The bytes held are the host's `farview_upload_bytes_held` gauge.
+pub(crate) struct UploadBudget {
+    metrics: Arc<crate::metrics::Metrics>,
+    max: u64,
+}
+
+impl UploadBudget {
+    pub(crate) fn new(max: u64, metrics: Arc<crate::metrics::Metrics>) -> Arc<Self> {
+        Arc::new(Self { metrics, max })
+    }
+
+    fn held(&self) -> &AtomicU64 {
+        &self.metrics.upload_bytes_held
+    }
+
+    /// Reserves `bytes`, or says how much is held.
+    fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, WireError> {
+        let mut held = self.held().load(Ordering::Relaxed);
+        loop {
+            let next = held.saturating_add(bytes);
+            if next > self.max {
+                return Err(WireError::new(
+                    ErrorCode::UPLOAD_BUDGET_SPENT,
+                    format!(
+                        "the host holds {held} bytes of uploads not yet loaded; {bytes} more would exceed its budget of {} bytes: load or abandon pending uploads, then retry",
+                        self.max
+                    ),
+                ));
+            }
+            match self
+                .held()
+                .compare_exchange(held, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    return Ok(Reservation {
+                        budget: self.clone(),
+                        bytes,
+                    });
+                }
+                Err(now) => held = now,
+            }
+        }
+    }
+}
+
+/// Bytes of the budget held by one upload; given back when dropped.
+struct Reservation {
+    budget: Arc<UploadBudget>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.held().fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
 
 enum UploadState {
-    Receiving,
-    Done(Vec<u8>),
-    Failed(String),
+    Receiving(Reservation),
+    /// Received; `generation` tells this upload from a later one that reuses the id.
+    Done {
+        bytes: Vec<u8>,
+        _reserved: Reservation,
+        generation: u64,
+    },
+    Failed(WireError),
 }
 
 /// The uploads of one connection, by the id the device chose.
@@ -38,14 +104,18 @@ pub(crate) struct Uploads {
     state: Mutex<HashMap<u64, UploadState>>,
     changed: Notify,
     max_bytes: u64,
+    budget: Arc<UploadBudget>,
+    generation: AtomicU64,
 }
 
 impl Uploads {
-    pub(crate) fn new(max_bytes: u64) -> Arc<Self> {
+    pub(crate) fn new(max_bytes: u64, budget: Arc<UploadBudget>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             max_bytes,
+            budget,
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -64,7 +134,7 @@ impl Uploads {
         }
     }
 
-    async fn receive(&self, mut stream: quinn::RecvStream) {
+    async fn receive(self: Arc<Self>, mut stream: quinn::RecvStream) {
         let mut header = [0u8; 20];
         let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut header));
         if !matches!(read.await, Ok(Ok(()))) || header[..4] != UPLOAD_MAGIC {
@@ -77,26 +147,36 @@ impl Uploads {
         let mut len_bytes = [0u8; 8];
         len_bytes.copy_from_slice(&header[12..20]);
         let len = u64::from_be_bytes(len_bytes);
+        let not_found = |m: String| WireError::new(ErrorCode::UPLOAD_NOT_FOUND, m);
         let admitted = match self.state.lock() {
-            Ok(m) if m.contains_key(&id) => Err(format!("upload id {id} is already in use")),
-            Ok(m) if m.len() >= MAX_UPLOADS => Err(format!(
+            Ok(m) if m.contains_key(&id) => {
+                // Keep the original upload; this stream is refused without a record.
+                let _ = stream.stop(2u32.into());
+                return;
+            }
+            Ok(m) if m.len() >= MAX_UPLOADS => Err(not_found(format!(
                 "at most {MAX_UPLOADS} uploads may be pending per connection"
-            )),
-            Ok(_) if len > self.max_bytes => Err(format!(
+            ))),
+            Ok(_) if len > self.max_bytes => Err(not_found(format!(
                 "upload of {len} bytes exceeds this session's limit of {} bytes",
                 self.max_bytes
+            ))),
+            Ok(mut m) => match self.budget.reserve(len) {
+                Ok(r) => {
+                    m.insert(id, UploadState::Receiving(r));
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            Err(_) => Err(WireError::new(
+                ErrorCode::INTERNAL,
+                "upload registry unavailable",
             )),
-            Ok(mut m) => {
-                m.insert(id, UploadState::Receiving);
-                Ok(())
-            }
-            Err(_) => Err("upload registry unavailable".into()),
         };
         if let Err(why) = admitted {
             let _ = stream.stop(2u32.into());
-            // Record the refusal unless it is a duplicate id (keep the original upload).
-            if !why.contains("already in use")
-                && let Ok(mut m) = self.state.lock()
+            tracing::info!(upload = id, bytes = len, code = %why.code, "upload refused");
+            if let Ok(mut m) = self.state.lock()
                 && m.len() < MAX_UPLOADS * 4
             {
                 m.insert(id, UploadState::Failed(why));
@@ -105,19 +185,50 @@ impl Uploads {
             return;
         }
         let body = tokio::time::timeout(UPLOAD_TIMEOUT, stream.read_to_end(len as usize)).await;
+        let failed = |m: String| UploadState::Failed(not_found(m));
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let state = match body {
-            Ok(Ok(bytes)) if bytes.len() as u64 == len => UploadState::Done(bytes),
-            Ok(Ok(bytes)) => UploadState::Failed(format!(
+            Ok(Ok(bytes)) if bytes.len() as u64 == len => {
+                let reserved = match self.state.lock().ok().and_then(|mut m| m.remove(&id)) {
+                    Some(UploadState::Receiving(r)) => r,
+                    // The connection's registry went away under us; nothing to keep.
+                    _ => return,
+                };
+                UploadState::Done {
+                    bytes,
+                    _reserved: reserved,
+                    generation,
+                }
+            }
+            Ok(Ok(bytes)) => failed(format!(
                 "upload {id} announced {len} bytes but sent {}",
                 bytes.len()
             )),
-            Ok(Err(e)) => UploadState::Failed(format!("upload {id} failed: {e}")),
-            Err(_) => UploadState::Failed(format!(
+            Ok(Err(e)) => failed(format!("upload {id} failed: {e}")),
+            Err(_) => failed(format!(
                 "upload {id} did not finish within {} s",
                 UPLOAD_TIMEOUT.as_secs()
             )),
         };
+        let done = matches!(state, UploadState::Done { .. });
         self.set(id, state);
+        if done {
+            // Bytes nobody loads are freed after a while instead of waiting for the connection
+            // to end (they count against the host's budget meanwhile).
+            tokio::time::sleep(UNLOADED_TTL).await;
+            if let Ok(mut m) = self.state.lock()
+                && matches!(m.get(&id), Some(UploadState::Done { generation: g, .. }) if *g == generation)
+            {
+                m.insert(
+                    id,
+                    UploadState::Failed(not_found(format!(
+                        "upload {id} was not loaded within {} s and was discarded",
+                        UNLOADED_TTL.as_secs()
+                    ))),
+                );
+                tracing::info!(upload = id, "unloaded upload discarded");
+            }
+        }
     }
 
     /// Waits for upload `id` to finish and takes its bytes.
@@ -134,13 +245,13 @@ impl Uploads {
                     WireError::new(ErrorCode::INTERNAL, "upload registry unavailable")
                 })?;
                 match m.get(&id) {
-                    Some(UploadState::Receiving) => seen = true,
+                    Some(UploadState::Receiving(_)) => seen = true,
                     Some(_) => {
                         return match m.remove(&id) {
-                            Some(UploadState::Done(b)) => Ok(b),
-                            Some(UploadState::Failed(why)) => {
-                                Err(WireError::new(ErrorCode::UPLOAD_NOT_FOUND, why))
-                            }
+                            // The reservation is given back with the bytes, once the load
+                            // has imported them.
+                            Some(UploadState::Done { bytes, .. }) => Ok(bytes),
+                            Some(UploadState::Failed(why)) => Err(why),
                             _ => Err(WireError::new(ErrorCode::INTERNAL, "upload state")),
                         };
                     }
@@ -169,26 +280,19 @@ impl Uploads {
     }
 }
 
-/// Where a load's model comes from.
-pub(crate) enum Source {
-    /// A path under the assets root.
-    Path(String),
-    /// Bytes from an upload stream.
-    Upload { id: u64, name: String },
-}
-
 /// Everything a load needs, detached from the connection so it can run as its own task.
 pub(crate) struct LoadJob {
     pub(crate) seq: u64,
-    pub(crate) source: Source,
+    pub(crate) source: LoadSource,
     pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) max_triangles: u64,
     pub(crate) assets_root: PathBuf,
     pub(crate) limits: ImportLimits,
-    pub(crate) uploads: Arc<Uploads>,
+    /// Where upload sources come from; `None` where there is no device (session start-up).
+    pub(crate) uploads: Option<Arc<Uploads>>,
     pub(crate) cancel: Arc<AtomicBool>,
-    pub(crate) out: mpsc::Sender<Outgoing>,
-    pub(crate) permits: Arc<Semaphore>,
+    /// Where progress events go; `None` where nobody listens.
+    pub(crate) progress: Option<Outbox>,
 }
 
 pub(crate) fn import_error(e: &ImportError) -> WireError {
@@ -216,23 +320,14 @@ impl LoadJob {
     /// Sends a progress event if a reply slot is free (progress is advisory: under back-pressure
     /// some events are skipped, replies never are).
     fn progress(&self) -> impl FnMut(u8) -> bool + Send + 'static {
-        let (out, permits, cancel, seq) = (
-            self.out.clone(),
-            self.permits.clone(),
-            self.cancel.clone(),
-            self.seq,
-        );
+        let (out, cancel, seq) = (self.progress.clone(), self.cancel.clone(), self.seq);
         let mut last: Option<u8> = None;
         move |percent: u8| {
-            if last.is_none_or(|l| percent >= l.saturating_add(5) || percent == 100 && l != 100)
-                && let Ok(permit) = permits.clone().try_acquire_owned()
+            if let Some(out) = &out
+                && last.is_none_or(|l| percent >= l.saturating_add(5) || percent == 100 && l != 100)
+                && out.try_event(Event::LoadProgress { seq, percent })
             {
                 last = Some(percent);
-                let _ = out.try_send(Outgoing {
-                    msg: ServerMessage::Event(Event::LoadProgress { seq, percent }),
-                    permit: Some(permit),
-                    done: None,
-                });
             }
             !cancel.load(Ordering::Relaxed)
         }
@@ -243,8 +338,8 @@ impl LoadJob {
         let started = Instant::now();
         let mut progress = self.progress();
         let (name, key) = match &self.source {
-            Source::Path(p) => (p.clone(), Some(p.clone())),
-            Source::Upload { name, .. } => (name.clone(), None),
+            LoadSource::Path(p) => (p.clone(), Some(p.clone())),
+            LoadSource::Upload { name, .. } => (name.clone(), None),
         };
         if let Some(key) = &key {
             let (tx, rx) = oneshot::channel();
@@ -263,9 +358,15 @@ impl LoadJob {
                 return Ok(Reply::ModelLoaded(loaded(&info, true, started)));
             }
         }
-        let bytes = match &self.source {
-            Source::Upload { id, .. } => Some(self.uploads.take(*id).await?),
-            Source::Path(_) => None,
+        let bytes = match (&self.source, &self.uploads) {
+            (LoadSource::Upload { id, .. }, Some(uploads)) => Some(uploads.take(*id).await?),
+            (LoadSource::Upload { id, .. }, None) => {
+                return Err(WireError::new(
+                    ErrorCode::UPLOAD_NOT_FOUND,
+                    format!("upload {id}: no device connection to upload from"),
+                ));
+            }
+            (LoadSource::Path(_), _) => None,
         };
         if self.cancel.load(Ordering::Relaxed) {
             return Err(cancelled());
@@ -314,24 +415,19 @@ impl LoadJob {
                 name: name.clone(),
                 key,
                 model: Box::new(model),
-                uploaded: Some(uploaded),
+                uploaded,
                 max_triangles: self.max_triangles,
                 reply: tx,
             },
         )?;
         let info = rx.await.map_err(|_| render_stopped())??;
-        tracing::info!(model = %name, triangles = info.triangles, ms = started.elapsed().as_millis() as u64, "model loaded");
+        tracing::info!(model = %crate::untrusted::Untrusted(&name), triangles = info.triangles, ms = started.elapsed().as_millis() as u64, "model loaded");
         Ok(Reply::ModelLoaded(loaded(&info, false, started)))
     }
 }
 
 fn send(pipeline: &Pipeline, cmd: RenderCommand) -> Result<(), WireError> {
-    pipeline.commands.try_send(cmd).map_err(|e| match e {
-        std::sync::mpsc::TrySendError::Full(_) => {
-            WireError::new(ErrorCode::BUSY, "render command queue is full; slow down")
-        }
-        std::sync::mpsc::TrySendError::Disconnected(_) => render_stopped(),
-    })
+    pipeline.command(cmd)
 }
 
 pub(crate) fn loaded(info: &ModelInfo, shared: bool, started: Instant) -> LoadedModel {

@@ -72,7 +72,7 @@ impl Histogram {
 }
 
 /// Why a frame was not sent.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DropReason {
     /// The network queue was full: skipped before encoding.
     EncoderBusy,
@@ -99,6 +99,8 @@ pub(crate) struct Metrics {
     pub(crate) frame_bytes: Histogram,
     /// Sum of the configured encoder bitrates of live pipelines.
     pub(crate) encoder_bitrate_bps: AtomicU64,
+    /// Bytes of model uploads held for loads that have not taken them yet (all connections).
+    pub(crate) upload_bytes_held: AtomicU64,
     /// Devices attached to a pipeline, by connection id, for their QUIC path statistics.
     connections: Mutex<HashMap<u64, quinn::Connection>>,
 }
@@ -119,6 +121,7 @@ impl Default for Metrics {
             send: Histogram::new(SECONDS),
             frame_bytes: Histogram::new(BYTES),
             encoder_bitrate_bps: AtomicU64::new(0),
+            upload_bytes_held: AtomicU64::new(0),
             connections: Mutex::new(HashMap::new()),
         }
     }
@@ -227,6 +230,11 @@ impl Metrics {
             out,
             "# HELP farview_encoder_bitrate_bps Target bitrate of the live encoders, summed.\n# TYPE farview_encoder_bitrate_bps gauge\nfarview_encoder_bitrate_bps {}",
             load(&self.encoder_bitrate_bps)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP farview_upload_bytes_held Bytes of model uploads waiting for their load, all devices.\n# TYPE farview_upload_bytes_held gauge\nfarview_upload_bytes_held {}",
+            load(&self.upload_bytes_held)
         );
         let conns: Vec<(u64, quinn::ConnectionStats)> = self
             .connections

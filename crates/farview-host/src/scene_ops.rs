@@ -16,30 +16,6 @@ use glam::{Quat, Vec3};
 /// Longest entity name accepted.
 const MAX_NAME: usize = 256;
 
-/// Whether the render thread handles this request (everything that reads or changes the scene).
-pub(crate) fn is_scene_request(r: &Request) -> bool {
-    matches!(
-        r,
-        Request::CreateEntity { .. }
-            | Request::DestroyEntity { .. }
-            | Request::Reparent { .. }
-            | Request::SetTransforms { .. }
-            | Request::SetVisible { .. }
-            | Request::SetStateOverride { .. }
-            | Request::SetMaterialOverride { .. }
-            | Request::AddLight { .. }
-            | Request::UpdateLight { .. }
-            | Request::RemoveLight { .. }
-            | Request::AddCutPlane { .. }
-            | Request::UpdateCutPlane { .. }
-            | Request::RemoveCutPlane { .. }
-            | Request::GetChildren { .. }
-            | Request::GetBounds { .. }
-            | Request::Raycast { .. }
-            | Request::GetStats
-    )
-}
-
 pub(crate) fn scene_error(e: SceneError) -> WireError {
     let code = match &e {
         SceneError::NoSuchEntity(_) => ErrorCode::ENTITY_NOT_FOUND,

@@ -84,7 +84,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The QUIC server configuration: TLS 1.3 with ALPN `farview/1`.
-pub(crate) fn server_config(id: &Identity) -> Result<quinn::ServerConfig, BoxError> {
+/// `idle_timeout`: how long a silent device keeps its place; the host pings at a third of it so a
+/// live device never reaches it.
+pub(crate) fn server_config(
+    id: &Identity,
+    idle_timeout: std::time::Duration,
+) -> Result<quinn::ServerConfig, BoxError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -98,8 +103,8 @@ pub(crate) fn server_config(id: &Identity) -> Result<quinn::ServerConfig, BoxErr
         .max_concurrent_bidi_streams(4u32.into())
         // Devices open unidirectional streams only to upload models.
         .max_concurrent_uni_streams(4u32.into())
-        .keep_alive_interval(Some(std::time::Duration::from_secs(5)))
-        .max_idle_timeout(Some(std::time::Duration::from_secs(30).try_into()?));
+        .keep_alive_interval(Some(idle_timeout / 3))
+        .max_idle_timeout(Some(idle_timeout.try_into()?));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
@@ -122,6 +127,6 @@ mod tests {
             fingerprint(&std::fs::read(dir.path().join(CERT_FILE)).unwrap()),
             a.fingerprint
         );
-        server_config(&a).unwrap();
+        server_config(&a, std::time::Duration::from_secs(10)).unwrap();
     }
 }

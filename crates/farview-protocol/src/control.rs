@@ -170,6 +170,54 @@ pub enum Request {
     },
 }
 
+/// Where a host handles a request. Every request has exactly one route, decided by an
+/// exhaustive match, so a new request cannot fall through a catch-all arm unnoticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Opens the connection; valid only as the first message.
+    Hello,
+    /// Answered by the connection without touching the scene, and never held back behind a
+    /// model load (ping, keyframe request, lease, load cancellation).
+    Connection,
+    /// Starts a model load; scene requests that follow wait until it finishes.
+    Load,
+    /// Applied by the render thread in request order: camera, scene commands and queries.
+    Scene,
+}
+
+impl Request {
+    /// Where this request is handled.
+    pub fn route(&self) -> Route {
+        match self {
+            Self::Hello { .. } => Route::Hello,
+            Self::Ping
+            | Self::RequestKeyframe
+            | Self::GetLease
+            | Self::SetLease { .. }
+            | Self::CancelLoad { .. } => Route::Connection,
+            Self::LoadModel { .. } | Self::LoadUploadedModel { .. } => Route::Load,
+            Self::SetCamera { .. }
+            | Self::CreateEntity { .. }
+            | Self::DestroyEntity { .. }
+            | Self::Reparent { .. }
+            | Self::SetTransforms { .. }
+            | Self::SetVisible { .. }
+            | Self::SetStateOverride { .. }
+            | Self::SetMaterialOverride { .. }
+            | Self::AddLight { .. }
+            | Self::UpdateLight { .. }
+            | Self::RemoveLight { .. }
+            | Self::AddCutPlane { .. }
+            | Self::UpdateCutPlane { .. }
+            | Self::RemoveCutPlane { .. }
+            | Self::GetChildren { .. }
+            | Self::GetBounds { .. }
+            | Self::Raycast { .. }
+            | Self::GetStats => Route::Scene,
+        }
+    }
+}
+
 /// How a device proves it may bind a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionAuth {

@@ -54,6 +54,9 @@ codes! {
     UPLOAD_NOT_FOUND = 207, "upload_not_found";
     /// The load was cancelled by `CancelLoad`.
     LOAD_CANCELLED = 208, "load_cancelled";
+    /// The host's memory for uploads that are not loaded yet is spent (a host-wide budget
+    /// shared by every connection); load or abandon pending uploads, then retry.
+    UPLOAD_BUDGET_SPENT = 209, "upload_budget_spent";
     /// No session with that id (or its record has been purged).
     SESSION_NOT_FOUND = 300, "session_not_found";
     /// The connection token is wrong.

@@ -22,7 +22,7 @@ mod media;
 mod scene;
 
 pub use control::{
-    CameraPose, ClientMessage, Event, LeaseInfo, LoadedModel, Reply, Request, ServerMessage,
+    CameraPose, ClientMessage, Event, LeaseInfo, LoadedModel, Reply, Request, Route, ServerMessage,
     SessionAuth, StreamInfo, WireError,
 };
 pub use error_code::{CloseCode, ErrorCode};

@@ -1,0 +1,291 @@
+//! One stream's frame pipeline: render → convert → encode → send, each stage on its own thread or
+//! task, joined by bounded hand-offs so the frame interval approaches the slowest stage rather
+//! than the sum, and a slow device makes the host drop frames instead of queueing them.
+//!
+//! ```text
+//!  control ──commands (bounded)──▶ render thread ──RGBA (1 slot)──▶ encode thread
+//!                                  (render.rs)                      (encode.rs)
+//!                                                                       │ H.264 (2 slots)
+//!                                            QUIC ◀── send task (send.rs, group.rs)
+//! ```
+//! Drops happen in two places, both counted: the encode stage skips a frame when the sender's
+//! queue is full (nothing was encoded, so the H.264 reference chain stays intact), and the group
+//! sender resets the current group's stream when a frame is older than `max_frame_age` or its
+//! write stalls that long; the next frame is then forced to be an IDR that opens a new group.
+//! Every stage reads time through one injected [`clock::StageClock`].
+
+mod clock;
+mod encode;
+mod group;
+mod render;
+mod send;
+mod stats;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use farview_encode::I420Frame;
+use farview_protocol::{FrameHeader, Request, WireError};
+use farview_render::{Camera, FrameRenderer, ModelUploader, UploadedModel};
+use farview_scene::{Model, ModelInfo};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+pub(crate) use self::clock::{StageClock, SystemClock};
+pub(crate) use self::stats::Shared;
+use crate::metrics::Metrics;
+use crate::outbox::ReplySink;
+pub(crate) use crate::settings::StreamSettings;
+use crate::tap::FrameTap;
+
+/// What the control side asks the render thread to do, in order.
+pub(crate) enum RenderCommand {
+    /// Adds an imported model whose GPU assets were uploaded off the render thread, under
+    /// `name`; `key` (the asset path) lets a later load of the same file share its assets.
+    AddModel {
+        seq: u64,
+        name: String,
+        key: Option<String>,
+        model: Box<Model>,
+        uploaded: UploadedModel,
+        max_triangles: u64,
+        reply: oneshot::Sender<Result<ModelInfo, WireError>>,
+    },
+    /// Instantiates the model loaded from `key` again if its assets are still alive; answers
+    /// `None` when they are not (the caller imports the file).
+    Instantiate {
+        seq: u64,
+        key: String,
+        max_triangles: u64,
+        reply: oneshot::Sender<Option<Result<ModelInfo, WireError>>>,
+    },
+    /// Moves the camera; answered once applied.
+    SetCamera {
+        seq: u64,
+        camera: Camera,
+        reply: ReplySink,
+    },
+    /// A scene command or query; the reply goes straight to the device's control stream.
+    Scene {
+        seq: u64,
+        request: Request,
+        reply: ReplySink,
+    },
+}
+
+/// The device connection frames currently go to.
+#[derive(Clone)]
+pub(crate) struct Attachment {
+    pub(crate) id: u64,
+    pub(crate) conn: quinn::Connection,
+}
+
+/// A rendered frame on its way to the encoder.
+pub(crate) struct RawFrame {
+    number: u64,
+    last_seq: u64,
+    render_start_us: u64,
+    render_end_us: u64,
+    stride: usize,
+    /// RGBA rows `stride` apart, or a packed I420 frame when `i420`.
+    rgba: Vec<u8>,
+    i420: bool,
+}
+
+/// An encoded frame on its way to the network.
+pub(crate) struct NetFrame {
+    header: FrameHeader,
+    data: Vec<u8>,
+}
+
+/// Why the pipeline stopped on its own.
+pub(crate) type PipelineExit = oneshot::Receiver<String>;
+
+/// A running pipeline. Dropping it stops the stages.
+pub(crate) struct Pipeline {
+    commands: mpsc::SyncSender<RenderCommand>,
+    /// Uploads models' GPU assets off the render thread.
+    pub(crate) uploader: ModelUploader,
+    pub(crate) shared: Arc<Shared>,
+    attachment: tokio::sync::watch::Sender<Option<Attachment>>,
+    sender_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        // The encode stage keeps the gauge in step with every change it applies.
+        self.shared.metrics.encoder_bitrate_bps.fetch_sub(
+            self.shared.applied_bitrate.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        if let Some(a) = self.attachment.borrow().as_ref() {
+            self.shared.metrics.detach(a.id);
+        }
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.sender_task.abort();
+    }
+}
+
+/// Commands the render thread may have queued; more is back-pressure to the control side.
+const COMMAND_QUEUE: usize = 1024;
+/// Encoded frames waiting for the network.
+const NET_QUEUE: usize = 2;
+
+/// The render queue is full or the render thread has stopped.
+pub(crate) fn command_error(e: &mpsc::TrySendError<RenderCommand>) -> WireError {
+    use farview_protocol::ErrorCode;
+    match e {
+        mpsc::TrySendError::Full(_) => {
+            WireError::new(ErrorCode::BUSY, "render command queue is full; slow down")
+        }
+        mpsc::TrySendError::Disconnected(_) => {
+            WireError::new(ErrorCode::INTERNAL, "render loop has stopped")
+        }
+    }
+}
+
+impl Pipeline {
+    /// Starts the stages (idle until a device is attached). `renderer` was created by the
+    /// caller so that a failure is reported before anything runs.
+    pub(crate) fn start(
+        renderer: FrameRenderer,
+        settings: StreamSettings,
+        tap: Option<FrameTap>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Self, PipelineExit), farview_encode::EncodeError> {
+        let encoder = encode::encoder_for(&settings)?;
+        Self::start_with(
+            renderer,
+            encoder,
+            settings,
+            tap,
+            metrics,
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// [`Pipeline::start`] with the encoder and clock chosen by the caller.
+    pub(crate) fn start_with(
+        mut renderer: FrameRenderer,
+        encoder: Box<dyn farview_encode::VideoEncoder>,
+        settings: StreamSettings,
+        tap: Option<FrameTap>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn StageClock>,
+    ) -> Result<(Self, PipelineExit), farview_encode::EncodeError> {
+        let i420 = I420Frame::new(settings.width, settings.height)?;
+        let gpu_convert = settings.gpu_color_conversion
+            && renderer.enable_gpu_i420().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "GPU colour conversion unavailable; converting on the CPU");
+                false
+            });
+        tracing::debug!(gpu_convert, encoder = encoder.name(), "pipeline stages");
+        let uploader = renderer.uploader();
+        metrics
+            .encoder_bitrate_bps
+            .fetch_add(u64::from(settings.bitrate_bps), Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            metrics,
+            target_bitrate: AtomicU64::new(u64::from(settings.bitrate_bps)),
+            applied_bitrate: AtomicU64::new(u64::from(settings.bitrate_bps)),
+            ..Shared::default()
+        });
+        let (cmd_tx, cmd_rx) = mpsc::sync_channel(COMMAND_QUEUE);
+        let (raw_tx, raw_rx) = mpsc::sync_channel::<RawFrame>(1);
+        let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(3);
+        let (net_tx, net_rx) = tokio::sync::mpsc::channel::<NetFrame>(NET_QUEUE);
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let exit_tx = Arc::new(std::sync::Mutex::new(Some(exit_tx)));
+        let report = move |why: String| {
+            if let Some(tx) = exit_tx.lock().ok().and_then(|mut g| g.take()) {
+                let _ = tx.send(why);
+            }
+        };
+        let span = tracing::Span::current();
+        let spawn_err = |what: &str, e: std::io::Error| {
+            farview_encode::EncodeError::Encoder(format!("cannot spawn {what} thread: {e}"))
+        };
+        let stage = render::RenderStage {
+            renderer,
+            settings: settings.clone(),
+            commands: cmd_rx,
+            frames: raw_tx,
+            pool: pool_rx,
+            tap,
+            clock: clock.clone(),
+        };
+        {
+            let (shared, report, span) = (shared.clone(), report.clone(), span.clone());
+            std::thread::Builder::new()
+                .name("farview-render".into())
+                .spawn(move || {
+                    let _g = span.enter();
+                    if let Err(e) = stage.run(&shared) {
+                        tracing::error!(error = %e, "render loop failed");
+                        report(format!("render loop failed: {e}"));
+                    }
+                })
+                .map_err(|e| spawn_err("render", e))?;
+        }
+        {
+            let (shared, report, span, clock) =
+                (shared.clone(), report.clone(), span.clone(), clock.clone());
+            std::thread::Builder::new()
+                .name("farview-encode".into())
+                .spawn(move || {
+                    let _g = span.enter();
+                    if let Err(e) =
+                        encode::encode_loop(encoder, i420, raw_rx, pool_tx, net_tx, &shared, &clock)
+                    {
+                        tracing::error!(error = %e, "encode loop failed");
+                        report(format!("encode loop failed: {e}"));
+                    }
+                })
+                .map_err(|e| spawn_err("encode", e))?;
+        }
+        let (attachment, attach_rx) = tokio::sync::watch::channel(None);
+        let sender_task = tokio::spawn(
+            send::send_loop(attach_rx, net_rx, shared.clone(), settings, clock).instrument(span),
+        );
+        Ok((
+            Self {
+                commands: cmd_tx,
+                uploader,
+                shared,
+                attachment,
+                sender_task,
+            },
+            exit_rx,
+        ))
+    }
+
+    /// Queues a command for the render thread without waiting.
+    pub(crate) fn command(&self, cmd: RenderCommand) -> Result<(), WireError> {
+        self.commands.try_send(cmd).map_err(|e| command_error(&e))
+    }
+
+    /// Sends frames to this connection from the next keyframe on.
+    pub(crate) fn attach(&self, id: u64, conn: quinn::Connection) {
+        self.shared.force_keyframe.store(true, Ordering::Relaxed);
+        self.shared.metrics.attach(id, conn.clone());
+        self.attachment.send_replace(Some(Attachment { id, conn }));
+        self.shared.streaming.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops streaming if `id` is the attached connection; the scene stays.
+    pub(crate) fn detach(&self, id: u64) {
+        let was = self.attachment.send_if_modified(|a| {
+            if a.as_ref().is_some_and(|a| a.id == id) {
+                *a = None;
+                true
+            } else {
+                false
+            }
+        });
+        if was {
+            self.shared.metrics.detach(id);
+            self.shared.streaming.store(false, Ordering::Relaxed);
+        }
+    }
+}

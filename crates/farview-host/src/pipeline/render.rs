@@ -1,0 +1,379 @@
+//! The render stage: the thread that owns the scene. It applies commands in order, paces frames
+//! ([`Pacer`], no I/O, tested on virtual time), renders, reads back and hands RGBA (or GPU-made
+//! I420) to the encode stage through a one-slot channel: back-pressure, not a queue.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use farview_encode::I420Frame;
+use farview_protocol::{ErrorCode, Reply, ServerMessage, WireError};
+use farview_render::{Camera, FrameRenderer, strip_padding};
+use farview_scene::Scene;
+
+use super::clock::StageClock;
+use super::stats::{Shared, Stage};
+use super::{RawFrame, RenderCommand, StreamSettings};
+use crate::tap::FrameTap;
+
+/// Longest gap between frames when frames are skipped for an unchanged scene, so the device
+/// still sees the stream alive.
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// What to do at a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tick {
+    /// No device: keep applying commands, render nothing.
+    Idle,
+    /// Nothing changed and a frame went out recently: the frame would repeat the last one.
+    Skip,
+    /// Render a frame.
+    Render,
+}
+
+/// Frame pacing: the tick schedule and the skip-unchanged rule.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    interval: Duration,
+    next_tick: Instant,
+    last_render: Option<Instant>,
+    skip_unchanged: bool,
+}
+
+impl Pacer {
+    pub(crate) fn new(fps: f32, skip_unchanged: bool, now: Instant) -> Self {
+        Self {
+            interval: Duration::from_secs_f64(1.0 / f64::from(fps.max(1.0))),
+            next_tick: now,
+            last_render: None,
+            skip_unchanged,
+        }
+    }
+
+    /// When the next tick is due.
+    pub(crate) fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Decides the tick that is due at `now`. A stage that fell behind restarts the schedule
+    /// from now instead of rendering a burst to catch up.
+    pub(crate) fn on_tick(
+        &mut self,
+        now: Instant,
+        streaming: bool,
+        changed: bool,
+        keyframe_wanted: bool,
+    ) -> Tick {
+        if !streaming {
+            self.next_tick = now + self.interval;
+            return Tick::Idle;
+        }
+        self.next_tick = if self.next_tick + self.interval > now {
+            self.next_tick + self.interval
+        } else {
+            now + self.interval
+        };
+        let recent = self
+            .last_render
+            .is_some_and(|t| now.saturating_duration_since(t) < KEEPALIVE);
+        if self.skip_unchanged && !changed && !keyframe_wanted && recent {
+            return Tick::Skip;
+        }
+        self.last_render = Some(now);
+        Tick::Render
+    }
+}
+
+/// Render-thread state besides the scene: the camera, the last command applied, and which
+/// asset path each loaded model came from (so a second load of a file shares its assets).
+struct RenderState {
+    camera: Camera,
+    last_seq: u64,
+    by_key: HashMap<String, farview_scene::ModelId>,
+    /// A command arrived since the last frame was rendered.
+    changed: bool,
+}
+
+/// Everything the render stage owns.
+pub(crate) struct RenderStage {
+    pub(crate) renderer: FrameRenderer,
+    pub(crate) settings: StreamSettings,
+    pub(crate) commands: mpsc::Receiver<RenderCommand>,
+    pub(crate) frames: mpsc::SyncSender<RawFrame>,
+    pub(crate) pool: mpsc::Receiver<Vec<u8>>,
+    pub(crate) tap: Option<FrameTap>,
+    pub(crate) clock: Arc<dyn StageClock>,
+}
+
+impl RenderStage {
+    /// Runs until the pipeline stops; an error ends the pipeline (and its session) with why.
+    pub(crate) fn run(mut self, shared: &Shared) -> Result<(), String> {
+        let mut scene = Scene::default();
+        let mut st = RenderState {
+            camera: Camera::default(),
+            last_seq: 0,
+            by_key: HashMap::new(),
+            changed: true,
+        };
+        let mut pacer = Pacer::new(
+            self.settings.fps,
+            self.settings.skip_unchanged_frames,
+            self.clock.now(),
+        );
+        let mut number = 0u64;
+        loop {
+            // Apply everything that arrived, in order, then wait for the tick while listening.
+            loop {
+                let wait = pacer.next_tick().saturating_duration_since(self.clock.now());
+                match self.commands.recv_timeout(wait) {
+                    Ok(cmd) => {
+                        st.changed = true;
+                        apply(cmd, &mut scene, &mut self.renderer, &mut st, shared);
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+            }
+            if shared.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let now = self.clock.now();
+            match pacer.on_tick(
+                now,
+                shared.streaming.load(Ordering::Relaxed),
+                st.changed,
+                shared.force_keyframe.load(Ordering::Relaxed),
+            ) {
+                Tick::Idle => continue,
+                Tick::Skip => {
+                    shared
+                        .counters
+                        .skipped_unchanged
+                        .fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .metrics
+                        .skipped_unchanged
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Tick::Render => {}
+            }
+            st.changed = false;
+            let Some(raw) = self.render(&mut scene, &st, number, shared)? else {
+                continue;
+            };
+            // Blocks while the encoder is busy with the previous frame: back-pressure.
+            if self.frames.send(raw).is_err() {
+                return Ok(());
+            }
+            number += 1;
+        }
+    }
+
+    fn render(
+        &mut self,
+        scene: &mut Scene,
+        st: &RenderState,
+        number: u64,
+        shared: &Shared,
+    ) -> Result<Option<RawFrame>, String> {
+        let render_start_us = self.clock.wall_us();
+        let t0 = self.clock.now();
+        scene.update_world_transforms();
+        self.renderer
+            .submit(scene, &st.camera, number)
+            .map_err(|e| e.to_string())?;
+        let mut rgba = self.pool.try_recv().unwrap_or_default();
+        let frame = self
+            .renderer
+            .collect(true, &mut rgba)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "rendered frame missing from the readback ring".to_string())?;
+        shared.stage(Stage::Render, self.clock.now().saturating_duration_since(t0));
+        if let Some(tap) = &self.tap {
+            // The tap holds RGBA; a GPU-converted frame is converted back (tests only).
+            let pixels = if frame.i420 {
+                let mut f = I420Frame::new(frame.width, frame.height).map_err(|e| e.to_string())?;
+                f.copy_from_packed(&rgba).map_err(|e| e.to_string())?;
+                farview_encode::i420_to_rgba(&f)
+            } else {
+                strip_padding(&rgba, frame)
+            };
+            tap.push(frame.tag, frame.width, frame.height, pixels)?;
+        }
+        Ok(Some(RawFrame {
+            number,
+            last_seq: st.last_seq,
+            render_start_us,
+            render_end_us: self.clock.wall_us(),
+            stride: frame.stride,
+            rgba,
+            i420: frame.i420,
+        }))
+    }
+}
+
+fn budget_error(adding: u64, have: u64, max: u64) -> WireError {
+    WireError::new(
+        ErrorCode::MODEL_TOO_LARGE,
+        format!(
+            "the model has {adding} triangles; with the {have} already in the scene that exceeds this session size's budget of {max}"
+        ),
+    )
+}
+
+fn apply(
+    cmd: RenderCommand,
+    scene: &mut Scene,
+    renderer: &mut FrameRenderer,
+    st: &mut RenderState,
+    shared: &Shared,
+) {
+    match cmd {
+        RenderCommand::AddModel {
+            seq,
+            name,
+            key,
+            model,
+            uploaded,
+            max_triangles,
+            reply,
+        } => {
+            let have = scene.stats().triangles;
+            let adding = model.triangle_count() as u64;
+            let result = if have.saturating_add(adding) > max_triangles {
+                Err(budget_error(adding, have, max_triangles))
+            } else {
+                scene
+                    .add_model(&name, *model)
+                    .map_err(crate::scene_ops::scene_error)
+                    .map(|info| {
+                        renderer.insert_model(info.model, uploaded);
+                        if let Some(k) = key {
+                            st.by_key.insert(k, info.model);
+                        }
+                        info
+                    })
+            };
+            st.last_seq = st.last_seq.max(seq);
+            // Counted before the reply leaves, so whoever hears "loaded" reads a count that
+            // includes it.
+            refresh_counts(scene, shared);
+            let _ = reply.send(result);
+        }
+        RenderCommand::Instantiate {
+            seq,
+            key,
+            max_triangles,
+            reply,
+        } => {
+            let result = st
+                .by_key
+                .get(&key)
+                .copied()
+                .filter(|id| scene.model(*id).is_some())
+                .map(|id| {
+                    let have = scene.stats().triangles;
+                    let adding = scene.model(id).map_or(0, |m| m.triangle_count() as u64);
+                    if have.saturating_add(adding) > max_triangles {
+                        return Err(budget_error(adding, have, max_triangles));
+                    }
+                    scene
+                        .instantiate(&key, id)
+                        .map_err(crate::scene_ops::scene_error)
+                });
+            if result.as_ref().is_some_and(Result::is_ok) {
+                st.last_seq = st.last_seq.max(seq);
+            }
+            refresh_counts(scene, shared);
+            let _ = reply.send(result);
+        }
+        RenderCommand::SetCamera { seq, camera, reply } => {
+            st.camera = camera;
+            st.last_seq = st.last_seq.max(seq);
+            reply.send(ServerMessage::Reply {
+                seq,
+                result: Ok(Reply::CameraSet),
+            });
+        }
+        RenderCommand::Scene {
+            seq,
+            request,
+            reply,
+        } => {
+            let destroys = matches!(request, farview_protocol::Request::DestroyEntity { .. });
+            let result = crate::scene_ops::execute(request, scene, renderer);
+            st.last_seq = st.last_seq.max(seq);
+            if destroys {
+                refresh_counts(scene, shared);
+            }
+            reply.send(ServerMessage::Reply { seq, result });
+        }
+    }
+}
+
+/// Models in the scene, for the session's counters. Only model-changing commands call it: a
+/// device may send a thousand transform updates a second and each walk costs.
+fn refresh_counts(scene: &Scene, shared: &Shared) {
+    shared
+        .models
+        .store(scene.models().count() as u64, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME: Duration = Duration::from_micros(16_667);
+
+    #[test]
+    fn ticks_follow_the_frame_interval_on_virtual_time() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(60.0, false, t0);
+        assert_eq!(p.on_tick(t0, true, true, false), Tick::Render);
+        let mut now = t0;
+        for _ in 0..59 {
+            now = p.next_tick();
+            assert_eq!(p.on_tick(now, true, false, false), Tick::Render);
+        }
+        // 60 ticks take one second of virtual time.
+        let elapsed = p.next_tick() - t0;
+        assert!((elapsed.as_secs_f64() - 1.0).abs() < 0.001, "{elapsed:?}");
+        // A stage that fell 100 ms behind restarts the schedule instead of bursting.
+        let late = now + Duration::from_millis(100);
+        p.on_tick(late, true, false, false);
+        assert!(p.next_tick() - late <= FRAME + Duration::from_micros(1));
+    }
+
+    #[test]
+    fn without_a_device_the_loop_idles() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(30.0, false, t0);
+        assert_eq!(p.on_tick(t0, false, true, true), Tick::Idle);
+    }
+
+    #[test]
+    fn an_unchanged_scene_is_skipped_but_kept_alive_every_second() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(60.0, true, t0);
+        assert_eq!(p.on_tick(t0, true, true, false), Tick::Render);
+        let mut rendered = 0;
+        let mut now = t0;
+        while now < t0 + Duration::from_millis(2_500) {
+            now = p.next_tick();
+            if p.on_tick(now, true, false, false) == Tick::Render {
+                rendered += 1;
+            }
+        }
+        // Keepalive frames at ~1 s and ~2 s only.
+        assert_eq!(rendered, 2);
+        // A change or a keyframe request renders at the next tick.
+        now = p.next_tick();
+        assert_eq!(p.on_tick(now, true, true, false), Tick::Render);
+        now = p.next_tick();
+        assert_eq!(p.on_tick(now, true, false, true), Tick::Render);
+        now = p.next_tick();
+        assert_eq!(p.on_tick(now, true, false, false), Tick::Skip);
+    }
+}
