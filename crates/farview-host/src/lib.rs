@@ -4,15 +4,19 @@
 
 mod config;
 mod connection;
+mod control;
 mod http;
 mod loads;
 mod metrics;
+mod outbox;
 mod pipeline;
 mod scene_ops;
 mod sessions;
+mod settings;
 mod tap;
 mod time;
 mod tls;
+mod untrusted;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -105,32 +109,18 @@ pub(crate) struct HostContext {
     pub(crate) connections: AtomicUsize,
     pub(crate) fingerprint: String,
     pub(crate) sessions: Arc<sessions::SessionManager>,
+    /// Memory for model uploads not yet loaded, shared by every connection.
+    pub(crate) upload_budget: Arc<loads::UploadBudget>,
 }
 
 impl HostContext {
-    pub(crate) fn stream_settings(&self) -> pipeline::StreamSettings {
-        let s = &self.config.stream;
-        let kf = (s.keyframe_interval_s > 0.0)
-            .then(|| (s.keyframe_interval_s * s.fps).round().max(1.0) as u32);
-        pipeline::StreamSettings {
-            width: s.width,
-            height: s.height,
-            fps: s.fps,
-            bitrate_bps: s.bitrate_bps,
-            keyframe_interval_frames: kf,
-            max_frame_age: Duration::from_millis(s.max_frame_age_ms),
-            min_bitrate_bps: if s.min_bitrate_bps > 0 {
-                s.min_bitrate_bps.min(s.bitrate_bps)
-            } else {
-                (s.bitrate_bps / 8).max(100_000)
-            },
-            skip_unchanged_frames: s.skip_unchanged_frames,
-            encoder_threads: s.encoder_threads,
-            encoder_max_slice_bytes: s.encoder_max_slice_bytes,
-            gpu_color_conversion: s
-                .color_conversion
-                .on_gpu(self.gpu.info().device_type == farview_render::DeviceType::Cpu),
-        }
+    /// Settings for an ad-hoc stream (a session's come from its size).
+    pub(crate) fn stream_settings(&self) -> settings::StreamSettings {
+        settings::StreamSettings::resolve(
+            &self.config.stream,
+            None,
+            self.gpu.info().device_type == farview_render::DeviceType::Cpu,
+        )
     }
 }
 
@@ -203,7 +193,11 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         message: e.to_string(),
     };
     let identity = tls::load_or_create(&config.data_dir).map_err(|e| tls_err(&e))?;
-    let server_config = tls::server_config(&identity).map_err(|e| tls_err(&e))?;
+    let server_config = tls::server_config(
+        &identity,
+        Duration::from_millis(config.quic_idle_timeout_ms),
+    )
+    .map_err(|e| tls_err(&e))?;
     let endpoint = quinn::Endpoint::server(server_config, config.quic_addr).map_err(|source| {
         HostError::Bind {
             addr: config.quic_addr,
@@ -251,6 +245,8 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
     let mut sessions = sessions;
     sessions.metrics = metrics.clone();
     let sessions = Arc::new(sessions);
+    let config_upload_budget = config.upload_budget_bytes;
+    let metrics_for_uploads = metrics.clone();
     let ctx = Arc::new(HostContext {
         metrics,
         config,
@@ -262,6 +258,7 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         connections: AtomicUsize::new(0),
         fingerprint: identity.fingerprint.clone(),
         sessions: sessions.clone(),
+        upload_budget: loads::UploadBudget::new(config_upload_budget, metrics_for_uploads),
     });
     tracing::info!(%quic_addr, %http_addr, fingerprint = %identity.fingerprint, %adapter, "host listening");
 
