@@ -74,11 +74,19 @@ impl Outbox {
     /// Queues any message, waiting for a slot.
     pub(crate) async fn send(&self, msg: ServerMessage) -> Result<(), Gone> {
         self.reserve().await?.send(msg);
-        if self.tx.is_closed() { Err(Gone) } else { Ok(()) }
+        if self.tx.is_closed() {
+            Err(Gone)
+        } else {
+            Ok(())
+        }
     }
 
     /// Queues the reply to request `seq`, waiting for a slot.
-    pub(crate) async fn reply(&self, seq: u64, result: Result<Reply, WireError>) -> Result<(), Gone> {
+    pub(crate) async fn reply(
+        &self,
+        seq: u64,
+        result: Result<Reply, WireError>,
+    ) -> Result<(), Gone> {
         if let Err(e) = &result {
             tracing::debug!(seq, code = %e.code, message = %crate::untrusted::Untrusted(&e.message), "request refused");
         }

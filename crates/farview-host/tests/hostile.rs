@@ -175,7 +175,8 @@ async fn client_strings_cannot_forge_or_flood_log_lines() {
 
     let host = TestHost::start().await;
     let (addr, fp) = (host.handle.quic_addr, host.handle.fingerprint.clone());
-    let forged = "evil\n2026-11-28T00:00:00.000000Z  INFO farview_host: FORGED admin login\u{1b}[2J";
+    let forged =
+        "evil\n2026-11-28T00:00:00.000000Z  INFO farview_host: FORGED admin login\u{1b}[2J";
     let mut d = RawDevice::connect(addr, &fp).await;
     d.hello(PROTOCOL_VERSION, forged).await;
     assert!(matches!(d.reply(1).await, Some(Ok(Reply::Welcome(_)))));
@@ -195,13 +196,21 @@ async fn client_strings_cannot_forge_or_flood_log_lines() {
     host.handle.shutdown().await;
 
     let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-    assert!(text.contains("device said hello"), "the hello was not logged:\n{text}");
+    assert!(
+        text.contains("device said hello"),
+        "the hello was not logged:\n{text}"
+    );
     for line in text.lines() {
         assert!(
-            !line.contains("FORGED") || line.contains("device said hello") || line.contains("request refused"),
+            !line.contains("FORGED")
+                || line.contains("device said hello")
+                || line.contains("request refused"),
             "a client string started its own log line: {line}"
         );
-        assert!(!line.contains('\u{1b}'), "an escape reached the log: {line:?}");
+        assert!(
+            !line.contains('\u{1b}'),
+            "an escape reached the log: {line:?}"
+        );
         assert!(line.len() < 4096, "a {}-byte log line", line.len());
     }
 }
@@ -322,7 +331,10 @@ async fn a_vanished_device_frees_its_place_within_the_idle_timeout() {
     })
     .await
     .unwrap();
-    assert!(refused.is_none(), "a second device got in at capacity: {refused:?}");
+    assert!(
+        refused.is_none(),
+        "a second device got in at capacity: {refused:?}"
+    );
     // ...then it vanishes, and the place is free within a bounded wait.
     cut.store(true, Ordering::Relaxed);
     let started = std::time::Instant::now();

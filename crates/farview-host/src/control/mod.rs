@@ -171,7 +171,11 @@ impl ControlState {
 
     /// The result of [`Action::Bind`]: a Welcome, or a typed refusal (sent, then closed with
     /// `code`).
-    pub(crate) fn on_bound(&mut self, result: Result<StreamInfo, (CloseCode, WireError)>, now: Instant) {
+    pub(crate) fn on_bound(
+        &mut self,
+        result: Result<StreamInfo, (CloseCode, WireError)>,
+        now: Instant,
+    ) {
         let Phase::Binding { seq } = self.phase else {
             return;
         };
@@ -271,7 +275,10 @@ impl ControlState {
                     "the first message must be Hello",
                 )),
             );
-            return self.close(CloseCode::PROTOCOL_ERROR, "first message was not Hello".into());
+            return self.close(
+                CloseCode::PROTOCOL_ERROR,
+                "first message was not Hello".into(),
+            );
         };
         if version != PROTOCOL_VERSION {
             self.send(
@@ -281,7 +288,10 @@ impl ControlState {
                     format!("host speaks protocol {PROTOCOL_VERSION}, device sent {version}"),
                 )),
             );
-            return self.close(CloseCode::PROTOCOL_ERROR, "unsupported protocol version".into());
+            return self.close(
+                CloseCode::PROTOCOL_ERROR,
+                "unsupported protocol version".into(),
+            );
         }
         self.phase = Phase::Binding { seq };
         self.actions.push_back(Action::Bind {
@@ -319,8 +329,7 @@ impl ControlState {
             ),
             Route::Connection => match request {
                 Request::CancelLoad { load_seq } if self.load == Some(load_seq) => {
-                    self.actions
-                        .push_back(Action::CancelLoad { seq: load_seq });
+                    self.actions.push_back(Action::CancelLoad { seq: load_seq });
                     self.send(seq, Ok(Reply::LoadCancelled));
                 }
                 Request::CancelLoad { load_seq } => self.send(

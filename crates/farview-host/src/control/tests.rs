@@ -87,7 +87,10 @@ fn a_first_message_that_is_not_hello_is_refused_before_the_close() {
     c.on_bytes(&bytes(5, Request::Ping), t0);
     let a = drain(&mut c);
     assert_eq!(error_code(&a[0]), Some(ErrorCode::HELLO_REQUIRED));
-    assert!(matches!(&a[0], Action::Send(ServerMessage::Reply { seq: 5, .. })));
+    assert!(matches!(
+        &a[0],
+        Action::Send(ServerMessage::Reply { seq: 5, .. })
+    ));
     assert!(matches!(a[1], Action::Close { .. }));
     assert_eq!(a.len(), 2);
 }
@@ -100,7 +103,9 @@ fn hello_deadline_runs_on_virtual_time() {
     c.on_timeout(t0 + HELLO_TIMEOUT - Duration::from_millis(1));
     assert!(drain(&mut c).is_empty());
     c.on_timeout(t0 + HELLO_TIMEOUT);
-    assert!(matches!(&drain(&mut c)[..], [Action::Close { code, .. }] if *code == CloseCode::PROTOCOL_ERROR));
+    assert!(
+        matches!(&drain(&mut c)[..], [Action::Close { code, .. }] if *code == CloseCode::PROTOCOL_ERROR)
+    );
     // Once closed, nothing more happens.
     c.on_bytes(&bytes(1, hello(PROTOCOL_VERSION)), t0 + HELLO_TIMEOUT);
     assert!(drain(&mut c).is_empty());
@@ -131,7 +136,10 @@ fn requests_sent_before_the_welcome_wait_for_it() {
     assert!(!c.wants_read());
     c.on_bound(Ok(info()), t0);
     let a = drain(&mut c);
-    assert!(matches!(a[0], Action::Send(ServerMessage::Reply { seq: 1, .. })));
+    assert!(matches!(
+        a[0],
+        Action::Send(ServerMessage::Reply { seq: 1, .. })
+    ));
     assert_eq!(
         a[1],
         Action::Answer {
@@ -162,7 +170,12 @@ fn sequence_numbers_must_increase() {
 fn scene_requests_wait_behind_a_load_and_apply_in_order_after_it() {
     let t0 = Instant::now();
     let mut c = open(t0);
-    let mut b = bytes(2, Request::LoadModel { path: "a.glb".into() });
+    let mut b = bytes(
+        2,
+        Request::LoadModel {
+            path: "a.glb".into(),
+        },
+    );
     b.extend(bytes(3, Request::GetStats));
     b.extend(bytes(4, Request::Ping));
     b.extend(bytes(
@@ -196,7 +209,10 @@ fn scene_requests_wait_behind_a_load_and_apply_in_order_after_it() {
     assert!(c.loading());
     c.on_load_done(Ok(Reply::LoadCancelled), t0 + Duration::from_secs(3));
     let a = drain(&mut c);
-    assert!(matches!(a[0], Action::Send(ServerMessage::Reply { seq: 2, .. })));
+    assert!(matches!(
+        a[0],
+        Action::Send(ServerMessage::Reply { seq: 2, .. })
+    ));
     assert!(matches!(a[1], Action::Render { seq: 3, .. }));
     assert!(matches!(a[2], Action::Render { seq: 5, .. }));
     assert_eq!(a.len(), 3);
@@ -210,7 +226,10 @@ fn a_second_load_in_the_backlog_holds_what_follows_it() {
     b.extend(bytes(3, Request::LoadModel { path: "b".into() }));
     b.extend(bytes(4, Request::GetStats));
     c.on_bytes(&b, t0);
-    assert!(matches!(drain(&mut c)[..], [Action::StartLoad { seq: 2, .. }]));
+    assert!(matches!(
+        drain(&mut c)[..],
+        [Action::StartLoad { seq: 2, .. }]
+    ));
     c.on_load_done(Err(WireError::new(ErrorCode::MODEL_NOT_FOUND, "no")), t0);
     let a = drain(&mut c);
     assert_eq!(error_code(&a[0]), Some(ErrorCode::MODEL_NOT_FOUND));
@@ -227,7 +246,10 @@ fn cancel_names_the_running_load_only() {
     c.on_bytes(&bytes(2, Request::LoadModel { path: "a".into() }), t0);
     drain(&mut c);
     c.on_bytes(&bytes(3, Request::CancelLoad { load_seq: 9 }), t0);
-    assert_eq!(error_code(&drain(&mut c)[0]), Some(ErrorCode::INVALID_ARGUMENT));
+    assert_eq!(
+        error_code(&drain(&mut c)[0]),
+        Some(ErrorCode::INVALID_ARGUMENT)
+    );
     c.on_bytes(&bytes(4, Request::CancelLoad { load_seq: 2 }), t0);
     let a = drain(&mut c);
     assert_eq!(a[0], Action::CancelLoad { seq: 2 });
@@ -282,7 +304,10 @@ fn long_upload_names_are_refused() {
         ),
         t0,
     );
-    assert_eq!(error_code(&drain(&mut c)[0]), Some(ErrorCode::INVALID_ARGUMENT));
+    assert_eq!(
+        error_code(&drain(&mut c)[0]),
+        Some(ErrorCode::INVALID_ARGUMENT)
+    );
     assert!(!c.loading());
 }
 
@@ -291,7 +316,10 @@ fn a_second_hello_is_a_typed_error_not_a_close() {
     let t0 = Instant::now();
     let mut c = open(t0);
     c.on_bytes(&bytes(2, hello(PROTOCOL_VERSION)), t0);
-    assert_eq!(error_code(&drain(&mut c)[0]), Some(ErrorCode::PROTOCOL_ERROR));
+    assert_eq!(
+        error_code(&drain(&mut c)[0]),
+        Some(ErrorCode::PROTOCOL_ERROR)
+    );
     assert!(!c.is_closed());
 }
 
@@ -301,7 +329,9 @@ fn broken_framing_closes_without_a_reply() {
     let mut c = open(t0);
     // A length prefix far beyond the message limit.
     c.on_bytes(&[0xff, 0xff, 0xff, 0xff], t0);
-    assert!(matches!(&drain(&mut c)[..], [Action::Close { code, .. }] if *code == CloseCode::PROTOCOL_ERROR));
+    assert!(
+        matches!(&drain(&mut c)[..], [Action::Close { code, .. }] if *code == CloseCode::PROTOCOL_ERROR)
+    );
 }
 
 #[test]
@@ -311,7 +341,11 @@ fn ending_sends_a_closing_event_then_closes_and_drops_waiting_work() {
     c.on_bytes(&bytes(2, Request::LoadModel { path: "a".into() }), t0);
     c.on_bytes(&bytes(3, Request::GetStats), t0);
     drain(&mut c);
-    c.on_ending(ErrorCode::LEASE_EXPIRED, CloseCode::SESSION_ENDED, "lease expired");
+    c.on_ending(
+        ErrorCode::LEASE_EXPIRED,
+        CloseCode::SESSION_ENDED,
+        "lease expired",
+    );
     let a = drain(&mut c);
     assert!(matches!(
         &a[0],
@@ -330,7 +364,9 @@ fn end_of_stream_mid_message_is_a_protocol_error() {
     let b = bytes(2, Request::Ping);
     c.on_bytes(&b[..b.len() - 1], t0);
     c.on_end(t0);
-    assert!(matches!(&drain(&mut c)[..], [Action::Close { code, .. }] if *code == CloseCode::PROTOCOL_ERROR));
+    assert!(
+        matches!(&drain(&mut c)[..], [Action::Close { code, .. }] if *code == CloseCode::PROTOCOL_ERROR)
+    );
     let mut c = open(t0);
     c.on_bytes(&b, t0);
     c.on_end(t0);

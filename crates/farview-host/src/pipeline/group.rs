@@ -158,10 +158,19 @@ mod tests {
                 reset: false
             }
         );
-        assert_eq!(g.on_frame(&frame(16 * MS, true), 17 * MS), GroupAction::Open { group: 1 });
-        assert_eq!(g.on_frame(&frame(33 * MS, false), 34 * MS), GroupAction::Send { group: 1 });
+        assert_eq!(
+            g.on_frame(&frame(16 * MS, true), 17 * MS),
+            GroupAction::Open { group: 1 }
+        );
+        assert_eq!(
+            g.on_frame(&frame(33 * MS, false), 34 * MS),
+            GroupAction::Send { group: 1 }
+        );
         // A periodic keyframe closes the group and opens the next.
-        assert_eq!(g.on_frame(&frame(50 * MS, true), 51 * MS), GroupAction::Open { group: 2 });
+        assert_eq!(
+            g.on_frame(&frame(50 * MS, true), 51 * MS),
+            GroupAction::Open { group: 2 }
+        );
     }
 
     #[test]
@@ -185,9 +194,15 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(g.on_frame(&frame(420 * MS, true), 421 * MS), GroupAction::Open { group: 2 });
+        assert_eq!(
+            g.on_frame(&frame(420 * MS, true), 421 * MS),
+            GroupAction::Open { group: 2 }
+        );
         // Exactly at the limit is still fresh.
-        assert_eq!(g.on_frame(&frame(500 * MS, false), 750 * MS), GroupAction::Send { group: 2 });
+        assert_eq!(
+            g.on_frame(&frame(500 * MS, false), 750 * MS),
+            GroupAction::Send { group: 2 }
+        );
     }
 
     #[test]
@@ -202,7 +217,10 @@ mod tests {
                 reset: true
             })
         );
-        assert!(matches!(g.on_frame(&frame(10, false), 10), GroupAction::Drop { .. }));
+        assert!(matches!(
+            g.on_frame(&frame(10, false), 10),
+            GroupAction::Drop { .. }
+        ));
         g.on_frame(&frame(20, true), 20);
         assert!(g.on_write(WriteOutcome::StoppedByPeer).is_some());
         assert_eq!(g.on_write(WriteOutcome::Sent), None);
@@ -213,7 +231,10 @@ mod tests {
         let mut g = GroupSender::new(250 * MS);
         g.on_attach();
         g.on_frame(&frame(0, true), 0);
-        assert!(g.on_attach(), "the previous device's open group must be reset");
+        assert!(
+            g.on_attach(),
+            "the previous device's open group must be reset"
+        );
         g.on_frame(&frame(0, true), 0);
         assert_eq!(g.on_write(WriteOutcome::ConnectionLost), None);
         assert_eq!(g.on_frame(&frame(0, true), 0), GroupAction::Discard);

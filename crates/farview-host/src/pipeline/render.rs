@@ -125,7 +125,9 @@ impl RenderStage {
         loop {
             // Apply everything that arrived, in order, then wait for the tick while listening.
             loop {
-                let wait = pacer.next_tick().saturating_duration_since(self.clock.now());
+                let wait = pacer
+                    .next_tick()
+                    .saturating_duration_since(self.clock.now());
                 match self.commands.recv_timeout(wait) {
                     Ok(cmd) => {
                         st.changed = true;
@@ -190,7 +192,10 @@ impl RenderStage {
             .collect(true, &mut rgba)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "rendered frame missing from the readback ring".to_string())?;
-        shared.stage(Stage::Render, self.clock.now().saturating_duration_since(t0));
+        shared.stage(
+            Stage::Render,
+            self.clock.now().saturating_duration_since(t0),
+        );
         if let Some(tap) = &self.tap {
             // The tap holds RGBA; a GPU-converted frame is converted back (tests only).
             let pixels = if frame.i420 {

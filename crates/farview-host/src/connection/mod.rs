@@ -3,6 +3,8 @@
 //! tokio. Protocol decisions live in the state machine; this file only does I/O, so the
 //! WebTransport driver can reuse the same rules.
 
+mod bind;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -11,17 +13,17 @@ use farview_protocol::{
     CameraPose, CloseCode, ErrorCode, PROTOCOL_VERSION, Reply, Request, ServerMessage, SessionAuth,
     StreamInfo, WireError, encode_message,
 };
-use farview_render::{Camera, FrameRenderer};
+use farview_render::Camera;
 use glam::{Quat, Vec3};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
 
+use self::bind::{BoundStream, DetachOnDrop, bind};
 use crate::HostContext;
 use crate::control::{Action, ControlState, HELLO_TIMEOUT};
 use crate::loads::{LoadJob, Uploads};
 use crate::outbox::{Outbox, OutboxReceiver, Outgoing};
-use crate::pipeline::{Pipeline, PipelineExit, RenderCommand, StreamSettings};
+use crate::pipeline::{PipelineExit, RenderCommand};
 use crate::untrusted::Untrusted;
 
 /// How long a close waits for what was queued before it (a refusal, a `Closing` event) to be
@@ -332,7 +334,10 @@ impl Driver<'_> {
             host: concat!("farview-host ", env!("CARGO_PKG_VERSION")).into(),
             adapter: self.host.gpu.summary(),
             session_id: stream.session.as_ref().map(|s| s.id.to_string()),
-            resume_secret: stream.session.as_ref().and_then(|s| s.resume_secret.clone()),
+            resume_secret: stream
+                .session
+                .as_ref()
+                .and_then(|s| s.resume_secret.clone()),
             lease: stream.session.as_ref().map(|s| s.lease),
         };
         self.bound = Some(Bound {
@@ -352,115 +357,6 @@ impl Driver<'_> {
                 code: ErrorCode::SESSION_ENDED,
                 message: "session ended".into(),
             })
-    }
-}
-
-/// The session side of a bound connection.
-struct SessionSide {
-    id: Uuid,
-    ended: CancellationToken,
-    ended_why: Arc<std::sync::Mutex<Option<crate::sessions::Ended>>>,
-    resume_secret: Option<String>,
-    lease: farview_protocol::LeaseInfo,
-}
-
-/// What a connection streams from.
-struct BoundStream {
-    pipeline: Arc<Pipeline>,
-    settings: StreamSettings,
-    max_triangles: u64,
-    /// Largest model upload accepted.
-    max_upload_bytes: u64,
-    session: Option<SessionSide>,
-    /// Ad-hoc streams own their pipeline and watch it for failures; sessions watch theirs.
-    exit: std::sync::Mutex<Option<PipelineExit>>,
-}
-
-/// Binds the connection to its session's pipeline, or starts an ad-hoc one.
-async fn bind(
-    conn: &quinn::Connection,
-    conn_id: u64,
-    session: Option<SessionAuth>,
-    host: &HostContext,
-) -> Result<BoundStream, (CloseCode, WireError)> {
-    let internal = |m: String| (CloseCode::INTERNAL, WireError::new(ErrorCode::INTERNAL, m));
-    if let Some(auth) = session {
-        let sessions = host.sessions.clone();
-        let device = conn.remote_address().to_string();
-        let b = tokio::task::spawn_blocking(move || {
-            sessions
-                .admit(&auth, conn_id, &device)
-                .map(|b| (b, auth.id))
-        })
-        .await
-        .map_err(|e| internal(format!("session admission panicked: {e}")))?
-        .map_err(|e| (CloseCode::REFUSED, e))?;
-        let (b, id) = b;
-        let id = Uuid::parse_str(&id).map_err(|e| internal(e.to_string()))?;
-        return Ok(BoundStream {
-            pipeline: b.pipeline,
-            settings: b.settings,
-            max_triangles: b.max_triangles,
-            max_upload_bytes: b.max_upload_bytes,
-            session: Some(SessionSide {
-                id,
-                ended: b.ended,
-                ended_why: b.ended_why,
-                resume_secret: b.resume_secret,
-                lease: b.lease,
-            }),
-            exit: std::sync::Mutex::new(None),
-        });
-    }
-    if !host.config.sessions.allow_sessionless {
-        return Err((
-            CloseCode::REFUSED,
-            WireError::new(
-                ErrorCode::SESSION_REQUIRED,
-                "this host only serves devices that name a session (create one with POST /v1/sessions)",
-            ),
-        ));
-    }
-    let settings = host.stream_settings();
-    let gpu = host.gpu.clone();
-    let (w, h) = (settings.width, settings.height);
-    let lighting = farview_render::Lighting::default();
-    let renderer = tokio::task::spawn_blocking(move || FrameRenderer::new(&gpu, w, h, lighting))
-        .await
-        .map_err(|e| internal(format!("renderer setup panicked: {e}")))?
-        .map_err(|e| internal(format!("renderer setup failed: {e}")))?;
-    let (pipeline, exit) = Pipeline::start(
-        renderer,
-        settings.clone(),
-        host.tap.clone(),
-        host.metrics.clone(),
-    )
-    .map_err(|e| internal(format!("encoder setup failed: {e}")))?;
-    Ok(BoundStream {
-        pipeline: Arc::new(pipeline),
-        settings,
-        max_triangles: u64::MAX,
-        max_upload_bytes: host.import_limits.max_file_bytes,
-        session: None,
-        exit: std::sync::Mutex::new(Some(exit)),
-    })
-}
-
-/// Detaches the connection from its pipeline and session however the connection ends.
-struct DetachOnDrop {
-    stream: Arc<BoundStream>,
-    conn_id: u64,
-    sessions: Arc<crate::sessions::SessionManager>,
-}
-
-impl Drop for DetachOnDrop {
-    fn drop(&mut self) {
-        self.stream.pipeline.detach(self.conn_id);
-        if let Some(s) = &self.stream.session {
-            let (sessions, id, conn_id) = (self.sessions.clone(), s.id, self.conn_id);
-            // The record write is a disk sync: keep it off the async worker.
-            tokio::task::spawn_blocking(move || sessions.detach(id, conn_id));
-        }
     }
 }
 
@@ -499,14 +395,7 @@ async fn answer(
                 .await
                 .map_err(|e| WireError::new(ErrorCode::INTERNAL, e.to_string()))?
                 .map(|(_, lease)| Reply::Lease(lease))
-                .map_err(|e| {
-                    let code = if e.status == 422 {
-                        ErrorCode::INVALID_LEASE
-                    } else {
-                        ErrorCode::SESSION_ENDED
-                    };
-                    WireError::new(code, e.message)
-                })
+                .map_err(|e| e.wire())
         }
         other => Err(WireError::new(
             ErrorCode::INTERNAL,
