@@ -13,8 +13,8 @@ mod state;
 pub mod synthetic;
 
 pub use import::{
-    ImportError, ImportErrorKind, ImportLimits, import_file, import_file_with, import_gltf,
-    import_gltf_with,
+    ImportError, ImportErrorKind, ImportLimits, ImportProblem, import_file, import_file_with,
+    import_gltf, import_gltf_with,
 };
 pub use model::{
     Aabb, AlphaMode, Material, Mesh, Model, ModelExtras, ModelNode, Primitive, Texture, Transform,

@@ -149,7 +149,6 @@ fn mutated_models_never_panic_or_hang() {
         max_texture_dim: 1024,
         max_textures: 8,
         max_nodes: 1024,
-        max_node_depth: 64,
         max_total_vertices: 1 << 20,
     };
     let mut rng = Rng(seed);

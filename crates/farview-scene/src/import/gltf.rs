@@ -1,0 +1,483 @@
+//! Walking a parsed glTF document into a [`Model`]: references checked by item, buffers loaded,
+//! every accessor range checked, then materials and their textures, meshes, the node hierarchy
+//! and the parts kept as data only (lights, animations, skins, cameras).
+//!
+//! The hierarchy is walked iteratively and its work is bounded by the node count
+//! ([`ImportLimits::max_nodes`]), not by depth: a valid chain of any depth within the node limit
+//! loads.
+
+use std::collections::HashMap;
+
+use glam::{Mat4, Quat, Vec3};
+
+use crate::model::{Material, Mesh, Model, ModelExtras, ModelNode, Transform, UV_IDENTITY};
+
+use super::ImportLimits;
+use super::accessor::{check_accessor, view_range};
+use super::error::{ImportError, ImportProblem, invalid};
+use super::image::{ImageLimits, load_image};
+use super::primitive::{Budget, import_primitive};
+use super::sandbox::load_uri;
+
+/// Checks that each primitive has a POSITION and that the references the importer follows
+/// (primitive accessors and materials, base colour textures and their images, node children and
+/// meshes) exist, so a broken one is reported with the indices of the items involved rather
+/// than as a JSON path. Runs before the `gltf` crate's own validation, which catches the rest.
+pub(super) fn check_references(json: &gltf::json::Root) -> Result<(), ImportError> {
+    for (m, mesh) in json.meshes.iter().enumerate() {
+        for (p, prim) in mesh.primitives.iter().enumerate() {
+            let position = gltf::json::validation::Checked::Valid(gltf::Semantic::Positions);
+            if !prim.attributes.contains_key(&position) {
+                return Err(ImportError::Primitive {
+                    mesh: m,
+                    primitive: p,
+                    problem: invalid("has no POSITION"),
+                });
+            }
+            let targets = prim
+                .targets
+                .iter()
+                .flatten()
+                .flat_map(|t| [t.positions, t.normals, t.tangents])
+                .flatten();
+            let used = prim
+                .attributes
+                .values()
+                .copied()
+                .chain(prim.indices)
+                .chain(targets);
+            for a in used {
+                if a.value() >= json.accessors.len() {
+                    return Err(ImportError::Accessor {
+                        mesh: Some(m),
+                        primitive: Some(p),
+                        accessor: a.value(),
+                        problem: invalid("does not exist"),
+                    });
+                }
+            }
+            if let Some(mat) = prim.material
+                && mat.value() >= json.materials.len()
+            {
+                return Err(ImportError::Primitive {
+                    mesh: m,
+                    primitive: p,
+                    problem: invalid(format!(
+                        "refers to material {}, which does not exist",
+                        mat.value()
+                    )),
+                });
+            }
+        }
+    }
+    for (m, mat) in json.materials.iter().enumerate() {
+        let Some(info) = &mat.pbr_metallic_roughness.base_color_texture else {
+            continue;
+        };
+        let t = info.index.value();
+        let Some(texture) = json.textures.get(t) else {
+            return Err(ImportError::Material {
+                material: m,
+                texture: Some(t),
+                problem: invalid("has a base colour texture that does not exist"),
+            });
+        };
+        if texture.source.value() >= json.images.len() {
+            return Err(ImportError::Image {
+                image: texture.source.value(),
+                texture: Some(t),
+                material: Some(m),
+                problem: invalid("does not exist"),
+            });
+        }
+    }
+    for (i, node) in json.nodes.iter().enumerate() {
+        let node_error = |why: String| ImportError::Node {
+            node: i,
+            problem: ImportProblem::Invalid(why),
+        };
+        if let Some(c) = node
+            .children
+            .iter()
+            .flatten()
+            .find(|c| c.value() >= json.nodes.len())
+        {
+            return Err(node_error(format!(
+                "lists child {}, which does not exist",
+                c.value()
+            )));
+        }
+        if let Some(mesh) = node.mesh
+            && mesh.value() >= json.meshes.len()
+        {
+            return Err(node_error(format!(
+                "refers to mesh {}, which does not exist",
+                mesh.value()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The model in a parsed and validated document. `step` reports progress (and cancels).
+pub(super) fn import_document(
+    gltf: &gltf::Gltf,
+    resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>,
+    limits: &ImportLimits,
+    step: &mut dyn FnMut(u8) -> Result<(), ImportError>,
+) -> Result<Model, ImportError> {
+    let doc = &gltf.document;
+    let json = doc.as_json();
+
+    step(10)?;
+    let buffers = load_buffers(gltf, resolve, limits.max_file_bytes)?;
+    for view in doc.views() {
+        view_range(&view, &buffers)?;
+    }
+    // Each accessor is checked once; a broken one is reported with the first primitive that
+    // reads it.
+    let mut first_use: Vec<Option<(usize, usize)>> = vec![None; json.accessors.len()];
+    for mesh in doc.meshes() {
+        for prim in mesh.primitives() {
+            let targets = prim.morph_targets().flat_map(|t| {
+                [t.positions(), t.normals(), t.tangents()]
+                    .into_iter()
+                    .flatten()
+            });
+            let used = prim
+                .attributes()
+                .map(|(_, a)| a)
+                .chain(prim.indices())
+                .chain(targets);
+            for a in used {
+                if let Some(slot @ None) = first_use.get_mut(a.index()) {
+                    *slot = Some((mesh.index(), prim.index()));
+                }
+            }
+        }
+    }
+    for acc in doc.accessors() {
+        check_accessor(&acc, &buffers, limits.max_accessor_count).map_err(|e| {
+            match first_use.get(acc.index()).copied().flatten() {
+                Some((m, p)) => e.in_primitive(m, p),
+                None => e,
+            }
+        })?;
+    }
+
+    step(25)?;
+    let (materials, textures) = import_materials(doc, &buffers, resolve, limits, step)?;
+
+    let mut budget = Budget::new(limits.max_total_vertices);
+    let mut meshes = Vec::with_capacity(json.meshes.len());
+    let mesh_count = json.meshes.len().max(1);
+    let mut extras = ModelExtras::default();
+    for (i, mesh) in doc.meshes().enumerate() {
+        step(60 + (35 * i / mesh_count) as u8)?;
+        let mut primitives = Vec::new();
+        for prim in mesh.primitives() {
+            extras.morph_targets = extras
+                .morph_targets
+                .saturating_add(prim.morph_targets().len() as u32);
+            match import_primitive(&mesh, &prim, &buffers, &mut budget)
+                .map_err(|e| e.in_primitive(mesh.index(), prim.index()))?
+            {
+                Some(p) => primitives.push(p),
+                None if extras.warnings.len() < 32 => extras.warnings.push(format!(
+                    "mesh {} primitive {}: {:?} primitives are not drawn",
+                    mesh.index(),
+                    prim.index(),
+                    prim.mode()
+                )),
+                None => {}
+            }
+        }
+        meshes.push(Mesh {
+            name: mesh.name().map(str::to_owned),
+            primitives,
+        });
+    }
+
+    let (nodes, roots) = import_nodes(doc)?;
+    extras.animations = doc
+        .animations()
+        .map(|a| {
+            a.name()
+                .map_or_else(|| format!("animation {}", a.index()), str::to_owned)
+        })
+        .take(1024)
+        .collect();
+    extras.skins = json.skins.len() as u32;
+    extras.cameras = json.cameras.len() as u32;
+    extras.lights = import_lights(doc);
+    step(100)?;
+    Ok(Model {
+        meshes,
+        materials,
+        textures,
+        nodes,
+        roots,
+        ignored_extensions: Vec::new(),
+        extras,
+    })
+}
+
+fn load_buffers(
+    gltf: &gltf::Gltf,
+    resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>,
+    max_bytes: u64,
+) -> Result<Vec<Vec<u8>>, ImportError> {
+    let mut buffers = Vec::with_capacity(gltf.document.as_json().buffers.len());
+    for b in gltf.document.buffers() {
+        let fail = |problem| ImportError::Buffer {
+            buffer: b.index(),
+            problem,
+        };
+        let data = match b.source() {
+            gltf::buffer::Source::Bin => gltf.blob.clone().ok_or_else(|| {
+                fail(invalid(
+                    "refers to a GLB binary chunk the file does not have",
+                ))
+            })?,
+            gltf::buffer::Source::Uri(uri) => load_uri(uri, resolve, max_bytes, fail)?,
+        };
+        if data.len() < b.length() {
+            return Err(fail(invalid(format!(
+                "declares {} bytes but holds {}",
+                b.length(),
+                data.len()
+            ))));
+        }
+        buffers.push(data);
+    }
+    Ok(buffers)
+}
+
+/// Materials, and the textures their base colour uses (each image decoded once).
+fn import_materials(
+    doc: &gltf::Document,
+    buffers: &[Vec<u8>],
+    resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>,
+    limits: &ImportLimits,
+    step: &mut dyn FnMut(u8) -> Result<(), ImportError>,
+) -> Result<(Vec<Material>, Vec<crate::model::Texture>), ImportError> {
+    let image_limits = ImageLimits {
+        max_bytes: limits.max_file_bytes,
+        max_textures: limits.max_textures,
+        max_dim: limits.max_texture_dim,
+    };
+    let material_count = doc.as_json().materials.len().max(1);
+    let mut textures = Vec::new();
+    let mut image_slots: HashMap<usize, Option<usize>> = HashMap::new();
+    let mut materials = Vec::with_capacity(doc.as_json().materials.len());
+    for (i, m) in doc.materials().enumerate() {
+        step(25 + (35 * i / material_count) as u8)?;
+        let pbr = m.pbr_metallic_roughness();
+        let (tex_coord, uv_transform) = pbr
+            .base_color_texture()
+            .map_or((0, UV_IDENTITY), |info| uv_transform(&info));
+        let base_color_texture = match pbr.base_color_texture() {
+            Some(info) => {
+                let image = info.texture().source().index();
+                match image_slots.get(&image) {
+                    Some(slot) => *slot,
+                    None => {
+                        let slot =
+                            load_image(image, doc, buffers, resolve, &image_limits, &mut textures)
+                                .map_err(|e| e.for_texture(info.texture().index(), i))?;
+                        image_slots.insert(image, slot);
+                        slot
+                    }
+                }
+            }
+            None => None,
+        };
+        let strength = m.emissive_strength().unwrap_or(1.0);
+        let e = m.emissive_factor();
+        materials.push(Material {
+            name: m.name().map(str::to_owned),
+            base_color_factor: pbr.base_color_factor(),
+            base_color_texture,
+            metallic_factor: pbr.metallic_factor(),
+            roughness_factor: pbr.roughness_factor(),
+            emissive_factor: [e[0] * strength, e[1] * strength, e[2] * strength],
+            double_sided: m.double_sided(),
+            alpha_mode: match m.alpha_mode() {
+                gltf::material::AlphaMode::Opaque => crate::model::AlphaMode::Opaque,
+                gltf::material::AlphaMode::Mask => crate::model::AlphaMode::Mask,
+                gltf::material::AlphaMode::Blend => crate::model::AlphaMode::Blend,
+            },
+            alpha_cutoff: m
+                .alpha_cutoff()
+                .filter(|c| c.is_finite())
+                .unwrap_or(0.5)
+                .clamp(0.0, 1.0),
+            base_color_tex_coord: tex_coord,
+            base_color_uv_transform: uv_transform,
+        });
+    }
+    Ok((materials, textures))
+}
+
+/// The nodes and the roots of the default scene. Each node may have one parent and may not be
+/// its own child, so the graph is a forest plus cycles: a walk from the parentless nodes visits
+/// every tree node once, on an explicit stack (no recursion, no depth limit: work is bounded by
+/// the node count), and a node the walk does not reach is on or below a cycle.
+fn import_nodes(doc: &gltf::Document) -> Result<(Vec<ModelNode>, Vec<usize>), ImportError> {
+    let json = doc.as_json();
+    let count = json.nodes.len();
+    let node_error = |node: usize, why: String| ImportError::Node {
+        node,
+        problem: ImportProblem::Invalid(why),
+    };
+    let mut nodes = Vec::with_capacity(count);
+    let mut parent: Vec<Option<usize>> = vec![None; count];
+    for (i, (n, jn)) in doc.nodes().zip(&json.nodes).enumerate() {
+        if jn.matrix.is_some()
+            && (jn.translation.is_some() || jn.rotation.is_some() || jn.scale.is_some())
+        {
+            return Err(node_error(i, "has both a matrix and TRS properties".into()));
+        }
+        let local = node_transform(&n)
+            .ok_or_else(|| node_error(i, "has a non-finite or degenerate transform".into()))?;
+        let children: Vec<usize> = n.children().map(|c| c.index()).collect();
+        for &c in &children {
+            if c == i {
+                return Err(node_error(i, "lists itself as a child".into()));
+            }
+            match parent.get_mut(c) {
+                Some(slot @ None) => *slot = Some(i),
+                Some(Some(p)) => {
+                    return Err(node_error(c, format!("has two parents ({p} and {i})")));
+                }
+                None => {
+                    return Err(node_error(
+                        i,
+                        format!("lists child {c}, which does not exist"),
+                    ));
+                }
+            }
+        }
+        nodes.push(ModelNode {
+            name: n.name().map(str::to_owned),
+            local,
+            mesh: n.mesh().map(|m| m.index()),
+            children,
+        });
+    }
+    let mut reached = vec![false; count];
+    let mut stack: Vec<usize> = (0..count).filter(|&i| parent[i].is_none()).collect();
+    while let Some(i) = stack.pop() {
+        if let Some(seen) = reached.get_mut(i) {
+            *seen = true;
+        }
+        if let Some(n) = nodes.get(i) {
+            stack.extend_from_slice(&n.children);
+        }
+    }
+    if let Some(i) = reached.iter().position(|&r| !r) {
+        return Err(node_error(i, "is on or below a cycle of nodes".into()));
+    }
+    let is_root = |i: &usize| parent.get(*i).is_some_and(Option::is_none);
+    let roots: Vec<usize> = match doc.default_scene().or_else(|| doc.scenes().next()) {
+        Some(scene) => scene.nodes().map(|n| n.index()).filter(is_root).collect(),
+        None => (0..count).filter(is_root).collect(),
+    };
+    Ok((nodes, roots))
+}
+
+fn node_transform(n: &gltf::Node<'_>) -> Option<Transform> {
+    match n.transform() {
+        gltf::scene::Transform::Matrix { matrix } => {
+            Transform::from_matrix(Mat4::from_cols_array_2d(&matrix))
+        }
+        gltf::scene::Transform::Decomposed {
+            translation,
+            rotation,
+            scale,
+        } => {
+            let q = Quat::from_array(rotation);
+            if !(q.is_finite() && q.length_squared() > 1e-12) {
+                return None;
+            }
+            let t = Transform {
+                translation: Vec3::from_array(translation),
+                rotation: q.normalize(),
+                scale: Vec3::from_array(scale),
+            };
+            t.is_finite().then_some(t)
+        }
+    }
+}
+
+/// The UV set and `KHR_texture_transform` of a texture reference, as a 2x3 affine matrix
+/// (translation x rotation x scale, as the extension's reference shader composes them). Only
+/// sets 0 and 1 are imported; others fall back to 0.
+fn uv_transform(info: &gltf::texture::Info<'_>) -> (u32, [[f32; 3]; 2]) {
+    let mut set = info.tex_coord();
+    let mut m = UV_IDENTITY;
+    if let Some(t) = info.texture_transform() {
+        if let Some(c) = t.tex_coord() {
+            set = c;
+        }
+        let [ox, oy] = t.offset();
+        let [sx, sy] = t.scale();
+        let r = t.rotation();
+        let (sin, cos) = r.sin_cos();
+        // The ratified README's column-major rotation mat3(cos, sin, 0, -sin, cos, 0, ...), as
+        // rows of T * R * S.
+        let candidate = [[cos * sx, -sin * sy, ox], [sin * sx, cos * sy, oy]];
+        if candidate.iter().flatten().all(|v| v.is_finite()) {
+            m = candidate;
+        }
+    }
+    (if set <= 1 { set } else { 0 }, m)
+}
+
+/// `KHR_lights_punctual` lights placed on nodes; values out of range are clamped, not refused
+/// (a light is decoration, not a reason to fail the model).
+fn import_lights(doc: &gltf::Document) -> Vec<(usize, crate::Light)> {
+    use gltf::khr_lights_punctual::Kind;
+    let mut out = Vec::new();
+    for node in doc.nodes() {
+        let Some(l) = node.light() else { continue };
+        let kind = match l.kind() {
+            Kind::Directional => crate::LightKind::Directional,
+            Kind::Point => crate::LightKind::Point,
+            Kind::Spot {
+                inner_cone_angle,
+                outer_cone_angle,
+            } => {
+                let outer = outer_cone_angle.clamp(1e-3, std::f32::consts::FRAC_PI_2);
+                crate::LightKind::Spot {
+                    inner_cone: inner_cone_angle.clamp(0.0, outer * 0.999),
+                    outer_cone: outer,
+                }
+            }
+        };
+        let c = l.color();
+        let light = crate::Light {
+            kind,
+            color: c.map(|v| {
+                if v.is_finite() {
+                    v.clamp(0.0, 1.0)
+                } else {
+                    1.0
+                }
+            }),
+            intensity: if l.intensity().is_finite() {
+                l.intensity().clamp(0.0, 1e6)
+            } else {
+                1.0
+            },
+            position: Vec3::ZERO,
+            direction: Vec3::NEG_Z,
+            range: l.range().filter(|r| r.is_finite() && *r > 0.0),
+        };
+        out.push((node.index(), light));
+        if out.len() >= 64 {
+            break;
+        }
+    }
+    out
+}

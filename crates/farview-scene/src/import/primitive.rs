@@ -1,0 +1,201 @@
+//! One mesh primitive to a triangle list: the vertex and index budget reserved before anything
+//! is read, attributes read through [`super::accessor`], strips and fans unrolled, flat normals
+//! generated where the file has none.
+//!
+//! Accessor errors come back naming the accessor only; the caller adds the mesh and primitive.
+
+use glam::Vec3;
+use gltf::accessor::Dimensions;
+use gltf::mesh::Mode;
+
+use crate::model::{Aabb, Primitive};
+
+use super::accessor::{read_indices, read_vec};
+use super::error::{ImportError, ImportProblem, invalid, over};
+
+/// Vertices and triangle-list indices the model's primitives will hold, reserved before reading.
+pub(super) struct Budget {
+    vertices: u64,
+    indices: u64,
+    max_vertices: u64,
+    max_indices: u64,
+}
+
+impl Budget {
+    /// Up to `max_vertices` vertices and six times as many triangle-list indices.
+    pub(super) fn new(max_vertices: u64) -> Self {
+        Self {
+            vertices: 0,
+            indices: 0,
+            max_vertices,
+            max_indices: max_vertices.saturating_mul(6),
+        }
+    }
+
+    fn take(&mut self, vertices: u64, indices: u64) -> Result<(), ImportProblem> {
+        self.vertices = self.vertices.saturating_add(vertices);
+        over("total vertices", self.vertices, self.max_vertices)?;
+        self.indices = self.indices.saturating_add(indices);
+        over("total triangle indices", self.indices, self.max_indices)
+    }
+}
+
+/// The primitive as a triangle list, or `None` for points and lines (not drawn).
+pub(super) fn import_primitive(
+    mesh: &gltf::Mesh<'_>,
+    prim: &gltf::Primitive<'_>,
+    buffers: &[Vec<u8>],
+    budget: &mut Budget,
+) -> Result<Option<Primitive>, ImportError> {
+    let fail = |problem| ImportError::Primitive {
+        mesh: mesh.index(),
+        primitive: prim.index(),
+        problem,
+    };
+    let mode = prim.mode();
+    if !matches!(
+        mode,
+        Mode::Triangles | Mode::TriangleStrip | Mode::TriangleFan
+    ) {
+        tracing::warn!(
+            mesh = mesh.index(),
+            primitive = prim.index(),
+            ?mode,
+            "points and lines are not rendered; primitive skipped"
+        );
+        return Ok(None);
+    }
+    let pos_acc = prim
+        .get(&gltf::Semantic::Positions)
+        .ok_or_else(|| fail(invalid("has no POSITION")))?;
+    // Reserve what this primitive will hold before reading anything: accessors are shared, so
+    // per-accessor limits alone do not bound the model.
+    let raw_count = prim.indices().map_or(pos_acc.count(), |a| a.count()) as u64;
+    let out_indices = match mode {
+        Mode::Triangles => raw_count / 3 * 3,
+        _ => raw_count.saturating_sub(2).saturating_mul(3),
+    };
+    let out_vertices = if prim.get(&gltf::Semantic::Normals).is_some() {
+        pos_acc.count() as u64
+    } else {
+        out_indices.max(pos_acc.count() as u64)
+    };
+    budget.take(out_vertices, out_indices).map_err(fail)?;
+    let positions: Vec<[f32; 3]> = read_vec::<3>(&pos_acc, buffers)?;
+    if positions.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(ImportError::Accessor {
+            mesh: None,
+            primitive: None,
+            accessor: pos_acc.index(),
+            problem: invalid("holds non-finite positions"),
+        });
+    }
+    let n = positions.len();
+    let mut normals = match prim.get(&gltf::Semantic::Normals) {
+        Some(a) => Some(read_vec::<3>(&a, buffers)?),
+        None => None,
+    };
+    let mut uvs = match prim.get(&gltf::Semantic::TexCoords(0)) {
+        Some(a) => read_vec::<2>(&a, buffers)?,
+        None => vec![[0.0; 2]; n],
+    };
+    let mut uvs1 = match prim.get(&gltf::Semantic::TexCoords(1)) {
+        Some(a) => read_vec::<2>(&a, buffers)?,
+        None => Vec::new(),
+    };
+    let mut colors: Vec<[f32; 4]> = match prim.get(&gltf::Semantic::Colors(0)) {
+        Some(a) if a.dimensions() == Dimensions::Vec3 => read_vec::<3>(&a, buffers)?
+            .into_iter()
+            .map(|[r, g, b]| [r, g, b, 1.0])
+            .collect(),
+        Some(a) => read_vec::<4>(&a, buffers)?,
+        None => Vec::new(),
+    };
+    if normals.as_ref().is_some_and(|v| v.len() != n)
+        || uvs.len() != n
+        || (!uvs1.is_empty() && uvs1.len() != n)
+        || (!colors.is_empty() && colors.len() != n)
+    {
+        return Err(fail(invalid(
+            "has attributes that disagree on vertex count",
+        )));
+    }
+    let raw = match prim.indices() {
+        Some(a) => read_indices(&a, buffers, n)?,
+        None => (0..n as u32).collect(),
+    };
+    let mut indices = match mode {
+        Mode::TriangleStrip => (2..raw.len())
+            .flat_map(|i| {
+                if i % 2 == 0 {
+                    [raw[i - 2], raw[i - 1], raw[i]]
+                } else {
+                    [raw[i - 1], raw[i - 2], raw[i]]
+                }
+            })
+            .collect(),
+        Mode::TriangleFan => (2..raw.len())
+            .flat_map(|i| [raw[0], raw[i - 1], raw[i]])
+            .collect(),
+        _ => {
+            let mut v = raw;
+            v.truncate(v.len() / 3 * 3);
+            v
+        }
+    };
+    let mut positions = positions;
+    if normals.is_none() {
+        // Flat normals: each triangle gets its own three vertices with the face normal. Every
+        // index was checked against the vertex count above.
+        let (mut p2, mut n2, mut u2) = (
+            Vec::with_capacity(indices.len()),
+            Vec::with_capacity(indices.len()),
+            Vec::with_capacity(indices.len()),
+        );
+        let mut u2b = Vec::with_capacity(if uvs1.is_empty() { 0 } else { indices.len() });
+        let mut c2 = Vec::with_capacity(if colors.is_empty() { 0 } else { indices.len() });
+        for tri in indices.chunks_exact(3) {
+            let [a, b, c] =
+                [tri[0], tri[1], tri[2]].map(|i| Vec3::from_array(positions[i as usize]));
+            let normal = (b - a).cross(c - a).normalize_or(Vec3::Z).to_array();
+            for &i in tri {
+                p2.push(positions[i as usize]);
+                n2.push(normal);
+                u2.push(uvs[i as usize]);
+                if let Some(u) = uvs1.get(i as usize) {
+                    u2b.push(*u);
+                }
+                if let Some(c) = colors.get(i as usize) {
+                    c2.push(*c);
+                }
+            }
+        }
+        indices = (0..p2.len() as u32).collect();
+        positions = p2;
+        uvs = u2;
+        uvs1 = u2b;
+        colors = c2;
+        normals = Some(n2);
+    }
+    let normals = normals.unwrap_or_default();
+    let bounds = Aabb::from_points(positions.iter().map(|p| Vec3::from_array(*p)));
+    for c in &mut colors {
+        *c = c.map(|v| {
+            if v.is_finite() {
+                v.clamp(0.0, 1.0)
+            } else {
+                1.0
+            }
+        });
+    }
+    Ok(Some(Primitive {
+        positions,
+        normals,
+        uvs,
+        uvs1,
+        colors,
+        indices,
+        material: prim.material().index(),
+        bounds,
+    }))
+}
