@@ -99,6 +99,8 @@ pub(crate) struct Metrics {
     pub(crate) frame_bytes: Histogram,
     /// Sum of the configured encoder bitrates of live pipelines.
     pub(crate) encoder_bitrate_bps: AtomicU64,
+    /// Readbacks that outlasted their budget and were waited for again.
+    pub(crate) readback_retries: AtomicU64,
     /// Bytes of model uploads held for loads that have not taken them yet (all connections).
     pub(crate) upload_bytes_held: AtomicU64,
     /// Devices attached to a pipeline, by connection id, for their QUIC path statistics.
@@ -122,6 +124,7 @@ impl Default for Metrics {
             frame_bytes: Histogram::new(BYTES),
             encoder_bitrate_bps: AtomicU64::new(0),
             upload_bytes_held: AtomicU64::new(0),
+            readback_retries: AtomicU64::new(0),
             connections: Mutex::new(HashMap::new()),
         }
     }
@@ -230,6 +233,11 @@ impl Metrics {
             out,
             "# HELP farview_encoder_bitrate_bps Target bitrate of the live encoders, summed.\n# TYPE farview_encoder_bitrate_bps gauge\nfarview_encoder_bitrate_bps {}",
             load(&self.encoder_bitrate_bps)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP farview_readback_retries_total Readbacks that outlasted their budget (a busy shared GPU) and were waited for again.\n# TYPE farview_readback_retries_total counter\nfarview_readback_retries_total {}",
+            load(&self.readback_retries)
         );
         let _ = writeln!(
             out,

@@ -253,9 +253,7 @@ pub(crate) fn execute(
         Request::GetStats => {
             // Drop the GPU assets of models destroyed since the last frame, so the figure is
             // current.
-            renderer
-                .sync_models(scene)
-                .map_err(|e| WireError::new(ErrorCode::INTERNAL, e.to_string()))?;
+            renderer.evict_unused(scene);
             let s = scene.stats();
             Ok(Reply::Stats(farview_protocol::SceneStats {
                 entities: s.entities,

@@ -36,6 +36,7 @@ pub struct FrameTap {
     frames: Arc<Mutex<VecDeque<TappedFrame>>>,
     capacity: usize,
     fail: Arc<Mutex<Option<(u32, u32, String)>>>,
+    slow: Arc<Mutex<Option<(u32, u32, u32)>>>,
 }
 
 impl FrameTap {
@@ -45,6 +46,7 @@ impl FrameTap {
             frames: Arc::new(Mutex::new(VecDeque::with_capacity(capacity))),
             capacity: capacity.max(1),
             fail: Arc::default(),
+            slow: Arc::default(),
         }
     }
 
@@ -53,6 +55,29 @@ impl FrameTap {
     pub fn fail_size(&self, width: u32, height: u32, cause: &str) {
         if let Ok(mut f) = self.fail.lock() {
             *f = Some((width, height, cause.to_owned()));
+        }
+    }
+
+    /// Makes the next `count` readbacks of streams of `width`x`height` outlast their budget, as
+    /// on a GPU busy with other streams' work (the renderer's real timeout path, with a zero
+    /// budget for one wait).
+    pub fn slow_readbacks(&self, width: u32, height: u32, count: u32) {
+        if let Ok(mut s) = self.slow.lock() {
+            *s = Some((width, height, count));
+        }
+    }
+
+    /// Whether the next readback of this size should time out (and counts it down).
+    pub(crate) fn take_slow_readback(&self, width: u32, height: u32) -> bool {
+        let Ok(mut s) = self.slow.lock() else {
+            return false;
+        };
+        match s.as_mut() {
+            Some((w, h, n)) if (*w, *h) == (width, height) && *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
         }
     }
 

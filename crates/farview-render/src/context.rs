@@ -1,7 +1,8 @@
 //! Adapter selection and the shared device.
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::RenderError;
 
@@ -63,6 +64,14 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
+    lost: Arc<LostFlag>,
+}
+
+/// Set by the device-lost callback.
+#[derive(Debug, Default)]
+struct LostFlag {
+    lost: AtomicBool,
+    message: Mutex<String>,
 }
 
 fn is_software(info: &wgpu::AdapterInfo) -> bool {
@@ -141,6 +150,20 @@ impl GpuContext {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
+        let lost = Arc::new(LostFlag::default());
+        {
+            let lost = lost.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                // Dropping the device reports `Destroyed`; only a real loss is worth a log line.
+                if reason != wgpu::DeviceLostReason::Destroyed {
+                    tracing::error!(?reason, %message, "GPU device lost");
+                }
+                if let Ok(mut m) = lost.message.lock() {
+                    *m = format!("{reason:?}: {message}");
+                }
+                lost.lost.store(true, Ordering::Release);
+            });
+        }
         tracing::info!(
             adapter = %info.name,
             backend = ?info.backend,
@@ -157,6 +180,7 @@ impl GpuContext {
                 queue,
                 info,
                 limits,
+                lost,
             }),
         })
     }
@@ -179,6 +203,22 @@ impl GpuContext {
     /// The limits the device was created with.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.inner.limits
+    }
+
+    /// The device-lost message when the device has been lost, else `None`. A lost device stays
+    /// lost: every renderer on this context fails and the host needs a new context.
+    pub fn lost(&self) -> Option<String> {
+        if !self.inner.lost.lost.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(
+            self.inner
+                .lost
+                .message
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_else(|_| "device lost".to_owned()),
+        )
     }
 
     /// True when rendering happens on the CPU (Mesa llvmpipe/lavapipe).

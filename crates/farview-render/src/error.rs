@@ -45,10 +45,37 @@ pub enum RenderError {
     /// Every readback buffer is waiting to be collected.
     #[error("all {0} readback buffers are in flight; collect a frame first")]
     RingFull(usize),
-    /// Waiting for the GPU or mapping a buffer failed.
+    /// A frame's readback did not finish within the renderer's wait budget (see
+    /// [`FrameRenderer::set_readback_timeout`](crate::FrameRenderer::set_readback_timeout)),
+    /// typically because the shared device is busy with other streams' frames. Transient: the
+    /// frame stays in flight and a later [`collect`](crate::FrameRenderer::collect) returns it.
+    #[error(
+        "GPU readback of frame {tag} not finished after {waited:?} (device busy); the frame is still in flight, collect again"
+    )]
+    ReadbackTimeout {
+        /// The frame's tag.
+        tag: u64,
+        /// How long this call waited.
+        waited: std::time::Duration,
+    },
+    /// The device was lost (driver reset, out of memory, destroyed): every renderer on its
+    /// [`GpuContext`](crate::GpuContext) is unusable and a new context is needed.
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    /// Waiting for the GPU or mapping a buffer failed for a reason other than a timeout or a
+    /// lost device; the frame is gone.
     #[error("GPU readback failed: {0}")]
     Readback(String),
     /// The device reported a validation or out-of-memory error.
     #[error("GPU error: {0}")]
     Gpu(String),
+}
+
+impl RenderError {
+    /// True when the renderer is still usable and the same call may succeed if retried:
+    /// [`Self::ReadbackTimeout`] (collect again; the frame is still in flight) and
+    /// [`Self::RingFull`] (collect a frame, then submit again). Anything else ends the stream.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::ReadbackTimeout { .. } | Self::RingFull(_))
+    }
 }

@@ -4,25 +4,32 @@
 //!
 //! One [`GpuContext`] (instance, adapter, device, queue) serves the whole host; each stream gets a
 //! [`FrameRenderer`] with its own target, uniforms, GPU copies of its models and readback ring.
+//!
+//! Modules by concern: `targets` (offscreen colour + depth), `mesh_pass` (pipelines, bind
+//! groups, per-draw uniforms from `uniforms`, opaque then blended draws), `i420` (the compute
+//! colour conversion), `models` (the GPU model store and [`ModelUploader`]; `gpu_model` uploads
+//! one model), `readback` (the ring of mappable buffers and the wait on a shared device), and
+//! `renderer`, which composes them into [`FrameRenderer`].
 
 mod camera;
 mod context;
 mod error;
 mod gpu_model;
+mod i420;
+mod mesh_pass;
+mod models;
+mod readback;
 mod renderer;
+mod shaders;
+mod targets;
+mod uniforms;
 
 pub use camera::Camera;
 pub use context::{AdapterChoice, GpuContext};
 pub use error::RenderError;
-pub use renderer::{
-    FrameRenderer, Lighting, ModelUploader, ReadbackFrame, RenderStats, UploadedModel,
-    strip_padding,
-};
+pub use models::{ModelUploader, UploadedModel};
+pub use readback::{ReadbackFrame, strip_padding};
+pub use renderer::{FrameRenderer, Lighting, RenderStats};
+pub use shaders::{I420_SHADER, MESH_SHADER};
 /// The adapter kinds wgpu reports (re-exported so callers need not depend on wgpu).
 pub use wgpu::DeviceType;
-
-/// The WGSL source of the mesh pass (checked in under `shaders/`).
-pub const MESH_SHADER: &str = include_str!("../../../shaders/mesh.wgsl");
-
-/// The WGSL source of the RGBA → I420 colour conversion pass.
-pub const I420_SHADER: &str = include_str!("../../../shaders/i420.wgsl");

@@ -109,6 +109,7 @@ pub(crate) struct RenderStage {
 impl RenderStage {
     /// Runs until the pipeline stops; an error ends the pipeline (and its session) with why.
     pub(crate) fn run(mut self, shared: &Shared) -> Result<(), String> {
+        self.renderer.set_readback_timeout(READBACK_BUDGET);
         let mut scene = Scene::default();
         let mut st = RenderState {
             camera: Camera::default(),
@@ -188,9 +189,7 @@ impl RenderStage {
             .map_err(|e| e.to_string())?;
         let mut rgba = self.pool.try_recv().unwrap_or_default();
         let frame = self
-            .renderer
-            .collect(true, &mut rgba)
-            .map_err(|e| e.to_string())?
+            .collect(&mut rgba, shared)?
             .ok_or_else(|| "rendered frame missing from the readback ring".to_string())?;
         shared.stage(
             Stage::Render,
@@ -218,6 +217,56 @@ impl RenderStage {
         }))
     }
 }
+
+impl RenderStage {
+    /// Waits for the frame's readback. A readback that outlasts its budget (a busy GPU shared
+    /// with other streams) is retried, counted, rather than ending the session; only a lost
+    /// device or a frame lost for good is an error.
+    fn collect(
+        &mut self,
+        rgba: &mut Vec<u8>,
+        shared: &Shared,
+    ) -> Result<Option<farview_render::ReadbackFrame>, String> {
+        let mut tries = 0u32;
+        let (w, h) = (self.renderer.width(), self.renderer.height());
+        let slow = self
+            .tap
+            .as_ref()
+            .is_some_and(|t| t.take_slow_readback(w, h));
+        loop {
+            if slow {
+                // Test hook: the first wait gets no budget, so it times out for real.
+                self.renderer.set_readback_timeout(if tries == 0 {
+                    Duration::ZERO
+                } else {
+                    READBACK_BUDGET
+                });
+            }
+            match self.renderer.collect(true, rgba) {
+                Ok(frame) => return Ok(frame),
+                Err(e) if e.is_transient() && tries < MAX_READBACK_RETRIES => {
+                    tries += 1;
+                    shared
+                        .counters
+                        .readback_retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .metrics
+                        .readback_retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, tries, "readback slow; waiting again");
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Readback waits (each up to [`READBACK_BUDGET`]) before a frame counts as lost.
+const MAX_READBACK_RETRIES: u32 = 5;
+/// How long one readback wait may take: generous, because several streams share one GPU and
+/// a software rasterizer on few cores can be slow under load.
+const READBACK_BUDGET: Duration = Duration::from_secs(10);
 
 fn budget_error(adding: u64, have: u64, max: u64) -> WireError {
     WireError::new(

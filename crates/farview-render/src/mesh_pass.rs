@@ -1,0 +1,340 @@
+//! The mesh pass (`shaders/mesh.wgsl`): four pipelines (back-face culled or double-sided,
+//! opaque or blended), the per-frame globals, one dynamic-offset uniform block per draw, and
+//! the recording of a frame: opaque draws in scene order, then blended draws (see-through
+//! entities, alpha-blended materials) far to near.
+
+use farview_scene::{Drawable, Scene};
+
+use crate::models::GpuModelStore;
+use crate::targets::{COLOR_FORMAT, DEPTH_FORMAT, FrameTargets};
+use crate::uniforms::{DrawUniform, Globals};
+use crate::{Camera, GpuContext, Lighting, MESH_SHADER, RenderError, RenderStats};
+
+/// Upper bound on draws per frame; a scene over it is an error, not an allocation storm.
+const MAX_DRAWS: usize = 1 << 20;
+/// Per-draw uniform blocks allocated up front; the buffer doubles as scenes grow.
+const INITIAL_DRAWS: usize = 64;
+
+pub(crate) fn uniform_entry(
+    binding: u32,
+    visibility: wgpu::ShaderStages,
+    dynamic: bool,
+    size: u64,
+) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: dynamic,
+            min_binding_size: wgpu::BufferSize::new(size),
+        },
+        count: None,
+    }
+}
+
+/// Pipelines and uniforms of the mesh pass of one renderer.
+pub(crate) struct MeshPass {
+    /// Indexed by [`pipeline_index`].
+    pipelines: [wgpu::RenderPipeline; 4],
+    globals: wgpu::Buffer,
+    globals_bind_group: wgpu::BindGroup,
+    draw_layout: wgpu::BindGroupLayout,
+    draw_stride: u64,
+    draw_buffer: wgpu::Buffer,
+    draw_bind_group: wgpu::BindGroup,
+    draw_capacity: usize,
+    draw_scratch: Vec<u8>,
+}
+
+/// Pipeline for a primitive: culled or double-sided, opaque or blended.
+fn pipeline_index(double_sided: bool, blended: bool) -> usize {
+    usize::from(double_sided) + 2 * usize::from(blended)
+}
+
+impl MeshPass {
+    pub(crate) fn new(ctx: &GpuContext, material_layout: &wgpu::BindGroupLayout) -> Self {
+        let device = ctx.device();
+        let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("mesh.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(MESH_SHADER.into()),
+        });
+        let globals_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("globals"),
+            entries: &[uniform_entry(
+                0,
+                wgpu::ShaderStages::VERTEX_FRAGMENT,
+                false,
+                std::mem::size_of::<Globals>() as u64,
+            )],
+        });
+        let draw_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("draw"),
+            entries: &[uniform_entry(
+                0,
+                wgpu::ShaderStages::VERTEX_FRAGMENT,
+                true,
+                std::mem::size_of::<DrawUniform>() as u64,
+            )],
+        });
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("mesh"),
+            bind_group_layouts: &[
+                Some(&globals_layout),
+                Some(&draw_layout),
+                Some(material_layout),
+            ],
+            immediate_size: 0,
+        });
+        let make_pipeline = |double_sided: bool, see_through: bool| {
+            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+                label: Some("mesh"),
+                layout: Some(&layout),
+                vertex: wgpu::VertexState {
+                    module: &shader,
+                    entry_point: Some("vs_main"),
+                    compilation_options: Default::default(),
+                    buffers: &[Some(crate::gpu_model::Vertex::layout())],
+                },
+                primitive: wgpu::PrimitiveState {
+                    topology: wgpu::PrimitiveTopology::TriangleList,
+                    front_face: wgpu::FrontFace::Ccw,
+                    cull_mode: (!double_sided).then_some(wgpu::Face::Back),
+                    ..Default::default()
+                },
+                depth_stencil: Some(wgpu::DepthStencilState {
+                    format: DEPTH_FORMAT,
+                    // See-through draws are blended after the opaque ones and do not hide
+                    // what lies behind them.
+                    depth_write_enabled: Some(!see_through),
+                    depth_compare: Some(wgpu::CompareFunction::Less),
+                    stencil: Default::default(),
+                    bias: Default::default(),
+                }),
+                multisample: Default::default(),
+                fragment: Some(wgpu::FragmentState {
+                    module: &shader,
+                    entry_point: Some("fs_main"),
+                    compilation_options: Default::default(),
+                    targets: &[Some(wgpu::ColorTargetState {
+                        format: COLOR_FORMAT,
+                        blend: see_through.then_some(wgpu::BlendState::ALPHA_BLENDING),
+                        write_mask: wgpu::ColorWrites::ALL,
+                    })],
+                }),
+                multiview_mask: None,
+                cache: None,
+            })
+        };
+        let pipelines = [
+            make_pipeline(false, false),
+            make_pipeline(true, false),
+            make_pipeline(false, true),
+            make_pipeline(true, true),
+        ];
+
+        let globals = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("globals"),
+            size: std::mem::size_of::<Globals>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let globals_bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("globals"),
+            layout: &globals_layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: globals.as_entire_binding(),
+            }],
+        });
+        let align = u64::from(ctx.limits().min_uniform_buffer_offset_alignment);
+        let draw_stride = (std::mem::size_of::<DrawUniform>() as u64).div_ceil(align) * align;
+        let (draw_buffer, draw_bind_group) =
+            draw_resources(device, &draw_layout, draw_stride, INITIAL_DRAWS);
+        Self {
+            pipelines,
+            globals,
+            globals_bind_group,
+            draw_layout,
+            draw_stride,
+            draw_buffer,
+            draw_bind_group,
+            draw_capacity: INITIAL_DRAWS,
+            draw_scratch: Vec::new(),
+        }
+    }
+
+    /// GPU memory of the per-draw uniform buffer.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.draw_capacity as u64 * self.draw_stride
+    }
+
+    /// Writes this frame's uniforms and records the pass into `targets`. Draws only models the
+    /// store holds: entities of a missing model are skipped and counted in
+    /// [`RenderStats::skipped_entities`] (logged once per model).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn encode(
+        &mut self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        targets: &FrameTargets,
+        scene: &Scene,
+        camera: &Camera,
+        lighting: &Lighting,
+        store: &mut GpuModelStore,
+    ) -> Result<RenderStats, RenderError> {
+        let (device, queue) = (ctx.device(), ctx.queue());
+        let mut stats = RenderStats::default();
+        let aspect = targets.width as f32 / targets.height as f32;
+        let globals = Globals::new(scene, camera, aspect, lighting);
+        queue.write_buffer(&self.globals, 0, bytemuck::bytes_of(&globals));
+
+        let mut drawables = scene.drawables();
+        drawables.retain(|d| match store.get(d.model) {
+            Some(m) => d.mesh < m.meshes.len(),
+            None => {
+                stats.skipped_entities += 1;
+                if store.note_missing(d.model) {
+                    tracing::debug!(
+                        model = d.model.0,
+                        entity = d.entity.0,
+                        "model not in the GPU store; its entities are skipped until it is inserted"
+                    );
+                }
+                false
+            }
+        });
+        let eye = camera.position;
+        let depth = |d: &Drawable| (d.world.w_axis.truncate() - eye).length_squared();
+        let in_order: Vec<usize> = (0..drawables.len()).collect();
+        let mut far_to_near = in_order.clone();
+        far_to_near.sort_by(|&a, &b| depth(&drawables[b]).total_cmp(&depth(&drawables[a])));
+        if drawables.len() > MAX_DRAWS {
+            return Err(RenderError::Gpu(format!(
+                "{} draws exceed the limit of {MAX_DRAWS}",
+                drawables.len()
+            )));
+        }
+        if drawables.len() > self.draw_capacity {
+            let capacity = drawables.len().next_power_of_two();
+            (self.draw_buffer, self.draw_bind_group) =
+                draw_resources(device, &self.draw_layout, self.draw_stride, capacity);
+            self.draw_capacity = capacity;
+        }
+        let stride = self.draw_stride as usize;
+        self.draw_scratch.clear();
+        self.draw_scratch.resize(drawables.len() * stride, 0);
+        for (chunk, d) in self.draw_scratch.chunks_exact_mut(stride).zip(&drawables) {
+            let u = DrawUniform::new(&d.world, &d.state);
+            chunk[..std::mem::size_of::<DrawUniform>()].copy_from_slice(bytemuck::bytes_of(&u));
+        }
+        if !self.draw_scratch.is_empty() {
+            queue.write_buffer(&self.draw_buffer, 0, &self.draw_scratch);
+        }
+
+        let c = lighting.clear;
+        let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+            label: Some("mesh"),
+            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                view: &targets.color_view,
+                depth_slice: None,
+                resolve_target: None,
+                ops: wgpu::Operations {
+                    load: wgpu::LoadOp::Clear(wgpu::Color {
+                        r: c.x.into(),
+                        g: c.y.into(),
+                        b: c.z.into(),
+                        a: 1.0,
+                    }),
+                    store: wgpu::StoreOp::Store,
+                },
+            })],
+            depth_stencil_attachment: Some(wgpu::RenderPassDepthStencilAttachment {
+                view: &targets.depth_view,
+                depth_ops: Some(wgpu::Operations {
+                    load: wgpu::LoadOp::Clear(1.0),
+                    store: wgpu::StoreOp::Discard,
+                }),
+                stencil_ops: None,
+            }),
+            timestamp_writes: None,
+            occlusion_query_set: None,
+            multiview_mask: None,
+        });
+        pass.set_bind_group(0, &self.globals_bind_group, &[]);
+        // Opaque geometry first, then blended geometry (see-through entities and alpha-blended
+        // materials) far to near, so blending composes over what is behind.
+        let mut current_pipeline = None;
+        for blended_pass in [false, true] {
+            let order: &[usize] = if blended_pass {
+                &far_to_near
+            } else {
+                &in_order
+            };
+            for &i in order {
+                let d = &drawables[i];
+                let Some(model) = store.get(d.model) else {
+                    continue;
+                };
+                let Some(prims) = model.meshes.get(d.mesh) else {
+                    continue;
+                };
+                let mut bound = false;
+                for p in prims {
+                    let Some(material) = model.materials.get(p.material) else {
+                        continue;
+                    };
+                    let blended = d.state.see_through || material.blend;
+                    if blended != blended_pass {
+                        continue;
+                    }
+                    if !bound {
+                        pass.set_bind_group(1, &self.draw_bind_group, &[(i * stride) as u32]);
+                        bound = true;
+                    }
+                    let key = pipeline_index(material.double_sided, blended);
+                    if current_pipeline != Some(key) {
+                        if let Some(pipeline) = self.pipelines.get(key) {
+                            pass.set_pipeline(pipeline);
+                        }
+                        current_pipeline = Some(key);
+                    }
+                    pass.set_bind_group(2, &material.bind_group, &[]);
+                    pass.set_vertex_buffer(0, p.vertices.slice(..));
+                    pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
+                    pass.draw_indexed(0..p.index_count, 0, 0..1);
+                    stats.draws += 1;
+                    stats.triangles += u64::from(p.index_count / 3);
+                }
+            }
+        }
+        Ok(stats)
+    }
+}
+
+fn draw_resources(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    stride: u64,
+    capacity: usize,
+) -> (wgpu::Buffer, wgpu::BindGroup) {
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("draws"),
+        size: stride * capacity as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("draws"),
+        layout,
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &buffer,
+                offset: 0,
+                size: wgpu::BufferSize::new(std::mem::size_of::<DrawUniform>() as u64),
+            }),
+        }],
+    });
+    (buffer, bind_group)
+}

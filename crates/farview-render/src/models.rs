@@ -1,0 +1,217 @@
+//! The GPU model store of one renderer, and the uploader that fills it from another thread.
+//!
+//! Upload and drawing are separate steps (bevy's `prepare_asset`): the host uploads a model with
+//! a [`ModelUploader`] off the render thread, then, on the render thread, adds the model to the
+//! scene and [inserts](crate::FrameRenderer::insert_model) the upload under the scene's id.
+//! [`FrameRenderer::submit`](crate::FrameRenderer::submit) never uploads: it draws what the store
+//! holds, skips (and counts) entities whose model is missing, and evicts models the scene has
+//! freed.
+
+use std::collections::{HashMap, HashSet};
+
+use farview_scene::{ModelId, Scene};
+
+use crate::gpu_model::{GpuModel, UploadContext};
+use crate::mesh_pass::uniform_entry;
+use crate::{GpuContext, RenderError};
+
+/// A model's GPU assets, uploaded but not yet attached to a scene id.
+pub struct UploadedModel(pub(crate) GpuModel);
+
+impl UploadedModel {
+    /// Bytes of GPU memory the model's buffers and textures take.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.0.bytes
+    }
+}
+
+impl std::fmt::Debug for UploadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadedModel")
+            .field("bytes", &self.0.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every material bind group is made of besides the model's own data: the layout (group 2
+/// of the mesh pipelines), the sampler, and a 1x1 white texture for untextured materials.
+#[derive(Clone)]
+pub(crate) struct MaterialShared {
+    pub(crate) layout: wgpu::BindGroupLayout,
+    sampler: wgpu::Sampler,
+    white: wgpu::TextureView,
+}
+
+impl MaterialShared {
+    pub(crate) fn new(ctx: &GpuContext) -> Self {
+        let device = ctx.device();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("material"),
+            entries: &[
+                uniform_entry(
+                    0,
+                    wgpu::ShaderStages::FRAGMENT,
+                    false,
+                    crate::gpu_model::MATERIAL_UNIFORM_SIZE,
+                ),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 1,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: true },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                    count: None,
+                },
+                wgpu::BindGroupLayoutEntry {
+                    binding: 2,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
+                    count: None,
+                },
+            ],
+        });
+        let sampler = device.create_sampler(&wgpu::SamplerDescriptor {
+            label: Some("base colour"),
+            address_mode_u: wgpu::AddressMode::Repeat,
+            address_mode_v: wgpu::AddressMode::Repeat,
+            mag_filter: wgpu::FilterMode::Linear,
+            min_filter: wgpu::FilterMode::Linear,
+            ..Default::default()
+        });
+        let one = wgpu::Extent3d {
+            width: 1,
+            height: 1,
+            depth_or_array_layers: 1,
+        };
+        let white_tex = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("white"),
+            size: one,
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba8UnormSrgb,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        ctx.queue().write_texture(
+            white_tex.as_image_copy(),
+            &[255; 4],
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(4),
+                rows_per_image: None,
+            },
+            one,
+        );
+        Self {
+            layout,
+            sampler,
+            white: white_tex.create_view(&Default::default()),
+        }
+    }
+}
+
+/// Uploads models for one renderer; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct ModelUploader {
+    ctx: GpuContext,
+    shared: MaterialShared,
+}
+
+impl std::fmt::Debug for ModelUploader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelUploader").finish_non_exhaustive()
+    }
+}
+
+impl ModelUploader {
+    pub(crate) fn new(ctx: &GpuContext, shared: &MaterialShared) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            shared: shared.clone(),
+        }
+    }
+
+    /// Uploads a model's buffers and textures; the result goes to
+    /// [`FrameRenderer::insert_model`](crate::FrameRenderer::insert_model).
+    pub fn upload(&self, model: &farview_scene::Model) -> Result<UploadedModel, RenderError> {
+        let cx = UploadContext {
+            device: self.ctx.device(),
+            queue: self.ctx.queue(),
+            material_layout: &self.shared.layout,
+            sampler: &self.shared.sampler,
+            white: &self.shared.white,
+            max_texture: self.ctx.limits().max_texture_dimension_2d,
+        };
+        GpuModel::upload(&cx, model).map(UploadedModel)
+    }
+}
+
+/// The GPU models one renderer draws, by scene model id.
+#[derive(Default)]
+pub(crate) struct GpuModelStore {
+    models: HashMap<ModelId, GpuModel>,
+    /// Models drawn while missing, logged once each.
+    reported_missing: HashSet<ModelId>,
+}
+
+impl GpuModelStore {
+    /// Registers a model's GPU assets under its scene id; returns what was there before.
+    pub(crate) fn insert(&mut self, id: ModelId, model: UploadedModel) -> Option<UploadedModel> {
+        let UploadedModel(gpu) = model;
+        tracing::debug!(
+            model = id.0,
+            bytes = gpu.bytes,
+            triangles = gpu.triangles,
+            "GPU model inserted"
+        );
+        self.reported_missing.remove(&id);
+        self.models.insert(id, gpu).map(UploadedModel)
+    }
+
+    /// Frees one model's GPU assets; false if it was not here.
+    pub(crate) fn evict(&mut self, id: ModelId) -> bool {
+        self.reported_missing.remove(&id);
+        self.models.remove(&id).is_some()
+    }
+
+    /// Frees the GPU assets of every model the scene no longer holds; returns how many went.
+    pub(crate) fn evict_unused(&mut self, scene: &Scene) -> usize {
+        let before = self.models.len();
+        self.models.retain(|id, m| {
+            let keep = scene.model(*id).is_some();
+            if !keep {
+                tracing::debug!(model = id.0, bytes = m.bytes, "GPU model evicted");
+            }
+            keep
+        });
+        self.reported_missing
+            .retain(|id| scene.model(*id).is_some());
+        before - self.models.len()
+    }
+
+    pub(crate) fn get(&self, id: ModelId) -> Option<&GpuModel> {
+        self.models.get(&id)
+    }
+
+    pub(crate) fn contains(&self, id: ModelId) -> bool {
+        self.models.contains_key(&id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.models.len()
+    }
+
+    /// GPU memory the stored models take.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.models.values().map(|m| m.bytes).sum()
+    }
+
+    /// Notes that an entity of model `id` was skipped for want of its GPU assets; true the first
+    /// time (until the model is inserted or evicted), so the caller logs once.
+    pub(crate) fn note_missing(&mut self, id: ModelId) -> bool {
+        self.reported_missing.insert(id)
+    }
+}
