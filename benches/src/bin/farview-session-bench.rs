@@ -7,8 +7,9 @@
 //! - time from `POST /v1/sessions` to `ready`, with no model and with `assets/Fox`;
 //! - time from starting the QUIC connect to the first frame decoded (openh264's decoder);
 //! - `GET /v1/sessions/{id}` requests/s on loopback;
-//! - the process's resident memory with 0 and 1 live sessions and over 20
-//!   create/connect/stop cycles (host and client share the process; the client's part is small).
+//! - the process's resident memory with 0 and 1 live sessions, over 20 create/connect/stop
+//!   cycles, and once every session has ended and the host has idled for 15 s (host and client
+//!   share the process; the client's part is small).
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ struct Args {
 }
 
 const KEY: &str = "bench-key";
+/// How long the host idles after its last session ended before the last RSS figure.
+const ENDED_IDLE: Duration = Duration::from_secs(15);
 
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -256,6 +259,11 @@ async fn run() -> anyhow::Result<()> {
         api.session(&s.id).stop().await?;
         per_size.push((size, info.width, info.height, during - before, gpu));
     }
+    // Every session has ended. The host gives back the heap its sessions freed a couple of
+    // seconds after one ends, at most every 10 s; the idle figure is taken after that.
+    let rss_ended_at_once = rss_mib();
+    tokio::time::sleep(ENDED_IDLE).await;
+    let rss_ended_idle = rss_mib();
     for (size, w, h, rss, gpu) in per_size {
         println!(
             "per session, {size} {w}x{h}: host RSS +{rss:.1} MiB, renderer GPU memory {:.1} MiB",
@@ -267,6 +275,10 @@ async fn run() -> anyhow::Result<()> {
         thread_counts.first().copied().unwrap_or(0),
         args.cycles,
         thread_counts.last().copied().unwrap_or(0)
+    );
+    println!(
+        "RSS MiB, every session ended: at once {rss_ended_at_once:.1} | idle {}s later {rss_ended_idle:.1} (idle host at start {rss_idle:.1})",
+        ENDED_IDLE.as_secs()
     );
     host.shutdown().await;
     Ok(())

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::HostContext;
-use crate::sessions::{ApiError, CreateSession};
+use crate::sessions::{CreateSession, SessionError, Snapshot};
 
 /// The OpenAPI document, checked in at `docs/openapi.json` and served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
@@ -37,6 +37,43 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/metrics"),
 ];
+
+/// An HTTP-level failure: status, stable code (documented in `docs/openapi.json`), message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    pub(crate) status: u16,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Each session failure's status and stable code; the message is the error's own.
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        let (status, code) = match &e {
+            SessionError::MalformedLease(_)
+            | SessionError::InvalidLease { .. }
+            | SessionError::LeaseBelowElapsed { .. } => (422, "invalid_lease"),
+            SessionError::InvalidSize { .. } => (422, "invalid_size"),
+            SessionError::InvalidModels { .. } => (422, "invalid_models"),
+            SessionError::NotFound(_) => (404, "session_not_found"),
+            SessionError::Conflict { .. } => (409, "session_conflict"),
+            SessionError::Ended { .. } => (409, "session_ended"),
+            SessionError::AtCapacity { .. } => (503, "at_capacity"),
+            SessionError::Store(_) | SessionError::Internal(_) => (500, "internal"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -137,11 +174,11 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 
 /// Runs a session operation on the blocking pool (it writes the store before answering).
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, SessionError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
+    Ok(tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(500, "internal", e.to_string()))??)
 }
 
 async fn create(
@@ -155,7 +192,7 @@ async fn create(
         }
         Err(e) => Err(e),
     };
-    reply(result)
+    created(&ctx, result)
 }
 
 async fn put_session(
@@ -170,16 +207,20 @@ async fn put_session(
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    reply(result)
+    created(&ctx, result)
 }
 
-fn reply(result: Result<(u16, Value), ApiError>) -> Response {
+/// 201 with the new session, or 200 with the one a `PUT` found already there.
+fn created(ctx: &HostContext, result: Result<crate::sessions::Created, ApiError>) -> Response {
     match result {
-        Ok((status, v)) => (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            Json(v),
-        )
-            .into_response(),
+        Ok(c) => {
+            let status = if c.new {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(view(ctx, &c.session))).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -190,7 +231,8 @@ async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let s = ctx.sessions.clone();
-    blocking(move || s.get(id)).await.map(Json)
+    let session = blocking(move || s.get(id)).await?;
+    Ok(Json(view(&ctx, &session)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,7 +248,9 @@ async fn list(
     let Query(q) = q.map_err(|e| ApiError::new(400, "invalid_query", e.body_text()))?;
     let all = q.all;
     let s = ctx.sessions.clone();
-    blocking(move || s.list(all)).await.map(Json)
+    let sessions = blocking(move || s.list(all)).await?;
+    let views: Vec<Value> = sessions.iter().map(|s| view(&ctx, s)).collect();
+    Ok(Json(json!({ "sessions": views })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,12 +266,11 @@ async fn patch_session(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let req = body(b)?;
-    let ms = farview_session::parse_lease(&req.max_lease_time, u64::MAX)
-        .map_err(|e| ApiError::new(422, "invalid_lease", e.to_string()))?;
+    // Checked against `sessions.max_lease`, as a create's lease is.
+    let ms = ctx.sessions.parse_lease(&req.max_lease_time)?;
     let s = ctx.sessions.clone();
-    blocking(move || s.set_lease(id, ms).map(|(v, _)| v))
-        .await
-        .map(Json)
+    let (session, _) = blocking(move || s.set_lease(id, ms)).await?;
+    Ok(Json(view(&ctx, &session)))
 }
 
 async fn stop(
@@ -236,9 +279,63 @@ async fn stop(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let s = ctx.sessions.clone();
-    blocking(move || s.stop(id, StopReason::Stopped))
-        .await
-        .map(Json)
+    let session = blocking(move || s.stop(id, StopReason::Stopped)).await?;
+    Ok(Json(view(&ctx, &session)))
+}
+
+/// The JSON view of a session (`Session` in the OpenAPI document). Live sessions carry their
+/// connection details, token included: the API key holder is the app's backend, which hands
+/// them to its device.
+fn view(ctx: &HostContext, s: &Snapshot) -> Value {
+    let r = &s.record;
+    let end = r.stopped_at_ms.unwrap_or(s.as_of_ms);
+    let mut v = json!({
+        "id": r.id.to_string(),
+        "status": r.status.as_str(),
+        "size": r.size,
+        "models": r.models,
+        "createdAt": rfc3339(r.created_at_ms),
+        "readyAt": r.ready_at_ms.map(rfc3339),
+        "maxLeaseTime": farview_session::format_lease(r.max_lease_ms),
+        "elapsedTime": farview_session::format_lease(end.saturating_sub(r.created_at_ms)),
+        "stoppedAt": r.stopped_at_ms.map(rfc3339),
+        "stopReason": r.stop_reason,
+        "device": r.device,
+        "counters": { "framesSent": r.frames_sent, "modelsLoaded": r.models_loaded },
+    });
+    if !r.status.is_final() {
+        v["connection"] = json!({
+            "quicAddress": ctx.sessions.quic_addr.to_string(),
+            "fingerprint": ctx.sessions.fingerprint,
+        });
+        if let Some(t) = &s.token {
+            v["connection"]["token"] = Value::String(t.clone());
+        }
+    }
+    v
+}
+
+/// RFC 3339 UTC timestamp with milliseconds, from ms since the Unix epoch.
+pub(crate) fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ms % 1000
+    )
 }
 
 async fn openapi() -> Response {
@@ -272,4 +369,90 @@ async fn metrics(State(ctx): State<Arc<HostContext>>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_586_400_123), "2026-11-25T06:00:00.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn session_errors_keep_their_statuses_and_codes() {
+        use farview_session::Status;
+        use uuid::Uuid;
+        let id = Uuid::nil();
+        let cases = [
+            (
+                SessionError::InvalidLease {
+                    requested_ms: 0,
+                    min_ms: 1000,
+                    max_ms: 24 * 3600 * 1000,
+                },
+                422,
+                "invalid_lease",
+            ),
+            (
+                SessionError::LeaseBelowElapsed { elapsed_ms: 5000 },
+                422,
+                "invalid_lease",
+            ),
+            (
+                SessionError::InvalidSize {
+                    requested: "huge".into(),
+                    offered: vec!["standard".into()],
+                },
+                422,
+                "invalid_size",
+            ),
+            (
+                SessionError::InvalidModels {
+                    max_models: 32,
+                    max_path_bytes: 1024,
+                },
+                422,
+                "invalid_models",
+            ),
+            (SessionError::NotFound(id), 404, "session_not_found"),
+            (
+                SessionError::Conflict {
+                    id,
+                    reason: crate::sessions::Conflict::Ended,
+                },
+                409,
+                "session_conflict",
+            ),
+            (
+                SessionError::Ended {
+                    status: Status::Stopped,
+                },
+                409,
+                "session_ended",
+            ),
+            (SessionError::AtCapacity { max: 1 }, 503, "at_capacity"),
+            (SessionError::Internal("x".into()), 500, "internal"),
+        ];
+        for (e, status, code) in cases {
+            let message = e.to_string();
+            assert_eq!(
+                ApiError::from(e),
+                ApiError::new(status, code, message),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            SessionError::InvalidLease {
+                requested_ms: 0,
+                min_ms: 1000,
+                max_ms: 24 * 3600 * 1000
+            }
+            .to_string(),
+            "lease 0:0:0 is outside the allowed range 0:0:1 to 24:0:0"
+        );
+    }
 }

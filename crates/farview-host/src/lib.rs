@@ -237,10 +237,7 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         quic_addr,
         identity.fingerprint.clone(),
     )
-    .map_err(|e| HostError::Store {
-        dir: config.data_dir.clone(),
-        message: e.to_string(),
-    })?;
+    .map_err(|e| e.into_host_error(&config.data_dir))?;
     let metrics = Arc::new(metrics::Metrics::default());
     let mut sessions = sessions;
     sessions.metrics = metrics.clone();
@@ -276,7 +273,8 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
     })
 }
 
-/// Drives the lease clock: expires sessions whose lease ran out, purges old records.
+/// Drives the lease clock: expires sessions whose lease ran out, checkpoints the live sessions'
+/// counters and the host's heartbeat every 5 s (and on shutdown), purges old records.
 async fn lease_loop(sessions: Arc<sessions::SessionManager>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut n = 0u64;
@@ -286,16 +284,21 @@ async fn lease_loop(sessions: Arc<sessions::SessionManager>, shutdown: Cancellat
             _ = shutdown.cancelled() => break,
         }
         let s = sessions.clone();
+        let checkpoint = n.is_multiple_of(50);
         let purge = n.is_multiple_of(600);
         n += 1;
         let _ = tokio::task::spawn_blocking(move || {
             s.tick();
+            if checkpoint {
+                s.checkpoint();
+            }
             if purge {
                 s.purge();
             }
         })
         .await;
     }
+    let _ = tokio::task::spawn_blocking(move || sessions.checkpoint()).await;
 }
 
 async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<HostContext>) {

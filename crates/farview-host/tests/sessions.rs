@@ -519,3 +519,57 @@ async fn fifty_parallel_create_query_stop_calls_lose_no_record() {
     check(api.list(true).await.unwrap());
     host.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_out_of_range_names_the_configured_maximum() {
+    let host = TestHost::start_with(|c| {
+        c.sessions.api_keys = vec![KEY.into()];
+        c.sessions.max_lease = "2:0:0".into();
+        let s = c.sessions.sizes.get_mut("standard").unwrap();
+        (s.width, s.height, s.fps) = (64, 64, 10.0);
+    })
+    .await;
+    let api = api(&host, KEY);
+    let refused = |e: ClientError| match e {
+        ClientError::Api {
+            status,
+            code,
+            message,
+        } => (status, code, message),
+        other => panic!("expected an API error, got {other:?}"),
+    };
+    let range = "is outside the allowed range 0:0:1 to 2:0:0";
+    assert_eq!(
+        refused(
+            api.create_session(&CreateSession::new("0:0:0", "standard"))
+                .await
+                .unwrap_err()
+        ),
+        (422, "invalid_lease".into(), format!("lease 0:0:0 {range}"))
+    );
+    let s = api
+        .create_session(&CreateSession::new("1:0:0", "standard"))
+        .await
+        .unwrap();
+    for (lease, shown) in [("0:0:0", "0:0:0"), ("3:0:0", "3:0:0")] {
+        assert_eq!(
+            refused(api.session(&s.id).extend_lease(lease).await.unwrap_err()),
+            (
+                422,
+                "invalid_lease".into(),
+                format!("lease {shown} {range}")
+            ),
+            "PATCH {lease}"
+        );
+    }
+    assert_eq!(
+        api.session(&s.id)
+            .extend_lease("2:0:0")
+            .await
+            .unwrap()
+            .max_lease_time,
+        "2:0:0"
+    );
+    api.session(&s.id).stop().await.unwrap();
+    host.handle.shutdown().await;
+}

@@ -7,17 +7,34 @@ pub enum LeaseError {
     /// Not of the form `h:m:s` with whole numbers (minutes and seconds below 60).
     #[error("lease '{0}' is not h:m:s (for example 4:0:0)")]
     Syntax(String),
-    /// Zero, or above the host's maximum.
-    #[error("lease {got} is outside the allowed range 0:0:1 to {max}")]
+    /// Under one second, or above the host's maximum.
+    #[error(
+        "lease {} is outside the allowed range {} to {}",
+        format_lease(*got_ms),
+        format_lease(MIN_LEASE_MS),
+        format_lease(*max_ms)
+    )]
     OutOfRange {
-        /// What was asked for, as h:m:s.
-        got: String,
-        /// The configured maximum, as h:m:s.
-        max: String,
+        /// What was asked for, in ms.
+        got_ms: u64,
+        /// The configured maximum, in ms.
+        max_ms: u64,
     },
 }
 
-/// Parses `h:m:s` into milliseconds and checks it against `max_ms` (and that it is not zero).
+/// The shortest lease: one second.
+pub const MIN_LEASE_MS: u64 = 1000;
+
+/// Checks a lease length against the allowed range, [`MIN_LEASE_MS`] to `max_ms`.
+pub fn check_lease(ms: u64, max_ms: u64) -> Result<u64, LeaseError> {
+    if ms < MIN_LEASE_MS || ms > max_ms {
+        return Err(LeaseError::OutOfRange { got_ms: ms, max_ms });
+    }
+    Ok(ms)
+}
+
+/// Parses `h:m:s` into milliseconds and checks it against the allowed range (see
+/// [`check_lease`]).
 pub fn parse_lease(s: &str, max_ms: u64) -> Result<u64, LeaseError> {
     let syntax = || LeaseError::Syntax(s.chars().take(32).collect());
     let parts: Vec<&str> = s.trim().split(':').collect();
@@ -34,14 +51,7 @@ pub fn parse_lease(s: &str, max_ms: u64) -> Result<u64, LeaseError> {
     if m >= 60 || sec >= 60 {
         return Err(syntax());
     }
-    let ms = ((h * 60 + m) * 60 + sec) * 1000;
-    if ms == 0 || ms > max_ms {
-        return Err(LeaseError::OutOfRange {
-            got: format_lease(ms),
-            max: format_lease(max_ms),
-        });
-    }
-    Ok(ms)
+    check_lease(((h * 60 + m) * 60 + sec) * 1000, max_ms)
 }
 
 /// Formats milliseconds as `h:m:s` (whole seconds, rounded down).
@@ -88,5 +98,17 @@ mod tests {
             e.to_string(),
             "lease 25:0:0 is outside the allowed range 0:0:1 to 24:0:0"
         );
+        assert_eq!(
+            check_lease(0, DAY).unwrap_err().to_string(),
+            "lease 0:0:0 is outside the allowed range 0:0:1 to 24:0:0"
+        );
+        assert_eq!(
+            check_lease(500, DAY),
+            Err(LeaseError::OutOfRange {
+                got_ms: 500,
+                max_ms: DAY
+            })
+        );
+        assert_eq!(check_lease(DAY, DAY), Ok(DAY));
     }
 }

@@ -11,6 +11,6 @@ mod session;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use lease::{LeaseError, format_lease, parse_lease};
+pub use lease::{LeaseError, MIN_LEASE_MS, check_lease, format_lease, parse_lease};
 pub use session::{Admission, AdmitError, ExtendError, Session, SessionRecord, Status, StopReason};
 pub use store::{RecordStore, StoreError};

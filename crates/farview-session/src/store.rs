@@ -1,5 +1,6 @@
 //! Durable session records in an embedded SQLite file (WAL, synchronous=FULL): written before the
-//! API answers, kept after a session ends until the retention purges them.
+//! API answers, kept after a session ends until the retention purges them; and the host's
+//! heartbeat, the last time it was known alive, with its live sessions' counters as of then.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -47,7 +48,11 @@ impl RecordStore {
                  record TEXT NOT NULL
              );
              CREATE INDEX IF NOT EXISTS sessions_status ON sessions(status);
-             CREATE INDEX IF NOT EXISTS sessions_stopped ON sessions(stopped_at_ms);",
+             CREATE INDEX IF NOT EXISTS sessions_stopped ON sessions(stopped_at_ms);
+             CREATE TABLE IF NOT EXISTS host (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 alive_at_ms INTEGER NOT NULL
+             );",
         )?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -68,16 +73,7 @@ impl RecordStore {
     /// late write from a racing path (a session finishing its start-up, a lease change) cannot
     /// bring an ended session back.
     pub fn put(&self, r: &SessionRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(r)?;
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO sessions (id, status, created_at_ms, stopped_at_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(id) DO UPDATE SET status = ?2, stopped_at_ms = ?4, record = ?5
-                 WHERE sessions.status NOT IN ('stopped', 'expired', 'error')",
-                params![r.id.to_string(), r.status.as_str(), r.created_at_ms as i64, r.stopped_at_ms.map(|v| v as i64), json],
-            )?;
-            Ok(())
-        })
+        self.with(|c| put(c, r))
     }
 
     /// Number of retained records per status name.
@@ -107,20 +103,7 @@ impl RecordStore {
 
     /// Records, oldest first: live ones only, or all.
     pub fn list(&self, include_ended: bool) -> Result<Vec<SessionRecord>, StoreError> {
-        self.with(|c| {
-            let sql = if include_ended {
-                "SELECT record FROM sessions ORDER BY created_at_ms, id"
-            } else {
-                "SELECT record FROM sessions WHERE status IN ('starting', 'ready', 'connected') ORDER BY created_at_ms, id"
-            };
-            let mut stmt = c.prepare(sql)?;
-            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for json in rows {
-                out.push(serde_json::from_str(&json?)?);
-            }
-            Ok(out)
-        })
+        self.with(|c| list(c, include_ended))
     }
 
     /// Deletes records of sessions that ended before `cutoff_ms`; returns how many.
@@ -133,15 +116,106 @@ impl RecordStore {
         })
     }
 
-    /// After a host restart: every session that was live is marked `error` with `reason`.
-    pub fn fail_live(&self, reason: &str, now_ms: u64) -> Result<usize, StoreError> {
-        let live = self.list(false)?;
-        for mut r in live.iter().cloned() {
-            r.status = Status::Error;
-            r.stopped_at_ms = Some(now_ms);
-            r.stop_reason = Some(reason.to_owned());
-            self.put(&r)?;
-        }
-        Ok(live.len())
+    /// Records, in one transaction, that the host is alive at `alive_at_ms` and the counters of
+    /// the `live` sessions. Only the counters of those records are written, raised and never
+    /// lowered, and only while the stored record is still live: a checkpoint that races a status
+    /// change (an admission, a stop) cannot undo it.
+    ///
+    /// The host calls it every few seconds, so a host killed without warning loses at most that
+    /// much of its sessions' counters, and [`RecordStore::fail_live`] knows when it stopped.
+    pub fn checkpoint<'a>(
+        &self,
+        live: impl IntoIterator<Item = &'a SessionRecord>,
+        alive_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE sessions SET record = json_set(record,
+                         '$.framesSent', MAX(COALESCE(json_extract(record, '$.framesSent'), 0), ?2),
+                         '$.modelsLoaded', MAX(COALESCE(json_extract(record, '$.modelsLoaded'), 0), ?3))
+                     WHERE id = ?1 AND status IN ('starting', 'ready', 'connected')",
+                )?;
+                for r in live {
+                    stmt.execute(params![
+                        r.id.to_string(),
+                        r.frames_sent as i64,
+                        r.models_loaded as i64
+                    ])?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO host (id, alive_at_ms) VALUES (1, ?1)
+                 ON CONFLICT(id) DO UPDATE SET alive_at_ms = ?1",
+                params![alive_at_ms as i64],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
     }
+
+    /// The last time a host recorded that it was alive ([`RecordStore::checkpoint`]), if ever.
+    pub fn last_alive_ms(&self) -> Result<Option<u64>, StoreError> {
+        self.with(last_alive)
+    }
+
+    /// After a host restart: every session that was live is marked `error` with `reason`, as
+    /// having stopped when the host was last known alive (the last [`RecordStore::checkpoint`],
+    /// never before the session's own creation or readiness; `now_ms` if no host ever recorded
+    /// one). The counters are kept as the last checkpoint wrote them. Returns how many.
+    pub fn fail_live(&self, reason: &str, now_ms: u64) -> Result<usize, StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let alive = last_alive(&tx)?.unwrap_or(now_ms);
+            let live = list(&tx, false)?;
+            for mut r in live.iter().cloned() {
+                r.status = Status::Error;
+                r.stopped_at_ms = Some(
+                    alive
+                        .max(r.created_at_ms)
+                        .max(r.ready_at_ms.unwrap_or_default()),
+                );
+                r.stop_reason = Some(reason.to_owned());
+                put(&tx, &r)?;
+            }
+            tx.commit()?;
+            Ok(live.len())
+        })
+    }
+}
+
+fn put(c: &Connection, r: &SessionRecord) -> Result<(), StoreError> {
+    let json = serde_json::to_string(r)?;
+    c.execute(
+        "INSERT INTO sessions (id, status, created_at_ms, stopped_at_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(id) DO UPDATE SET status = ?2, stopped_at_ms = ?4, record = ?5
+         WHERE sessions.status NOT IN ('stopped', 'expired', 'error')",
+        params![r.id.to_string(), r.status.as_str(), r.created_at_ms as i64, r.stopped_at_ms.map(|v| v as i64), json],
+    )?;
+    Ok(())
+}
+
+fn list(c: &Connection, include_ended: bool) -> Result<Vec<SessionRecord>, StoreError> {
+    let sql = if include_ended {
+        "SELECT record FROM sessions ORDER BY created_at_ms, id"
+    } else {
+        "SELECT record FROM sessions WHERE status IN ('starting', 'ready', 'connected') ORDER BY created_at_ms, id"
+    };
+    let mut stmt = c.prepare(sql)?;
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for json in rows {
+        out.push(serde_json::from_str(&json?)?);
+    }
+    Ok(out)
+}
+
+fn last_alive(c: &Connection) -> Result<Option<u64>, StoreError> {
+    let ms: Option<i64> = c
+        .query_row("SELECT alive_at_ms FROM host WHERE id = 1", [], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    Ok(ms.map(|v| v as u64))
 }
