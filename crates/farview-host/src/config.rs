@@ -325,6 +325,9 @@ impl Config {
                 format!("{} must be in 1..=64", self.max_connections),
             );
         }
+        if let Err(e) = farview_session::parse_lease(&self.sessions.max_lease, u64::MAX) {
+            return invalid("sessions.max_lease", e.to_string());
+        }
         if !(1 << 20..=64 << 30).contains(&self.upload_budget_bytes) {
             return invalid(
                 "upload_budget_bytes",
@@ -450,7 +453,7 @@ impl Cli {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -474,6 +477,27 @@ mod tests {
         assert_eq!(c.stream.width, 640);
         assert_eq!(c.stream.height, 480, "flag overrides file");
         assert_eq!(c.stream.fps, 60.0, "default kept");
+    }
+
+    #[test]
+    fn new_limits_are_checked_at_start() {
+        let field = |c: Config| match c.validate() {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        let mut c = Config::default();
+        c.sessions.max_lease = "forever".into();
+        assert_eq!(field(c), "sessions.max_lease");
+        let c = Config {
+            upload_budget_bytes: 10,
+            ..Config::default()
+        };
+        assert_eq!(field(c), "upload_budget_bytes");
+        let c = Config {
+            quic_idle_timeout_ms: 100,
+            ..Config::default()
+        };
+        assert_eq!(field(c), "quic_idle_timeout_ms");
     }
 
     #[test]
