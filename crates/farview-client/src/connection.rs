@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use farview_protocol::{
-    CameraPose, ClientMessage, Event, FrameDecoder, FrameHeader, FrameRecord, LeaseInfo,
+    CameraPose, ClientMessage, CloseCode, Event, FrameDecoder, FrameHeader, FrameRecord, LeaseInfo,
     LoadedModel, MAX_CONTROL_MESSAGE, MediaStreamHeader, PROTOCOL_VERSION, Reply, Request,
     ServerMessage, SessionAuth, StreamInfo, WireError, decode_message, encode_message,
 };
@@ -133,7 +133,32 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A live connection to a host. Dropping it closes the connection.
+/// How long closing waits for the endpoint to go idle, so that the CONNECTION_CLOSE reaches the
+/// host before the caller moves on (or its process exits). The close goes out at once; the wait
+/// covers the draining period (three probe timeouts: well under this on a healthy path).
+const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+
+/// Closes `conn` with an application close and waits (at most [`CLOSE_FLUSH`]) until `endpoint`
+/// is idle, i.e. the close was sent and the connection drained. Without this, a process that
+/// exits right after an error never sends the close, and the host keeps the device's slot until
+/// its idle timeout.
+async fn close_and_flush(
+    conn: &quinn::Connection,
+    endpoint: &quinn::Endpoint,
+    code: CloseCode,
+    reason: &[u8],
+) {
+    conn.close(code.0.into(), reason);
+    let _ = tokio::time::timeout(CLOSE_FLUSH, endpoint.wait_idle()).await;
+}
+
+/// A live connection to a host.
+///
+/// Dropping it closes the QUIC connection at once with an application close (code 0, so the host
+/// frees the device's slot without waiting for its idle timeout); the close is sent by the
+/// endpoint's driver on the tokio runtime, so a program about to exit (or shut its runtime down)
+/// should call [`Connection::close`] instead, which also waits briefly until the close is sent.
+/// [`Connection::connect`] closes whatever it opened on every failure before returning.
 pub struct Connection {
     pub(crate) conn: quinn::Connection,
     endpoint: quinn::Endpoint,
@@ -186,12 +211,43 @@ impl Connection {
             .connect(addr, "farview-host")
             .map_err(|e| connect_err(e.to_string()))?;
         let conn = match tokio::time::timeout(options.timeout, connecting).await {
-            Err(_) => return Err(connect_err("handshake timed out".into())),
+            Err(_) => {
+                // The host may have completed its side: tell it, briefly, that we gave up.
+                endpoint.close(CloseCode::NORMAL.0.into(), b"handshake timed out");
+                let _ = tokio::time::timeout(CLOSE_FLUSH, endpoint.wait_idle()).await;
+                return Err(connect_err("handshake timed out".into()));
+            }
             Ok(Err(e @ quinn::ConnectionError::ApplicationClosed(_))) => {
                 return Err(ClientError::from_connection(&e));
             }
             Ok(Err(e)) => return Err(connect_err(e.to_string())),
             Ok(Ok(c)) => c,
+        };
+        // From here on the host holds a slot for this device: every failure closes the connection
+        // (and waits until the close is sent) before it is reported.
+        match Self::start(conn.clone(), endpoint.clone(), &options).await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let code = match e {
+                    ClientError::Protocol(_) => CloseCode::PROTOCOL_ERROR,
+                    _ => CloseCode::NORMAL,
+                };
+                close_and_flush(&conn, &endpoint, code, b"connect failed").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Hello, Welcome and the background tasks, on an established QUIC connection.
+    async fn start(
+        conn: quinn::Connection,
+        endpoint: quinn::Endpoint,
+        options: &ConnectOptions,
+    ) -> Result<Self, ClientError> {
+        let addr = options.addr;
+        let connect_err = |reason: String| ClientError::Connect {
+            addr: Some(addr),
+            reason,
         };
         let (mut send, mut recv) = conn
             .open_bi()
@@ -251,6 +307,7 @@ impl Connection {
                 stats.clone(),
             ))),
             AbortOnDrop(tokio::spawn(read_loop(
+                conn.clone(),
                 recv,
                 decoder,
                 pending,
@@ -445,10 +502,20 @@ impl Connection {
         self.frames.dropped()
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely and waits briefly (at most a second) until the close is
+    /// on its way to the host, so the host frees the device's slot at once even when the
+    /// process exits right after.
     pub async fn close(self) {
-        self.conn.close(0u32.into(), b"done");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        close_and_flush(&self.conn, &self.endpoint, CloseCode::NORMAL, b"done").await;
+    }
+}
+
+impl Drop for Connection {
+    /// Closes the connection (cheap and synchronous; a no-op after [`Connection::close`]). The
+    /// background tasks are aborted as their handles drop.
+    fn drop(&mut self) {
+        self.conn
+            .close(CloseCode::NORMAL.0.into(), b"device dropped the connection");
     }
 }
 
@@ -514,13 +581,29 @@ async fn write_loop(
 }
 
 async fn read_loop(
+    conn: quinn::Connection,
     mut recv: quinn::RecvStream,
     mut decoder: FrameDecoder,
     pending: Arc<Mutex<HashMap<u64, ReplySender>>>,
     closing: Arc<Mutex<Option<WireError>>>,
     progress: tokio::sync::watch::Sender<LoadProgress>,
 ) {
-    while let Ok(Some(msg)) = read_message(&mut recv, &mut decoder).await {
+    loop {
+        let msg = match read_message(&mut recv, &mut decoder).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(ClientError::Protocol(reason)) => {
+                // Nothing more can be understood on this connection: close it rather than leave
+                // the host holding a device that no longer listens.
+                tracing::warn!(%reason, "host broke the protocol; closing the connection");
+                conn.close(
+                    CloseCode::PROTOCOL_ERROR.0.into(),
+                    b"protocol violation by host",
+                );
+                break;
+            }
+            Err(_) => break,
+        };
         match msg {
             ServerMessage::Reply { seq, result } => {
                 let waiter = pending.lock().ok().and_then(|mut p| p.remove(&seq));

@@ -217,13 +217,19 @@ async fn connect(args: &StreamArgs, api: Option<&SessionClient>) -> anyhow::Resu
     Ok(Connection::connect(ConnectOptions::new(args.addr, &fingerprint)?).await?)
 }
 
-async fn stream(args: StreamArgs, api: Option<&SessionClient>) -> anyhow::Result<()> {
-    let conn = connect(&args, api).await?;
-    let info = conn.stream_info().clone();
-    eprintln!(
-        "connected: {}x{} @ {} fps, {} on {}",
-        info.width, info.height, info.fps, info.host, info.adapter
-    );
+/// What [`record`] wrote.
+struct Recorded {
+    timings: Vec<FrameTimings>,
+    written: u64,
+    bytes: u64,
+    keyframes: u64,
+    first_rx: u64,
+    last_rx: u64,
+    skipped_frames: u64,
+}
+
+/// Loads the model, orbits the camera and writes `args.frames` frames to `args.out`.
+async fn record(conn: &Connection, args: &StreamArgs) -> anyhow::Result<Recorded> {
     let model = conn.load_model(&args.model).await?;
     eprintln!(
         "loaded {}: {} triangles, {} vertices, {} textures in {:.1} ms",
@@ -269,7 +275,42 @@ async fn stream(args: StreamArgs, api: Option<&SessionClient>) -> anyhow::Result
         }
     }
     out.flush()?;
+    Ok(Recorded {
+        timings,
+        written,
+        bytes,
+        keyframes,
+        first_rx,
+        last_rx,
+        skipped_frames,
+    })
+}
+
+async fn stream(args: StreamArgs, api: Option<&SessionClient>) -> anyhow::Result<()> {
+    // A failed connect closes what it opened (the SDK waits until the close is sent).
+    let conn = connect(&args, api).await?;
+    let info = conn.stream_info().clone();
+    eprintln!(
+        "connected: {}x{} @ {} fps, {} on {}",
+        info.width, info.height, info.fps, info.host, info.adapter
+    );
+    let result = tokio::select! {
+        r = record(&conn, &args) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    // Every path, success or failure, closes the connection and waits (briefly) until the close
+    // is sent: a process that exits with it open holds one of the host's device slots until the
+    // host's idle timeout.
     conn.close().await;
+    let Recorded {
+        timings,
+        written,
+        bytes,
+        keyframes,
+        first_rx,
+        last_rx,
+        skipped_frames,
+    } = result?;
 
     let secs = (last_rx.saturating_sub(first_rx)) as f64 / 1e6;
     let fps = if secs > 0.0 {

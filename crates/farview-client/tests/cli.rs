@@ -1,10 +1,13 @@
 //! The `farview` CLI against a real host in-process: session create/show/list/extend/stop print
-//! JSON, and `stream --session` connects through the API and writes a stream ffprobe can count.
+//! JSON, `stream --session` connects through the API and writes a stream ffprobe can count, and a
+//! failed `stream` run gives its device slot back at once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use farview_host::{Config, HostOptions, StreamConfig};
 
@@ -206,5 +209,117 @@ async fn cli_session_commands_and_stream_through_a_session() {
     assert!(!out.status.success(), "a stopped session cannot stream");
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
 
+    host.shutdown().await;
+}
+
+/// The device connections the host counts, from `GET /healthz`.
+async fn host_connections(http: SocketAddr) -> u64 {
+    let body: serde_json::Value = reqwest::get(format!("http://{http}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["connections"]
+        .as_u64()
+        .expect("healthz reports connections")
+}
+
+/// Polls `/healthz` until the host counts `want` connections; fails after `within`.
+async fn wait_for_connections(http: SocketAddr, want: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let n = host_connections(http).await;
+        if n == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the host still counts {n} device connections after {within:?} (want {want})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue #9, bug 1: a failed run used to exit without closing its connection, so the host held
+/// the device's slot until its idle timeout (30 s then) and four mistyped model names locked every
+/// device out ("host is at capacity (4 devices)").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_stream_runs_close_their_connection_so_the_host_never_fills_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        quic_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        assets_root: repo_root().join("assets"),
+        max_connections: 4,
+        // Longer than every bound below, so only a close can free a slot in time.
+        quic_idle_timeout_ms: 60_000,
+        stream: StreamConfig {
+            width: 320,
+            height: 240,
+            fps: 30.0,
+            ..StreamConfig::default()
+        },
+        ..Config::default()
+    };
+    let host = farview_host::start(config, HostOptions::default())
+        .await
+        .expect("host starts");
+    let (quic, http) = (host.quic_addr, host.http_addr);
+    let stream = |model: &str, out: &Path| -> Vec<String> {
+        [
+            "stream",
+            "--addr",
+            &quic.to_string(),
+            "--fingerprint",
+            &host.fingerprint,
+            "--model",
+            model,
+            "--frames",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+
+    // More failed runs than the host has slots: each one must fail for its own reason, never
+    // because an earlier run still holds a slot.
+    for run in 1..=5 {
+        let out = farview(stream(
+            "BoxTextured/BoxTexturd.gltf",
+            &dir.path().join("typo.h264"),
+        ))
+        .await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "run {run} succeeded: {stderr}");
+        assert!(
+            stderr.contains("model_not_found"),
+            "run {run} should fail with model_not_found: {stderr}"
+        );
+    }
+    // The slots are free again well before the host's idle timeout (60 s here).
+    wait_for_connections(http, 0, Duration::from_secs(30)).await;
+
+    let h264 = dir.path().join("good.h264");
+    let started = Instant::now();
+    let out = farview(stream("BoxTextured/BoxTextured.gltf", &h264)).await;
+    assert!(
+        out.status.success(),
+        "a valid run after five failed ones: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["frames"], 3);
+    eprintln!(
+        "valid run after the failed ones took {:?}",
+        started.elapsed()
+    );
+    // A successful run closes too.
+    wait_for_connections(http, 0, Duration::from_secs(30)).await;
     host.shutdown().await;
 }

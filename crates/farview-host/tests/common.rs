@@ -232,3 +232,45 @@ pub fn foreground_fraction(rgba: &[u8]) -> f64 {
         .count();
     fg as f64 / (rgba.len() / 4) as f64
 }
+
+impl TestHost {
+    /// [`TestHost::start_with`], with a frame tap holding the last `frames` rendered frames (for
+    /// tests that look up every frame they receive: on a loaded machine a device can receive a
+    /// frame well after the host rendered it).
+    pub async fn start_with_tap(tweak: impl FnOnce(&mut Config), frames: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            quic_addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            assets_root: repo_root().join("assets"),
+            stream: StreamConfig {
+                width: WIDTH,
+                height: HEIGHT,
+                fps: 30.0,
+                bitrate_bps: 4_000_000,
+                ..StreamConfig::default()
+            },
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let assets = config.assets_root.clone();
+        let tap = FrameTap::new(frames);
+        let handle = farview_host::start(
+            config,
+            HostOptions {
+                frame_tap: Some(tap.clone()),
+                gpu: Some(gpu()),
+                clock: None,
+            },
+        )
+        .await
+        .expect("host starts");
+        Self {
+            handle,
+            tap,
+            assets,
+            _dirs: vec![dir],
+        }
+    }
+}

@@ -1,29 +1,79 @@
 //! End to end over loopback: a real host (wgpu on the machine's adapter, openh264, quinn) and the
 //! SDK; the stream is checked by ffmpeg, a decoder nobody here wrote.
+//!
+//! These tests must pass on a loaded machine (`stress-ng --cpu 2` beside the suite on two cores):
+//! they wait on conditions with generous bounds instead of sleeping for a fixed time, and assert
+//! on what the host and SDK did (frame numbers, counters, headers), never on how fast they did it.
+//! Host logs go to the captured test output (shown for a failing test; `FARVIEW_TEST_LOG` sets the
+//! filter).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
 
+use std::future::Future;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
-use farview_client::{ClientError, ErrorCode};
+use farview_client::{ClientError, Connection, ErrorCode};
 use farview_encode::psnr_rgba;
+
+/// Host logs into the test's captured output, once per test binary.
+fn logs() {
+    let filter = std::env::var("FARVIEW_TEST_LOG").unwrap_or_else(|_| "farview_host=info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(false)
+        .with_test_writer()
+        .try_init();
+}
+
+/// Polls `cond` until it holds, failing with `what` after `within`. The bound only has to end a
+/// test whose condition never comes: make it generous, a loaded machine is slow.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next frame; a closed connection fails the test with the host's reason.
+async fn frame(conn: &Connection) -> farview_client::Frame {
+    conn.next_frame()
+        .await
+        .unwrap_or_else(|e| panic!("the stream ended: {e}"))
+}
+
+/// Microseconds since the Unix epoch: the clock of the frame headers' timestamps (host and test
+/// share the machine).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_a_model_that_ffmpeg_decodes_to_what_the_host_rendered() {
+    logs();
     stream_and_compare(true).await;
 }
 
 /// The same with the CPU colour conversion (the fallback path).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_colour_conversion_streams_the_same() {
+    logs();
     stream_and_compare(false).await;
 }
 
 async fn stream_and_compare(gpu_conversion: bool) {
+    logs();
     require_ffmpeg();
     let host = TestHost::start_with(|c| {
         c.stream.color_conversion = if gpu_conversion {
@@ -50,11 +100,15 @@ async fn stream_and_compare(gpu_conversion: bool) {
     let path = dir.path().join("out.h264");
     let mut file = std::fs::File::create(&path).unwrap();
     let mut numbers = Vec::new();
-    let mut rendered = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // The host's copies of the first and the last received frame it still holds, by index in
+    // the file. The tap keeps the last 16 rendered frames: a device delayed by a loaded machine
+    // may receive a frame after the tap has moved past it, so take the nearest ones it holds.
+    let mut first_rendered = None;
+    let mut last_rendered = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
     while numbers.len() < 60 {
-        assert!(Instant::now() < deadline, "fewer than 60 frames in 120 s");
-        let frame = conn.next_frame().await.unwrap();
+        assert!(Instant::now() < deadline, "fewer than 60 frames in 300 s");
+        let frame = frame(&conn).await;
         if numbers.is_empty()
             && !(frame.header.keyframe && frame.header.last_command_seq >= cam_seq)
         {
@@ -67,15 +121,23 @@ async fn stream_and_compare(gpu_conversion: bool) {
         file.write_all(&frame.data).unwrap();
         numbers.push(frame.header.frame_number);
         // Grab the host's copy while the tap still holds it.
-        if numbers.len() == 1 || numbers.len() == 60 {
-            rendered.push(
-                host.tap
-                    .get(frame.header.frame_number)
-                    .expect("tap holds the frame just received"),
-            );
+        if let Some(tapped) = host.tap.get(frame.header.frame_number) {
+            let at = numbers.len() - 1;
+            if first_rendered.is_none() {
+                first_rendered = Some((at, tapped));
+            } else {
+                last_rendered = Some((at, tapped));
+            }
         }
     }
     drop(file);
+    let (Some(first), Some(last)) = (first_rendered, last_rendered) else {
+        panic!("the tap held fewer than two of the 60 frames received");
+    };
+    eprintln!(
+        "comparing received frames {} and {} with the host's copies",
+        first.0, last.0
+    );
 
     let (count, w, h) = ffprobe_frames(&path);
     assert_eq!(
@@ -91,7 +153,7 @@ async fn stream_and_compare(gpu_conversion: bool) {
         "first decoded frame is (almost) background only: {:.1}% foreground",
         fg * 100.0
     );
-    for (decoded, rendered) in [(&decoded[0], &rendered[0]), (&decoded[59], &rendered[1])] {
+    for (decoded, rendered) in [(&decoded[first.0], &first.1), (&decoded[last.0], &last.1)] {
         let psnr = psnr_rgba(decoded, &rendered.rgba).unwrap();
         eprintln!("frame {}: PSNR {psnr:.2} dB", rendered.frame_number);
         assert!(
@@ -106,22 +168,32 @@ async fn stream_and_compare(gpu_conversion: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_change_shows_in_the_first_frame_that_names_its_sequence() {
-    let host = TestHost::start().await;
+    logs();
+    // A deep tap: every frame received is looked up, and a device delayed by a loaded machine
+    // receives frames well after the host rendered them.
+    let host = TestHost::start_with_tap(|_| {}, 128).await;
     let conn = host.connect().await;
     let model = conn.load_model(MODEL).await.unwrap();
     let seq_a = conn.set_camera(framing_pose(&model, 0.0)).await.unwrap();
     let before = loop {
-        let f = conn.next_frame().await.unwrap();
-        if f.header.last_command_seq >= seq_a {
-            break host.tap.get(f.header.frame_number).unwrap();
+        let f = frame(&conn).await;
+        if f.header.last_command_seq >= seq_a
+            && let Some(tapped) = host.tap.get(f.header.frame_number)
+        {
+            break tapped;
         }
     };
     let seq_b = conn.set_camera(framing_pose(&model, 2.0)).await.unwrap();
     assert!(seq_b > seq_a);
     let mut saw_old = 0;
     let after = loop {
-        let f = conn.next_frame().await.unwrap();
-        let tapped = host.tap.get(f.header.frame_number).unwrap();
+        let f = frame(&conn).await;
+        let tapped = host.tap.get(f.header.frame_number).unwrap_or_else(|| {
+            panic!(
+                "the tap no longer holds frame {} (128 frames deep)",
+                f.header.frame_number
+            )
+        });
         if f.header.last_command_seq >= seq_b {
             break tapped;
         }
@@ -149,6 +221,7 @@ async fn a_camera_change_shows_in_the_first_frame_that_names_its_sequence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_model_requests_get_typed_errors_and_the_stream_goes_on() {
+    logs();
     let assets = tempfile::tempdir().unwrap();
     let src = repo_root().join("assets/BoxTextured");
     std::fs::create_dir(assets.path().join("BoxTextured")).unwrap();
@@ -265,6 +338,7 @@ fn close_code(e: quinn::ConnectionError) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_oversized_control_bytes_close_only_that_connection() {
+    logs();
     let host = TestHost::start().await;
 
     let conn = raw_connection(&host).await;
@@ -312,6 +386,7 @@ async fn garbage_and_oversized_control_bytes_close_only_that_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_that_stops_reading_gets_fresh_frames_not_a_backlog() {
+    logs();
     require_ffmpeg();
     let host = TestHost::start_with(|c| c.stream.max_frame_age_ms = 200).await;
     let conn = host.connect().await;
@@ -323,23 +398,53 @@ async fn a_device_that_stops_reading_gets_fresh_frames_not_a_backlog() {
     let mut received = 0;
     // Start the file at a keyframe.
     loop {
-        let f = conn.next_frame().await.unwrap();
+        let f = frame(&conn).await;
         if f.header.keyframe {
             file.write_all(&f.data).unwrap();
             received += 1;
             break;
         }
     }
-    let before = conn.next_frame().await.unwrap();
+    let before = frame(&conn).await;
     file.write_all(&before.data).unwrap();
     received += 1;
 
-    // Stop reading for two seconds: 60 frames' worth at 30 fps.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let resumed = Instant::now();
-    let mut last = before.clone();
-    while resumed.elapsed() < Duration::from_millis(1500) {
-        last = conn.next_frame().await.unwrap();
+    // Stop reading while the host renders 60 more frames (two seconds at 30 fps; longer on a
+    // loaded machine) and the SDK has had to drop some.
+    let rendered = |m: &str| value(m, "farview_frames_rendered_total");
+    let at_pause = rendered(&scrape(&host).await);
+    let (h, c) = (&host, &conn);
+    eventually(
+        Duration::from_secs(120),
+        "the host renders 60 frames and the SDK drops some while the device is away",
+        move || async move {
+            rendered(&scrape(h).await) >= at_pause + 60.0 && c.frames_dropped() > 0
+        },
+    )
+    .await;
+
+    // No backlog: once the device reads again, a frame rendered after it came back arrives after
+    // at most what the SDK buffers (8) and the host's pipeline holds (a few), not the 60 frames
+    // rendered while it was away.
+    let resumed_us = now_us();
+    let mut old = 0;
+    let mut last = loop {
+        let f = frame(&conn).await;
+        file.write_all(&f.data).unwrap();
+        received += 1;
+        if f.header.render_start_us >= resumed_us {
+            break f;
+        }
+        old += 1;
+        assert!(
+            old <= 20,
+            "{old} frames rendered before the device came back, and counting: a backlog"
+        );
+    };
+    eprintln!("{old} frames rendered while away came after the device resumed");
+    // A few fresh frames more, so the file shows the stream going on from there.
+    for _ in 0..5 {
+        last = frame(&conn).await;
         file.write_all(&last.data).unwrap();
         received += 1;
     }
@@ -353,11 +458,6 @@ async fn a_device_that_stops_reading_gets_fresh_frames_not_a_backlog() {
         conn.frames_dropped() > 0,
         "the SDK counts the frames it dropped"
     );
-    let age_ms = last.received_us.saturating_sub(last.header.render_start_us) / 1000;
-    assert!(
-        age_ms < 500,
-        "frame age after catching up is {age_ms} ms: the host queued a backlog"
-    );
     // Drops never broke the bitstream: ffmpeg decodes every frame we received without an error.
     let (count, _, _) = ffprobe_frames(&path);
     assert_eq!(count, received);
@@ -367,6 +467,7 @@ async fn a_device_that_stops_reading_gets_fresh_frames_not_a_backlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_over_capacity_is_told_why_and_health_reports_the_host() {
+    logs();
     let host = TestHost::start_with(|c| c.max_connections = 1).await;
     let first = host.connect().await;
     first.next_frame().await.unwrap();
@@ -402,6 +503,7 @@ async fn a_device_over_capacity_is_told_why_and_health_reports_the_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_tells_the_device_why() {
+    logs();
     let host = TestHost::start().await;
     let conn = host.connect().await;
     conn.next_frame().await.unwrap();
@@ -448,6 +550,7 @@ fn value(text: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_metrics_move_with_the_stream() {
+    logs();
     let host = TestHost::start().await;
     let before = scrape(&host).await;
     assert_eq!(value(&before, "farview_frames_sent_total"), 0.0);
@@ -481,7 +584,8 @@ async fn prometheus_metrics_move_with_the_stream() {
         .find(|l| l.starts_with("farview_quic_rtt_seconds{"))
         .expect("the attached device's rtt");
     let rtt: f64 = rtt.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(rtt > 0.0 && rtt < 1.0, "loopback rtt {rtt}");
+    // Seconds, not milliseconds (a loaded machine inflates loopback RTT, but not to minutes).
+    assert!(rtt > 0.0 && rtt < 60.0, "loopback rtt {rtt}");
     // Every sample line is `name{labels} value` or `name value`: well-formed for a scraper.
     for l in after
         .lines()
@@ -576,10 +680,50 @@ async fn relay(
     (addr, drop, rate)
 }
 
+/// Keeps frames flowing through `conn` (camera moving, device reading) until the host's encoder
+/// bitrate satisfies `done`, or `within` passes; returns the last bitrate read. A stream that ends
+/// fails the test at once with its reason: the bitrate gauge sums the host's *live* encoders, so
+/// after the stream ends it reads 0, which used to be reported as a failed recovery
+/// ("1372000 -> 0").
+async fn drive_until(
+    host: &TestHost,
+    conn: &Connection,
+    model: &farview_client::LoadedModel,
+    within: Duration,
+    done: impl Fn(f64) -> bool,
+) -> f64 {
+    let start = Instant::now();
+    let mut angle = 0.0f32;
+    loop {
+        angle += 0.05;
+        // Short waits: under loss a request or a frame may take a while; the next round retries.
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            conn.set_camera(framing_pose(model, angle)),
+        )
+        .await
+        {
+            Ok(Err(e)) if !matches!(e, ClientError::Host(_)) => panic!("the stream ended: {e}"),
+            _ => {}
+        }
+        if let Ok(Err(e)) =
+            tokio::time::timeout(Duration::from_millis(200), conn.next_frame()).await
+        {
+            panic!("the stream ended: {e}");
+        }
+        let b = value(&scrape(host).await, "farview_encoder_bitrate_bps");
+        assert!(b > 0.0, "the host has no live encoder: the stream ended");
+        if done(b) || start.elapsed() > within {
+            return b;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn induced_loss_lowers_the_bitrate_and_recovery_raises_it() {
+    logs();
     use std::sync::atomic::Ordering;
-    use std::time::{Duration, Instant};
+    logs();
     let host = TestHost::start_with(|c| {
         c.stream.bitrate_bps = 4_000_000;
         c.stream.min_bitrate_bps = 500_000;
@@ -592,131 +736,196 @@ async fn induced_loss_lowers_the_bitrate_and_recovery_raises_it() {
     .await
     .unwrap();
     let model = conn.load_model(MODEL).await.unwrap();
-    let bitrate = |t: &str| value(t, "farview_encoder_bitrate_bps");
-    // Keeps frames flowing (camera moving, device reading) for `secs`, stopping early once
-    // `done` holds for the scraped metrics.
-    let run = |secs: u64, done: &'static (dyn Fn(f64) -> bool + Sync)| {
-        let (conn, host, model) = (&conn, &host, &model);
-        async move {
-            let start = Instant::now();
-            let mut angle = 0.0f32;
-            let mut last = 0.0;
-            while start.elapsed() < Duration::from_secs(secs) {
-                angle += 0.05;
-                let _ = tokio::time::timeout(
-                    Duration::from_millis(500),
-                    conn.set_camera(framing_pose(model, angle)),
-                )
-                .await;
-                let _ = tokio::time::timeout(Duration::from_millis(200), conn.next_frame()).await;
-                last = bitrate(&scrape(host).await);
-                if done(last) {
-                    break;
-                }
-            }
-            last
-        }
-    };
-    let clean = run(2, &|_| false).await;
+    // Generous bounds: each phase ends as soon as its condition holds. The controller backs off
+    // at most every 500 ms and probes up at most every 2 s (10 % a step), and a loaded machine
+    // adds its own hiccups (late frames count as congestion too), so a phase may take a while.
+    // A stream under way (20 frames, however long they take), then at the ceiling.
+    for i in 0..20 {
+        conn.set_camera(framing_pose(&model, i as f32 * 0.05))
+            .await
+            .unwrap();
+        frame(&conn).await;
+    }
+    let clean = drive_until(&host, &conn, &model, Duration::from_secs(90), |b| {
+        b >= 4_000_000.0
+    })
+    .await;
     assert_eq!(
         clean, 4_000_000.0,
-        "no loss: the encoder stays at the ceiling"
+        "no loss: the encoder runs at (or returns to) the ceiling"
     );
     drop.store(150, Ordering::Relaxed);
-    let lossy = run(15, &|b| b <= 1_500_000.0).await;
+    let lossy = drive_until(&host, &conn, &model, Duration::from_secs(90), |b| {
+        b <= 1_500_000.0
+    })
+    .await;
     assert!(
         lossy <= 1_500_000.0,
         "15 % loss should lower the bitrate, at {lossy}"
     );
     drop.store(0, Ordering::Relaxed);
-    let recovered = run(25, &|b| b >= 2_000_000.0).await;
+    let recovered = drive_until(&host, &conn, &model, Duration::from_secs(120), |b| {
+        b > lossy * 1.25
+    })
+    .await;
     assert!(
         recovered > lossy * 1.25,
         "after the loss stops the bitrate should rise again: {lossy} -> {recovered}"
     );
     eprintln!("bitrate: clean {clean}, under loss {lossy}, recovered {recovered}");
-    drop.store(0, Ordering::Relaxed);
     conn.close().await;
     host.handle.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyframe_requests_are_honoured_at_once_and_sdk_statistics_add_up() {
+    logs();
     let host = TestHost::start().await;
     let conn = host.connect().await;
+    // Every request the statistics track is sent after this.
+    let started = Instant::now();
     let model = conn.load_model(MODEL).await.unwrap();
+    conn.take_frame_statistics();
+    let dropped_before = conn.frames_dropped();
+    let mut taken = Vec::new();
     for i in 0..10 {
         conn.set_camera(framing_pose(&model, i as f32 * 0.1))
             .await
             .unwrap();
-        conn.next_frame().await.unwrap();
+        taken.push(frame(&conn).await);
     }
+    let window = started.elapsed();
     let stats = conn.take_frame_statistics();
-    assert!(stats.frames_received >= 10);
+    // The statistics are those of the frames the app took (timings vary with the machine's load;
+    // what they are computed from does not).
+    assert_eq!(stats.frames_received, 10, "{stats:?}");
+    let gaps: Vec<u64> = taken
+        .windows(2)
+        .map(|w| w[1].received_us.saturating_sub(w[0].received_us))
+        .collect();
+    assert_eq!(stats.arrival_gap, farview_client::summarize(&gaps));
+    let latency: Vec<u64> = taken
+        .iter()
+        .map(|f| farview_client::FrameTimings::of(f).total_us)
+        .collect();
+    assert_eq!(stats.latency, farview_client::summarize(&latency));
+    let skipped: u64 = taken
+        .windows(2)
+        .map(|w| w[1].header.frame_number - w[0].header.frame_number - 1)
+        .sum();
+    assert_eq!(stats.frames_skipped_by_host, skipped);
+    // Every camera change showed in a frame taken within the window.
     assert!(
-        stats.command_to_frame.p50_ms > 0.0 && stats.command_to_frame.max_ms < 1000.0,
-        "{stats:?}"
+        stats.command_to_frame.p50_ms > 0.0
+            && stats.command_to_frame.max_ms <= window.as_secs_f64() * 1000.0,
+        "command-to-frame {:?} over a {window:?} window",
+        stats.command_to_frame
     );
-    assert!(stats.arrival_gap.p50_ms > 5.0 && stats.arrival_gap.p50_ms < 200.0);
     assert!(stats.latency.p50_ms > 0.0);
-    // Every keyframe request is answered with an IDR among the next frames: at most the frames
-    // already encoded and queued (two) come before it.
-    for _ in 0..5 {
+
+    // Every keyframe request is answered with an IDR at once: the host flags the next frame it
+    // encodes before it replies, so of the frames encoded after the reply at most one (already
+    // being encoded then) comes before the IDR. Frames encoded earlier (queued on the way or in
+    // the SDK's buffer) are not counted: how many there are depends on the machine's load.
+    // Frames taken in the second window.
+    let mut frames = 0u64;
+    for round in 0..5 {
         // Let a few P-frames pass so the IDR is not a leftover of the previous request.
         for _ in 0..4 {
-            conn.next_frame().await.unwrap();
+            frame(&conn).await;
+            frames += 1;
         }
+        let asked = now_us();
         conn.request_keyframe().await.unwrap();
-        let mut got = None;
-        for k in 0..4 {
-            if conn.next_frame().await.unwrap().header.keyframe {
-                got = Some(k);
+        let scheduled = now_us();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut later = 0;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no keyframe within 60 s of the request"
+            );
+            let f = frame(&conn).await;
+            frames += 1;
+            if f.header.keyframe && f.header.encode_end_us > asked {
                 break;
             }
+            if f.header.encode_end_us > scheduled {
+                later += 1;
+                assert!(
+                    later <= 1,
+                    "round {round}: {later} frames encoded after the request was scheduled came before its IDR"
+                );
+            }
         }
-        assert!(got.is_some(), "no keyframe within 4 frames of the request");
     }
     let after = conn.take_frame_statistics();
-    assert!(after.frames_received >= 20, "a new window: {after:?}");
-    assert_eq!(after.frames_dropped_by_sdk, 0);
+    assert_eq!(after.frames_received, frames, "a new window: {after:?}");
+    // Drops (if the test fell behind on a loaded machine) are counted per window.
+    assert_eq!(
+        stats.frames_dropped_by_sdk + after.frames_dropped_by_sdk,
+        conn.frames_dropped() - dropped_before
+    );
     host.handle.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_pacing_skips_an_unchanged_view_but_keeps_the_stream_alive() {
-    use std::time::{Duration, Instant};
+    logs();
     let host = TestHost::start_with(|c| c.stream.skip_unchanged_frames = true).await;
     let conn = host.connect().await;
     let model = conn.load_model(MODEL).await.unwrap();
     let seq = conn.set_camera(framing_pose(&model, 0.4)).await.unwrap();
-    while conn.next_frame().await.unwrap().header.last_command_seq < seq {}
-    // Static for 2.5 s at 30 fps: instead of ~75 frames only keepalives arrive (about 1 a second).
-    let start = Instant::now();
+    while frame(&conn).await.header.last_command_seq < seq {}
+    // A static view: the render loop skips its ticks (30 a second) instead of rendering the same
+    // frame again, except for a keepalive about once a second. Watch until it has skipped 60 ticks
+    // (two seconds; longer on a loaded machine), reading whatever frames arrive.
+    let skipped = |m: &str| value(m, "farview_frames_skipped_unchanged_total");
+    let rendered = |m: &str| value(m, "farview_frames_rendered_total");
+    let m0 = scrape(&host).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut frames = 0;
-    while start.elapsed() < Duration::from_millis(2500) {
-        if tokio::time::timeout(Duration::from_millis(300), conn.next_frame())
-            .await
-            .is_ok()
-        {
+    let m1 = loop {
+        if let Ok(f) = tokio::time::timeout(Duration::from_millis(100), conn.next_frame()).await {
+            f.unwrap_or_else(|e| panic!("the stream ended: {e}"));
             frames += 1;
         }
-    }
+        let m = scrape(&host).await;
+        if skipped(&m) >= skipped(&m0) + 60.0 {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "an unchanged view: fewer than 60 ticks skipped in 120 s"
+        );
+    };
+    let (skips, renders) = (skipped(&m1) - skipped(&m0), rendered(&m1) - rendered(&m0));
+    eprintln!("static view: {skips} ticks skipped, {renders} frames rendered, {frames} received");
+    // 60 skipped ticks span at least two seconds, so the keepalive rendered at least once.
+    assert!(renders >= 1.0, "no keepalive while the view was unchanged");
     assert!(
-        (1..=6).contains(&frames),
-        "{frames} frames of an unchanged view"
+        renders < skips,
+        "{renders} frames rendered against {skips} ticks skipped for an unchanged view"
     );
-    // A change renders at once, and a keyframe request is honoured without a change.
+    // A change is rendered, and a keyframe request is honoured without a change.
     let seq = conn.set_camera(framing_pose(&model, 0.8)).await.unwrap();
-    let f = tokio::time::timeout(Duration::from_millis(500), conn.next_frame())
-        .await
-        .expect("a change is rendered at once")
-        .unwrap();
-    assert!(f.header.last_command_seq >= seq);
-    conn.request_keyframe().await.unwrap();
-    let f = tokio::time::timeout(Duration::from_millis(500), async {
+    let f = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            let f = conn.next_frame().await.unwrap();
-            if f.header.keyframe {
+            let f = frame(&conn).await;
+            if f.header.last_command_seq >= seq {
+                break f;
+            }
+        }
+    })
+    .await
+    .expect("a change is rendered");
+    assert!(f.header.last_command_seq >= seq);
+    let asked = now_us();
+    conn.request_keyframe().await.unwrap();
+    let f = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let f = frame(&conn).await;
+            if f.header.keyframe && f.header.encode_end_us > asked {
                 break f;
             }
         }
@@ -724,15 +933,14 @@ async fn frame_pacing_skips_an_unchanged_view_but_keeps_the_stream_alive() {
     .await
     .expect("a keyframe request renders a frame");
     assert!(f.header.keyframe);
-    let m = scrape(&host).await;
-    assert!(value(&m, "farview_frames_skipped_unchanged_total") > 30.0);
     host.handle.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_slower_than_the_stream_lowers_the_bitrate() {
+    logs();
     use std::sync::atomic::Ordering;
-    use std::time::{Duration, Instant};
+    logs();
     let host = TestHost::start_with(|c| {
         c.stream.bitrate_bps = 4_000_000;
         c.stream.min_bitrate_bps = 500_000;
@@ -745,39 +953,32 @@ async fn a_link_slower_than_the_stream_lowers_the_bitrate() {
     .await
     .unwrap();
     let model = conn.load_model(MODEL).await.unwrap();
+    // A stream under way (20 frames, however long they take), then at the ceiling.
     for i in 0..20 {
         conn.set_camera(framing_pose(&model, i as f32 * 0.05))
             .await
             .unwrap();
-        conn.next_frame().await.unwrap();
+        frame(&conn).await;
     }
+    let clean = drive_until(&host, &conn, &model, Duration::from_secs(90), |b| {
+        b >= 4_000_000.0
+    })
+    .await;
     assert_eq!(
-        value(&scrape(&host).await, "farview_encoder_bitrate_bps"),
-        4_000_000.0
+        clean, 4_000_000.0,
+        "an unlimited link: the encoder runs at (or returns to) the ceiling"
     );
     // A 1 Mbit/s link under a 4 Mbit/s stream: the queue grows (RTT up), then overflows (loss).
     rate.store(1_000_000, Ordering::Relaxed);
     let start = Instant::now();
-    let mut angle = 1.0f32;
-    let mut lowered = None;
-    while start.elapsed() < Duration::from_secs(15) {
-        angle += 0.05;
-        let _ = tokio::time::timeout(
-            Duration::from_millis(500),
-            conn.set_camera(framing_pose(&model, angle)),
-        )
-        .await;
-        let _ = tokio::time::timeout(Duration::from_millis(200), conn.next_frame()).await;
-        let b = value(&scrape(&host).await, "farview_encoder_bitrate_bps");
-        if b <= 2_000_000.0 {
-            lowered = Some(b);
-            break;
-        }
-    }
-    eprintln!("slow link: bitrate {lowered:?} after {:?}", start.elapsed());
+    let lowered = drive_until(&host, &conn, &model, Duration::from_secs(90), |b| {
+        b <= 2_000_000.0
+    })
+    .await;
+    eprintln!("slow link: bitrate {lowered} after {:?}", start.elapsed());
     assert!(
-        lowered.is_some(),
-        "the bitrate did not drop for a 1 Mbit/s link"
+        lowered <= 2_000_000.0,
+        "the bitrate did not drop for a 1 Mbit/s link: {lowered}"
     );
     host.handle.shutdown().await;
 }
