@@ -93,7 +93,7 @@ enum UploadState {
     /// Received; `generation` tells this upload from a later one that reuses the id.
     Done {
         bytes: Vec<u8>,
-        _reserved: Reservation,
+        reserved: Reservation,
         generation: u64,
     },
     Failed(WireError),
@@ -117,13 +117,6 @@ impl Uploads {
             budget,
             generation: AtomicU64::new(0),
         })
-    }
-
-    fn set(&self, id: u64, s: UploadState) {
-        if let Ok(mut m) = self.state.lock() {
-            m.insert(id, s);
-        }
-        self.changed.notify_waiters();
     }
 
     /// Accepts the device's upload streams until the connection ends.
@@ -154,7 +147,7 @@ impl Uploads {
                 let _ = stream.stop(2u32.into());
                 return;
             }
-            Ok(m) if m.len() >= MAX_UPLOADS => Err(not_found(format!(
+            Ok(m) if pending(&m) >= MAX_UPLOADS => Err(not_found(format!(
                 "at most {MAX_UPLOADS} uploads may be pending per connection"
             ))),
             Ok(_) if len > self.max_bytes => Err(not_found(format!(
@@ -176,63 +169,109 @@ impl Uploads {
         if let Err(why) = admitted {
             let _ = stream.stop(2u32.into());
             tracing::info!(upload = id, bytes = len, code = %why.code, "upload refused");
-            if let Ok(mut m) = self.state.lock()
-                && m.len() < MAX_UPLOADS * 4
-            {
-                m.insert(id, UploadState::Failed(why));
-            }
-            self.changed.notify_waiters();
+            self.record_failure(id, why);
             return;
         }
         let body = tokio::time::timeout(UPLOAD_TIMEOUT, stream.read_to_end(len as usize)).await;
-        let failed = |m: String| UploadState::Failed(not_found(m));
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        let state = match body {
+        let why = match body {
             Ok(Ok(bytes)) if bytes.len() as u64 == len => {
-                let reserved = match self.state.lock().ok().and_then(|mut m| m.remove(&id)) {
-                    Some(UploadState::Receiving(r)) => r,
-                    // The connection's registry went away under us; nothing to keep.
-                    _ => return,
+                let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+                // Receiving becomes Done in place, under one lock: no other stream can take
+                // the id in between, and the reservation moves with the bytes.
+                let stored = match self.state.lock() {
+                    Ok(mut m) => match m.remove(&id) {
+                        Some(UploadState::Receiving(reserved)) => {
+                            m.insert(
+                                id,
+                                UploadState::Done {
+                                    bytes,
+                                    reserved,
+                                    generation,
+                                },
+                            );
+                            true
+                        }
+                        // Cleared (the connection ended) or replaced: nothing to keep.
+                        Some(other) => {
+                            m.insert(id, other);
+                            false
+                        }
+                        None => false,
+                    },
+                    Err(_) => false,
                 };
-                UploadState::Done {
-                    bytes,
-                    _reserved: reserved,
-                    generation,
+                self.changed.notify_waiters();
+                if stored {
+                    // Bytes nobody loads are freed after a while instead of waiting for the
+                    // connection to end; the timer does not keep the registry alive.
+                    let weak = Arc::downgrade(&self);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(UNLOADED_TTL).await;
+                        if let Some(this) = weak.upgrade() {
+                            this.expire(id, generation);
+                        }
+                    });
                 }
+                return;
             }
-            Ok(Ok(bytes)) => failed(format!(
-                "upload {id} announced {len} bytes but sent {}",
-                bytes.len()
-            )),
-            Ok(Err(e)) => failed(format!("upload {id} failed: {e}")),
-            Err(_) => failed(format!(
+            Ok(Ok(bytes)) => format!("upload {id} announced {len} bytes but sent {}", bytes.len()),
+            Ok(Err(e)) => format!("upload {id} failed: {e}"),
+            Err(_) => format!(
                 "upload {id} did not finish within {} s",
                 UPLOAD_TIMEOUT.as_secs()
-            )),
+            ),
         };
-        let done = matches!(state, UploadState::Done { .. });
-        self.set(id, state);
-        if done {
-            // Bytes nobody loads are freed after a while instead of waiting for the connection
-            // to end (they count against the host's budget meanwhile).
-            tokio::time::sleep(UNLOADED_TTL).await;
-            if let Ok(mut m) = self.state.lock()
-                && matches!(m.get(&id), Some(UploadState::Done { generation: g, .. }) if *g == generation)
-            {
-                m.insert(
-                    id,
-                    UploadState::Failed(not_found(format!(
+        self.record_failure(id, not_found(why));
+    }
+
+    /// Replaces an upload that was never loaded by a record saying so, freeing its bytes.
+    fn expire(&self, id: u64, generation: u64) {
+        let expired = match self.state.lock() {
+            Ok(m) => {
+                matches!(m.get(&id), Some(UploadState::Done { generation: g, .. }) if *g == generation)
+            }
+            Err(_) => false,
+        };
+        if expired {
+            tracing::info!(upload = id, "unloaded upload discarded");
+            self.record_failure(
+                id,
+                WireError::new(
+                    ErrorCode::UPLOAD_NOT_FOUND,
+                    format!(
                         "upload {id} was not loaded within {} s and was discarded",
                         UNLOADED_TTL.as_secs()
-                    ))),
-                );
-                tracing::info!(upload = id, "unloaded upload discarded");
-            }
+                    ),
+                ),
+            );
         }
     }
 
+    /// Remembers why upload `id` failed, for the load that names it. Failure records are
+    /// bounded: past the bound the oldest reason is simply not kept (the load then says no
+    /// upload arrived).
+    fn record_failure(&self, id: u64, why: WireError) {
+        if let Ok(mut m) = self.state.lock() {
+            let failures = m.len() - pending(&m);
+            if failures < MAX_UPLOADS * 4 || matches!(m.get(&id), Some(UploadState::Failed(_))) {
+                m.insert(id, UploadState::Failed(why));
+            } else {
+                m.remove(&id);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Drops every upload and its reservation: the connection has ended.
+    pub(crate) fn clear(&self) {
+        if let Ok(mut m) = self.state.lock() {
+            m.clear();
+        }
+        self.changed.notify_waiters();
+    }
+
     /// Waits for upload `id` to finish and takes its bytes.
-    async fn take(&self, id: u64) -> Result<Vec<u8>, WireError> {
+    async fn take(&self, id: u64) -> Result<(Vec<u8>, Reservation), WireError> {
         let deadline = Instant::now() + UPLOAD_WAIT + UPLOAD_TIMEOUT;
         let mut seen = false;
         let started = Instant::now();
@@ -248,9 +287,11 @@ impl Uploads {
                     Some(UploadState::Receiving(_)) => seen = true,
                     Some(_) => {
                         return match m.remove(&id) {
-                            // The reservation is given back with the bytes, once the load
-                            // has imported them.
-                            Some(UploadState::Done { bytes, .. }) => Ok(bytes),
+                            // The reservation goes with the bytes: it is given back once
+                            // the load has imported them.
+                            Some(UploadState::Done {
+                                bytes, reserved, ..
+                            }) => Ok((bytes, reserved)),
                             Some(UploadState::Failed(why)) => Err(why),
                             _ => Err(WireError::new(ErrorCode::INTERNAL, "upload state")),
                         };
@@ -380,7 +421,9 @@ impl LoadJob {
         let (model, uploaded) = tokio::task::spawn_blocking(move || {
             let model = match (path, bytes) {
                 (Some(p), _) => farview_scene::import_file_with(&root, &p, &limits, &mut progress),
-                (None, Some(b)) => {
+                (None, Some((b, _reserved))) => {
+                    // `_reserved` keeps the bytes counted against the host's upload budget
+                    // until the import is done with them (end of this arm).
                     // An uploaded model is one self-contained file: external URIs have nothing
                     // to resolve against (and must not reach the host's disk).
                     let mut no_files = |uri: &str| {
@@ -460,4 +503,11 @@ pub(crate) fn loaded(info: &ModelInfo, shared: bool, started: Instant) -> Loaded
         lights: info.lights_added,
         warnings: x.warnings.clone(),
     }
+}
+
+/// Uploads that hold bytes or are still arriving (failure records do not count).
+fn pending(m: &HashMap<u64, UploadState>) -> usize {
+    m.values()
+        .filter(|s| !matches!(s, UploadState::Failed(_)))
+        .count()
 }

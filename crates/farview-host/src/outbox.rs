@@ -108,12 +108,34 @@ impl Outbox {
         }
     }
 
-    /// Waits until everything queued so far has reached the transport and the stream is
-    /// finished, for at most `limit`.
+    /// Queues a message that must not wait for a slot (a `Closing` event or a last refusal): a
+    /// device that stopped reading holds every slot, and it must still be told and closed. It
+    /// uses the channel's spare room and gives up after `limit`.
+    pub(crate) async fn send_unmetered(
+        &self,
+        msg: ServerMessage,
+        limit: Duration,
+    ) -> Result<(), Gone> {
+        let sent = self.tx.send(Outgoing::Message { msg, permit: None });
+        match tokio::time::timeout(limit, sent).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Gone),
+        }
+    }
+
+    /// Waits until every reserved slot has been written (replies the render thread still
+    /// computes included), then until the stream is finished and acknowledged; at most `limit`
+    /// in all, after which the stream is finished anyway.
     pub(crate) async fn flush(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let all = u32::try_from(IN_FLIGHT).unwrap_or(u32::MAX);
+        // Holding every permit also stops new reservations from slipping in after the flush.
+        let _all = tokio::time::timeout_at(deadline, self.permits.acquire_many(all)).await;
         let (done, rx) = oneshot::channel();
-        if self.tx.send(Outgoing::Flush { done }).await.is_ok() {
-            let _ = tokio::time::timeout(limit, rx).await;
+        if let Ok(Ok(())) =
+            tokio::time::timeout_at(deadline, self.tx.send(Outgoing::Flush { done })).await
+        {
+            let _ = tokio::time::timeout_at(deadline, rx).await;
         }
     }
 }
@@ -172,6 +194,62 @@ mod tests {
             Outgoing::Flush { .. } => panic!("unexpected flush"),
         }
         assert!(out.try_event(Event::LoadProgress { seq: 1, percent: 5 }));
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_a_reply_still_being_computed() {
+        let (out, mut rx) = Outbox::new();
+        // The render thread reserved a slot and has not answered yet.
+        let sink = out.reserve().await.unwrap();
+        let flushing = tokio::spawn({
+            let out = out.clone();
+            async move { out.flush(Duration::from_secs(30)).await }
+        });
+        tokio::task::yield_now().await;
+        sink.send(ServerMessage::Reply {
+            seq: 3,
+            result: Ok(Reply::Applied),
+        });
+        match rx.recv().await {
+            Some(Outgoing::Message { msg, permit }) => {
+                assert!(matches!(msg, ServerMessage::Reply { seq: 3, .. }));
+                drop(permit);
+            }
+            _ => panic!("the reply must come before the flush"),
+        }
+        match rx.recv().await {
+            Some(Outgoing::Flush { done }) => done.send(()).unwrap(),
+            _ => panic!("flush expected"),
+        }
+        flushing.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unmetered_message_passes_a_full_queue() {
+        let (out, mut rx) = Outbox::new();
+        let mut sinks = Vec::new();
+        for _ in 0..IN_FLIGHT {
+            sinks.push(out.reserve().await.unwrap());
+        }
+        for s in sinks {
+            s.send(ServerMessage::Reply {
+                seq: 1,
+                result: Ok(Reply::Applied),
+            });
+        }
+        // Nobody reads (a device that stopped): the closing event still gets in.
+        let closing = ServerMessage::Event(Event::Closing(WireError::new(
+            farview_protocol::ErrorCode::LEASE_EXPIRED,
+            "lease expired",
+        )));
+        out.send_unmetered(closing.clone(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut last = None;
+        while let Ok(item) = rx.try_recv() {
+            last = Some(item);
+        }
+        assert!(matches!(last, Some(Outgoing::Message { msg, .. }) if msg == closing));
     }
 
     #[tokio::test]

@@ -22,8 +22,7 @@ fn needs_escape(c: char) -> bool {
 
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = 0usize;
-        for c in self.0.chars() {
+        for (shown, c) in self.0.chars().enumerate() {
             if shown == MAX_LOGGED_CHARS {
                 return write!(f, "…({} bytes)", self.0.len());
             }
@@ -34,7 +33,6 @@ impl fmt::Display for Untrusted<'_> {
             } else {
                 write!(f, "{c}")?;
             }
-            shown += 1;
         }
         Ok(())
     }

@@ -263,6 +263,22 @@ async fn uploads_share_a_host_wide_budget() {
     )
     .await;
     assert_eq!(code_of(b.reply(3).await), Some(ErrorCode::MODEL_MALFORMED));
+    assert_eq!(metric(&host, "farview_upload_bytes_held").await, 0.0);
+    // An upload whose connection ends leaves the budget with it, not after a timer.
+    a.upload(2, &junk).await;
+    assert_eq!(
+        metric(&host, "farview_upload_bytes_held").await,
+        junk.len() as f64
+    );
+    drop(a);
+    let started = std::time::Instant::now();
+    while metric(&host, "farview_upload_bytes_held").await > 0.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "a closed connection's upload still holds the budget"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     host.handle.shutdown().await;
 }
 

@@ -42,18 +42,19 @@ pub(super) async fn bind(
 ) -> Result<BoundStream, (CloseCode, WireError)> {
     let internal = |m: String| (CloseCode::INTERNAL, WireError::new(ErrorCode::INTERNAL, m));
     if let Some(auth) = session {
+        // Parsed before admission, so nothing can fail between binding and the detach guard.
+        let id = Uuid::parse_str(&auth.id).map_err(|_| {
+            (
+                CloseCode::REFUSED,
+                WireError::new(ErrorCode::SESSION_NOT_FOUND, "the session id is not a UUID"),
+            )
+        })?;
         let sessions = host.sessions.clone();
         let device = conn.remote_address().to_string();
-        let b = tokio::task::spawn_blocking(move || {
-            sessions
-                .admit(&auth, conn_id, &device)
-                .map(|b| (b, auth.id))
-        })
-        .await
-        .map_err(|e| internal(format!("session admission panicked: {e}")))?
-        .map_err(|e| (CloseCode::REFUSED, e))?;
-        let (b, id) = b;
-        let id = Uuid::parse_str(&id).map_err(|e| internal(e.to_string()))?;
+        let b = tokio::task::spawn_blocking(move || sessions.admit(&auth, conn_id, &device))
+            .await
+            .map_err(|e| internal(format!("session admission panicked: {e}")))?
+            .map_err(|e| (CloseCode::REFUSED, e))?;
         return Ok(BoundStream {
             pipeline: b.pipeline,
             settings: b.settings,

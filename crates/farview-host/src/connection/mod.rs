@@ -35,16 +35,18 @@ struct Close(CloseCode, String);
 
 pub(crate) async fn serve(conn: quinn::Connection, host: Arc<HostContext>) {
     let Close(code, reason) = run(&conn, &host).await;
+    // The reason may quote the device (a refused session id, a framing error).
+    let shown = Untrusted(&reason);
     if code == CloseCode::NORMAL {
-        tracing::debug!(%reason, "closing connection");
+        tracing::debug!(reason = %shown, "closing connection");
     } else {
-        tracing::info!(code = code.0, %reason, "closing connection");
+        tracing::info!(code = code.0, reason = %shown, "closing connection");
     }
     conn.close(code.0.into(), reason.as_bytes());
 }
 
 async fn run(conn: &quinn::Connection, host: &HostContext) -> Close {
-    let mut state = ControlState::new(Instant::now());
+    let mut state = ControlState::new(now());
     let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
     let (send, mut recv) = tokio::select! {
         s = conn.accept_bi() => match s {
@@ -98,11 +100,11 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Close {
         };
         tokio::select! {
             read = recv.read(&mut buf), if state.wants_read() => match read {
-                Ok(Some(n)) => state.on_bytes(&buf[..n], Instant::now()),
-                Ok(None) => state.on_end(Instant::now()),
+                Ok(Some(n)) => state.on_bytes(&buf[..n], now()),
+                Ok(None) => state.on_end(now()),
                 Err(e) => return Close(CloseCode::NORMAL, format!("control stream ended: {e}")),
             },
-            () = sleep_until(timeout) => state.on_timeout(Instant::now()),
+            () = sleep_until(timeout) => state.on_timeout(now()),
             done = load_done, if loading => {
                 let result = match done {
                     Some(Ok(r)) => r,
@@ -110,7 +112,7 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Close {
                     None => continue,
                 };
                 driver.load = None;
-                state.on_load_done(result, Instant::now());
+                state.on_load_done(result, now());
             }
             why = pipeline_failed => {
                 exit = None;
@@ -125,6 +127,11 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Close {
             }
         }
     }
+}
+
+/// The state machine's time, read from tokio's clock so a paused test clock drives it too.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn sleep_until(t: Option<tokio::time::Instant>) {
@@ -202,6 +209,13 @@ struct Bound {
     _detach: DetachOnDrop,
 }
 
+impl Drop for Bound {
+    /// Uploads end with their connection: their bytes leave the host's budget at once.
+    fn drop(&mut self) {
+        self.uploads.clear();
+    }
+}
+
 impl std::ops::Deref for Bound {
     type Target = BoundStream;
     fn deref(&self) -> &BoundStream {
@@ -219,7 +233,23 @@ impl Driver<'_> {
     ) -> Option<Close> {
         let gone = || Close(CloseCode::NORMAL, "control stream writer ended".into());
         match action {
-            Action::Send(msg) => self.out.send(msg).await.err().map(|_| gone()),
+            Action::Send(msg) => {
+                if let ServerMessage::Reply {
+                    seq,
+                    result: Err(e),
+                } = &msg
+                {
+                    tracing::debug!(seq, code = %e.code, message = %Untrusted(&e.message), "request refused");
+                }
+                if state.is_closed() {
+                    // The last words before a close must not wait behind a device that stopped
+                    // reading.
+                    let _ = self.out.send_unmetered(msg, FLUSH_BEFORE_CLOSE).await;
+                    None
+                } else {
+                    self.out.send(msg).await.err().map(|_| gone())
+                }
+            }
             Action::Bind {
                 seq: _,
                 client,
@@ -227,7 +257,7 @@ impl Driver<'_> {
             } => {
                 tracing::info!(client = %Untrusted(&client), "device said hello");
                 let result = self.bind(session, exit).await;
-                state.on_bound(result, Instant::now());
+                state.on_bound(result, now());
                 None
             }
             Action::Answer { seq, request } => {
@@ -239,6 +269,8 @@ impl Driver<'_> {
             }
             Action::StartLoad { seq, source } => {
                 let Some(b) = &self.bound else {
+                    let e = WireError::new(ErrorCode::INTERNAL, "load before the bind");
+                    state.on_load_done(Err(e), now());
                     return None;
                 };
                 let cancel = Arc::new(AtomicBool::new(false));
@@ -268,6 +300,13 @@ impl Driver<'_> {
                     return Some(gone());
                 };
                 let Some(b) = &self.bound else {
+                    sink.send(ServerMessage::Reply {
+                        seq,
+                        result: Err(WireError::new(
+                            ErrorCode::INTERNAL,
+                            "request before the bind",
+                        )),
+                    });
                     return None;
                 };
                 let cmd = match request {

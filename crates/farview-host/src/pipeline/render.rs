@@ -302,12 +302,11 @@ fn apply(
                 scene
                     .add_model(&name, *model)
                     .map_err(crate::scene_ops::scene_error)
-                    .map(|info| {
+                    .inspect(|info| {
                         renderer.insert_model(info.model, uploaded);
                         if let Some(k) = key {
                             st.by_key.insert(k, info.model);
                         }
-                        info
                     })
             };
             st.last_seq = st.last_seq.max(seq);

@@ -60,9 +60,15 @@ impl SessionManager {
                 };
                 WireError::new(code, e.to_string())
             })?;
-        let pipeline = entry.pipeline.clone().ok_or_else(|| {
-            WireError::new(ErrorCode::SESSION_NOT_READY, "session is not ready yet")
-        })?;
+        let Some(pipeline) = entry.pipeline.clone() else {
+            // Admitted but nothing to stream from: undo the binding, or the session would stay
+            // bound to a connection that never gets to detach.
+            entry.session.detach(connection);
+            return Err(WireError::new(
+                ErrorCode::SESSION_NOT_READY,
+                "session is not ready yet",
+            ));
+        };
         let bound = Bound {
             pipeline,
             ended: entry.ended.clone(),
