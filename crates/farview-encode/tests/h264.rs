@@ -244,6 +244,9 @@ fn flush_behind_the_trait_holds_nothing_back_and_the_stream_goes_on() {
     }
     assert!(enc.flush().unwrap().is_empty());
     let after = enc.encode(&i420(5, false), true).unwrap();
-    assert!(after.keyframe, "a forced keyframe after a flush must be an IDR");
+    assert!(
+        after.keyframe,
+        "a forced keyframe after a flush must be an IDR"
+    );
     assert_eq!(enc.name(), "openh264");
 }
