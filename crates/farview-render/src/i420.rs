@@ -4,8 +4,8 @@
 
 use wgpu::util::DeviceExt;
 
-use crate::mesh_pass::uniform_entry;
 use crate::targets::FrameTargets;
+use crate::uniforms::uniform_entry;
 use crate::{GpuContext, I420_SHADER};
 
 /// Conversion pipelines and the I420 buffer of one renderer.

@@ -16,20 +16,24 @@ mod context;
 mod error;
 mod gpu_model;
 mod i420;
+mod lighting;
 mod mesh_pass;
 mod models;
 mod readback;
 mod renderer;
 mod shaders;
+mod stats;
 mod targets;
 mod uniforms;
 
 pub use camera::Camera;
 pub use context::{AdapterChoice, GpuContext};
 pub use error::RenderError;
+pub use lighting::Lighting;
 pub use models::{ModelUploader, UploadedModel};
 pub use readback::{ReadbackFrame, strip_padding};
-pub use renderer::{FrameRenderer, Lighting, RenderStats};
+pub use renderer::FrameRenderer;
 pub use shaders::{I420_SHADER, MESH_SHADER};
+pub use stats::RenderStats;
 /// The adapter kinds wgpu reports (re-exported so callers need not depend on wgpu).
 pub use wgpu::DeviceType;

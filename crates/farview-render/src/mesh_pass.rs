@@ -7,6 +7,7 @@ use farview_scene::{Drawable, Scene};
 
 use crate::models::GpuModelStore;
 use crate::targets::{COLOR_FORMAT, DEPTH_FORMAT, FrameTargets};
+use crate::uniforms::uniform_entry;
 use crate::uniforms::{DrawUniform, Globals};
 use crate::{Camera, GpuContext, Lighting, MESH_SHADER, RenderError, RenderStats};
 
@@ -14,24 +15,6 @@ use crate::{Camera, GpuContext, Lighting, MESH_SHADER, RenderError, RenderStats}
 const MAX_DRAWS: usize = 1 << 20;
 /// Per-draw uniform blocks allocated up front; the buffer doubles as scenes grow.
 const INITIAL_DRAWS: usize = 64;
-
-pub(crate) fn uniform_entry(
-    binding: u32,
-    visibility: wgpu::ShaderStages,
-    dynamic: bool,
-    size: u64,
-) -> wgpu::BindGroupLayoutEntry {
-    wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: dynamic,
-            min_binding_size: wgpu::BufferSize::new(size),
-        },
-        count: None,
-    }
-}
 
 /// Pipelines and uniforms of the mesh pass of one renderer.
 pub(crate) struct MeshPass {

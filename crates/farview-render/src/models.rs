@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use farview_scene::{ModelId, Scene};
 
 use crate::gpu_model::{GpuModel, UploadContext};
-use crate::mesh_pass::uniform_entry;
+use crate::uniforms::uniform_entry;
 use crate::{GpuContext, RenderError};
 
 /// A model's GPU assets, uploaded but not yet attached to a scene id.

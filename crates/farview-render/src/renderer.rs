@@ -5,48 +5,13 @@
 use std::time::Duration;
 
 use farview_scene::{ModelId, Scene};
-use glam::Vec3;
 
 use crate::i420::GpuI420;
 use crate::mesh_pass::MeshPass;
 use crate::models::{GpuModelStore, MaterialShared, ModelUploader, UploadedModel};
 use crate::readback::{ReadbackFrame, ReadbackRing};
 use crate::targets::FrameTargets;
-use crate::{Camera, GpuContext, RenderError};
-
-/// What the scene's lights do not cover: ambient light and the background (linear RGB). The
-/// lights themselves are part of the scene (`Scene::lights`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Lighting {
-    /// Ambient term.
-    pub ambient: Vec3,
-    /// Background colour (linear RGB).
-    pub clear: Vec3,
-}
-
-impl Default for Lighting {
-    fn default() -> Self {
-        Self {
-            ambient: Vec3::splat(0.35),
-            clear: Vec3::new(0.02, 0.025, 0.035),
-        }
-    }
-}
-
-/// Counters for the last frame submitted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RenderStats {
-    /// Draw calls.
-    pub draws: u32,
-    /// Triangles submitted.
-    pub triangles: u64,
-    /// Bytes of GPU memory this renderer holds (targets, readback ring, models, uniforms).
-    pub gpu_bytes: u64,
-    /// Visible entities not drawn because their model has no GPU assets in this renderer's
-    /// store (not [inserted](FrameRenderer::insert_model) yet). Each such model is logged once
-    /// at debug level.
-    pub skipped_entities: u32,
-}
+use crate::{Camera, GpuContext, Lighting, RenderError, RenderStats};
 
 /// Renders one stream's frames. Not shared between threads: the render loop owns it.
 ///
