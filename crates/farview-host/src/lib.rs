@@ -17,6 +17,7 @@ mod tap;
 mod time;
 mod tls;
 mod untrusted;
+mod uploads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -110,7 +111,7 @@ pub(crate) struct HostContext {
     pub(crate) fingerprint: String,
     pub(crate) sessions: Arc<sessions::SessionManager>,
     /// Memory for model uploads not yet loaded, shared by every connection.
-    pub(crate) upload_budget: Arc<loads::UploadBudget>,
+    pub(crate) upload_budget: Arc<uploads::UploadBudget>,
 }
 
 impl HostContext {
@@ -255,7 +256,7 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         connections: AtomicUsize::new(0),
         fingerprint: identity.fingerprint.clone(),
         sessions: sessions.clone(),
-        upload_budget: loads::UploadBudget::new(config_upload_budget, metrics_for_uploads),
+        upload_budget: uploads::UploadBudget::new(config_upload_budget, metrics_for_uploads),
     });
     tracing::info!(%quic_addr, %http_addr, fingerprint = %identity.fingerprint, %adapter, "host listening");
 

@@ -21,10 +21,11 @@ use tracing::Instrument;
 use self::bind::{BoundStream, DetachOnDrop, bind};
 use crate::HostContext;
 use crate::control::{Action, ControlState, HELLO_TIMEOUT};
-use crate::loads::{LoadJob, Uploads};
+use crate::loads::LoadJob;
 use crate::outbox::{Outbox, OutboxReceiver, Outgoing};
 use crate::pipeline::{PipelineExit, RenderCommand};
 use crate::untrusted::Untrusted;
+use crate::uploads::Uploads;
 
 /// How long a close waits for what was queued before it (a refusal, a `Closing` event) to be
 /// acknowledged by the device, so the close frame cannot overtake it.
