@@ -1,4 +1,8 @@
 //! A device's connection to a host: control requests with typed replies, and the frame stream.
+//!
+//! [`Connection`] and [`ConnectOptions`] live here with the public request methods; the
+//! control-stream tasks (Hello/Welcome, request writer, reply reader and routing) are in
+//! `control`, and the media task that receives frame groups is in `media`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -6,14 +10,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use farview_protocol::{
-    CameraPose, ClientMessage, CloseCode, Event, FrameDecoder, FrameHeader, FrameRecord, LeaseInfo,
-    LoadedModel, MAX_CONTROL_MESSAGE, MediaStreamHeader, PROTOCOL_VERSION, Reply, Request,
-    ServerMessage, SessionAuth, StreamInfo, WireError, decode_message, encode_message,
+    CameraPose, CloseCode, LeaseInfo, LoadedModel, Reply, Request, SessionAuth, StreamInfo,
+    WireError,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::queue::{FrameQueue, Push};
+use crate::queue::FrameQueue;
 use crate::{ClientError, Fingerprint};
+
+mod control;
+mod media;
+
+pub use control::PendingReply;
+pub use media::Frame;
 
 /// How to reach a host.
 #[derive(Debug, Clone)]
@@ -65,17 +74,6 @@ impl ConnectOptions {
     }
 }
 
-/// An encoded frame as received.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    /// The host's metadata for it.
-    pub header: FrameHeader,
-    /// H.264 Annex-B access unit.
-    pub data: Vec<u8>,
-    /// When its last byte arrived (microseconds since the Unix epoch, this machine's clock).
-    pub received_us: u64,
-}
-
 type ReplySender = oneshot::Sender<(u64, Result<Reply, WireError>)>;
 
 struct Outgoing {
@@ -83,36 +81,6 @@ struct Outgoing {
     reply: ReplySender,
     /// Told the sequence number once it is assigned (in send order).
     assigned: Option<oneshot::Sender<u64>>,
-}
-
-/// A request on its way: its sequence number, and its reply to come. Dropping it discards the
-/// reply (the request still runs on the host).
-#[derive(Debug)]
-pub struct PendingReply {
-    seq: u64,
-    rx: oneshot::Receiver<(u64, Result<Reply, WireError>)>,
-    closing: Arc<Mutex<Option<WireError>>>,
-}
-
-impl PendingReply {
-    /// The request's sequence number: frames with `last_command_seq >= seq` reflect it.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    /// Waits for the reply. Cancel-safe in the sense that dropping the future only discards it.
-    pub async fn reply(self) -> Result<Reply, ClientError> {
-        match self.rx.await {
-            Ok((_, result)) => result.map_err(ClientError::Host),
-            Err(_) => Err(self.closing.lock().ok().and_then(|g| g.clone()).map_or(
-                ClientError::Closed {
-                    code: 0,
-                    reason: "connection closed".into(),
-                },
-                ClientError::Host,
-            )),
-        }
-    }
 }
 
 /// Progress of this connection's latest model load.
@@ -244,54 +212,13 @@ impl Connection {
         endpoint: quinn::Endpoint,
         options: &ConnectOptions,
     ) -> Result<Self, ClientError> {
-        let addr = options.addr;
-        let connect_err = |reason: String| ClientError::Connect {
-            addr: Some(addr),
-            reason,
-        };
         let (mut send, mut recv) = conn
             .open_bi()
             .await
             .map_err(|e| ClientError::from_connection(&e))?;
 
         // Hello and Welcome happen before the background tasks start, so errors surface here.
-        let hello = ClientMessage {
-            seq: 1,
-            request: Request::Hello {
-                version: PROTOCOL_VERSION,
-                client: options.client_name.clone(),
-                session: options.session.clone(),
-            },
-        };
-        let bytes = encode_message(&hello).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        send.write_all(&bytes)
-            .await
-            .map_err(|e| connect_err(e.to_string()))?;
-        let mut decoder = FrameDecoder::new(MAX_CONTROL_MESSAGE);
-        let welcome = tokio::time::timeout(options.timeout, read_message(&mut recv, &mut decoder))
-            .await
-            .map_err(|_| connect_err("no Welcome from host".into()))?;
-        let info = match welcome {
-            Ok(Some(ServerMessage::Reply {
-                seq: 1,
-                result: Ok(Reply::Welcome(info)),
-            })) => info,
-            Ok(Some(ServerMessage::Reply { result: Err(e), .. })) => {
-                return Err(ClientError::Host(e));
-            }
-            Ok(Some(ServerMessage::Event(Event::Closing(e)))) => return Err(ClientError::Host(e)),
-            Ok(Some(other)) => {
-                return Err(ClientError::Protocol(format!(
-                    "expected Welcome, got {other:?}"
-                )));
-            }
-            Ok(None) | Err(_) => {
-                return Err(conn.close_reason().map_or_else(
-                    || connect_err("host closed the control stream".into()),
-                    |e| ClientError::from_connection(&e),
-                ));
-            }
-        };
+        let (info, decoder) = control::hello(&conn, &mut send, &mut recv, options).await?;
 
         let pending: Arc<Mutex<HashMap<u64, ReplySender>>> = Arc::default();
         let closing: Arc<Mutex<Option<WireError>>> = Arc::default();
@@ -300,13 +227,13 @@ impl Connection {
         let stats: Arc<Mutex<crate::stats::StatsState>> = Arc::default();
         let frames = Arc::new(FrameQueue::new(options.frame_buffer));
         let tasks = vec![
-            AbortOnDrop(tokio::spawn(write_loop(
+            AbortOnDrop(tokio::spawn(control::write_loop(
                 send,
                 req_rx,
                 pending.clone(),
                 stats.clone(),
             ))),
-            AbortOnDrop(tokio::spawn(read_loop(
+            AbortOnDrop(tokio::spawn(control::read_loop(
                 conn.clone(),
                 recv,
                 decoder,
@@ -314,7 +241,7 @@ impl Connection {
                 closing.clone(),
                 progress_tx,
             ))),
-            AbortOnDrop(tokio::spawn(media_loop(
+            AbortOnDrop(tokio::spawn(media::media_loop(
                 conn.clone(),
                 frames.clone(),
                 req_tx.clone(),
@@ -516,198 +443,5 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.conn
             .close(CloseCode::NORMAL.0.into(), b"device dropped the connection");
-    }
-}
-
-async fn read_message(
-    recv: &mut quinn::RecvStream,
-    decoder: &mut FrameDecoder,
-) -> Result<Option<ServerMessage>, ClientError> {
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(payload) = decoder
-            .next_frame()
-            .map_err(|e| ClientError::Protocol(e.to_string()))?
-        {
-            return decode_message(&payload)
-                .map(Some)
-                .map_err(|e| ClientError::Protocol(e.to_string()));
-        }
-        match recv.read(&mut buf).await {
-            Ok(Some(n)) => decoder
-                .push(&buf[..n])
-                .map_err(|e| ClientError::Protocol(e.to_string()))?,
-            Ok(None) => return Ok(None),
-            Err(e) => {
-                return Err(ClientError::Closed {
-                    code: 0,
-                    reason: e.to_string(),
-                });
-            }
-        }
-    }
-}
-
-async fn write_loop(
-    mut send: quinn::SendStream,
-    mut requests: mpsc::Receiver<Outgoing>,
-    pending: Arc<Mutex<HashMap<u64, ReplySender>>>,
-    stats: Arc<Mutex<crate::stats::StatsState>>,
-) {
-    // Hello used 1; sequence numbers are assigned here so they reach the host in order.
-    let mut seq = 1u64;
-    while let Some(out) = requests.recv().await {
-        seq += 1;
-        let Ok(bytes) = encode_message(&ClientMessage {
-            seq,
-            request: out.request,
-        }) else {
-            continue;
-        };
-        if let Ok(mut p) = pending.lock() {
-            p.insert(seq, out.reply);
-        }
-        if let Some(a) = out.assigned {
-            let _ = a.send(seq);
-        }
-        if let Ok(mut s) = stats.lock() {
-            s.sent(seq, now_us());
-        }
-        if send.write_all(&bytes).await.is_err() {
-            break;
-        }
-    }
-    let _ = send.finish();
-}
-
-async fn read_loop(
-    conn: quinn::Connection,
-    mut recv: quinn::RecvStream,
-    mut decoder: FrameDecoder,
-    pending: Arc<Mutex<HashMap<u64, ReplySender>>>,
-    closing: Arc<Mutex<Option<WireError>>>,
-    progress: tokio::sync::watch::Sender<LoadProgress>,
-) {
-    loop {
-        let msg = match read_message(&mut recv, &mut decoder).await {
-            Ok(Some(msg)) => msg,
-            Ok(None) => break,
-            Err(ClientError::Protocol(reason)) => {
-                // Nothing more can be understood on this connection: close it rather than leave
-                // the host holding a device that no longer listens.
-                tracing::warn!(%reason, "host broke the protocol; closing the connection");
-                conn.close(
-                    CloseCode::PROTOCOL_ERROR.0.into(),
-                    b"protocol violation by host",
-                );
-                break;
-            }
-            Err(_) => break,
-        };
-        match msg {
-            ServerMessage::Reply { seq, result } => {
-                let waiter = pending.lock().ok().and_then(|mut p| p.remove(&seq));
-                // A dropped (cancelled) request has no waiter: its reply is discarded.
-                if let Some(tx) = waiter {
-                    let _ = tx.send((seq, result));
-                }
-            }
-            ServerMessage::Event(Event::LoadProgress { seq, percent }) => {
-                progress.send_replace(LoadProgress { seq, percent });
-            }
-            ServerMessage::Event(Event::Closing(e)) => {
-                tracing::info!(code = %e.code, message = %e.message, "host is closing the connection");
-                if let Ok(mut c) = closing.lock() {
-                    *c = Some(e);
-                }
-            }
-        }
-    }
-    // Fail every outstanding request: their senders drop here.
-    if let Ok(mut p) = pending.lock() {
-        p.clear();
-    }
-}
-
-async fn media_loop(
-    conn: quinn::Connection,
-    frames: Arc<FrameQueue>,
-    requests: mpsc::Sender<Outgoing>,
-) {
-    let mut readers = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            stream = conn.accept_uni() => {
-                let Ok(stream) = stream else { break };
-                readers.spawn(read_group(stream, frames.clone(), requests.clone()));
-            }
-            Some(_) = readers.join_next(), if !readers.is_empty() => {}
-        }
-    }
-    frames.close();
-}
-
-/// STOP_SENDING code telling the host the device abandoned a group.
-const GROUP_ABANDONED: u32 = 1;
-
-async fn read_group(
-    mut stream: quinn::RecvStream,
-    frames: Arc<FrameQueue>,
-    requests: mpsc::Sender<Outgoing>,
-) {
-    let mut head = [0u8; MediaStreamHeader::LEN];
-    if stream.read_exact(&mut head).await.is_err() {
-        return;
-    }
-    let Ok(header) = MediaStreamHeader::decode(&head) else {
-        tracing::warn!("media stream with a bad header; ignored");
-        let _ = stream.stop(GROUP_ABANDONED.into());
-        return;
-    };
-    loop {
-        let mut len = [0u8; 4];
-        if stream.read_exact(&mut len).await.is_err() {
-            return; // finished, or reset by the host when it abandons a stale group
-        }
-        let len = match FrameRecord::check_len(u32::from_be_bytes(len)) {
-            Ok(len) => len,
-            Err(e) => {
-                tracing::warn!(group = header.group, error = %e, "bad frame record; group abandoned");
-                let _ = stream.stop(GROUP_ABANDONED.into());
-                return;
-            }
-        };
-        let mut body = vec![0u8; len];
-        if stream.read_exact(&mut body).await.is_err() {
-            return;
-        }
-        let received_us = now_us();
-        let record = match FrameRecord::decode(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(group = header.group, error = %e, "bad frame record; group abandoned");
-                let _ = stream.stop(GROUP_ABANDONED.into());
-                return;
-            }
-        };
-        let frame = Frame {
-            header: record.header,
-            data: record.payload,
-            received_us,
-        };
-        if frames.push(frame) == Push::Overflow {
-            tracing::debug!(
-                group = header.group,
-                "app is not taking frames; group abandoned, keyframe requested"
-            );
-            let _ = stream.stop(GROUP_ABANDONED.into());
-            let (reply, _) = oneshot::channel();
-            let _ = requests.try_send(Outgoing {
-                request: Request::RequestKeyframe,
-                reply,
-                assigned: None,
-            });
-            return;
-        }
     }
 }
