@@ -65,6 +65,15 @@ impl TestHost {
         data: Option<PathBuf>,
         clock: Option<std::sync::Arc<dyn farview_host::Clock>>,
     ) -> Self {
+        Self::start_tapped(tweak, data, clock, 16).await
+    }
+
+    async fn start_tapped(
+        tweak: impl FnOnce(&mut Config),
+        data: Option<PathBuf>,
+        clock: Option<std::sync::Arc<dyn farview_host::Clock>>,
+        frames: usize,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = data.unwrap_or_else(|| dir.path().to_path_buf());
         let mut config = Config {
@@ -83,7 +92,7 @@ impl TestHost {
         };
         tweak(&mut config);
         let assets = config.assets_root.clone();
-        let tap = FrameTap::new(16);
+        let tap = FrameTap::new(frames);
         let handle = farview_host::start(
             config,
             HostOptions {
@@ -238,39 +247,30 @@ impl TestHost {
     /// tests that look up every frame they receive: on a loaded machine a device can receive a
     /// frame well after the host rendered it).
     pub async fn start_with_tap(tweak: impl FnOnce(&mut Config), frames: usize) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            data_dir: dir.path().to_path_buf(),
-            quic_addr: "127.0.0.1:0".parse().unwrap(),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            assets_root: repo_root().join("assets"),
-            stream: StreamConfig {
-                width: WIDTH,
-                height: HEIGHT,
-                fps: 30.0,
-                bitrate_bps: 4_000_000,
-                ..StreamConfig::default()
-            },
-            ..Config::default()
-        };
-        tweak(&mut config);
-        let assets = config.assets_root.clone();
-        let tap = FrameTap::new(frames);
-        let handle = farview_host::start(
-            config,
-            HostOptions {
-                frame_tap: Some(tap.clone()),
-                gpu: Some(gpu()),
-                clock: None,
-            },
-        )
-        .await
-        .expect("host starts");
-        Self {
-            handle,
-            tap,
-            assets,
-            _dirs: vec![dir],
-        }
+        Self::start_tapped(tweak, None, None, frames).await
     }
+}
+
+/// One series' value from the host's Prometheus endpoint.
+pub async fn metric(host: &TestHost, series: &str) -> f64 {
+    let text = scrape(host).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+/// The body of `GET /metrics`.
+pub async fn scrape(host: &TestHost) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(host.handle.http_addr)
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("text/plain; version=0.0.4"));
+    resp.split_once("\r\n\r\n").unwrap().1.to_owned()
 }

@@ -524,22 +524,6 @@ async fn shutdown_tells_the_device_why() {
     }
 }
 
-async fn scrape(host: &TestHost) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(host.handle.http_addr)
-        .await
-        .unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut resp = String::new();
-    tcp.read_to_string(&mut resp).await.unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    assert!(resp.contains("text/plain; version=0.0.4"));
-    // The body only.
-    resp.split_once("\r\n\r\n").unwrap().1.to_owned()
-}
-
 fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::TestHost;
+use common::{TestHost, metric};
 use farview_client::{Fingerprint, quic_client_config};
 use farview_protocol::{
     ClientMessage, ErrorCode, FrameDecoder, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, Reply, Request,
@@ -370,21 +370,6 @@ async fn a_vanished_device_frees_its_place_within_the_idle_timeout() {
     assert!(welcomed < Duration::from_secs(20), "{welcomed:?}");
     drop(gone);
     host.handle.shutdown().await;
-}
-
-async fn metric(host: &TestHost, series: &str) -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(host.handle.http_addr)
-        .await
-        .unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut resp = String::new();
-    tcp.read_to_string(&mut resp).await.unwrap();
-    resp.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
 }
 
 /// Bug 9: with several streams on one shared GPU, a readback that was slow to complete ended

@@ -150,14 +150,7 @@ impl RenderStage {
             ) {
                 Tick::Idle => continue,
                 Tick::Skip => {
-                    shared
-                        .counters
-                        .skipped_unchanged
-                        .fetch_add(1, Ordering::Relaxed);
-                    shared
-                        .metrics
-                        .skipped_unchanged
-                        .fetch_add(1, Ordering::Relaxed);
+                    shared.skipped_unchanged();
                     continue;
                 }
                 Tick::Render => {}
@@ -246,14 +239,7 @@ impl RenderStage {
                 Ok(frame) => return Ok(frame),
                 Err(e) if e.is_transient() && tries < MAX_READBACK_RETRIES => {
                     tries += 1;
-                    shared
-                        .counters
-                        .readback_retries
-                        .fetch_add(1, Ordering::Relaxed);
-                    shared
-                        .metrics
-                        .readback_retries
-                        .fetch_add(1, Ordering::Relaxed);
+                    shared.readback_retried();
                     tracing::warn!(error = %e, tries, "readback slow; waiting again");
                 }
                 Err(e) => return Err(e.to_string()),

@@ -96,6 +96,26 @@ impl Shared {
         }
     }
 
+    /// Counts a skipped tick (nothing changed) in the stream's counters and the host's metrics.
+    pub(crate) fn skipped_unchanged(&self) {
+        self.counters
+            .skipped_unchanged
+            .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .skipped_unchanged
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a readback waited for again, in the stream's counters and the host's metrics.
+    pub(crate) fn readback_retried(&self) {
+        self.counters
+            .readback_retries
+            .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .readback_retries
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a frame not sent, in the stream's counters and the host's metrics.
     pub(crate) fn dropped(&self, why: DropReason) {
         let c = &self.counters;
