@@ -65,9 +65,14 @@ pub(super) async fn hello(
         },
     };
     let bytes = encode_message(&hello).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    send.write_all(&bytes)
-        .await
-        .map_err(|e| connect_err(e.to_string()))?;
+    // A host that refuses at once (at capacity) may close before Hello is written: report its
+    // close code and reason, not a bare write failure.
+    send.write_all(&bytes).await.map_err(|e| {
+        conn.close_reason().map_or_else(
+            || connect_err(e.to_string()),
+            |c| ClientError::from_connection(&c),
+        )
+    })?;
     let mut decoder = FrameDecoder::new(MAX_CONTROL_MESSAGE);
     let welcome = tokio::time::timeout(options.timeout, read_message(recv, &mut decoder))
         .await
