@@ -289,3 +289,54 @@ impl Pipeline {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::config::StreamConfig;
+    use farview_render::{AdapterChoice, GpuContext, Lighting};
+    use farview_scene::{ImportError, ImportLimits};
+
+    /// Bug 7 at its root: a session reported `ready` with `modelsLoaded: 0` because the render
+    /// thread counted the scene's models once per tick, after it had answered the load. Whoever
+    /// hears "loaded" must read a count that includes the model.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_model_is_counted_before_its_load_is_answered() {
+        let gpu = GpuContext::new(AdapterChoice::Auto).expect("a GPU adapter (Mesa's llvmpipe)");
+        let renderer = FrameRenderer::new(&gpu, 64, 64, Lighting::default()).unwrap();
+        let stream = StreamConfig {
+            width: 64,
+            height: 64,
+            ..StreamConfig::default()
+        };
+        let settings = StreamSettings::resolve(&stream, None, true);
+        let (pipeline, _exit) = Pipeline::start(renderer, settings, None, Arc::default()).unwrap();
+        let glb = farview_scene::synthetic::grid_glb(2);
+        for n in 1..=3u64 {
+            let mut no_files = |uri: &str| Err(ImportError::NotFound(uri.to_owned()));
+            let model = farview_scene::import_gltf_with(
+                &glb,
+                &mut no_files,
+                &ImportLimits::default(),
+                &mut |_| true,
+            )
+            .unwrap();
+            let uploaded = pipeline.uploader.upload(&model).unwrap();
+            let (reply, answered) = oneshot::channel();
+            pipeline
+                .command(RenderCommand::AddModel {
+                    seq: n,
+                    name: format!("grid {n}"),
+                    key: None,
+                    model: Box::new(model),
+                    uploaded,
+                    max_triangles: u64::MAX,
+                    reply,
+                })
+                .unwrap();
+            answered.await.unwrap().unwrap();
+            assert_eq!(pipeline.shared.models.load(Ordering::Relaxed), n);
+        }
+    }
+}

@@ -20,8 +20,6 @@ pub(super) struct Live {
     pub(super) pipeline: Option<Arc<Pipeline>>,
     /// What the counters are read from: the pipeline's shared state, once there is one.
     counts: Option<Arc<Shared>>,
-    /// The models start-up loaded, until the pipeline's own count has caught up with them.
-    models_floor: Option<u64>,
     pub(super) ended: CancellationToken,
     pub(super) ended_why: Arc<Mutex<Option<Ended>>>,
     /// Counters as the last checkpoint wrote them (frames sent, models loaded); `None` until
@@ -43,28 +41,17 @@ impl Live {
             size,
             pipeline: None,
             counts: None,
-            models_floor: None,
             ended: CancellationToken::new(),
             ended_why: Arc::default(),
             checkpointed: None,
         }
     }
 
-    /// Starting → ready, with the pipeline start-up built and the models it loaded into it.
-    pub(super) fn ready(&mut self, pipeline: Arc<Pipeline>, models_loaded: u64, now_ms: u64) {
+    /// Starting → ready, with the pipeline start-up built and its models in the scene (the
+    /// render thread counts a model before it answers its load, so the first reading has them).
+    pub(super) fn ready(&mut self, pipeline: Arc<Pipeline>, now_ms: u64) {
         self.counts = Some(pipeline.shared.clone());
         self.pipeline = Some(pipeline);
-        self.mark_ready(models_loaded, now_ms);
-    }
-
-    /// `ready` is reported with the models start-up loaded, whatever the pipeline's count says:
-    /// the render thread may count the scene after it replied to the last `AddModel` (it did,
-    /// once per tick, before the count moved ahead of the reply), so a reading taken right after
-    /// could still say 0. Until a reading reaches that number it is stale and the session keeps
-    /// reporting start-up's; from then on the pipeline's count is the truth (it also falls when
-    /// a device destroys a model).
-    fn mark_ready(&mut self, models_loaded: u64, now_ms: u64) {
-        self.models_floor = Some(models_loaded);
         self.session.mark_ready(now_ms);
         self.refresh();
     }
@@ -78,12 +65,7 @@ impl Live {
             .counters
             .sent
             .load(std::sync::atomic::Ordering::Relaxed);
-        let mut models = shared.models.load(std::sync::atomic::Ordering::Relaxed);
-        match self.models_floor {
-            Some(floor) if models < floor => models = floor,
-            Some(_) => self.models_floor = None,
-            None => {}
-        }
+        let models = shared.models.load(std::sync::atomic::Ordering::Relaxed);
         self.session.count(sent, models);
     }
 
@@ -126,7 +108,6 @@ impl Live {
 mod tests {
     use std::sync::atomic::Ordering;
 
-    use farview_session::Status;
     use uuid::Uuid;
 
     use super::*;
@@ -152,37 +133,11 @@ mod tests {
     }
 
     #[test]
-    fn ready_is_reported_with_the_models_start_up_loaded_before_the_render_thread_counts_them() {
-        let mut l = live(&["a.glb", "b.glb"]);
-        // The render thread replied to both AddModels but has not counted them yet: its count
-        // still says 0 (as the render loop did when it counted once per tick).
-        let shared = Arc::new(Shared::default());
-        l.counts = Some(shared.clone());
-        l.mark_ready(2, 10);
-        let r = l.snapshot(10).record;
-        assert_eq!((r.status, r.models_loaded), (Status::Ready, 2));
-        l.refresh();
-        assert_eq!(l.session.record().models_loaded, 2, "a stale reading");
-        // It counts them; a device streams, loads one more, then destroys two: the pipeline's
-        // count rules from the moment it caught up.
-        shared.models.store(2, Ordering::Relaxed);
-        l.refresh();
-        shared.models.store(3, Ordering::Relaxed);
-        shared.counters.sent.store(40, Ordering::Relaxed);
-        l.refresh();
-        let r = l.session.record();
-        assert_eq!((r.frames_sent, r.models_loaded), (40, 3));
-        shared.models.store(1, Ordering::Relaxed);
-        l.refresh();
-        assert_eq!(l.session.record().models_loaded, 1);
-    }
-
-    #[test]
     fn a_checkpoint_takes_a_record_only_when_its_counters_changed() {
         let mut l = live(&[]);
         let shared = Arc::new(Shared::default());
         l.counts = Some(shared.clone());
-        l.mark_ready(0, 10);
+        l.session.mark_ready(10);
         assert!(l.take_unchecked().is_some(), "the first one");
         assert!(l.take_unchecked().is_none(), "nothing counted since");
         shared.counters.sent.store(356, Ordering::Relaxed);

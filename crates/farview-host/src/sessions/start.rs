@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use farview_protocol::Reply;
 use farview_render::{FrameRenderer, Lighting};
 use farview_session::{Session, StopReason};
 use uuid::Uuid;
@@ -112,8 +111,8 @@ impl SessionManager {
             return;
         };
         match result {
-            Ok((pipeline, loaded)) if !entry.session.record().status.is_final() => {
-                entry.ready(pipeline, loaded, now);
+            Ok(pipeline) if !entry.session.record().status.is_final() => {
+                entry.ready(pipeline, now);
                 tracing::info!(
                     ms = now.saturating_sub(entry.session.record().created_at_ms),
                     "session ready"
@@ -136,14 +135,13 @@ impl SessionManager {
         }
     }
 
-    /// The renderer and pipeline of a session, with its models loaded into the scene, and how
-    /// many models the scene holds.
+    /// The renderer and pipeline of a session, with its models loaded into the scene.
     fn bring_up(
         self: &Arc<Self>,
         id: Uuid,
         size: &SizeConfig,
         models: &[String],
-    ) -> Result<(Arc<Pipeline>, u64), String> {
+    ) -> Result<Arc<Pipeline>, String> {
         let settings = self.settings_for(size);
         let renderer = FrameRenderer::new(&self.gpu, size.width, size.height, Lighting::default())
             .map_err(|e| format!("renderer: {e}"))?;
@@ -163,7 +161,6 @@ impl SessionManager {
         // The same load job a device's LoadModel runs: import and GPU upload off the render
         // thread, the triangle budget checked where the scene is, assets shared by path.
         let pipeline = Arc::new(pipeline);
-        let mut loaded = 0;
         for path in models {
             let job = crate::loads::LoadJob {
                 seq: 0,
@@ -176,15 +173,10 @@ impl SessionManager {
                 cancel: Arc::default(),
                 progress: None,
             };
-            let reply = self
-                .runtime
+            self.runtime
                 .block_on(job.run())
                 .map_err(|e| format!("model {path}: {}", e.message))?;
-            // A path listed twice shares the first one's model: one model in the scene.
-            if !matches!(&reply, Reply::ModelLoaded(m) if m.shared_assets) {
-                loaded += 1;
-            }
         }
-        Ok((pipeline, loaded))
+        Ok(pipeline)
     }
 }
