@@ -1,14 +1,38 @@
-// The mesh pass: metallic-roughness shading (GGX specular, Lambert diffuse) of the base colour
-// (texture x factor) under the scene's punctual lights plus ambient, with per-draw overrides
-// (material inputs, tint, selection highlight, see-through) and cut planes. Written to an sRGB
-// target (the hardware encodes linear -> sRGB on store).
+// The mesh pass: glTF 2.0 metallic-roughness shading as the specification's appendix B defines
+// it and the Khronos Sample Viewer implements it (so frames can be compared with its renders):
+// every material texture, image-based lighting (split sum: prefiltered GGX cube, Lambertian
+// irradiance cube, BRDF lookup table), the scene's punctual lights, KHR_materials_* layers
+// (unlit, ior, specular, clearcoat, sheen under punctual lights, volume attenuation), per-draw
+// overrides and cut planes, then exposure and tone mapping.
 //
-// Bind groups: 0 = per frame (camera, lights, cut planes), 1 = per draw (dynamic offset),
-// 2 = per material.
+// Output: the tone-mapped colour is encoded for display with gamma 2.2, as the reference does,
+// then decoded with the exact sRGB curve, because the target is sRGB and the hardware encodes
+// on store: the stored bytes are the reference's bytes.
+//
+// Bind groups: 0 = per frame (camera, lights, cut planes, look), 1 = per draw (dynamic offset),
+// 2 = per material, 3 = environment.
 
 const MAX_LIGHTS: u32 = 8u;
 const MAX_CUT_PLANES: u32 = 4u;
-const PI: f32 = 3.14159265;
+const PI: f32 = 3.141592653589793;
+
+// Material texture slots (bits of Material.flags.x).
+const TEX_BASE: u32 = 0u;
+const TEX_MR: u32 = 1u;
+const TEX_NORMAL: u32 = 2u;
+const TEX_OCCLUSION: u32 = 3u;
+const TEX_EMISSIVE: u32 = 4u;
+const TEX_CLEARCOAT: u32 = 5u;
+const TEX_CLEARCOAT_ROUGHNESS: u32 = 6u;
+const TEX_CLEARCOAT_NORMAL: u32 = 7u;
+const TEX_TRANSMISSION: u32 = 8u;
+
+// Material features (bits of Material.flags.y).
+const FEATURE_UNLIT: u32 = 1u;
+const FEATURE_CLEARCOAT: u32 = 2u;
+const FEATURE_SHEEN: u32 = 4u;
+const FEATURE_TRANSMISSION: u32 = 8u;
+const FEATURE_VOLUME: u32 = 16u;
 
 struct GpuLight {
     // xyz position, w: kind (0 directional, 1 point, 2 spot).
@@ -24,9 +48,18 @@ struct GpuLight {
 struct Globals {
     view_proj: mat4x4<f32>,
     camera_pos: vec4<f32>,
-    ambient: vec4<f32>,
-    // x light count, y cut plane count.
+    // x light count, y cut plane count, z tone mapping (0 KHR PBR neutral, 1 ACES, 2 none).
     counts: vec4<u32>,
+    // x specular mip count, y environment intensity, z exposure, w unused.
+    environment: vec4<f32>,
+    // Rotation from world directions to environment cube directions (columns).
+    env_rotation: mat4x4<f32>,
+    // Outline colour (rgb, linear) and its alpha this frame (pulse applied).
+    outline_color: vec4<f32>,
+    // x outline width in pixels, y/z viewport size in pixels.
+    outline: vec4<f32>,
+    // The inverse of the view-projection without the camera's translation (background rays).
+    sky: mat4x4<f32>,
     lights: array<GpuLight, MAX_LIGHTS>,
     // xyz normal, w distance: points with dot(n, p) > d are cut away.
     cut_planes: array<vec4<f32>, MAX_CUT_PLANES>,
@@ -45,14 +78,33 @@ struct Draw {
     tint: vec4<f32>,
 };
 
+struct TexTransform {
+    // Rows of the 2x3 UV transform; row0.w is the UV set (0 or 1).
+    row0: vec4<f32>,
+    row1: vec4<f32>,
+};
+
 struct Material {
     base_color: vec4<f32>,
+    // rgb emissive (strength applied), w unused.
     emissive: vec4<f32>,
     // x metallic, y roughness, z alpha cutoff, w alpha mode (0 opaque, 1 mask, 2 blend).
     params: vec4<f32>,
-    // Base colour UV transform (KHR_texture_transform) rows; uv_row0.w is the UV set (0 or 1).
-    uv_row0: vec4<f32>,
-    uv_row1: vec4<f32>,
+    // x normal scale, y occlusion strength, z ior, w specular factor.
+    params2: vec4<f32>,
+    // x texture slots present (bit per TEX_*), y features (FEATURE_*).
+    flags: vec4<u32>,
+    // rgb specular colour factor, w unused.
+    specular_color: vec4<f32>,
+    // x clearcoat factor, y clearcoat roughness, z clearcoat normal scale, w transmission.
+    clearcoat: vec4<f32>,
+    // rgb sheen colour, w sheen roughness.
+    sheen: vec4<f32>,
+    // rgb attenuation colour, w attenuation distance (0: none).
+    attenuation: vec4<f32>,
+    // x thickness factor.
+    volume: vec4<f32>,
+    uv: array<TexTransform, 9>,
 };
 
 @group(0) @binding(0) var<uniform> globals: Globals;
@@ -60,6 +112,26 @@ struct Material {
 @group(2) @binding(0) var<uniform> material: Material;
 @group(2) @binding(1) var base_color_tex: texture_2d<f32>;
 @group(2) @binding(2) var base_color_sampler: sampler;
+@group(2) @binding(3) var mr_tex: texture_2d<f32>;
+@group(2) @binding(4) var mr_sampler: sampler;
+@group(2) @binding(5) var normal_tex: texture_2d<f32>;
+@group(2) @binding(6) var normal_sampler: sampler;
+@group(2) @binding(7) var occlusion_tex: texture_2d<f32>;
+@group(2) @binding(8) var occlusion_sampler: sampler;
+@group(2) @binding(9) var emissive_tex: texture_2d<f32>;
+@group(2) @binding(10) var emissive_sampler: sampler;
+@group(2) @binding(11) var clearcoat_tex: texture_2d<f32>;
+@group(2) @binding(12) var clearcoat_sampler: sampler;
+@group(2) @binding(13) var clearcoat_roughness_tex: texture_2d<f32>;
+@group(2) @binding(14) var clearcoat_roughness_sampler: sampler;
+@group(2) @binding(15) var clearcoat_normal_tex: texture_2d<f32>;
+@group(2) @binding(16) var clearcoat_normal_sampler: sampler;
+@group(2) @binding(17) var transmission_tex: texture_2d<f32>;
+@group(2) @binding(18) var transmission_sampler: sampler;
+@group(3) @binding(0) var env_specular: texture_cube<f32>;
+@group(3) @binding(1) var env_diffuse: texture_cube<f32>;
+@group(3) @binding(2) var brdf_lut: texture_2d<f32>;
+@group(3) @binding(3) var env_sampler: sampler;
 
 struct VertexIn {
     @location(0) position: vec3<f32>,
@@ -67,6 +139,7 @@ struct VertexIn {
     @location(2) uv: vec2<f32>,
     @location(3) color: vec4<f32>,
     @location(4) uv1: vec2<f32>,
+    @location(5) tangent: vec4<f32>,
 };
 
 struct VertexOut {
@@ -76,6 +149,8 @@ struct VertexOut {
     @location(2) world: vec3<f32>,
     @location(3) color: vec4<f32>,
     @location(4) uv1: vec2<f32>,
+    @location(5) tangent: vec3<f32>,
+    @location(6) bitangent: vec3<f32>,
 };
 
 @vertex
@@ -83,7 +158,13 @@ fn vs_main(v: VertexIn) -> VertexOut {
     var out: VertexOut;
     let world = draw.model * vec4<f32>(v.position, 1.0);
     out.clip = globals.view_proj * world;
-    out.normal = (draw.normal * vec4<f32>(v.normal, 0.0)).xyz;
+    let n = normalize((draw.normal * vec4<f32>(v.normal, 0.0)).xyz);
+    out.normal = n;
+    // A zero tangent (the primitive has no normal map) stays zero; the fragment stage then
+    // uses the geometric normal alone.
+    let t = (draw.model * vec4<f32>(v.tangent.xyz, 0.0)).xyz;
+    out.tangent = t;
+    out.bitangent = cross(n, t) * v.tangent.w;
     out.uv = v.uv;
     out.world = world.xyz;
     out.color = v.color;
@@ -91,42 +172,279 @@ fn vs_main(v: VertexIn) -> VertexOut {
     return out;
 }
 
-fn ggx(n_h: f32, alpha: f32) -> f32 {
-    let a2 = alpha * alpha;
-    let d = n_h * n_h * (a2 - 1.0) + 1.0;
-    return a2 / (PI * d * d);
+// --- The selection outline: selected draws again, pushed out along their normals in screen
+// space, where the stencil says the entity itself was not drawn.
+
+struct OutlineOut {
+    @builtin(position) clip: vec4<f32>,
+    @location(0) world: vec3<f32>,
+};
+
+@vertex
+fn vs_outline(v: VertexIn) -> OutlineOut {
+    var out: OutlineOut;
+    let world = draw.model * vec4<f32>(v.position, 1.0);
+    var clip = globals.view_proj * world;
+    let n = (draw.normal * vec4<f32>(v.normal, 0.0)).xyz;
+    let n_clip = (globals.view_proj * vec4<f32>(n, 0.0)).xy;
+    let len = length(n_clip);
+    if (len > 1e-6) {
+        let px = globals.outline.x * 2.0 / max(globals.outline.yz, vec2<f32>(1.0));
+        clip = vec4<f32>(clip.xy + n_clip / len * px * clip.w, clip.zw);
+    }
+    out.clip = clip;
+    out.world = world.xyz;
+    return out;
 }
 
-fn smith(n_v: f32, n_l: f32, alpha: f32) -> f32 {
-    let k = alpha * 0.5;
-    return (n_v / (n_v * (1.0 - k) + k)) * (n_l / (n_l * (1.0 - k) + k));
+@fragment
+fn fs_outline(in: OutlineOut) -> @location(0) vec4<f32> {
+    cut(in.world);
+    return globals.outline_color;
+}
+
+// --- Helpers.
+
+fn cut(world: vec3<f32>) {
+    for (var i = 0u; i < min(globals.counts.y, MAX_CUT_PLANES); i++) {
+        let p = globals.cut_planes[i];
+        if (dot(p.xyz, world) > p.w) {
+            discard;
+        }
+    }
+}
+
+fn has_tex(slot: u32) -> bool {
+    return (material.flags.x & (1u << slot)) != 0u;
+}
+
+fn has_feature(f: u32) -> bool {
+    return (material.flags.y & f) != 0u;
+}
+
+fn slot_uv(slot: u32, in: VertexOut) -> vec2<f32> {
+    let t = material.uv[slot];
+    var uv = in.uv;
+    if (t.row0.w > 0.5) {
+        uv = in.uv1;
+    }
+    return vec2<f32>(dot(t.row0.xy, uv) + t.row0.z, dot(t.row1.xy, uv) + t.row1.z);
+}
+
+fn clamped_dot(a: vec3<f32>, b: vec3<f32>) -> f32 {
+    return clamp(dot(a, b), 0.0, 1.0);
+}
+
+fn max3(v: vec3<f32>) -> f32 {
+    return max(max(v.x, v.y), v.z);
+}
+
+fn f_schlick(f0: vec3<f32>, f90: vec3<f32>, v_h: f32) -> vec3<f32> {
+    return f0 + (f90 - f0) * pow(clamp(1.0 - v_h, 0.0, 1.0), 5.0);
+}
+
+fn v_ggx(n_l: f32, n_v: f32, alpha: f32) -> f32 {
+    let a2 = alpha * alpha;
+    let ggx_v = n_l * sqrt(n_v * n_v * (1.0 - a2) + a2);
+    let ggx_l = n_v * sqrt(n_l * n_l * (1.0 - a2) + a2);
+    let ggx = ggx_v + ggx_l;
+    if (ggx > 0.0) {
+        return 0.5 / ggx;
+    }
+    return 0.0;
+}
+
+fn d_ggx(n_h: f32, alpha: f32) -> f32 {
+    let a2 = alpha * alpha;
+    let f = n_h * n_h * (a2 - 1.0) + 1.0;
+    return a2 / (PI * f * f);
+}
+
+fn d_charlie(roughness: f32, n_h: f32) -> f32 {
+    let alpha = max(roughness, 0.000001) * max(roughness, 0.000001);
+    let inv_r = 1.0 / alpha;
+    let sin2h = 1.0 - n_h * n_h;
+    return (2.0 + inv_r) * pow(sin2h, inv_r * 0.5) / (2.0 * PI);
+}
+
+fn lambda_sheen_helper(x: f32, alpha: f32) -> f32 {
+    let one_minus = (1.0 - alpha) * (1.0 - alpha);
+    let a = mix(21.5473, 25.3245, one_minus);
+    let b = mix(3.82987, 3.32435, one_minus);
+    let c = mix(0.19823, 0.16801, one_minus);
+    let d = mix(-1.97760, -1.27393, one_minus);
+    let e = mix(-4.32054, -4.85967, one_minus);
+    return a / (1.0 + b * pow(x, c)) + d * x + e;
+}
+
+fn lambda_sheen(cos_theta: f32, alpha: f32) -> f32 {
+    if (abs(cos_theta) < 0.5) {
+        return exp(lambda_sheen_helper(cos_theta, alpha));
+    }
+    return exp(2.0 * lambda_sheen_helper(0.5, alpha) - lambda_sheen_helper(1.0 - cos_theta, alpha));
+}
+
+fn v_sheen(n_l: f32, n_v: f32, roughness: f32) -> f32 {
+    let alpha = max(roughness, 0.000001) * max(roughness, 0.000001);
+    return clamp(
+        1.0 / ((1.0 + lambda_sheen(n_v, alpha) + lambda_sheen(n_l, alpha)) * (4.0 * n_v * n_l)),
+        0.0,
+        1.0,
+    );
+}
+
+// The environment, in the cube's directions.
+fn env_dir(d: vec3<f32>) -> vec3<f32> {
+    return (globals.env_rotation * vec4<f32>(d, 0.0)).xyz;
+}
+
+fn ibl_diffuse(n: vec3<f32>) -> vec3<f32> {
+    return textureSampleLevel(env_diffuse, env_sampler, env_dir(n), 0.0).rgb * globals.environment.y;
+}
+
+fn ibl_specular(n: vec3<f32>, v: vec3<f32>, roughness: f32) -> vec3<f32> {
+    let lod = roughness * (globals.environment.x - 1.0);
+    let r = normalize(reflect(-v, n));
+    return textureSampleLevel(env_specular, env_sampler, env_dir(r), lod).rgb * globals.environment.y;
+}
+
+// Split-sum Fresnel with the multiple-scattering energy compensation (Fdez-Agüera).
+fn ibl_ggx_fresnel(n_v: f32, roughness: f32, f0: vec3<f32>, specular_weight: f32) -> vec3<f32> {
+    let p = clamp(vec2<f32>(n_v, roughness), vec2<f32>(0.0), vec2<f32>(1.0));
+    let f_ab = textureSampleLevel(brdf_lut, env_sampler, p, 0.0).rg;
+    let fr = max(vec3<f32>(1.0 - roughness), f0) - f0;
+    let k_s = f0 + fr * pow(1.0 - n_v, 5.0);
+    let fss_ess = specular_weight * (k_s * f_ab.x + f_ab.y);
+    let ems = 1.0 - (f_ab.x + f_ab.y);
+    let f_avg = specular_weight * (f0 + (1.0 - f0) / 21.0);
+    let fms_ems = ems * fss_ess * f_avg / (1.0 - f_avg * ems);
+    return fss_ess + fms_ems;
+}
+
+fn ibl_brdf(n_v: f32, roughness: f32) -> vec2<f32> {
+    let p = clamp(vec2<f32>(n_v, roughness), vec2<f32>(0.0), vec2<f32>(1.0));
+    return textureSampleLevel(brdf_lut, env_sampler, p, 0.0).rg;
+}
+
+fn light_intensity(light: GpuLight, point_to_light: vec3<f32>) -> vec3<f32> {
+    var attenuation = 1.0;
+    let kind = light.position_kind.w;
+    if (kind > 0.5) {
+        let dist = length(point_to_light);
+        let range = light.direction_range.w;
+        if (range <= 0.0) {
+            attenuation = 1.0 / max(dist * dist, 1e-8);
+        } else {
+            attenuation = max(min(1.0 - pow(dist / range, 4.0), 1.0), 0.0) / max(dist * dist, 1e-8);
+        }
+    }
+    if (kind > 1.5) {
+        let cd = dot(light.direction_range.xyz, -normalize(point_to_light));
+        let s = clamp((cd - light.cone.x) * light.cone.y, 0.0, 1.0);
+        attenuation *= s * s;
+    }
+    return light.color.rgb * attenuation;
+}
+
+fn tone_map_neutral(c_in: vec3<f32>) -> vec3<f32> {
+    let start = 0.8 - 0.04;
+    let desaturation = 0.15;
+    let x = min(c_in.r, min(c_in.g, c_in.b));
+    var offset = 0.04;
+    if (x < 0.08) {
+        offset = x - 6.25 * x * x;
+    }
+    var c = c_in - offset;
+    let peak = max3(c);
+    if (peak < start) {
+        return c;
+    }
+    let d = 1.0 - start;
+    let new_peak = 1.0 - d * d / (peak + d - start);
+    c *= new_peak / peak;
+    let g = 1.0 - 1.0 / (desaturation * (peak - new_peak) + 1.0);
+    return mix(c, vec3<f32>(new_peak), g);
+}
+
+// ACES filmic (Stephen Hill's fit of the RRT + ODT).
+fn tone_map_aces(c_in: vec3<f32>) -> vec3<f32> {
+    let input_mat = mat3x3<f32>(
+        vec3<f32>(0.59719, 0.07600, 0.02840),
+        vec3<f32>(0.35458, 0.90834, 0.13383),
+        vec3<f32>(0.04823, 0.01566, 0.83777),
+    );
+    let output_mat = mat3x3<f32>(
+        vec3<f32>(1.60475, -0.10208, -0.00327),
+        vec3<f32>(-0.53108, 1.10813, -0.07276),
+        vec3<f32>(-0.07367, -0.00605, 1.07602),
+    );
+    var c = input_mat * c_in;
+    let a = c * (c + 0.0245786) - 0.000090537;
+    let b = c * (0.983729 * c + 0.4329510) + 0.238081;
+    c = output_mat * (a / b);
+    return clamp(c, vec3<f32>(0.0), vec3<f32>(1.0));
+}
+
+fn srgb_to_linear(c: vec3<f32>) -> vec3<f32> {
+    let lo = c / 12.92;
+    let hi = pow((c + 0.055) / 1.055, vec3<f32>(2.4));
+    return select(hi, lo, c <= vec3<f32>(0.04045));
+}
+
+// Exposure, tone mapping, gamma 2.2 for display (the reference's encoding), then back to
+// linear by the exact sRGB curve for the sRGB target.
+fn display(c_in: vec3<f32>) -> vec3<f32> {
+    var c = max(c_in, vec3<f32>(0.0)) * globals.environment.z;
+    let mode = globals.counts.z;
+    if (mode == 0u) {
+        c = tone_map_neutral(c);
+    } else if (mode == 1u) {
+        c = tone_map_aces(c);
+    }
+    c = clamp(c, vec3<f32>(0.0), vec3<f32>(1.0));
+    return srgb_to_linear(pow(c, vec3<f32>(1.0 / 2.2)));
 }
 
 @fragment
 fn fs_main(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) vec4<f32> {
-    for (var i = 0u; i < min(globals.counts.y, MAX_CUT_PLANES); i++) {
-        let p = globals.cut_planes[i];
-        if (dot(p.xyz, in.world) > p.w) {
-            discard;
-        }
-    }
+    cut(in.world);
+
+    // Base colour.
     var factor = material.base_color;
     if (draw.base_color.w >= 0.0) {
         factor = draw.base_color;
     }
-    var uv = in.uv;
-    if (material.uv_row0.w > 0.5) {
-        uv = in.uv1;
+    var base = factor * in.color;
+    if (has_tex(TEX_BASE)) {
+        base *= textureSample(base_color_tex, base_color_sampler, slot_uv(TEX_BASE, in));
     }
-    uv = vec2<f32>(
-        dot(material.uv_row0.xy, uv) + material.uv_row0.z,
-        dot(material.uv_row1.xy, uv) + material.uv_row1.z,
-    );
-    let base = textureSample(base_color_tex, base_color_sampler, uv) * factor * in.color;
     let alpha_mode = material.params.w;
     if (alpha_mode > 0.5 && alpha_mode < 1.5 && base.a < material.params.z) {
         discard;
     }
+
+    // Normals: the vertex frame, flipped for back faces, then the normal map.
+    var ng = normalize(in.normal);
+    var t = in.tangent;
+    var b = in.bitangent;
+    if (!front) {
+        ng = -ng;
+        t = -t;
+        b = -b;
+    }
+    let has_frame = dot(t, t) > 1e-12;
+    if (has_frame) {
+        t = normalize(t);
+        b = normalize(b);
+    }
+    var n = ng;
+    if (has_tex(TEX_NORMAL) && has_frame) {
+        var nt = textureSample(normal_tex, normal_sampler, slot_uv(TEX_NORMAL, in)).rgb * 2.0 - 1.0;
+        nt *= vec3<f32>(material.params2.x, material.params2.x, 1.0);
+        n = normalize(mat3x3<f32>(t, b, ng) * normalize(nt));
+    }
+
+    // Material inputs.
     var metallic = material.params.x;
     if (draw.params.x >= 0.0) {
         metallic = draw.params.x;
@@ -135,67 +453,157 @@ fn fs_main(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) ve
     if (draw.params.y >= 0.0) {
         roughness = draw.params.y;
     }
+    if (has_tex(TEX_MR)) {
+        let mr = textureSample(mr_tex, mr_sampler, slot_uv(TEX_MR, in));
+        roughness *= mr.g;
+        metallic *= mr.b;
+    }
+    roughness = clamp(roughness, 0.0, 1.0);
+    metallic = clamp(metallic, 0.0, 1.0);
+    let alpha = roughness * roughness;
+    let ior = material.params2.z;
+    let specular_weight = material.params2.w;
+    let f0_ior = pow((ior - 1.0) / (ior + 1.0), 2.0);
+    let f0_dielectric = min(vec3<f32>(f0_ior) * material.specular_color.rgb, vec3<f32>(1.0));
+    let f90_dielectric = vec3<f32>(specular_weight);
+
     var emissive = material.emissive.rgb;
     if (draw.emissive.w >= 0.0) {
         emissive = draw.emissive.rgb;
     }
-
-    var n = normalize(in.normal);
-    // Double-sided materials light their back faces as seen from the camera.
-    if (!front) {
-        n = -n;
+    if (has_tex(TEX_EMISSIVE)) {
+        emissive *= textureSample(emissive_tex, emissive_sampler, slot_uv(TEX_EMISSIVE, in)).rgb;
     }
-    let v = normalize(globals.camera_pos.xyz - in.world);
-    let n_v = max(dot(n, v), 1e-4);
-    let alpha = max(roughness * roughness, 0.002);
-    let diffuse_color = base.rgb * (1.0 - metallic);
-    let f0 = mix(vec3<f32>(0.04), base.rgb, metallic);
 
-    var lit = base.rgb * globals.ambient.rgb;
+    // Layers.
+    var clearcoat_factor = 0.0;
+    var clearcoat_roughness = 0.0;
+    var clearcoat_n = ng;
+    if (has_feature(FEATURE_CLEARCOAT)) {
+        clearcoat_factor = material.clearcoat.x;
+        clearcoat_roughness = material.clearcoat.y;
+        if (has_tex(TEX_CLEARCOAT)) {
+            clearcoat_factor *= textureSample(clearcoat_tex, clearcoat_sampler, slot_uv(TEX_CLEARCOAT, in)).r;
+        }
+        if (has_tex(TEX_CLEARCOAT_ROUGHNESS)) {
+            clearcoat_roughness *= textureSample(
+                clearcoat_roughness_tex, clearcoat_roughness_sampler, slot_uv(TEX_CLEARCOAT_ROUGHNESS, in)
+            ).g;
+        }
+        clearcoat_roughness = clamp(clearcoat_roughness, 0.0, 1.0);
+        if (has_tex(TEX_CLEARCOAT_NORMAL) && has_frame) {
+            var cn = textureSample(
+                clearcoat_normal_tex, clearcoat_normal_sampler, slot_uv(TEX_CLEARCOAT_NORMAL, in)
+            ).rgb * 2.0 - 1.0;
+            cn *= vec3<f32>(material.clearcoat.z, material.clearcoat.z, 1.0);
+            clearcoat_n = normalize(mat3x3<f32>(t, b, ng) * normalize(cn));
+        }
+    }
+    var transmission = 0.0;
+    if (has_feature(FEATURE_TRANSMISSION)) {
+        transmission = material.clearcoat.w;
+        if (has_tex(TEX_TRANSMISSION)) {
+            transmission *= textureSample(transmission_tex, transmission_sampler, slot_uv(TEX_TRANSMISSION, in)).r;
+        }
+    }
+    let sheen_color = material.sheen.rgb;
+    let sheen_roughness = material.sheen.w;
+
+    let v = normalize(globals.camera_pos.xyz - in.world);
+    let n_v = clamped_dot(n, v);
+    let clearcoat_fresnel = f_schlick(vec3<f32>(f0_ior), vec3<f32>(1.0), clamped_dot(clearcoat_n, v));
+
+    // Image-based lighting.
+    var f_diffuse = ibl_diffuse(n) * base.rgb;
+    if (transmission > 0.0) {
+        // Light through the surface, from the environment behind it (screen-space refraction
+        // of other objects is not drawn), attenuated by the volume.
+        let refracted = refract(-v, n, 1.0 / ior);
+        let lod = roughness * clamp(ior * 2.0 - 2.0, 0.0, 1.0) * (globals.environment.x - 1.0);
+        var through = textureSampleLevel(env_specular, env_sampler, env_dir(refracted), lod).rgb
+            * globals.environment.y;
+        if (has_feature(FEATURE_VOLUME) && material.attenuation.w > 0.0) {
+            through *= pow(material.attenuation.rgb, vec3<f32>(material.volume.x / material.attenuation.w));
+        }
+        let brdf = ibl_brdf(n_v, roughness);
+        let specular_color = f0_dielectric * brdf.x + f90_dielectric * brdf.y;
+        let transmitted = (1.0 - specular_color) * through * base.rgb;
+        f_diffuse = mix(f_diffuse, transmitted, transmission);
+    }
+    let f_specular = ibl_specular(n, v, roughness);
+    let metal_ibl = ibl_ggx_fresnel(n_v, roughness, base.rgb, 1.0) * f_specular;
+    let dielectric_ibl = mix(
+        f_diffuse,
+        f_specular,
+        ibl_ggx_fresnel(n_v, roughness, f0_dielectric, specular_weight),
+    );
+    var color = mix(dielectric_ibl, metal_ibl, metallic);
+    if (has_feature(FEATURE_CLEARCOAT)) {
+        let coat = ibl_specular(clearcoat_n, v, clearcoat_roughness);
+        color = mix(color, coat, clearcoat_factor * clearcoat_fresnel);
+    }
+    if (has_tex(TEX_OCCLUSION)) {
+        let ao = textureSample(occlusion_tex, occlusion_sampler, slot_uv(TEX_OCCLUSION, in)).r;
+        color *= 1.0 + material.params2.y * (ao - 1.0);
+    }
+
+    // Punctual lights.
     for (var i = 0u; i < min(globals.counts.x, MAX_LIGHTS); i++) {
         let light = globals.lights[i];
-        let kind = light.position_kind.w;
-        var l: vec3<f32>;
-        var attenuation = 1.0;
-        if (kind < 0.5) {
-            l = -light.direction_range.xyz;
+        var point_to_light: vec3<f32>;
+        if (light.position_kind.w < 0.5) {
+            point_to_light = -light.direction_range.xyz;
         } else {
-            let to_light = light.position_kind.xyz - in.world;
-            let dist2 = max(dot(to_light, to_light), 1e-4);
-            l = to_light * inverseSqrt(dist2);
-            attenuation = 1.0 / dist2;
-            let range = light.direction_range.w;
-            if (range > 0.0) {
-                let r = sqrt(dist2) / range;
-                attenuation *= clamp(1.0 - r * r * r * r, 0.0, 1.0);
-            }
-            if (kind > 1.5) {
-                let cd = dot(light.direction_range.xyz, -l);
-                let s = clamp((cd - light.cone.x) * light.cone.y, 0.0, 1.0);
-                attenuation *= s * s;
-            }
+            point_to_light = light.position_kind.xyz - in.world;
         }
-        let n_l = max(dot(n, l), 0.0);
-        if (n_l <= 0.0 || attenuation <= 0.0) {
-            continue;
-        }
+        let l = normalize(point_to_light);
         let h = normalize(l + v);
-        let n_h = max(dot(n, h), 0.0);
-        let v_h = max(dot(v, h), 0.0);
-        let fresnel = f0 + (vec3<f32>(1.0) - f0) * pow(1.0 - v_h, 5.0);
-        let specular = fresnel * ggx(n_h, alpha) * smith(n_v, n_l, alpha) / (4.0 * n_v * n_l + 1e-4);
-        let diffuse = (vec3<f32>(1.0) - fresnel) * diffuse_color;
-        // Lambert without the 1/pi: an intensity of 1 on a white surface facing the light is 1.
-        lit += (diffuse + specular * PI * n_l) * light.color.rgb * attenuation * n_l;
+        let n_l = clamped_dot(n, l);
+        let n_h = clamped_dot(n, h);
+        let v_h = clamped_dot(v, h);
+        let intensity = light_intensity(light, point_to_light);
+        let dielectric_fresnel = f_schlick(f0_dielectric * specular_weight, f90_dielectric, v_h);
+        let metal_fresnel = f_schlick(base.rgb, vec3<f32>(1.0), v_h);
+        var l_diffuse = intensity * n_l * base.rgb / PI;
+        if (transmission > 0.0) {
+            // Light arriving from behind, seen through a rough interface.
+            let l_mirror = normalize(l + 2.0 * n * dot(-l, n));
+            let h_t = normalize(l_mirror + v);
+            let a_t = alpha * clamp(ior * 2.0 - 2.0, 0.0, 1.0);
+            let d = d_ggx(clamped_dot(n, h_t), a_t);
+            let f = f_schlick(f0_dielectric, f90_dielectric, clamped_dot(v, h_t));
+            let vis = v_ggx(clamped_dot(n, l_mirror), n_v, a_t);
+            let through = intensity * (1.0 - f) * base.rgb * d * vis;
+            l_diffuse = mix(l_diffuse, through, transmission);
+        }
+        let l_specular = intensity * n_l * v_ggx(n_l, n_v, alpha) * d_ggx(n_h, alpha);
+        let l_metal = metal_fresnel * l_specular;
+        let l_dielectric = mix(l_diffuse, l_specular, dielectric_fresnel);
+        var l_color = mix(l_dielectric, l_metal, metallic);
+        if (has_feature(FEATURE_SHEEN) && n_l > 0.0 && n_v > 0.0) {
+            let sheen = intensity * n_l * sheen_color * d_charlie(sheen_roughness, n_h)
+                * v_sheen(n_l, n_v, sheen_roughness);
+            // No albedo scaling: the reference ships no sheen E lookup table.
+            l_color = sheen + l_color;
+        }
+        if (has_feature(FEATURE_CLEARCOAT)) {
+            let c_l = clamped_dot(clearcoat_n, l);
+            let c_v = clamped_dot(clearcoat_n, v);
+            let c_h = clamped_dot(clearcoat_n, h);
+            let ca = clearcoat_roughness * clearcoat_roughness;
+            let coat = intensity * c_l * v_ggx(c_l, c_v, ca) * d_ggx(c_h, ca);
+            l_color = mix(l_color, coat, clearcoat_factor * clearcoat_fresnel);
+        }
+        color += l_color;
     }
-    lit += emissive;
+
+    if (has_feature(FEATURE_UNLIT)) {
+        color = base.rgb;
+    } else {
+        color = emissive * (1.0 - clearcoat_factor * clearcoat_fresnel) + color;
+    }
     if (draw.tint.a > 0.0) {
-        lit = mix(lit, lit * draw.tint.rgb, draw.tint.a);
-    }
-    if (draw.params.w > 0.5) {
-        // Selection: a cool highlight that grows towards the silhouette.
-        let rim = pow(1.0 - n_v, 2.0);
-        lit = mix(lit, vec3<f32>(0.2, 0.55, 1.0), 0.35 + 0.5 * rim);
+        color = mix(color, color * draw.tint.rgb, draw.tint.a);
     }
     var a = 1.0;
     if (alpha_mode > 1.5) {
@@ -204,5 +612,29 @@ fn fs_main(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) ve
     if (draw.params.z > 0.5) {
         a *= 0.35;
     }
-    return vec4<f32>(lit, a);
+    return vec4<f32>(display(color), a);
+}
+
+// --- The environment as the background: a full-screen triangle at the far plane.
+
+struct SkyOut {
+    @builtin(position) clip: vec4<f32>,
+    @location(0) ndc: vec2<f32>,
+};
+
+@vertex
+fn vs_sky(@builtin(vertex_index) i: u32) -> SkyOut {
+    let xy = vec2<f32>(f32((i << 1u) & 2u), f32(i & 2u)) * 2.0 - 1.0;
+    var out: SkyOut;
+    out.clip = vec4<f32>(xy, 1.0, 1.0);
+    out.ndc = xy;
+    return out;
+}
+
+@fragment
+fn fs_sky(in: SkyOut) -> @location(0) vec4<f32> {
+    let p = globals.sky * vec4<f32>(in.ndc, 1.0, 1.0);
+    let d = normalize(p.xyz / p.w);
+    let c = textureSampleLevel(env_specular, env_sampler, env_dir(d), 0.0).rgb * globals.environment.y;
+    return vec4<f32>(display(c), 1.0);
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub mod golden;
+
 use farview_render::Camera;
 use farview_scene::{ImportLimits, ModelInfo, Scene};
 use glam::Vec3;

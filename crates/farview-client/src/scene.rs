@@ -180,7 +180,7 @@ impl Connection {
         }
     }
 
-    /// Replaces light `id` (0 is the host's default sun).
+    /// Replaces light `id`.
     pub async fn update_light(&self, id: u32, light: Light) -> Result<u64, ClientError> {
         self.applied(Request::UpdateLight { id, light }).await
     }

@@ -161,6 +161,7 @@ pub(crate) fn execute(
                         see_through: state.see_through,
                         selected: state.selected,
                         tint: state.tint,
+                        variant: None,
                     },
                 )
                 .map_err(scene_error)?;

@@ -112,7 +112,7 @@ pub enum Request {
     },
     /// Replace a light.
     UpdateLight {
-        /// Light id (0 is the host's default sun).
+        /// Light id, as `LightAdded` returned it.
         id: u32,
         /// The light.
         light: Light,

@@ -46,6 +46,11 @@ impl Camera {
     /// View-projection matrix for the given aspect ratio (wgpu clip space, depth 0..1).
     pub fn view_proj(&self, aspect: f32) -> Mat4 {
         let view = Mat4::from_rotation_translation(self.rotation, self.position).inverse();
-        Mat4::perspective_rh(self.fov_y, aspect, self.near, self.far) * view
+        self.projection(aspect) * view
+    }
+
+    /// Projection matrix for the given aspect ratio.
+    pub fn projection(&self, aspect: f32) -> Mat4 {
+        Mat4::perspective_rh(self.fov_y, aspect, self.near, self.far)
     }
 }

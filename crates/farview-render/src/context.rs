@@ -64,6 +64,9 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
+    /// Formats that take 4x multisampling on this adapter.
+    msaa4: Vec<wgpu::TextureFormat>,
+    anisotropic: bool,
     lost: Arc<LostFlag>,
 }
 
@@ -136,6 +139,22 @@ impl GpuContext {
             })?;
         let info = adapter.get_info();
         let limits = wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits());
+        let msaa4 = [
+            wgpu::TextureFormat::Rgba8UnormSrgb,
+            wgpu::TextureFormat::Depth24PlusStencil8,
+        ]
+        .into_iter()
+        .filter(|f| {
+            adapter
+                .get_texture_format_features(*f)
+                .flags
+                .contains(wgpu::TextureFormatFeatureFlags::MULTISAMPLE_X4)
+        })
+        .collect();
+        let anisotropic = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::ANISOTROPIC_FILTERING);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("farview"),
@@ -180,6 +199,8 @@ impl GpuContext {
                 queue,
                 info,
                 limits,
+                msaa4,
+                anisotropic,
                 lost,
             }),
         })
@@ -193,6 +214,20 @@ impl GpuContext {
     /// The queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.inner.queue
+    }
+
+    /// Whether both formats take 4x multisampling on this adapter.
+    pub(crate) fn supports_msaa4(
+        &self,
+        color: wgpu::TextureFormat,
+        depth: wgpu::TextureFormat,
+    ) -> bool {
+        self.inner.msaa4.contains(&color) && self.inner.msaa4.contains(&depth)
+    }
+
+    /// Whether samplers may filter anisotropically on this adapter.
+    pub(crate) fn supports_anisotropy(&self) -> bool {
+        self.inner.anisotropic
     }
 
     /// The adapter's description.

@@ -66,6 +66,22 @@ pub enum RenderError {
     /// lost device; the frame is gone.
     #[error("GPU readback failed: {0}")]
     Readback(String),
+    /// An environment map could not be used: bad or truncated Radiance HDR bytes, an unsupported
+    /// orientation, a non-finite or negative texel, an unreadable file, or invalid prefilter
+    /// options.
+    #[error("invalid environment map: {0}")]
+    Environment(String),
+    /// An environment map exceeds its [`EnvironmentLimits`](crate::EnvironmentLimits) (file
+    /// size, or the header's width or height, checked before any pixel is decoded).
+    #[error("environment map too large: {what} {got} exceeds the limit of {max}")]
+    EnvironmentTooLarge {
+        /// What was measured: "file size in bytes", "width in texels" or "height in texels".
+        what: &'static str,
+        /// The measured value.
+        got: u64,
+        /// The limit.
+        max: u64,
+    },
     /// The device reported a validation or out-of-memory error.
     #[error("GPU error: {0}")]
     Gpu(String),

@@ -13,10 +13,13 @@
 
 mod camera;
 mod context;
+mod environment;
+mod environment_binding;
 mod error;
 mod gpu_model;
 mod i420;
 mod lighting;
+mod materials;
 mod mesh_pass;
 mod models;
 mod readback;
@@ -24,15 +27,20 @@ mod renderer;
 mod shaders;
 mod stats;
 mod targets;
+mod textures;
 mod uniforms;
 
 pub use camera::Camera;
 pub use context::{AdapterChoice, GpuContext};
+pub use environment::{
+    DEFAULT_ROTATION_DEGREES, Environment, EnvironmentLimits, EnvironmentMap, EnvironmentOptions,
+    NEUTRAL_SKY_HDR, SPECULAR_MIP_COUNT,
+};
 pub use error::RenderError;
-pub use lighting::Lighting;
+pub use lighting::{Lighting, Outline, ToneMapping};
 pub use models::{ModelUploader, UploadedModel};
 pub use readback::{ReadbackFrame, strip_padding};
-pub use renderer::FrameRenderer;
+pub use renderer::{FrameRenderer, RenderQuality};
 pub use shaders::{I420_SHADER, MESH_SHADER};
 pub use stats::RenderStats;
 /// The adapter kinds wgpu reports (re-exported so callers need not depend on wgpu).

@@ -1,15 +1,20 @@
 //! The mesh pass (`shaders/mesh.wgsl`): four pipelines (back-face culled or double-sided,
-//! opaque or blended), the per-frame globals, one dynamic-offset uniform block per draw, and
-//! the recording of a frame: opaque draws in scene order, then blended draws (see-through
-//! entities, alpha-blended materials) far to near.
+//! opaque or blended), the background (environment) pipeline, the selection outline pipeline,
+//! the per-frame globals, one dynamic-offset uniform block per draw, and the recording of a
+//! frame: opaque draws in scene order, the environment behind them, blended draws (see-through
+//! entities, alpha-blended materials) far to near, then outlines around selected entities.
+//!
+//! Every draw writes the stencil: 1 for selected entities, 0 otherwise, so the outline (the
+//! selected meshes again, pushed out along their normals) lands only outside what is visible of
+//! them.
 
 use farview_scene::{Drawable, Scene};
 
+use crate::environment_binding::EnvironmentBinding;
 use crate::models::GpuModelStore;
 use crate::targets::{COLOR_FORMAT, DEPTH_FORMAT, FrameTargets};
-use crate::uniforms::uniform_entry;
-use crate::uniforms::{DrawUniform, Globals};
-use crate::{Camera, GpuContext, Lighting, MESH_SHADER, RenderError, RenderStats};
+use crate::uniforms::{DrawUniform, FrameLook, Globals, uniform_entry};
+use crate::{Camera, GpuContext, MESH_SHADER, RenderError, RenderStats};
 
 /// Upper bound on draws per frame; a scene over it is an error, not an allocation storm.
 const MAX_DRAWS: usize = 1 << 20;
@@ -20,6 +25,8 @@ const INITIAL_DRAWS: usize = 64;
 pub(crate) struct MeshPass {
     /// Indexed by [`pipeline_index`].
     pipelines: [wgpu::RenderPipeline; 4],
+    sky: wgpu::RenderPipeline,
+    outline: wgpu::RenderPipeline,
     globals: wgpu::Buffer,
     globals_bind_group: wgpu::BindGroup,
     draw_layout: wgpu::BindGroupLayout,
@@ -36,7 +43,12 @@ fn pipeline_index(double_sided: bool, blended: bool) -> usize {
 }
 
 impl MeshPass {
-    pub(crate) fn new(ctx: &GpuContext, material_layout: &wgpu::BindGroupLayout) -> Self {
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        material_layout: &wgpu::BindGroupLayout,
+        environment_layout: &wgpu::BindGroupLayout,
+        samples: u32,
+    ) -> Self {
         let device = ctx.device();
         let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("mesh.wgsl"),
@@ -66,9 +78,21 @@ impl MeshPass {
                 Some(&globals_layout),
                 Some(&draw_layout),
                 Some(material_layout),
+                Some(environment_layout),
             ],
             immediate_size: 0,
         });
+        let multisample = wgpu::MultisampleState {
+            count: samples,
+            ..Default::default()
+        };
+        // Every mesh draw writes the stencil reference (1: selected) where it passes depth.
+        let stencil_write = wgpu::StencilFaceState {
+            compare: wgpu::CompareFunction::Always,
+            fail_op: wgpu::StencilOperation::Keep,
+            depth_fail_op: wgpu::StencilOperation::Keep,
+            pass_op: wgpu::StencilOperation::Replace,
+        };
         let make_pipeline = |double_sided: bool, see_through: bool| {
             device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
                 label: Some("mesh"),
@@ -91,10 +115,15 @@ impl MeshPass {
                     // what lies behind them.
                     depth_write_enabled: Some(!see_through),
                     depth_compare: Some(wgpu::CompareFunction::Less),
-                    stencil: Default::default(),
+                    stencil: wgpu::StencilState {
+                        front: stencil_write,
+                        back: stencil_write,
+                        read_mask: 0xff,
+                        write_mask: 0xff,
+                    },
                     bias: Default::default(),
                 }),
-                multisample: Default::default(),
+                multisample,
                 fragment: Some(wgpu::FragmentState {
                     module: &shader,
                     entry_point: Some("fs_main"),
@@ -115,6 +144,92 @@ impl MeshPass {
             make_pipeline(false, true),
             make_pipeline(true, true),
         ];
+        let sky_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("sky"),
+            bind_group_layouts: &[Some(&globals_layout), None, None, Some(environment_layout)],
+            immediate_size: 0,
+        });
+        let sky = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("sky"),
+            layout: Some(&sky_layout),
+            vertex: wgpu::VertexState {
+                module: &shader,
+                entry_point: Some("vs_sky"),
+                compilation_options: Default::default(),
+                buffers: &[],
+            },
+            primitive: Default::default(),
+            // At the far plane, only where nothing was drawn.
+            depth_stencil: Some(wgpu::DepthStencilState {
+                format: DEPTH_FORMAT,
+                depth_write_enabled: Some(false),
+                depth_compare: Some(wgpu::CompareFunction::LessEqual),
+                stencil: Default::default(),
+                bias: Default::default(),
+            }),
+            multisample,
+            fragment: Some(wgpu::FragmentState {
+                module: &shader,
+                entry_point: Some("fs_sky"),
+                compilation_options: Default::default(),
+                targets: &[Some(wgpu::ColorTargetState {
+                    format: COLOR_FORMAT,
+                    blend: None,
+                    write_mask: wgpu::ColorWrites::ALL,
+                })],
+            }),
+            multiview_mask: None,
+            cache: None,
+        });
+        let outline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("outline"),
+            bind_group_layouts: &[Some(&globals_layout), Some(&draw_layout), None, None],
+            immediate_size: 0,
+        });
+        let outside_selection = wgpu::StencilFaceState {
+            compare: wgpu::CompareFunction::NotEqual,
+            fail_op: wgpu::StencilOperation::Keep,
+            depth_fail_op: wgpu::StencilOperation::Keep,
+            pass_op: wgpu::StencilOperation::Keep,
+        };
+        let outline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("outline"),
+            layout: Some(&outline_layout),
+            vertex: wgpu::VertexState {
+                module: &shader,
+                entry_point: Some("vs_outline"),
+                compilation_options: Default::default(),
+                buffers: &[Some(crate::gpu_model::Vertex::layout())],
+            },
+            primitive: Default::default(),
+            // Over everything (an outline shows a selection behind other geometry too), but
+            // never over the selected entity itself.
+            depth_stencil: Some(wgpu::DepthStencilState {
+                format: DEPTH_FORMAT,
+                depth_write_enabled: Some(false),
+                depth_compare: Some(wgpu::CompareFunction::Always),
+                stencil: wgpu::StencilState {
+                    front: outside_selection,
+                    back: outside_selection,
+                    read_mask: 0xff,
+                    write_mask: 0,
+                },
+                bias: Default::default(),
+            }),
+            multisample,
+            fragment: Some(wgpu::FragmentState {
+                module: &shader,
+                entry_point: Some("fs_outline"),
+                compilation_options: Default::default(),
+                targets: &[Some(wgpu::ColorTargetState {
+                    format: COLOR_FORMAT,
+                    blend: Some(wgpu::BlendState::ALPHA_BLENDING),
+                    write_mask: wgpu::ColorWrites::ALL,
+                })],
+            }),
+            multiview_mask: None,
+            cache: None,
+        });
 
         let globals = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("globals"),
@@ -136,6 +251,8 @@ impl MeshPass {
             draw_resources(device, &draw_layout, draw_stride, INITIAL_DRAWS);
         Self {
             pipelines,
+            sky,
+            outline,
             globals,
             globals_bind_group,
             draw_layout,
@@ -163,13 +280,13 @@ impl MeshPass {
         targets: &FrameTargets,
         scene: &Scene,
         camera: &Camera,
-        lighting: &Lighting,
+        look: &FrameLook<'_>,
+        environment: &EnvironmentBinding,
         store: &mut GpuModelStore,
     ) -> Result<RenderStats, RenderError> {
         let (device, queue) = (ctx.device(), ctx.queue());
         let mut stats = RenderStats::default();
-        let aspect = targets.width as f32 / targets.height as f32;
-        let globals = Globals::new(scene, camera, aspect, lighting);
+        let globals = Globals::new(scene, camera, look);
         queue.write_buffer(&self.globals, 0, bytemuck::bytes_of(&globals));
 
         let mut drawables = scene.drawables();
@@ -215,13 +332,14 @@ impl MeshPass {
             queue.write_buffer(&self.draw_buffer, 0, &self.draw_scratch);
         }
 
-        let c = lighting.clear;
+        let c = look.lighting.background;
+        let (color_view, resolve_target) = targets.color_attachment();
         let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
             label: Some("mesh"),
             color_attachments: &[Some(wgpu::RenderPassColorAttachment {
-                view: &targets.color_view,
+                view: color_view,
                 depth_slice: None,
-                resolve_target: None,
+                resolve_target,
                 ops: wgpu::Operations {
                     load: wgpu::LoadOp::Clear(wgpu::Color {
                         r: c.x.into(),
@@ -238,17 +356,27 @@ impl MeshPass {
                     load: wgpu::LoadOp::Clear(1.0),
                     store: wgpu::StoreOp::Discard,
                 }),
-                stencil_ops: None,
+                stencil_ops: Some(wgpu::Operations {
+                    load: wgpu::LoadOp::Clear(0),
+                    store: wgpu::StoreOp::Discard,
+                }),
             }),
             timestamp_writes: None,
             occlusion_query_set: None,
             multiview_mask: None,
         });
         pass.set_bind_group(0, &self.globals_bind_group, &[]);
-        // Opaque geometry first, then blended geometry (see-through entities and alpha-blended
-        // materials) far to near, so blending composes over what is behind.
+        pass.set_bind_group(3, &environment.bind_group, &[]);
+        // Opaque geometry first, the environment behind it, then blended geometry (see-through
+        // entities and alpha-blended materials) far to near, so blending composes over what is
+        // behind.
         let mut current_pipeline = None;
         for blended_pass in [false, true] {
+            if blended_pass && look.lighting.show_environment {
+                pass.set_pipeline(&self.sky);
+                pass.draw(0..3, 0..1);
+                current_pipeline = None;
+            }
             let order: &[usize] = if blended_pass {
                 &far_to_near
             } else {
@@ -264,7 +392,8 @@ impl MeshPass {
                 };
                 let mut bound = false;
                 for p in prims {
-                    let Some(material) = model.materials.get(p.material) else {
+                    let Some(material) = model.materials.get(p.material_for(d.state.variant))
+                    else {
                         continue;
                     };
                     let blended = d.state.see_through || material.blend;
@@ -273,6 +402,7 @@ impl MeshPass {
                     }
                     if !bound {
                         pass.set_bind_group(1, &self.draw_bind_group, &[(i * stride) as u32]);
+                        pass.set_stencil_reference(u32::from(d.state.selected));
                         bound = true;
                     }
                     let key = pipeline_index(material.double_sided, blended);
@@ -288,6 +418,29 @@ impl MeshPass {
                     pass.draw_indexed(0..p.index_count, 0, 0..1);
                     stats.draws += 1;
                     stats.triangles += u64::from(p.index_count / 3);
+                }
+            }
+        }
+        if look.lighting.outline.width_px > 0.0 {
+            let mut bound_pipeline = false;
+            for (i, d) in drawables.iter().enumerate() {
+                if !d.state.selected {
+                    continue;
+                }
+                let Some(prims) = store.get(d.model).and_then(|m| m.meshes.get(d.mesh)) else {
+                    continue;
+                };
+                if !bound_pipeline {
+                    pass.set_pipeline(&self.outline);
+                    pass.set_stencil_reference(1);
+                    bound_pipeline = true;
+                }
+                pass.set_bind_group(1, &self.draw_bind_group, &[(i * stride) as u32]);
+                for p in prims {
+                    pass.set_vertex_buffer(0, p.vertices.slice(..));
+                    pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
+                    pass.draw_indexed(0..p.index_count, 0, 0..1);
+                    stats.draws += 1;
                 }
             }
         }

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use farview_scene::{ModelId, Scene};
 
 use crate::gpu_model::{GpuModel, UploadContext};
-use crate::uniforms::uniform_entry;
+use crate::materials::MaterialShared;
 use crate::{GpuContext, RenderError};
 
 /// A model's GPU assets, uploaded but not yet attached to a scene id.
@@ -30,86 +30,6 @@ impl std::fmt::Debug for UploadedModel {
         f.debug_struct("UploadedModel")
             .field("bytes", &self.0.bytes)
             .finish_non_exhaustive()
-    }
-}
-
-/// What every material bind group is made of besides the model's own data: the layout (group 2
-/// of the mesh pipelines), the sampler, and a 1x1 white texture for untextured materials.
-#[derive(Clone)]
-pub(crate) struct MaterialShared {
-    pub(crate) layout: wgpu::BindGroupLayout,
-    sampler: wgpu::Sampler,
-    white: wgpu::TextureView,
-}
-
-impl MaterialShared {
-    pub(crate) fn new(ctx: &GpuContext) -> Self {
-        let device = ctx.device();
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("material"),
-            entries: &[
-                uniform_entry(
-                    0,
-                    wgpu::ShaderStages::FRAGMENT,
-                    false,
-                    crate::gpu_model::MATERIAL_UNIFORM_SIZE,
-                ),
-                wgpu::BindGroupLayoutEntry {
-                    binding: 1,
-                    visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Texture {
-                        sample_type: wgpu::TextureSampleType::Float { filterable: true },
-                        view_dimension: wgpu::TextureViewDimension::D2,
-                        multisampled: false,
-                    },
-                    count: None,
-                },
-                wgpu::BindGroupLayoutEntry {
-                    binding: 2,
-                    visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
-                    count: None,
-                },
-            ],
-        });
-        let sampler = device.create_sampler(&wgpu::SamplerDescriptor {
-            label: Some("base colour"),
-            address_mode_u: wgpu::AddressMode::Repeat,
-            address_mode_v: wgpu::AddressMode::Repeat,
-            mag_filter: wgpu::FilterMode::Linear,
-            min_filter: wgpu::FilterMode::Linear,
-            ..Default::default()
-        });
-        let one = wgpu::Extent3d {
-            width: 1,
-            height: 1,
-            depth_or_array_layers: 1,
-        };
-        let white_tex = device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("white"),
-            size: one,
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba8UnormSrgb,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        });
-        ctx.queue().write_texture(
-            white_tex.as_image_copy(),
-            &[255; 4],
-            wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(4),
-                rows_per_image: None,
-            },
-            one,
-        );
-        Self {
-            layout,
-            sampler,
-            white: white_tex.create_view(&Default::default()),
-        }
     }
 }
 
@@ -140,9 +60,7 @@ impl ModelUploader {
         let cx = UploadContext {
             device: self.ctx.device(),
             queue: self.ctx.queue(),
-            material_layout: &self.shared.layout,
-            sampler: &self.shared.sampler,
-            white: &self.shared.white,
+            materials: &self.shared,
             max_texture: self.ctx.limits().max_texture_dimension_2d,
         };
         GpuModel::upload(&cx, model).map(UploadedModel)

@@ -2,16 +2,49 @@
 //! mesh pass ([`crate::mesh_pass`]), the optional I420 conversion pass ([`crate::i420`]), the GPU
 //! model store ([`crate::models`]) and the readback ring ([`crate::readback`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use farview_scene::{ModelId, Scene};
 
+use crate::environment_binding::{self, EnvironmentBinding};
 use crate::i420::GpuI420;
+use crate::materials::MaterialShared;
 use crate::mesh_pass::MeshPass;
-use crate::models::{GpuModelStore, MaterialShared, ModelUploader, UploadedModel};
+use crate::models::{GpuModelStore, ModelUploader, UploadedModel};
 use crate::readback::{ReadbackFrame, ReadbackRing};
 use crate::targets::FrameTargets;
+use crate::uniforms::FrameLook;
 use crate::{Camera, GpuContext, Lighting, RenderError, RenderStats};
+
+/// What a renderer's picture costs, fixed when it is created: anti-aliasing and texture
+/// filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderQuality {
+    /// Samples per pixel: 4 (MSAA) or 1. Falls back to 1 where the adapter cannot.
+    pub msaa_samples: u32,
+    /// Anisotropic filtering of trilinear textures, 1 (off) to 16.
+    pub anisotropy: u16,
+}
+
+impl Default for RenderQuality {
+    /// 4x MSAA, 8x anisotropic filtering.
+    fn default() -> Self {
+        Self::HIGH
+    }
+}
+
+impl RenderQuality {
+    /// 4x MSAA, 8x anisotropic filtering.
+    pub const HIGH: Self = Self {
+        msaa_samples: 4,
+        anisotropy: 8,
+    };
+    /// No MSAA, no anisotropic filtering: the cheapest picture.
+    pub const FAST: Self = Self {
+        msaa_samples: 1,
+        anisotropy: 1,
+    };
+}
 
 /// Renders one stream's frames. Not shared between threads: the render loop owns it.
 ///
@@ -22,6 +55,10 @@ pub struct FrameRenderer {
     targets: FrameTargets,
     materials: MaterialShared,
     mesh: MeshPass,
+    environment_layout: wgpu::BindGroupLayout,
+    environment: EnvironmentBinding,
+    quality: RenderQuality,
+    started: Instant,
     i420: Option<GpuI420>,
     models: GpuModelStore,
     readback: ReadbackRing,
@@ -41,22 +78,49 @@ impl std::fmt::Debug for FrameRenderer {
 }
 
 impl FrameRenderer {
-    /// Creates targets, pipelines and the readback ring for `width` x `height` frames.
+    /// Creates targets, pipelines and the readback ring for `width` x `height` frames, at the
+    /// default [`RenderQuality`].
     pub fn new(
         ctx: &GpuContext,
         width: u32,
         height: u32,
         lighting: Lighting,
     ) -> Result<Self, RenderError> {
-        let targets = FrameTargets::new(ctx, width, height)?;
-        let materials = MaterialShared::new(ctx);
-        let mesh = MeshPass::new(ctx, &materials.layout);
+        Self::with_quality(ctx, width, height, lighting, RenderQuality::default())
+    }
+
+    /// [`Self::new`] at the given quality.
+    pub fn with_quality(
+        ctx: &GpuContext,
+        width: u32,
+        height: u32,
+        lighting: Lighting,
+        quality: RenderQuality,
+    ) -> Result<Self, RenderError> {
+        let targets = FrameTargets::new(ctx, width, height, quality.msaa_samples)?;
+        let anisotropy = if ctx.supports_anisotropy() {
+            quality.anisotropy
+        } else {
+            1
+        };
+        let materials = MaterialShared::new(ctx, anisotropy);
+        let environment_layout = environment_binding::layout(ctx.device());
+        let environment = EnvironmentBinding::new(ctx, &environment_layout, &lighting)?;
+        let mesh = MeshPass::new(ctx, &materials.layout, &environment_layout, targets.samples);
         let readback = ReadbackRing::new_rgba(ctx, width, height, targets.rgba_stride());
+        let samples = targets.samples;
         Ok(Self {
             ctx: ctx.clone(),
             targets,
             materials,
             mesh,
+            environment_layout,
+            environment,
+            quality: RenderQuality {
+                msaa_samples: samples,
+                anisotropy,
+            },
+            started: Instant::now(),
             i420: None,
             models: GpuModelStore::default(),
             readback,
@@ -73,6 +137,27 @@ impl FrameRenderer {
     /// Frame height.
     pub fn height(&self) -> u32 {
         self.targets.height
+    }
+
+    /// The quality this renderer draws at (after the adapter's fallbacks).
+    pub fn quality(&self) -> RenderQuality {
+        self.quality
+    }
+
+    /// The lighting frames are drawn with.
+    pub fn lighting(&self) -> &Lighting {
+        &self.lighting
+    }
+
+    /// Changes the lighting from the next frame on. Binding a new environment is cheap (it was
+    /// prefiltered when it was made); a fallback environment is made here.
+    pub fn set_lighting(&mut self, lighting: Lighting) -> Result<(), RenderError> {
+        if !self.environment.matches(&lighting) {
+            self.environment =
+                EnvironmentBinding::new(&self.ctx, &self.environment_layout, &lighting)?;
+        }
+        self.lighting = lighting;
+        Ok(())
     }
 
     /// Counters of the last submitted frame.
@@ -179,13 +264,21 @@ impl FrameRenderer {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("frame"),
                 });
+        let look = FrameLook {
+            lighting: &self.lighting,
+            specular_mips: self.environment.specular_mips,
+            env_rotation: self.environment.rotation,
+            viewport: (self.targets.width, self.targets.height),
+            time_s: self.started.elapsed().as_secs_f32(),
+        };
         let mut stats = self.mesh.encode(
             &self.ctx,
             &mut encoder,
             &self.targets,
             scene,
             camera,
-            &self.lighting,
+            &look,
+            &self.environment,
             &mut self.models,
         )?;
         let buffer = self

@@ -7,6 +7,12 @@ pub const MESH_SHADER: &str = include_str!("../../../shaders/mesh.wgsl");
 /// The WGSL source of the RGBA → I420 colour conversion pass (`shaders/i420.wgsl`).
 pub const I420_SHADER: &str = include_str!("../../../shaders/i420.wgsl");
 
+/// The environment bake's equirectangular panorama -> cube pass (`shaders/ibl_panorama.wgsl`).
+pub(crate) const IBL_PANORAMA_SHADER: &str = include_str!("../../../shaders/ibl_panorama.wgsl");
+
+/// The environment bake's mip and prefilter passes (`shaders/ibl_filter.wgsl`).
+pub(crate) const IBL_FILTER_SHADER: &str = include_str!("../../../shaders/ibl_filter.wgsl");
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -60,14 +66,25 @@ mod tests {
 
     #[test]
     fn embedded_shaders_validate_with_the_entry_points_the_passes_use() {
-        for (name, source, wanted) in [
+        let cases: [(&str, &str, &[&str]); 4] = [
             ("mesh.wgsl", super::MESH_SHADER, &["vs_main", "fs_main"]),
             (
                 "i420.wgsl",
                 super::I420_SHADER,
                 &["luma_main", "chroma_main"],
             ),
-        ] {
+            (
+                "ibl_panorama.wgsl",
+                super::IBL_PANORAMA_SHADER,
+                &["vs_fullscreen", "fs_panorama"],
+            ),
+            (
+                "ibl_filter.wgsl",
+                super::IBL_FILTER_SHADER,
+                &["vs_fullscreen", "fs_downsample", "fs_filter"],
+            ),
+        ];
+        for (name, source, wanted) in cases {
             let module = validate(name, source).unwrap_or_else(|e| panic!("{e}"));
             let have = entry_points(&module);
             for w in wanted {

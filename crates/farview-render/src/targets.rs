@@ -1,12 +1,14 @@
 //! The offscreen frame one renderer draws into: an sRGB colour target (copied out, or converted
-//! to I420 first) and a depth buffer, both `width` x `height`.
+//! to I420 first) and a depth-stencil buffer (the stencil marks selected entities for their
+//! outline), both `width` x `height`. With MSAA, the pass draws into multisampled colour and
+//! depth and resolves into the colour target.
 
 use crate::{GpuContext, RenderError};
 
 /// The colour target's format; readback returns its bytes as they are (sRGB-encoded RGBA8).
 pub(crate) const COLOR_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8UnormSrgb;
-/// The depth buffer's format.
-pub(crate) const DEPTH_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Depth32Float;
+/// The depth-stencil buffer's format.
+pub(crate) const DEPTH_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Depth24PlusStencil8;
 
 /// Colour and depth targets of one stream.
 pub(crate) struct FrameTargets {
@@ -14,12 +16,23 @@ pub(crate) struct FrameTargets {
     pub(crate) height: u32,
     pub(crate) color: wgpu::Texture,
     pub(crate) color_view: wgpu::TextureView,
+    /// The multisampled colour the pass draws into, resolved into `color`; `None` without MSAA.
+    pub(crate) msaa_view: Option<wgpu::TextureView>,
     pub(crate) depth_view: wgpu::TextureView,
+    /// Samples per pixel (1 or 4).
+    pub(crate) samples: u32,
 }
 
 impl FrameTargets {
     /// Creates the targets; sizes must be even, at least 16 and within the adapter's limit.
-    pub(crate) fn new(ctx: &GpuContext, width: u32, height: u32) -> Result<Self, RenderError> {
+    /// `samples` is 1 or 4 (anything else is taken as 1, 4 falls back to 1 where the adapter
+    /// cannot multisample the formats).
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        width: u32,
+        height: u32,
+        samples: u32,
+    ) -> Result<Self, RenderError> {
         let max = ctx.limits().max_texture_dimension_2d;
         if width < 16
             || height < 16
@@ -48,11 +61,30 @@ impl FrameTargets {
                 | wgpu::TextureUsages::TEXTURE_BINDING,
             view_formats: &[],
         });
+        let samples = if samples == 4 && ctx.supports_msaa4(COLOR_FORMAT, DEPTH_FORMAT) {
+            4
+        } else {
+            1
+        };
+        let msaa_view = (samples > 1).then(|| {
+            device
+                .create_texture(&wgpu::TextureDescriptor {
+                    label: Some("frame colour (multisampled)"),
+                    size,
+                    mip_level_count: 1,
+                    sample_count: samples,
+                    dimension: wgpu::TextureDimension::D2,
+                    format: COLOR_FORMAT,
+                    usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
+                    view_formats: &[],
+                })
+                .create_view(&Default::default())
+        });
         let depth = device.create_texture(&wgpu::TextureDescriptor {
             label: Some("frame depth"),
             size,
             mip_level_count: 1,
-            sample_count: 1,
+            sample_count: samples,
             dimension: wgpu::TextureDimension::D2,
             format: DEPTH_FORMAT,
             usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
@@ -63,7 +95,9 @@ impl FrameTargets {
             height,
             color_view: color.create_view(&Default::default()),
             color,
+            msaa_view,
             depth_view: depth.create_view(&Default::default()),
+            samples,
         })
     }
 
@@ -76,7 +110,17 @@ impl FrameTargets {
 
     /// GPU memory the colour and depth targets take.
     pub(crate) fn bytes(&self) -> u64 {
-        u64::from(self.width) * u64::from(self.height) * 8
+        let pixels = u64::from(self.width) * u64::from(self.height);
+        let msaa = if self.samples > 1 { 4 } else { 0 };
+        pixels * (4 + (4 + msaa) * u64::from(self.samples))
+    }
+
+    /// The view the pass draws colour into and the one it resolves to.
+    pub(crate) fn color_attachment(&self) -> (&wgpu::TextureView, Option<&wgpu::TextureView>) {
+        match &self.msaa_view {
+            Some(msaa) => (msaa, Some(&self.color_view)),
+            None => (&self.color_view, None),
+        }
     }
 
     /// Records a copy of the colour target into `buffer`, rows [`Self::rgba_stride`] apart.

@@ -30,6 +30,7 @@ impl GpuLight {
             }
         };
         let c = Vec3::from_array(l.color) * l.intensity;
+        // The reference's light units: glTF intensities as given (candela, lux), no 1/pi.
         Self {
             position_kind: l.position.extend(kind).to_array(),
             direction_range: l
@@ -49,19 +50,56 @@ impl GpuLight {
 pub(crate) struct Globals {
     view_proj: [[f32; 4]; 4],
     camera_pos: [f32; 4],
-    ambient: [f32; 4],
     counts: [u32; 4],
+    environment: [f32; 4],
+    env_rotation: [[f32; 4]; 4],
+    outline_color: [f32; 4],
+    outline: [f32; 4],
+    sky: [[f32; 4]; 4],
     lights: [GpuLight; MAX_LIGHTS],
     cut_planes: [[f32; 4]; MAX_CUT_PLANES],
 }
 
+/// What [`Globals`] needs besides the scene and camera.
+pub(crate) struct FrameLook<'a> {
+    pub(crate) lighting: &'a Lighting,
+    /// Mip levels of the bound environment's specular cube.
+    pub(crate) specular_mips: u32,
+    /// Rotation from world to environment cube directions.
+    pub(crate) env_rotation: Mat4,
+    /// Target size in pixels.
+    pub(crate) viewport: (u32, u32),
+    /// Seconds since the renderer started (the outline pulse).
+    pub(crate) time_s: f32,
+}
+
 impl Globals {
-    pub(crate) fn new(scene: &Scene, camera: &Camera, aspect: f32, lighting: &Lighting) -> Self {
+    pub(crate) fn new(scene: &Scene, camera: &Camera, look: &FrameLook<'_>) -> Self {
+        let (w, h) = look.viewport;
+        let aspect = w as f32 / h.max(1) as f32;
+        let lighting = look.lighting;
+        let view_proj = camera.view_proj(aspect);
+        let rotation_only = camera.projection(aspect) * Mat4::from_quat(camera.rotation.inverse());
+        let o = &lighting.outline;
+        let intensity = if lighting.environment.is_some() {
+            lighting.environment_intensity
+        } else {
+            1.0
+        };
         let mut globals = Self {
-            view_proj: camera.view_proj(aspect).to_cols_array_2d(),
+            view_proj: view_proj.to_cols_array_2d(),
             camera_pos: camera.position.extend(1.0).to_array(),
-            ambient: lighting.ambient.extend(0.0).to_array(),
-            counts: [0; 4],
+            counts: [0, 0, lighting.tone_mapping.shader_mode(), 0],
+            environment: [
+                look.specular_mips.max(1) as f32,
+                finite_or(intensity, 1.0).max(0.0),
+                finite_or(lighting.exposure, 1.0).max(0.0),
+                0.0,
+            ],
+            env_rotation: look.env_rotation.to_cols_array_2d(),
+            outline_color: o.color.extend(o.alpha_at(look.time_s)).to_array(),
+            outline: [o.width_px.clamp(0.0, 64.0), w as f32, h as f32, 0.0],
+            sky: rotation_only.inverse().to_cols_array_2d(),
             lights: [GpuLight::zeroed(); MAX_LIGHTS],
             cut_planes: [[0.0; 4]; MAX_CUT_PLANES],
         };
@@ -75,6 +113,10 @@ impl Globals {
         }
         globals
     }
+}
+
+fn finite_or(v: f32, fallback: f32) -> f32 {
+    if v.is_finite() { v } else { fallback }
 }
 
 /// Per-draw uniforms (group 1, dynamic offset).

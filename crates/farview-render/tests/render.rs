@@ -33,8 +33,8 @@ fn camera_for(info: &ModelInfo) -> Camera {
 }
 
 fn background_u8() -> [u8; 3] {
-    // Lighting::default().clear is linear; the target stores sRGB.
-    Lighting::default().clear.to_array().map(|c| {
+    // Lighting::default().background is linear; the target stores sRGB.
+    Lighting::default().background.to_array().map(|c| {
         let s = if c <= 0.003_130_8 {
             c * 12.92
         } else {
@@ -176,6 +176,7 @@ fn quad_scene(material: farview_scene::Material, colors: Vec<[f32; 4]>) -> Scene
         material: Some(0),
         bounds: Aabb::from_points(positions.iter().map(|p| Vec3::from_array(*p))),
         positions,
+        ..Primitive::default()
     };
     let model = Model {
         meshes: vec![Mesh {
@@ -183,7 +184,9 @@ fn quad_scene(material: farview_scene::Material, colors: Vec<[f32; 4]>) -> Scene
             primitives: vec![prim],
         }],
         materials: vec![farview_scene::Material {
-            base_color_texture: Some(0),
+            base_color_texture: material
+                .base_color_texture
+                .or(Some(farview_scene::TextureRef::new(0))),
             ..material
         }],
         textures: vec![Texture {
@@ -210,13 +213,10 @@ fn quad_scene(material: farview_scene::Material, colors: Vec<[f32; 4]>) -> Scene
     let mut scene = Scene::default();
     // Light the quad head-on so colours are easy to read.
     scene
-        .update_light(
-            0,
-            farview_scene::Light {
-                direction: -Vec3::Z,
-                ..farview_scene::Light::SUN
-            },
-        )
+        .add_light(farview_scene::Light {
+            direction: -Vec3::Z,
+            ..farview_scene::Light::SUN
+        })
         .unwrap();
     scene.add_model("quad", model).unwrap();
     scene
@@ -246,14 +246,20 @@ fn vertex_colours_uv_sets_uv_transform_and_alpha_modes() {
     // (The head-on light adds a small white specular term to every channel.)
     assert!(p[0] > 150 && p[0] > p[1] + 120, "set 0: {p:?}");
     let set1 = Material {
-        base_color_tex_coord: 1,
+        base_color_texture: Some(farview_scene::TextureRef {
+            tex_coord: 1,
+            ..farview_scene::TextureRef::new(0)
+        }),
         ..plain.clone()
     };
     let p = centre_pixel(&gpu, &quad_scene(set1, white.clone()));
     assert!(p[1] > 150 && p[1] > p[0] + 120, "set 1: {p:?}");
     // A UV offset of +0.5 moves set 0 from the red half onto the green half.
     let shifted = Material {
-        base_color_uv_transform: [[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]],
+        base_color_texture: Some(farview_scene::TextureRef {
+            transform: [[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]],
+            ..farview_scene::TextureRef::new(0)
+        }),
         ..plain.clone()
     };
     let p = centre_pixel(&gpu, &quad_scene(shifted, white.clone()));

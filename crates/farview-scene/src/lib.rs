@@ -17,12 +17,13 @@ pub use import::{
     import_gltf, import_gltf_with,
 };
 pub use model::{
-    Aabb, AlphaMode, Material, Mesh, Model, ModelExtras, ModelNode, Primitive, Texture, Transform,
-    UV_IDENTITY,
+    Aabb, AlphaMode, Clearcoat, Filter, Material, Mesh, Model, ModelExtras, ModelNode, Primitive,
+    Sampler, Sheen, Specular, Texture, TextureRef, Transform, Transmission, UV_IDENTITY, Volume,
+    Wrap,
 };
 pub use raycast::{Bvh, Ray};
 pub use scene::{
     CutPlaneId, Drawable, Entity, EntityId, HierarchyEntry, Hit, LightId, MAX_CUT_PLANES,
-    MAX_LIGHTS, ModelId, ModelInfo, Scene, SceneError, SceneStats,
+    MAX_LIGHTS, ModelId, ModelInfo, Scene, SceneError, SceneStats, ViewFit,
 };
 pub use state::{CutPlane, DrawState, Light, LightKind, MaterialOverride, StateOverride};

@@ -134,6 +134,9 @@ pub struct Primitive {
     pub normals: Vec<[f32; 3]>,
     /// First UV set, same length as `positions` (zeros when the file has none).
     pub uvs: Vec<[f32; 2]>,
+    /// Tangents (xyz, w = handedness ±1), same length as `positions` when the material has a
+    /// normal map (from the file, else generated with MikkTSpace), or empty.
+    pub tangents: Vec<[f32; 4]>,
     /// Second UV set (`TEXCOORD_1`), same length as `positions`, or empty.
     pub uvs1: Vec<[f32; 2]>,
     /// Vertex colours (`COLOR_0`, linear RGBA), same length as `positions`, or empty (white).
@@ -142,6 +145,9 @@ pub struct Primitive {
     pub indices: Vec<u32>,
     /// Index into [`Model::materials`]; `None` uses the glTF default material.
     pub material: Option<usize>,
+    /// `KHR_materials_variants` mappings: (variant index into [`Model::variants`], material
+    /// index) pairs; a variant not listed draws `material`.
+    pub variant_materials: Vec<(usize, usize)>,
     /// Bounds of `positions` in the mesh's space.
     pub bounds: Aabb,
 }
@@ -150,6 +156,18 @@ impl Primitive {
     /// Number of triangles.
     pub fn triangle_count(&self) -> usize {
         self.indices.len() / 3
+    }
+
+    /// The material drawn for `variant` (an index into [`Model::variants`]): its
+    /// `KHR_materials_variants` mapping, else [`Primitive::material`].
+    pub fn material_for_variant(&self, variant: Option<u32>) -> Option<usize> {
+        variant
+            .and_then(|v| {
+                self.variant_materials
+                    .iter()
+                    .find(|(var, _)| *var as u64 == u64::from(v))
+            })
+            .map_or(self.material, |(_, m)| Some(*m))
     }
 }
 
@@ -162,32 +180,219 @@ pub struct Mesh {
     pub primitives: Vec<Primitive>,
 }
 
-/// The metallic-roughness material inputs the renderer uses today.
+/// How a texture is addressed outside 0..1 (glTF sampler `wrapS`/`wrapT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Wrap {
+    /// Tiles (glTF's default).
+    #[default]
+    Repeat,
+    /// Clamps to the edge texel.
+    ClampToEdge,
+    /// Tiles, mirrored every other time.
+    MirroredRepeat,
+}
+
+/// Texel filter (glTF sampler `magFilter`/`minFilter`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Filter {
+    /// Nearest texel.
+    Nearest,
+    /// Bilinear (glTF's default when the file is silent).
+    #[default]
+    Linear,
+}
+
+/// A glTF sampler, reduced to what wgpu can express. Mipmaps are generated for every texture;
+/// `mipmaps` false (a `minFilter` of NEAREST or LINEAR) samples only the top level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sampler {
+    /// U addressing.
+    pub wrap_u: Wrap,
+    /// V addressing.
+    pub wrap_v: Wrap,
+    /// Magnification filter.
+    pub mag: Filter,
+    /// Minification filter within a level.
+    pub min: Filter,
+    /// Filter between mip levels; `None` samples level 0 only.
+    pub mipmap: Option<Filter>,
+}
+
+impl Default for Sampler {
+    /// The sampler for a texture without one: repeat, trilinear.
+    fn default() -> Self {
+        Self {
+            wrap_u: Wrap::Repeat,
+            wrap_v: Wrap::Repeat,
+            mag: Filter::Linear,
+            min: Filter::Linear,
+            mipmap: Some(Filter::Linear),
+        }
+    }
+}
+
+/// One texture reference of a material slot: which image, how it is sampled, which UV set and
+/// which `KHR_texture_transform`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextureRef {
+    /// Index into [`Model::textures`].
+    pub texture: usize,
+    /// How it is sampled.
+    pub sampler: Sampler,
+    /// UV set (0 or 1).
+    pub tex_coord: u32,
+    /// `KHR_texture_transform` as a 2x3 affine matrix, rows `[a, b, tx]`, `[c, d, ty]`:
+    /// `uv' = (a u + b v + tx, c u + d v + ty)`.
+    pub transform: [[f32; 3]; 2],
+}
+
+impl TextureRef {
+    /// Image `texture` with the default sampler, UV set 0, no transform.
+    pub fn new(texture: usize) -> Self {
+        Self {
+            texture,
+            sampler: Sampler::default(),
+            tex_coord: 0,
+            transform: UV_IDENTITY,
+        }
+    }
+}
+
+/// `KHR_materials_clearcoat`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Clearcoat {
+    /// Layer intensity, 0..1.
+    pub factor: f32,
+    /// Intensity texture (R).
+    pub texture: Option<TextureRef>,
+    /// Layer roughness, 0..1.
+    pub roughness_factor: f32,
+    /// Roughness texture (G).
+    pub roughness_texture: Option<TextureRef>,
+    /// Layer normal map (the base normal when absent).
+    pub normal_texture: Option<TextureRef>,
+    /// Layer normal map scale.
+    pub normal_scale: f32,
+}
+
+/// `KHR_materials_sheen`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Sheen {
+    /// Linear sheen colour.
+    pub color_factor: [f32; 3],
+    /// Colour texture (sRGB, RGB).
+    pub color_texture: Option<TextureRef>,
+    /// Sheen roughness, 0..1.
+    pub roughness_factor: f32,
+    /// Roughness texture (A).
+    pub roughness_texture: Option<TextureRef>,
+}
+
+/// `KHR_materials_specular`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Specular {
+    /// Strength of the specular reflection, 0..1.
+    pub factor: f32,
+    /// Strength texture (A).
+    pub texture: Option<TextureRef>,
+    /// Linear F0 colour multiplier.
+    pub color_factor: [f32; 3],
+    /// Colour texture (sRGB, RGB).
+    pub color_texture: Option<TextureRef>,
+}
+
+impl Default for Specular {
+    fn default() -> Self {
+        Self {
+            factor: 1.0,
+            texture: None,
+            color_factor: [1.0; 3],
+            color_texture: None,
+        }
+    }
+}
+
+/// `KHR_materials_transmission`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Transmission {
+    /// Fraction of light transmitted, 0..1.
+    pub factor: f32,
+    /// Transmission texture (R).
+    pub texture: Option<TextureRef>,
+}
+
+/// `KHR_materials_volume`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Volume {
+    /// Thickness in the mesh's space (0: thin-walled).
+    pub thickness_factor: f32,
+    /// Thickness texture (G).
+    pub thickness_texture: Option<TextureRef>,
+    /// Distance light travels before it is attenuated to `attenuation_color` (∞ when absent).
+    pub attenuation_distance: f32,
+    /// Linear colour white light turns into after `attenuation_distance`.
+    pub attenuation_color: [f32; 3],
+}
+
+impl Default for Volume {
+    fn default() -> Self {
+        Self {
+            thickness_factor: 0.0,
+            thickness_texture: None,
+            attenuation_distance: f32::INFINITY,
+            attenuation_color: [1.0; 3],
+        }
+    }
+}
+
+/// A glTF 2.0 metallic-roughness material with the `KHR_materials_*` extensions the renderer
+/// draws. Texture slots say which channels they read, as the specification does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Material {
     /// Name from the file, if any.
     pub name: Option<String>,
     /// Linear base colour factor (RGBA).
     pub base_color_factor: [f32; 4],
-    /// Index into [`Model::textures`] of the base colour texture (sRGB).
-    pub base_color_texture: Option<usize>,
+    /// Base colour texture (sRGB, RGBA).
+    pub base_color_texture: Option<TextureRef>,
     /// Metallic factor.
     pub metallic_factor: f32,
     /// Roughness factor.
     pub roughness_factor: f32,
-    /// Emissive factor (linear RGB).
+    /// Metallic (B) and roughness (G) texture, linear.
+    pub metallic_roughness_texture: Option<TextureRef>,
+    /// Tangent-space normal map, linear.
+    pub normal_texture: Option<TextureRef>,
+    /// Normal map `scale`.
+    pub normal_scale: f32,
+    /// Ambient occlusion (R), linear.
+    pub occlusion_texture: Option<TextureRef>,
+    /// Occlusion `strength`, 0..1.
+    pub occlusion_strength: f32,
+    /// Emissive factor (linear RGB), already multiplied by `KHR_materials_emissive_strength`.
     pub emissive_factor: [f32; 3],
+    /// Emissive texture (sRGB, RGB).
+    pub emissive_texture: Option<TextureRef>,
     /// When true, back faces are drawn too.
     pub double_sided: bool,
     /// How alpha is used.
     pub alpha_mode: AlphaMode,
     /// `MASK` threshold.
     pub alpha_cutoff: f32,
-    /// Which UV set the base colour texture reads (0 or 1).
-    pub base_color_tex_coord: u32,
-    /// `KHR_texture_transform` of the base colour texture as a 2x3 affine matrix, rows
-    /// `[a, b, tx]`, `[c, d, ty]`: `uv' = (a u + b v + tx, c u + d v + ty)`.
-    pub base_color_uv_transform: [[f32; 3]; 2],
+    /// `KHR_materials_unlit`: base colour only, no lighting.
+    pub unlit: bool,
+    /// `KHR_materials_ior` (1.5 by default).
+    pub ior: f32,
+    /// `KHR_materials_specular`.
+    pub specular: Option<Specular>,
+    /// `KHR_materials_clearcoat`.
+    pub clearcoat: Option<Clearcoat>,
+    /// `KHR_materials_sheen`.
+    pub sheen: Option<Sheen>,
+    /// `KHR_materials_transmission`.
+    pub transmission: Option<Transmission>,
+    /// `KHR_materials_volume`.
+    pub volume: Option<Volume>,
 }
 
 /// glTF alpha modes.
@@ -205,6 +410,16 @@ pub enum AlphaMode {
 /// The identity UV transform.
 pub const UV_IDENTITY: [[f32; 3]; 2] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]];
 
+impl Material {
+    /// The normal maps a primitive drawn with this material samples (base, then clearcoat):
+    /// when there is one, the primitive carries tangents.
+    pub fn normal_maps(&self) -> impl Iterator<Item = &TextureRef> {
+        self.normal_texture
+            .iter()
+            .chain(self.clearcoat.iter().flat_map(|c| c.normal_texture.iter()))
+    }
+}
+
 impl Default for Material {
     fn default() -> Self {
         Self {
@@ -213,17 +428,29 @@ impl Default for Material {
             base_color_texture: None,
             metallic_factor: 1.0,
             roughness_factor: 1.0,
+            metallic_roughness_texture: None,
+            normal_texture: None,
+            normal_scale: 1.0,
+            occlusion_texture: None,
+            occlusion_strength: 1.0,
             emissive_factor: [0.0; 3],
+            emissive_texture: None,
             double_sided: false,
             alpha_mode: AlphaMode::Opaque,
             alpha_cutoff: 0.5,
-            base_color_tex_coord: 0,
-            base_color_uv_transform: UV_IDENTITY,
+            unlit: false,
+            ior: 1.5,
+            specular: None,
+            clearcoat: None,
+            sheen: None,
+            transmission: None,
+            volume: None,
         }
     }
 }
 
-/// A decoded image as tightly packed RGBA8 rows.
+/// A decoded image as tightly packed RGBA8 rows, stored as in the file: the material slot that
+/// samples it says whether the bytes are sRGB (colour slots) or linear (data slots).
 #[derive(Clone, PartialEq)]
 pub struct Texture {
     /// Name from the file, if any.
@@ -272,6 +499,8 @@ pub struct Model {
     pub nodes: Vec<ModelNode>,
     /// Root nodes of the default scene.
     pub roots: Vec<usize>,
+    /// `KHR_materials_variants` names, in index order (empty without the extension).
+    pub variants: Vec<String>,
     /// Extensions the file uses that the host ignores (reported to the client).
     pub ignored_extensions: Vec<String>,
     /// What the file holds beyond drawable geometry.

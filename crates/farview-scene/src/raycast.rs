@@ -270,6 +270,7 @@ mod tests {
             indices,
             material: None,
             bounds,
+            ..Primitive::default()
         }
     }
 

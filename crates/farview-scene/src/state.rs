@@ -15,6 +15,10 @@ pub struct StateOverride {
     pub selected: Option<bool>,
     /// Multiplies the lit colour by RGB and mixes by A: `mix(lit, lit * rgb, a)`; linear.
     pub tint: Option<[f32; 4]>,
+    /// `KHR_materials_variants` variant to draw (an index into the drawn model's
+    /// [`Model::variants`](crate::Model::variants)); primitives without a mapping for it, and
+    /// models with fewer variants, draw their default material.
+    pub variant: Option<u32>,
 }
 
 impl StateOverride {
@@ -31,6 +35,7 @@ impl StateOverride {
             see_through: self.see_through.or(parent.see_through),
             selected: self.selected.or(parent.selected),
             tint: self.tint.or(parent.tint),
+            variant: self.variant.or(parent.variant),
         }
     }
 }
@@ -188,6 +193,11 @@ pub struct DrawState {
     pub selected: bool,
     /// Tint (RGB, mix amount).
     pub tint: Option<[f32; 4]>,
+    /// Material variant to draw: [`Primitive::material_for_variant`] picks each primitive's
+    /// material; `None` draws the default materials.
+    ///
+    /// [`Primitive::material_for_variant`]: crate::Primitive::material_for_variant
+    pub variant: Option<u32>,
     /// Material inputs replaced.
     pub material: MaterialOverride,
 }

@@ -17,6 +17,14 @@ const SUPPORTED_REQUIRED: &[&str] = &[
     "KHR_texture_transform",
     "KHR_materials_emissive_strength",
     "KHR_lights_punctual",
+    "KHR_materials_unlit",
+    "KHR_materials_ior",
+    "KHR_materials_specular",
+    "KHR_materials_clearcoat",
+    "KHR_materials_sheen",
+    "KHR_materials_transmission",
+    "KHR_materials_volume",
+    "KHR_materials_variants",
 ];
 
 fn assets() -> PathBuf {
@@ -312,11 +320,31 @@ fn extensions_required_unsupported_fail_and_used_ones_are_listed() {
     );
 
     let m = import_str(&with(
-        r#""extensionsUsed":["KHR_materials_unlit","EXT_foo","KHR_materials_unlit","KHR_texture_transform"]"#,
+        r#""extensionsUsed":["KHR_materials_anisotropy","EXT_foo","KHR_materials_anisotropy","KHR_texture_transform","KHR_materials_unlit"]"#,
     ))
     .unwrap();
-    assert_eq!(m.ignored_extensions, ["EXT_foo", "KHR_materials_unlit"]);
+    assert_eq!(
+        m.ignored_extensions,
+        ["EXT_foo", "KHR_materials_anisotropy"]
+    );
     assert_eq!(m.triangle_count(), 1);
+
+    // The material extensions the importer handles may be required; others still fail.
+    let m = import_str(&with(
+        r#""extensionsUsed":["KHR_materials_clearcoat","KHR_materials_variants","KHR_materials_unlit"],
+        "extensionsRequired":["KHR_materials_clearcoat","KHR_materials_variants","KHR_materials_unlit"]"#,
+    ))
+    .unwrap();
+    assert!(m.ignored_extensions.is_empty());
+    let err = import_str(&with(
+        r#""extensionsUsed":["KHR_materials_anisotropy"],"extensionsRequired":["KHR_materials_anisotropy"]"#,
+    ))
+    .unwrap_err();
+    assert_eq!(err.kind(), ImportErrorKind::Unsupported);
+    assert!(
+        err.to_string().contains("KHR_materials_anisotropy"),
+        "{err}"
+    );
 }
 
 fn png(w: u32, h: u32) -> Vec<u8> {
@@ -355,7 +383,10 @@ fn materials_and_data_uri_textures_import() {
     let mat = &m.materials[0];
     assert_eq!(mat.name.as_deref(), Some("m"));
     assert_eq!(mat.base_color_factor, [1.0, 0.5, 0.25, 1.0]);
-    assert_eq!(mat.base_color_texture, Some(0));
+    assert_eq!(
+        mat.base_color_texture,
+        Some(farview_scene::TextureRef::new(0))
+    );
     assert_eq!(mat.metallic_factor, 0.25);
     assert_eq!(mat.roughness_factor, 0.75);
     assert_eq!(mat.emissive_factor, [3.0, 3.0, 0.0]);
@@ -776,7 +807,10 @@ fn box_textured_asset_imports_with_its_texture() {
     .unwrap();
     assert_eq!(m.triangle_count(), 12);
     assert_eq!(m.materials.len(), 1);
-    assert_eq!(m.materials[0].base_color_texture, Some(0));
+    assert_eq!(
+        m.materials[0].base_color_texture.map(|t| t.texture),
+        Some(0)
+    );
     assert_eq!(m.textures.len(), 1);
     let t = &m.textures[0];
     // CesiumLogoFlat.png is a 256x256 palette PNG; decoding expands it to RGBA8.
@@ -812,7 +846,10 @@ fn damaged_helmet_imports_with_its_real_triangle_count() {
     assert_eq!(m.triangle_count(), tris);
     assert_eq!(m.vertex_count(), 14556);
     assert_eq!(m.nodes.len(), nodes);
-    assert_eq!(m.materials[0].base_color_texture, Some(0));
+    assert_eq!(
+        m.materials[0].base_color_texture.map(|t| t.texture),
+        Some(0)
+    );
     let t = &m.textures[0];
     assert_eq!((t.width, t.height), (2048, 2048));
 }
@@ -1074,7 +1111,8 @@ fn corpus_feature_samples_import_their_features() {
     assert!(
         m.materials
             .iter()
-            .any(|mat| mat.base_color_uv_transform != farview_scene::UV_IDENTITY),
+            .filter_map(|mat| mat.base_color_texture)
+            .any(|t| t.transform != farview_scene::UV_IDENTITY),
         "KHR_texture_transform imported"
     );
     let m = load("AlphaBlendModeTest/glTF-Binary/AlphaBlendModeTest.glb");
@@ -1091,4 +1129,459 @@ fn corpus_feature_samples_import_their_features() {
         farview_scene::import_file(&assets(), "Fox/Fox.glb", &ImportLimits::default()).unwrap();
     assert_eq!(fox.extras.animations, ["Survey", "Walk", "Run"]);
     assert_eq!(fox.extras.skins, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Material inputs on the Khronos samples made to test them
+
+/// `khronos/<path>` imported, or `None` (said plainly) when the corpus or the file is absent.
+fn khronos(path: &str) -> Option<Model> {
+    let root = corpus()?.join("khronos");
+    if !root.join(path).is_file() {
+        eprintln!("skipping: {path} not in the corpus");
+        return None;
+    }
+    Some(
+        import_file(&root, path, &ImportLimits::default())
+            .unwrap_or_else(|e| panic!("{path}: {e}")),
+    )
+}
+
+fn material<'m>(m: &'m Model, name: &str) -> &'m farview_scene::Material {
+    m.materials
+        .iter()
+        .find(|mat| mat.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no material {name}"))
+}
+
+/// Primitives drawn with a material that has a normal map (base or clearcoat).
+fn normal_mapped(m: &Model) -> Vec<&farview_scene::Primitive> {
+    m.meshes
+        .iter()
+        .flat_map(|mesh| &mesh.primitives)
+        .filter(|p| {
+            p.material
+                .and_then(|i| m.materials.get(i))
+                .is_some_and(|mat| mat.normal_maps().next().is_some())
+        })
+        .collect()
+}
+
+/// Every tangent unit length with w = ±1; with `orthogonal`, perpendicular to its normal.
+fn check_tangents(p: &farview_scene::Primitive, orthogonal: bool) {
+    assert_eq!(p.tangents.len(), p.positions.len());
+    for (t, n) in p.tangents.iter().zip(&p.normals) {
+        let tv = glam::Vec3::new(t[0], t[1], t[2]);
+        assert!((tv.length() - 1.0).abs() < 1e-3, "{t:?}");
+        assert!(t[3] == 1.0 || t[3] == -1.0, "{t:?}");
+        if orthogonal {
+            let nv = glam::Vec3::from_array(*n).normalize();
+            assert!(tv.dot(nv).abs() < 1e-3, "tangent {t:?} vs normal {n:?}");
+        }
+    }
+    assert!(p.indices.iter().all(|&i| (i as usize) < p.positions.len()));
+    assert_eq!(p.normals.len(), p.positions.len());
+    assert_eq!(p.uvs.len(), p.positions.len());
+}
+
+/// Mean RGB of a texture, 0..255.
+fn mean_rgb(t: &farview_scene::Texture) -> [f32; 3] {
+    let mut sum = [0f64; 3];
+    for px in t.rgba8.chunks_exact(4) {
+        for c in 0..3 {
+            sum[c] += f64::from(px[c]);
+        }
+    }
+    let n = (t.rgba8.len() / 4).max(1) as f64;
+    sum.map(|s| (s / n) as f32)
+}
+
+#[test]
+fn damaged_helmet_has_every_core_texture_slot_and_generated_tangents() {
+    let Some(m) = khronos("DamagedHelmet/glTF-Binary/DamagedHelmet.glb") else {
+        return;
+    };
+    let mat = &m.materials[0];
+    let slot = |t: Option<farview_scene::TextureRef>, what: &str| {
+        t.unwrap_or_else(|| panic!("{what} texture missing"))
+    };
+    // Images are decoded in the order slots first use them: base colour (image 0),
+    // metallic-roughness (1), normal (4), occlusion (3), emissive (2).
+    let base = slot(mat.base_color_texture, "base colour");
+    let mr = slot(mat.metallic_roughness_texture, "metallic-roughness");
+    let normal = slot(mat.normal_texture, "normal");
+    let occlusion = slot(mat.occlusion_texture, "occlusion");
+    let emissive = slot(mat.emissive_texture, "emissive");
+    assert_eq!(
+        [base, mr, normal, occlusion, emissive].map(|t| t.texture),
+        [0, 1, 2, 3, 4]
+    );
+    assert_eq!(m.textures.len(), 5);
+    for t in &m.textures {
+        assert_eq!((t.width, t.height), (2048, 2048));
+    }
+    // The right images: a tangent-space normal map is blue on average, the emissive map of the
+    // helmet mostly black.
+    let n = mean_rgb(&m.textures[normal.texture]);
+    assert!(
+        n[2] > 200.0 && n[2] > n[0] && n[2] > n[1],
+        "normal map {n:?}"
+    );
+    let e = mean_rgb(&m.textures[emissive.texture]);
+    assert!(e.iter().all(|c| *c < 60.0), "emissive map {e:?}");
+    assert_eq!((mat.normal_scale, mat.occlusion_strength), (1.0, 1.0));
+    assert_eq!(mat.emissive_factor, [1.0, 1.0, 1.0]);
+    // The one sampler is empty: glTF's defaults.
+    assert_eq!(base.sampler, farview_scene::Sampler::default());
+    assert_eq!(base.tex_coord, 0);
+    // No TANGENT in the file: generated with MikkTSpace.
+    let prims = normal_mapped(&m);
+    assert_eq!(prims.len(), 1);
+    check_tangents(prims[0], true);
+}
+
+#[test]
+fn normal_tangent_test_gets_tangents_and_shares_decoded_images() {
+    let Some(m) = khronos("NormalTangentTest/glTF-Binary/NormalTangentTest.glb") else {
+        return;
+    };
+    let mat = &m.materials[0];
+    // Occlusion and metallic-roughness use the same texture: decoded once.
+    assert_eq!(m.textures.len(), 3);
+    assert_eq!(
+        mat.occlusion_texture.map(|t| t.texture),
+        mat.metallic_roughness_texture.map(|t| t.texture)
+    );
+    assert!(mat.normal_texture.is_some());
+    // Its sampler: LINEAR magnification, NEAREST_MIPMAP_LINEAR minification, repeat.
+    let s = mat.normal_texture.unwrap().sampler;
+    use farview_scene::{Filter, Wrap};
+    assert_eq!(
+        (s.wrap_u, s.wrap_v, s.mag, s.min, s.mipmap),
+        (
+            Wrap::Repeat,
+            Wrap::Repeat,
+            Filter::Linear,
+            Filter::Nearest,
+            Some(Filter::Linear)
+        )
+    );
+    let prims = normal_mapped(&m);
+    assert!(!prims.is_empty());
+    for p in prims {
+        check_tangents(p, true);
+    }
+}
+
+#[test]
+fn sheen_cloth_keeps_the_files_tangents_and_its_sheen() {
+    let Some(m) = khronos("SheenCloth/glTF/SheenCloth.gltf") else {
+        return;
+    };
+    let root = corpus()
+        .unwrap()
+        .join("khronos/SheenCloth/glTF/SheenCloth.gltf");
+    let json = json_of(&root).unwrap();
+    let position = json["meshes"][0]["primitives"][0]["attributes"]["POSITION"]
+        .as_u64()
+        .unwrap() as usize;
+    let vertices = json["accessors"][position]["count"].as_u64().unwrap() as usize;
+    let p = &m.meshes[0].primitives[0];
+    assert_eq!(p.positions.len(), vertices, "the file's tangents: no split");
+    check_tangents(p, false);
+    let mat = &m.materials[0];
+    let sheen = mat.sheen.expect("KHR_materials_sheen imported");
+    assert_eq!(sheen.color_factor, [1.0, 1.0, 1.0]);
+    assert_eq!(sheen.roughness_factor, 1.0);
+    let color = sheen.color_texture.expect("sheen colour texture");
+    let rough = sheen.roughness_texture.expect("sheen roughness texture");
+    assert_eq!(color.texture, rough.texture);
+    let tiled = [[30.0, 0.0, 0.0], [0.0, -30.0, 0.0]];
+    assert_eq!(color.transform, tiled);
+    // Texture transforms on the normal and occlusion textures too (read from raw JSON).
+    assert_eq!(mat.normal_texture.unwrap().transform, tiled);
+    assert_eq!(mat.occlusion_texture.unwrap().transform, tiled);
+    assert_eq!(mat.base_color_texture.unwrap().transform, tiled);
+    use farview_scene::Filter;
+    let s = color.sampler;
+    assert_eq!((s.min, s.mipmap), (Filter::Linear, Some(Filter::Linear)));
+}
+
+#[test]
+fn texture_settings_samplers_have_their_wrap_and_filter_modes() {
+    use farview_scene::{Filter, Wrap};
+    for path in [
+        "TextureSettingsTest/glTF-Binary/TextureSettingsTest.glb",
+        "TextureSettingsTest/glTF/TextureSettingsTest.gltf",
+    ] {
+        let Some(m) = khronos(path) else { return };
+        let wraps = |name: &str| {
+            let s = material(&m, name).base_color_texture.unwrap().sampler;
+            assert_eq!(
+                (s.mag, s.min, s.mipmap),
+                (Filter::Linear, Filter::Nearest, Some(Filter::Linear)),
+                "{name}"
+            );
+            (s.wrap_u, s.wrap_v)
+        };
+        assert_eq!(
+            wraps("TextureMirrorMaterialT"),
+            (Wrap::Repeat, Wrap::MirroredRepeat)
+        );
+        assert_eq!(
+            wraps("TextureMirrorMaterialS"),
+            (Wrap::MirroredRepeat, Wrap::Repeat)
+        );
+        assert_eq!(
+            wraps("TextureClampMaterialT"),
+            (Wrap::Repeat, Wrap::ClampToEdge)
+        );
+        assert_eq!(
+            wraps("TextureClampMaterialS"),
+            (Wrap::ClampToEdge, Wrap::Repeat)
+        );
+        assert_eq!(
+            wraps("TextureRepeatMaterialT"),
+            (Wrap::ClampToEdge, Wrap::Repeat)
+        );
+        // Three images behind nine textures: each decoded once.
+        assert_eq!(m.textures.len(), 3, "{path}");
+    }
+    // Minification without mipmaps, and a texture without a sampler.
+    let Some(m) =
+        khronos("TextureLinearInterpolationTest/glTF-Binary/TextureLinearInterpolationTest.glb")
+    else {
+        return;
+    };
+    let s = m.materials[1].emissive_texture.unwrap().sampler;
+    assert_eq!(
+        (s.mag, s.min, s.mipmap),
+        (Filter::Linear, Filter::Linear, None)
+    );
+    let s = m.materials[2].base_color_texture.unwrap().sampler;
+    assert_eq!(s, farview_scene::Sampler::default());
+    let Some(m) = khronos("TextureTransformTest/glTF/TextureTransformTest.gltf") else {
+        return;
+    };
+    let s = material(&m, "Offset U").base_color_texture.unwrap().sampler;
+    assert_eq!(
+        (s.wrap_u, s.wrap_v, s.mipmap),
+        (Wrap::ClampToEdge, Wrap::ClampToEdge, None)
+    );
+}
+
+#[test]
+fn emissive_strength_multiplies_the_emissive_factor() {
+    let Some(m) = khronos("EmissiveStrengthTest/glTF-Binary/EmissiveStrengthTest.glb") else {
+        return;
+    };
+    for (name, strength) in [
+        ("Emit1", 1.0),
+        ("Emit2", 2.0),
+        ("Emit4", 4.0),
+        ("Emit8", 8.0),
+        ("Emit16", 16.0),
+    ] {
+        let e = material(&m, name).emissive_factor;
+        let want = [0.1f32, 0.5, 0.9].map(|c| c * strength);
+        for (got, want) in e.iter().zip(want) {
+            assert!((got - want).abs() < 1e-5, "{name}: {e:?}");
+        }
+    }
+}
+
+#[test]
+fn clearcoat_test_has_its_layers_and_coat_normal_tangents() {
+    let Some(m) = khronos("ClearCoatTest/glTF-Binary/ClearCoatTest.glb") else {
+        return;
+    };
+    assert!(material(&m, "Simple_Base").clearcoat.is_none());
+    let c = material(&m, "Simple_Coated").clearcoat.unwrap();
+    assert_eq!((c.factor, c.roughness_factor), (1.0, 0.03));
+    assert!(c.texture.is_none() && c.roughness_texture.is_none() && c.normal_texture.is_none());
+    let c = material(&m, "Partial_Coated").clearcoat.unwrap();
+    assert!(c.texture.is_some());
+    let c = material(&m, "RoughVariations_Coated").clearcoat.unwrap();
+    assert_eq!(c.roughness_factor, 1.0);
+    assert!(c.roughness_texture.is_some());
+    let c = material(&m, "CoatNorm_Coated").clearcoat.unwrap();
+    assert!(c.normal_texture.is_some());
+    assert_eq!(c.normal_scale, 1.0);
+    assert!(material(&m, "CoatNorm_Coated").normal_texture.is_none());
+    // The primitives with only a clearcoat normal map get tangents too (none in the file).
+    let coat = m
+        .materials
+        .iter()
+        .position(|mat| mat.name.as_deref() == Some("CoatNorm_Coated"))
+        .unwrap();
+    let prims: Vec<_> = m
+        .meshes
+        .iter()
+        .flat_map(|mesh| &mesh.primitives)
+        .filter(|p| p.material == Some(coat))
+        .collect();
+    assert!(!prims.is_empty());
+    for p in prims {
+        check_tangents(p, true);
+    }
+    // Primitives without a normal map carry none.
+    let plain = m
+        .materials
+        .iter()
+        .position(|mat| mat.name.as_deref() == Some("Simple_Base"))
+        .unwrap();
+    for p in m.meshes.iter().flat_map(|mesh| &mesh.primitives) {
+        if p.material == Some(plain) {
+            assert!(p.tangents.is_empty());
+        }
+    }
+}
+
+#[test]
+fn specular_transmission_volume_and_unlit_samples_have_their_data() {
+    if let Some(m) = khronos("SpecularTest/glTF-Binary/SpecularTest.glb") {
+        assert!(material(&m, "LabelMat").specular.is_none());
+        for (name, factor) in [
+            ("M1.1_specFac", 0.0),
+            ("M1.3_specFac", 0.212231),
+            ("M1.5_specFac", 1.0),
+        ] {
+            let s = material(&m, name).specular.unwrap();
+            assert_eq!(s.factor, factor, "{name}");
+            assert_eq!(s.color_factor, [1.0; 3], "{name}");
+        }
+        assert!(
+            material(&m, "M2_SpecTex")
+                .specular
+                .unwrap()
+                .texture
+                .is_some()
+        );
+        assert!(
+            material(&m, "M4_whiteTex")
+                .specular
+                .unwrap()
+                .color_texture
+                .is_some()
+        );
+        let colour = |name: &str| material(&m, name).specular.unwrap().color_factor;
+        assert_eq!(colour("M5.5_yellowFac"), [1.0, 1.0, 0.0]);
+        assert_eq!(colour("M7.5_HDR"), [25.0; 3], "colours above 1 are allowed");
+    }
+    if let Some(m) = khronos("TransmissionRoughnessTest/glTF-Binary/TransmissionRoughnessTest.glb")
+    {
+        for (name, ior) in [
+            ("Mat_IOR_1.0", 1.0),
+            ("Mat_IOR_1.33", 1.33),
+            ("Mat_IOR_1.50", 1.5),
+            ("Mat_IOR_2.42", 2.42),
+        ] {
+            let mat = material(&m, name);
+            assert_eq!(mat.ior, ior, "{name}");
+            assert_eq!(mat.transmission.unwrap().factor, 1.0, "{name}");
+            let v = mat.volume.unwrap();
+            assert_eq!(v.thickness_factor, 0.005, "{name}");
+            assert_eq!(v.attenuation_distance, f32::INFINITY, "{name}");
+        }
+        assert!(material(&m, "LabelMat").transmission.is_none());
+        assert_eq!(material(&m, "LabelMat").ior, 1.5);
+    }
+    if let Some(m) = khronos("AttenuationTest/glTF-Binary/AttenuationTest.glb") {
+        for (name, thickness) in [("R2_ThicknessFac_1.5", 1.5), ("R2_ThicknessFac_0.25", 0.25)] {
+            let mat = material(&m, name);
+            let v = mat.volume.unwrap();
+            assert_eq!(v.thickness_factor, thickness, "{name}");
+            assert_eq!(v.attenuation_distance, 1.0, "{name}");
+            assert_eq!(v.attenuation_color, [0.1, 0.5, 0.9], "{name}");
+            assert_eq!(mat.transmission.unwrap().factor, 1.0);
+        }
+        assert!(material(&m, "LabelMaterial").volume.is_none());
+    }
+    if let Some(m) = khronos("UnlitTest/glTF-Binary/UnlitTest.glb") {
+        assert_eq!(m.materials.len(), 2);
+        assert!(m.materials.iter().all(|mat| mat.unlit));
+        assert!(m.ignored_extensions.is_empty());
+    }
+}
+
+#[test]
+fn box_textured_asset_has_its_sampler() {
+    let m = import_file(
+        &assets(),
+        "BoxTextured/BoxTextured.gltf",
+        &ImportLimits::default(),
+    )
+    .unwrap();
+    use farview_scene::{Filter, Wrap};
+    let t = m.materials[0].base_color_texture.unwrap();
+    assert_eq!(
+        t.sampler,
+        farview_scene::Sampler {
+            wrap_u: Wrap::Repeat,
+            wrap_v: Wrap::Repeat,
+            mag: Filter::Linear,
+            min: Filter::Nearest,
+            mipmap: Some(Filter::Linear),
+        }
+    );
+    assert_eq!(m.materials[0].metallic_factor, 0.0);
+    // No normal map, so no tangents.
+    assert!(m.meshes[0].primitives[0].tangents.is_empty());
+}
+
+/// Generated tangents agree with the ones Blender exported with the sample (direction and
+/// handedness): the same file imported with and without its TANGENT attribute.
+#[test]
+fn generated_tangents_match_the_files_own() {
+    let Some(corpus) = corpus() else { return };
+    for path in [
+        "SheenCloth/glTF/SheenCloth.gltf",
+        "LightsPunctualLamp/glTF/LightsPunctualLamp.gltf",
+    ] {
+        let file = corpus.join("khronos").join(path);
+        let Ok(bytes) = std::fs::read(&file) else {
+            eprintln!("skipping: {path} not in the corpus");
+            continue;
+        };
+        let dir = file.parent().unwrap().to_path_buf();
+        let mut resolve = |uri: &str| {
+            std::fs::read(dir.join(uri)).map_err(|_| ImportError::NotFound(uri.to_owned()))
+        };
+        let limits = ImportLimits::default();
+        let with = import_gltf(&bytes, &mut resolve, &limits).unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        for mesh in json["meshes"].as_array_mut().unwrap() {
+            for p in mesh["primitives"].as_array_mut().unwrap() {
+                p["attributes"].as_object_mut().unwrap().remove("TANGENT");
+            }
+        }
+        let stripped = serde_json::to_vec(&json).unwrap();
+        let without = import_gltf(&stripped, &mut resolve, &limits).unwrap();
+        let pairs = with
+            .meshes
+            .iter()
+            .flat_map(|m| &m.primitives)
+            .zip(without.meshes.iter().flat_map(|m| &m.primitives))
+            .filter(|(a, _)| !a.tangents.is_empty());
+        let mut checked = 0;
+        for (file_p, gen_p) in pairs {
+            check_tangents(gen_p, true);
+            // Where MikkTSpace split no vertex the two line up one to one.
+            let n = file_p.positions.len();
+            assert_eq!(gen_p.positions[..n], file_p.positions[..], "{path}");
+            let (mut same_sign, mut dot) = (0usize, 0f64);
+            for (a, b) in file_p.tangents.iter().zip(&gen_p.tangents) {
+                same_sign += usize::from(a[3] == b[3]);
+                dot += f64::from(a[0] * b[0] + a[1] * b[1] + a[2] * b[2]);
+            }
+            let (same_sign, dot) = (same_sign as f64 / n as f64, dot / n as f64);
+            eprintln!(
+                "{path}: {n} vertices, handedness agrees on {same_sign:.4}, mean dot {dot:.4}"
+            );
+            assert!(same_sign > 0.99, "{path}: handedness agrees on {same_sign}");
+            assert!(dot > 0.98, "{path}: mean dot {dot}");
+            checked += 1;
+        }
+        assert!(checked > 0, "{path}: no normal-mapped primitive");
+    }
 }

@@ -1,28 +1,28 @@
 //! Walking a parsed glTF document into a [`Model`]: references checked by item, buffers loaded,
-//! every accessor range checked, then materials and their textures, meshes, the node hierarchy
-//! and the parts kept as data only (lights, animations, skins, cameras).
+//! every accessor range checked, then materials and their textures ([`super::material`]), meshes,
+//! material variants, the node hierarchy and the parts kept as data only (lights, animations,
+//! skins, cameras).
 //!
 //! The hierarchy is walked iteratively and its work is bounded by the node count
 //! ([`ImportLimits::max_nodes`]), not by depth: a valid chain of any depth within the node limit
 //! loads.
 
-use std::collections::HashMap;
-
 use glam::{Mat4, Quat, Vec3};
 
-use crate::model::{Material, Mesh, Model, ModelExtras, ModelNode, Transform, UV_IDENTITY};
+use crate::model::{Mesh, Model, ModelExtras, ModelNode, Transform};
 
 use super::ImportLimits;
 use super::accessor::{check_accessor, view_range};
 use super::error::{ImportError, ImportProblem, invalid};
-use super::image::{ImageLimits, load_image};
+use super::material::{check_material_references, import_materials};
 use super::primitive::{Budget, import_primitive};
 use super::sandbox::load_uri;
 
 /// Checks that each primitive has a POSITION and that the references the importer follows
-/// (primitive accessors and materials, base colour textures and their images, node children and
-/// meshes) exist, so a broken one is reported with the indices of the items involved rather
-/// than as a JSON path. Runs before the `gltf` crate's own validation, which catches the rest.
+/// (primitive accessors, materials and variant mappings, material textures with their images and
+/// samplers, node children and meshes) exist, so a broken one is reported with the indices of
+/// the items involved rather than as a JSON path. Runs before the `gltf` crate's own validation,
+/// which catches the rest.
 pub(super) fn check_references(json: &gltf::json::Root) -> Result<(), ImportError> {
     for (m, mesh) in json.meshes.iter().enumerate() {
         for (p, prim) in mesh.primitives.iter().enumerate() {
@@ -68,29 +68,14 @@ pub(super) fn check_references(json: &gltf::json::Root) -> Result<(), ImportErro
                     )),
                 });
             }
+            check_variant_mappings(json, prim).map_err(|problem| ImportError::Primitive {
+                mesh: m,
+                primitive: p,
+                problem,
+            })?;
         }
     }
-    for (m, mat) in json.materials.iter().enumerate() {
-        let Some(info) = &mat.pbr_metallic_roughness.base_color_texture else {
-            continue;
-        };
-        let t = info.index.value();
-        let Some(texture) = json.textures.get(t) else {
-            return Err(ImportError::Material {
-                material: m,
-                texture: Some(t),
-                problem: invalid("has a base colour texture that does not exist"),
-            });
-        };
-        if texture.source.value() >= json.images.len() {
-            return Err(ImportError::Image {
-                image: texture.source.value(),
-                texture: Some(t),
-                material: Some(m),
-                problem: invalid("does not exist"),
-            });
-        }
-    }
+    check_material_references(json)?;
     for (i, node) in json.nodes.iter().enumerate() {
         let node_error = |why: String| ImportError::Node {
             node: i,
@@ -113,6 +98,39 @@ pub(super) fn check_references(json: &gltf::json::Root) -> Result<(), ImportErro
             return Err(node_error(format!(
                 "refers to mesh {}, which does not exist",
                 mesh.value()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a primitive's `KHR_materials_variants` mappings: each names a material and variants
+/// that exist.
+fn check_variant_mappings(
+    json: &gltf::json::Root,
+    prim: &gltf::json::mesh::Primitive,
+) -> Result<(), ImportProblem> {
+    let variants = json
+        .extensions
+        .as_ref()
+        .and_then(|e| e.khr_materials_variants.as_ref())
+        .map_or(0, |v| v.variants.len());
+    let mappings = prim
+        .extensions
+        .as_ref()
+        .and_then(|e| e.khr_materials_variants.as_ref())
+        .map_or(&[][..], |v| v.mappings.as_slice());
+    for mapping in mappings {
+        if mapping.material as usize >= json.materials.len() {
+            return Err(invalid(format!(
+                "maps variants to material {}, which does not exist",
+                mapping.material
+            )));
+        }
+        if let Some(v) = mapping.variants.iter().find(|v| **v as usize >= variants) {
+            return Err(invalid(format!(
+                "maps variant {v} to material {}, but the file has {variants} variants",
+                mapping.material
             )));
         }
     }
@@ -179,7 +197,7 @@ pub(super) fn import_document(
             extras.morph_targets = extras
                 .morph_targets
                 .saturating_add(prim.morph_targets().len() as u32);
-            match import_primitive(&mesh, &prim, &buffers, &mut budget)
+            match import_primitive(&mesh, &prim, &buffers, &materials, &mut budget)
                 .map_err(|e| e.in_primitive(mesh.index(), prim.index()))?
             {
                 Some(p) => primitives.push(p),
@@ -217,6 +235,12 @@ pub(super) fn import_document(
         textures,
         nodes,
         roots,
+        variants: doc
+            .variants()
+            .into_iter()
+            .flatten()
+            .map(|v| v.name().to_owned())
+            .collect(),
         ignored_extensions: Vec::new(),
         extras,
     })
@@ -251,72 +275,6 @@ fn load_buffers(
         buffers.push(data);
     }
     Ok(buffers)
-}
-
-/// Materials, and the textures their base colour uses (each image decoded once).
-fn import_materials(
-    doc: &gltf::Document,
-    buffers: &[Vec<u8>],
-    resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>,
-    limits: &ImportLimits,
-    step: &mut dyn FnMut(u8) -> Result<(), ImportError>,
-) -> Result<(Vec<Material>, Vec<crate::model::Texture>), ImportError> {
-    let image_limits = ImageLimits {
-        max_bytes: limits.max_file_bytes,
-        max_textures: limits.max_textures,
-        max_dim: limits.max_texture_dim,
-    };
-    let material_count = doc.as_json().materials.len().max(1);
-    let mut textures = Vec::new();
-    let mut image_slots: HashMap<usize, Option<usize>> = HashMap::new();
-    let mut materials = Vec::with_capacity(doc.as_json().materials.len());
-    for (i, m) in doc.materials().enumerate() {
-        step(25 + (35 * i / material_count) as u8)?;
-        let pbr = m.pbr_metallic_roughness();
-        let (tex_coord, uv_transform) = pbr
-            .base_color_texture()
-            .map_or((0, UV_IDENTITY), |info| uv_transform(&info));
-        let base_color_texture = match pbr.base_color_texture() {
-            Some(info) => {
-                let image = info.texture().source().index();
-                match image_slots.get(&image) {
-                    Some(slot) => *slot,
-                    None => {
-                        let slot =
-                            load_image(image, doc, buffers, resolve, &image_limits, &mut textures)
-                                .map_err(|e| e.for_texture(info.texture().index(), i))?;
-                        image_slots.insert(image, slot);
-                        slot
-                    }
-                }
-            }
-            None => None,
-        };
-        let strength = m.emissive_strength().unwrap_or(1.0);
-        let e = m.emissive_factor();
-        materials.push(Material {
-            name: m.name().map(str::to_owned),
-            base_color_factor: pbr.base_color_factor(),
-            base_color_texture,
-            metallic_factor: pbr.metallic_factor(),
-            roughness_factor: pbr.roughness_factor(),
-            emissive_factor: [e[0] * strength, e[1] * strength, e[2] * strength],
-            double_sided: m.double_sided(),
-            alpha_mode: match m.alpha_mode() {
-                gltf::material::AlphaMode::Opaque => crate::model::AlphaMode::Opaque,
-                gltf::material::AlphaMode::Mask => crate::model::AlphaMode::Mask,
-                gltf::material::AlphaMode::Blend => crate::model::AlphaMode::Blend,
-            },
-            alpha_cutoff: m
-                .alpha_cutoff()
-                .filter(|c| c.is_finite())
-                .unwrap_or(0.5)
-                .clamp(0.0, 1.0),
-            base_color_tex_coord: tex_coord,
-            base_color_uv_transform: uv_transform,
-        });
-    }
-    Ok((materials, textures))
 }
 
 /// The nodes and the roots of the default scene. Each node may have one parent and may not be
@@ -408,30 +366,6 @@ fn node_transform(n: &gltf::Node<'_>) -> Option<Transform> {
             t.is_finite().then_some(t)
         }
     }
-}
-
-/// The UV set and `KHR_texture_transform` of a texture reference, as a 2x3 affine matrix
-/// (translation x rotation x scale, as the extension's reference shader composes them). Only
-/// sets 0 and 1 are imported; others fall back to 0.
-fn uv_transform(info: &gltf::texture::Info<'_>) -> (u32, [[f32; 3]; 2]) {
-    let mut set = info.tex_coord();
-    let mut m = UV_IDENTITY;
-    if let Some(t) = info.texture_transform() {
-        if let Some(c) = t.tex_coord() {
-            set = c;
-        }
-        let [ox, oy] = t.offset();
-        let [sx, sy] = t.scale();
-        let r = t.rotation();
-        let (sin, cos) = r.sin_cos();
-        // The ratified README's column-major rotation mat3(cos, sin, 0, -sin, cos, 0, ...), as
-        // rows of T * R * S.
-        let candidate = [[cos * sx, -sin * sy, ox], [sin * sx, cos * sy, oy]];
-        if candidate.iter().flatten().all(|v| v.is_finite()) {
-            m = candidate;
-        }
-    }
-    (if set <= 1 { set } else { 0 }, m)
 }
 
 /// `KHR_lights_punctual` lights placed on nodes; values out of range are clamped, not refused

@@ -9,15 +9,18 @@
 //!
 //! The parts, each using only those listed before it: [`error`] (what went wrong, and where),
 //! [`sandbox`] (paths and URIs), [`accessor`] (buffer views and accessor data), [`image`]
-//! (textures), [`primitive`] (one mesh primitive), [`gltf`] (the document walk). This file holds
-//! the entry points and the checks on the file as a whole.
+//! (texture images), [`material`] (materials, their texture slots and samplers), [`tangent`]
+//! (MikkTSpace tangents), [`primitive`] (one mesh primitive), [`gltf`] (the document walk). This
+//! file holds the entry points and the checks on the file as a whole.
 
 mod accessor;
 mod error;
 mod gltf;
 mod image;
+mod material;
 mod primitive;
 mod sandbox;
+mod tangent;
 
 use std::path::Path;
 
@@ -69,6 +72,14 @@ const SUPPORTED_EXTENSIONS: &[&str] = &[
     "KHR_texture_transform",
     "KHR_materials_emissive_strength",
     "KHR_lights_punctual",
+    "KHR_materials_unlit",
+    "KHR_materials_ior",
+    "KHR_materials_specular",
+    "KHR_materials_clearcoat",
+    "KHR_materials_sheen",
+    "KHR_materials_transmission",
+    "KHR_materials_volume",
+    "KHR_materials_variants",
 ];
 
 /// Imports `relative` (`/`-separated, relative to `assets_root`) from disk, sandboxed to the root.

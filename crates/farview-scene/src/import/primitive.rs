@@ -1,17 +1,19 @@
 //! One mesh primitive to a triangle list: the vertex and index budget reserved before anything
 //! is read, attributes read through [`super::accessor`], strips and fans unrolled, flat normals
-//! generated where the file has none.
+//! generated where the file has none, `KHR_materials_variants` mappings, and tangents for
+//! primitives whose materials have a normal map (from the file, else [`super::tangent`]).
 //!
 //! Accessor errors come back naming the accessor only; the caller adds the mesh and primitive.
 
 use glam::Vec3;
-use gltf::accessor::Dimensions;
+use gltf::accessor::{DataType, Dimensions};
 use gltf::mesh::Mode;
 
-use crate::model::{Aabb, Primitive};
+use crate::model::{Aabb, Material, Primitive};
 
 use super::accessor::{read_indices, read_vec};
 use super::error::{ImportError, ImportProblem, invalid, over};
+use super::tangent;
 
 /// Vertices and triangle-list indices the model's primitives will hold, reserved before reading.
 pub(super) struct Budget {
@@ -40,11 +42,73 @@ impl Budget {
     }
 }
 
-/// The primitive as a triangle list, or `None` for points and lines (not drawn).
+/// The `KHR_materials_variants` mappings of a primitive (checked by `check_references`) as
+/// (variant, material) pairs; a variant listed twice keeps its first material.
+fn variant_materials(prim: &gltf::Primitive<'_>) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for mapping in prim.mappings() {
+        let Some(material) = mapping.material().index() else {
+            continue;
+        };
+        for &v in mapping.variants() {
+            if !out.iter().any(|(have, _)| *have == v as usize) {
+                out.push((v as usize, material));
+            }
+        }
+    }
+    out
+}
+
+/// Reads a `TANGENT` accessor: VEC4 of floats (or, with `KHR_mesh_quantization`, normalized
+/// bytes or shorts), every value finite.
+fn read_tangents(
+    acc: &gltf::Accessor<'_>,
+    buffers: &[Vec<u8>],
+) -> Result<Vec<[f32; 4]>, ImportError> {
+    let fail = |problem| ImportError::Accessor {
+        mesh: None,
+        primitive: None,
+        accessor: acc.index(),
+        problem,
+    };
+    let float = match acc.data_type() {
+        DataType::F32 => true,
+        DataType::I8 | DataType::I16 => acc.normalized(),
+        _ => false,
+    };
+    if acc.dimensions() != Dimensions::Vec4 || !float {
+        return Err(fail(invalid(format!(
+            "holds {:?} {:?}{} where TANGENT needs VEC4 floats",
+            acc.dimensions(),
+            acc.data_type(),
+            if acc.normalized() {
+                " (normalized)"
+            } else {
+                ""
+            }
+        ))));
+    }
+    let tangents = read_vec::<4>(acc, buffers)?;
+    if tangents.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(fail(invalid("holds non-finite tangents")));
+    }
+    Ok(tangents)
+}
+
+/// Appends a copy of vertex `s`'s value to an attribute (nothing for an absent one).
+fn copy_vertex<T: Copy>(attribute: &mut Vec<T>, s: usize) {
+    if let Some(v) = attribute.get(s).copied() {
+        attribute.push(v);
+    }
+}
+
+/// The primitive as a triangle list, or `None` for points and lines (not drawn). `materials`
+/// are the model's, to see whether the primitive's (or one of its variants') has a normal map.
 pub(super) fn import_primitive(
     mesh: &gltf::Mesh<'_>,
     prim: &gltf::Primitive<'_>,
     buffers: &[Vec<u8>],
+    materials: &[Material],
     budget: &mut Budget,
 ) -> Result<Option<Primitive>, ImportError> {
     let fail = |problem| ImportError::Primitive {
@@ -95,6 +159,7 @@ pub(super) fn import_primitive(
         Some(a) => Some(read_vec::<3>(&a, buffers)?),
         None => None,
     };
+    let has_uvs = prim.get(&gltf::Semantic::TexCoords(0)).is_some();
     let mut uvs = match prim.get(&gltf::Semantic::TexCoords(0)) {
         Some(a) => read_vec::<2>(&a, buffers)?,
         None => vec![[0.0; 2]; n],
@@ -111,10 +176,28 @@ pub(super) fn import_primitive(
         Some(a) => read_vec::<4>(&a, buffers)?,
         None => Vec::new(),
     };
+    let variant_materials = variant_materials(prim);
+    // The normal map whose UV set tangents follow: the material's, else a variant's.
+    let normal_map = prim
+        .material()
+        .index()
+        .into_iter()
+        .chain(variant_materials.iter().map(|(_, m)| *m))
+        .filter_map(|m| materials.get(m))
+        .flat_map(Material::normal_maps)
+        .next()
+        .copied();
+    // Without normals the file's tangents are ignored (as the specification says): flat normals
+    // get generated tangents.
+    let mut tangents = match prim.get(&gltf::Semantic::Tangents) {
+        Some(a) if normal_map.is_some() && normals.is_some() => read_tangents(&a, buffers)?,
+        _ => Vec::new(),
+    };
     if normals.as_ref().is_some_and(|v| v.len() != n)
         || uvs.len() != n
         || (!uvs1.is_empty() && uvs1.len() != n)
         || (!colors.is_empty() && colors.len() != n)
+        || (!tangents.is_empty() && tangents.len() != n)
     {
         return Err(fail(invalid(
             "has attributes that disagree on vertex count",
@@ -177,7 +260,37 @@ pub(super) fn import_primitive(
         colors = c2;
         normals = Some(n2);
     }
-    let normals = normals.unwrap_or_default();
+    let mut normals = normals.unwrap_or_default();
+    if let Some(map) = normal_map {
+        if tangents.is_empty() {
+            let set = match map.tex_coord {
+                0 if has_uvs => Some(&uvs),
+                1 if !uvs1.is_empty() => Some(&uvs1),
+                _ => None,
+            };
+            match set {
+                Some(set) => {
+                    let (generated, sources) =
+                        tangent::generate(&positions, &normals, set, &mut indices);
+                    budget.take(sources.len() as u64, 0).map_err(fail)?;
+                    for &s in &sources {
+                        let s = s as usize;
+                        copy_vertex(&mut positions, s);
+                        copy_vertex(&mut normals, s);
+                        copy_vertex(&mut uvs, s);
+                        copy_vertex(&mut uvs1, s);
+                        copy_vertex(&mut colors, s);
+                    }
+                    tangents = generated;
+                }
+                None => tangents = normals.iter().map(|n| tangent::perpendicular(*n)).collect(),
+            }
+        } else {
+            for (t, n) in tangents.iter_mut().zip(&normals) {
+                *t = tangent::clean(*t, *n);
+            }
+        }
+    }
     let bounds = Aabb::from_points(positions.iter().map(|p| Vec3::from_array(*p)));
     for c in &mut colors {
         *c = c.map(|v| {
@@ -194,8 +307,10 @@ pub(super) fn import_primitive(
         uvs,
         uvs1,
         colors,
+        tangents,
         indices,
         material: prim.material().index(),
+        variant_materials,
         bounds,
     }))
 }

@@ -36,7 +36,7 @@ impl Scene {
         Ok(())
     }
 
-    /// Removes a light (light 0, the default sun, too).
+    /// Removes a light.
     pub fn remove_light(&mut self, id: LightId) -> Result<(), SceneError> {
         let before = self.lights.len();
         self.lights.retain(|(i, _)| *i != id);

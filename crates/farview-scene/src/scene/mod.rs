@@ -7,12 +7,15 @@
 //! material overrides, drawables, stats), [`lights`] (lights and cut planes), [`spatial`]
 //! (bounds and raycasts).
 
+mod framing;
 mod hierarchy;
 mod lights;
 mod overrides;
 mod spatial;
 #[cfg(test)]
 mod tests;
+
+pub use framing::ViewFit;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -216,7 +219,9 @@ impl Default for Scene {
 }
 
 impl Scene {
-    /// An empty scene holding at most `max_entities` entities, lit by [`Light::SUN`] (light 0).
+    /// An empty scene holding at most `max_entities` entities, with no lights of its own: the
+    /// renderer's environment lights it (image-based lighting), as the glTF reference viewer
+    /// does. Clients add [`Light::SUN`] or others when they want punctual light.
     pub fn new(max_entities: usize) -> Self {
         Self {
             entities: HashMap::new(),
@@ -224,7 +229,7 @@ impl Scene {
             models: Vec::new(),
             model_refs: Vec::new(),
             bvhs: HashMap::new(),
-            lights: vec![(0, Light::SUN)],
+            lights: Vec::new(),
             cut_planes: Vec::new(),
             next_id: 1,
             next_light: 1,

@@ -80,6 +80,7 @@ impl Scene {
                         see_through: state.see_through == Some(true),
                         selected: state.selected == Some(true),
                         tint: state.tint,
+                        variant: state.variant,
                         material,
                     },
                 });

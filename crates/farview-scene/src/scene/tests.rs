@@ -21,6 +21,7 @@ fn triangle_model() -> Model {
             min: Vec3::ZERO,
             max: Vec3::new(1.0, 1.0, 0.0),
         },
+        ..Primitive::default()
     };
     Model {
         meshes: vec![Mesh {
@@ -229,6 +230,52 @@ fn batched_transforms_are_all_or_nothing() {
 }
 
 #[test]
+fn material_variants_inherit_down_the_hierarchy() {
+    let (mut scene, info) = tri_scene();
+    let mid = info.hierarchy[1].entity;
+    let leaf = info.hierarchy[2].entity;
+    assert_eq!(scene.drawables()[0].state.variant, None);
+    scene
+        .set_state_override(
+            info.root,
+            StateOverride {
+                variant: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(scene.drawables()[0].state.variant, Some(2));
+    scene
+        .set_state_override(
+            mid,
+            StateOverride {
+                variant: Some(0),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        scene.drawables()[0].state.variant,
+        Some(0),
+        "nearest ancestor wins"
+    );
+    scene
+        .set_state_override(
+            leaf,
+            StateOverride {
+                variant: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(scene.drawables()[0].state.variant, Some(1));
+    // A primitive without a mapping for the variant draws its own material.
+    let model = scene.model(info.model).unwrap();
+    let prim = &model.meshes[0].primitives[0];
+    assert_eq!(prim.material_for_variant(Some(1)), prim.material);
+}
+
+#[test]
 fn state_overrides_inherit_unless_overridden() {
     let (mut scene, info) = tri_scene();
     let mid = info.hierarchy[1].entity;
@@ -364,7 +411,7 @@ fn local_bounds_are_in_the_entity_space() {
 #[test]
 fn lights_and_cut_planes_are_bounded_and_validated() {
     let mut scene = Scene::default();
-    assert_eq!(scene.lights().len(), 1, "the default sun");
+    assert!(scene.lights().is_empty(), "the environment lights a new scene");
     let point = Light {
         kind: crate::LightKind::Point,
         color: [1.0, 0.0, 0.0],
@@ -374,7 +421,7 @@ fn lights_and_cut_planes_are_bounded_and_validated() {
         range: Some(5.0),
     };
     let id = scene.add_light(point).unwrap();
-    for _ in 2..MAX_LIGHTS {
+    for _ in 1..MAX_LIGHTS {
         scene.add_light(point).unwrap();
     }
     assert_eq!(
@@ -389,8 +436,8 @@ fn lights_and_cut_planes_are_bounded_and_validated() {
         scene.update_light(id, bad),
         Err(SceneError::InvalidArgument(_))
     ));
-    scene.remove_light(0).unwrap();
-    assert_eq!(scene.remove_light(0), Err(SceneError::NoSuchLight(0)));
+    scene.remove_light(id).unwrap();
+    assert_eq!(scene.remove_light(id), Err(SceneError::NoSuchLight(id)));
     assert!(
         scene
             .add_cut_plane(CutPlane {
