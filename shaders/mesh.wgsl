@@ -185,12 +185,20 @@ fn vs_outline(v: VertexIn) -> OutlineOut {
     var out: OutlineOut;
     let world = draw.model * vec4<f32>(v.position, 1.0);
     var clip = globals.view_proj * world;
-    let n = (draw.normal * vec4<f32>(v.normal, 0.0)).xyz;
-    let n_clip = (globals.view_proj * vec4<f32>(n, 0.0)).xy;
-    let len = length(n_clip);
+    // Push out along the normal as seen on screen; where the normal faces the camera (flat
+    // parts, whose screen normal is too short to give a direction), away from the entity's
+    // origin on screen instead.
+    let n = normalize((draw.normal * vec4<f32>(v.normal, 0.0)).xyz);
+    let n_clip = globals.view_proj * vec4<f32>(n, 0.0);
+    var dir = n_clip.xy;
+    if (length(n_clip.xy) < 0.5 * length(n_clip.xyw)) {
+        let origin = globals.view_proj * vec4<f32>(draw.model[3].xyz, 1.0);
+        dir = clip.xy / max(clip.w, 1e-6) - origin.xy / max(origin.w, 1e-6);
+    }
+    let len = length(dir);
     if (len > 1e-6) {
         let px = globals.outline.x * 2.0 / max(globals.outline.yz, vec2<f32>(1.0));
-        clip = vec4<f32>(clip.xy + n_clip / len * px * clip.w, clip.zw);
+        clip = vec4<f32>(clip.xy + dir / len * px * clip.w, clip.zw);
     }
     out.clip = clip;
     out.world = world.xyz;

@@ -178,7 +178,8 @@ pub fn ssim(a: &[u8], b: &[u8], width: u32, height: u32) -> f64 {
         let mut horizontal = vec![0.0; ow * h];
         for row in 0..h {
             for col in 0..ow {
-                horizontal[row * ow + col] = (0..11).map(|k| kernel[k] * p[row * w + col + k]).sum();
+                horizontal[row * ow + col] =
+                    (0..11).map(|k| kernel[k] * p[row * w + col + k]).sum();
             }
         }
         let oh = h - 10;
@@ -345,7 +346,9 @@ pub fn run_suite(
         if !only.is_empty() && !only.contains(&scene.name) {
             continue;
         }
-        let golden_path = goldens_dir().join("png").join(format!("{}.png", scene.name));
+        let golden_path = goldens_dir()
+            .join("png")
+            .join(format!("{}.png", scene.name));
         if !golden_path.exists() {
             missing.push(scene.name.clone());
             continue;

@@ -26,11 +26,21 @@ fn frames_match_the_reference_viewer() {
     let env = Environment::load_default(&gpu).expect("default environment");
     let lighting = golden::reference_lighting(env);
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("goldens");
-    let (scores, missing) =
-        golden::run_suite(&gpu, &lighting, RenderQuality::default(), &corpus, &out, &[]).unwrap();
+    let (scores, missing) = golden::run_suite(
+        &gpu,
+        &lighting,
+        RenderQuality::default(),
+        &corpus,
+        &out,
+        &[],
+    )
+    .unwrap();
     eprintln!("{}", golden::table(&scores));
     eprintln!("frames written to {out:?}");
-    assert!(missing.is_empty(), "scenes without a golden PNG: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "scenes without a golden PNG: {missing:?}"
+    );
     let failed: Vec<_> = scores.iter().filter_map(|s| s.error.as_ref()).collect();
     assert!(failed.is_empty(), "scenes that did not render: {failed:?}");
     assert!(scores.len() >= 30, "only {} scenes", scores.len());
@@ -42,11 +52,19 @@ fn frames_match_the_reference_viewer() {
         .map(|s| format!("{} {:.3}/{:.3}", s.name, s.ssim, s.ssim_h264))
         .collect();
     assert!(low.is_empty(), "below SSIM {MIN_SSIM}: {low:?}");
-    assert!(mean(|s| s.ssim) >= MEAN_SSIM, "mean SSIM {:.4}", mean(|s| s.ssim));
+    assert!(
+        mean(|s| s.ssim) >= MEAN_SSIM,
+        "mean SSIM {:.4}",
+        mean(|s| s.ssim)
+    );
     assert!(
         mean(|s| s.ssim_h264) >= MEAN_SSIM - H264_SSIM_SLACK,
         "mean SSIM after H.264 {:.4}",
         mean(|s| s.ssim_h264)
     );
-    assert!(mean(|s| s.psnr) >= MEAN_PSNR, "mean PSNR {:.2}", mean(|s| s.psnr));
+    assert!(
+        mean(|s| s.psnr) >= MEAN_PSNR,
+        "mean PSNR {:.2}",
+        mean(|s| s.psnr)
+    );
 }

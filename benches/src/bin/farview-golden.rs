@@ -55,7 +55,9 @@ fn main() -> anyhow::Result<()> {
                 .find(|g| g.name == s.name)
                 .context("scene vanished")?;
             let g = golden::read_png(
-                &golden::goldens_dir().join("png").join(format!("{}.png", s.name)),
+                &golden::goldens_dir()
+                    .join("png")
+                    .join(format!("{}.png", s.name)),
                 scene.width,
                 scene.height,
             )?;

@@ -126,9 +126,9 @@ impl MaterialUniform {
         let specular = m.specular.unwrap_or_default();
         let e = m.emissive_factor;
         let uv = Slot::ALL.map(|slot| {
-            let (t, set) = slot
-                .of(m)
-                .map_or((farview_scene::UV_IDENTITY, 0), |r| (r.transform, r.tex_coord));
+            let (t, set) = slot.of(m).map_or((farview_scene::UV_IDENTITY, 0), |r| {
+                (r.transform, r.tex_coord)
+            });
             TexTransform {
                 row0: [t[0][0], t[0][1], t[0][2], set as f32],
                 row1: [t[1][0], t[1][1], t[1][2], 0.0],

@@ -144,14 +144,12 @@ impl MeshPass {
             make_pipeline(false, true),
             make_pipeline(true, true),
         ];
-        let sky_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("sky"),
-            bind_group_layouts: &[Some(&globals_layout), None, None, Some(environment_layout)],
-            immediate_size: 0,
-        });
+        // The sky and the outline share the mesh pipelines' layout even though they use fewer
+        // groups: wgpu's GL backend assigns texture slots per layout and does not rebind a group
+        // that stays bound across a layout switch, so differing layouts read stale slots.
         let sky = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
             label: Some("sky"),
-            layout: Some(&sky_layout),
+            layout: Some(&layout),
             vertex: wgpu::VertexState {
                 module: &shader,
                 entry_point: Some("vs_sky"),
@@ -181,11 +179,6 @@ impl MeshPass {
             multiview_mask: None,
             cache: None,
         });
-        let outline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("outline"),
-            bind_group_layouts: &[Some(&globals_layout), Some(&draw_layout), None, None],
-            immediate_size: 0,
-        });
         let outside_selection = wgpu::StencilFaceState {
             compare: wgpu::CompareFunction::NotEqual,
             fail_op: wgpu::StencilOperation::Keep,
@@ -194,7 +187,7 @@ impl MeshPass {
         };
         let outline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
             label: Some("outline"),
-            layout: Some(&outline_layout),
+            layout: Some(&layout),
             vertex: wgpu::VertexState {
                 module: &shader,
                 entry_point: Some("vs_outline"),
@@ -282,6 +275,7 @@ impl MeshPass {
         camera: &Camera,
         look: &FrameLook<'_>,
         environment: &EnvironmentBinding,
+        fallback_material: &wgpu::BindGroup,
         store: &mut GpuModelStore,
     ) -> Result<RenderStats, RenderError> {
         let (device, queue) = (ctx.device(), ctx.queue());
@@ -373,7 +367,10 @@ impl MeshPass {
         let mut current_pipeline = None;
         for blended_pass in [false, true] {
             if blended_pass && look.lighting.show_environment {
+                // Groups 1 and 2 are unused by the sky but must be bound.
                 pass.set_pipeline(&self.sky);
+                pass.set_bind_group(1, &self.draw_bind_group, &[0]);
+                pass.set_bind_group(2, fallback_material, &[]);
                 pass.draw(0..3, 0..1);
                 current_pipeline = None;
             }
@@ -432,6 +429,7 @@ impl MeshPass {
                 };
                 if !bound_pipeline {
                     pass.set_pipeline(&self.outline);
+                    pass.set_bind_group(2, fallback_material, &[]);
                     pass.set_stencil_reference(1);
                     bound_pipeline = true;
                 }

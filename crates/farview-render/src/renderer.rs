@@ -57,6 +57,8 @@ pub struct FrameRenderer {
     mesh: MeshPass,
     environment_layout: wgpu::BindGroupLayout,
     environment: EnvironmentBinding,
+    /// The glTF default material, bound where a pass needs group 2 but draws no material.
+    fallback_material: wgpu::BindGroup,
     quality: RenderQuality,
     started: Instant,
     i420: Option<GpuI420>,
@@ -104,6 +106,8 @@ impl FrameRenderer {
             1
         };
         let materials = MaterialShared::new(ctx, anisotropy);
+        let fallback_material =
+            materials.bind_group(ctx.device(), &farview_scene::Material::default(), &[])?;
         let environment_layout = environment_binding::layout(ctx.device());
         let environment = EnvironmentBinding::new(ctx, &environment_layout, &lighting)?;
         let mesh = MeshPass::new(ctx, &materials.layout, &environment_layout, targets.samples);
@@ -116,6 +120,7 @@ impl FrameRenderer {
             mesh,
             environment_layout,
             environment,
+            fallback_material,
             quality: RenderQuality {
                 msaa_samples: samples,
                 anisotropy,
@@ -279,6 +284,7 @@ impl FrameRenderer {
             camera,
             &look,
             &self.environment,
+            &self.fallback_material,
             &mut self.models,
         )?;
         let buffer = self
