@@ -284,19 +284,27 @@ pub fn h264_round_trip(
     Ok(out.stdout)
 }
 
-/// A contact sheet: one row per scene, golden on the left and Farview on the right, each
-/// scaled to `cell` pixels square.
-pub fn contact_sheet(rows: &[(&[u8], &[u8], u32, u32)], cell: u32) -> (Vec<u8>, u32, u32) {
-    let (sw, sh) = (cell * 2, cell * rows.len() as u32);
-    let mut out = vec![0u8; (sw * sh * 4) as usize];
-    for (r, (golden, ours, w, h)) in rows.iter().enumerate() {
+/// A contact sheet: scene pairs (golden on the left, Farview on the right, each scaled to
+/// `cell` pixels square) in reading order, `pairs_per_row` pairs to a row, one pixel of gap.
+pub fn contact_sheet(
+    pairs: &[(&[u8], &[u8], u32, u32)],
+    cell: u32,
+    pairs_per_row: u32,
+) -> (Vec<u8>, u32, u32) {
+    let per_row = pairs_per_row.max(1);
+    let rows = (pairs.len() as u32).div_ceil(per_row);
+    let pair_w = cell * 2 + 4;
+    let (sw, sh) = (pair_w * per_row, (cell + 4) * rows);
+    let mut out = vec![255u8; (sw * sh * 4) as usize];
+    for (i, (golden, ours, w, h)) in pairs.iter().enumerate() {
+        let (ox, oy) = ((i as u32 % per_row) * pair_w, (i as u32 / per_row) * (cell + 4));
         for (c, img) in [golden, ours].iter().enumerate() {
             for y in 0..cell {
                 for x in 0..cell {
                     let (sx, sy) = (x * w / cell, y * h / cell);
                     let src = ((sy * w + sx) * 4) as usize;
-                    let dx = c as u32 * cell + x;
-                    let dy = r as u32 * cell + y;
+                    let dx = ox + c as u32 * (cell + 1) + x;
+                    let dy = oy + y;
                     let dst = ((dy * sw + dx) * 4) as usize;
                     if let (Some(s), Some(d)) = (img.get(src..src + 4), out.get_mut(dst..dst + 4)) {
                         d.copy_from_slice(s);

@@ -72,8 +72,7 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(|(g, o, w, h)| (g.as_slice(), o.as_slice(), *w, *h))
             .collect();
-        // Two columns of scene pairs would be wider; one pair per row keeps names in order.
-        let (rgba, w, h) = golden::contact_sheet(&rows, 160);
+        let (rgba, w, h) = golden::contact_sheet(&rows, 160, 3);
         golden::write_png(&sheet, &rgba, w, h)?;
         println!("contact sheet: {sheet:?} ({w}x{h})");
     }

@@ -32,9 +32,10 @@ mod stats;
 pub use connection::{ConnectOptions, Connection, Frame, LoadProgress, PendingReply};
 pub use error::ClientError;
 pub use farview_protocol::{
-    CameraPose, CutPlane, EntityBounds, EntityNode, EntityTransform, ErrorCode, FrameHeader, Light,
-    LightKind, LoadedModel, MaterialOverride, RayHit, Reply, Request, SceneStats, StateOverride,
-    StreamInfo, TransformUpdate, WireError,
+    CameraPose, CutPlane, EntityBounds, EntityNode, EntityTransform, ErrorCode, FIT_VIEW_DIRECTION,
+    FrameHeader, Light, LightKind, LoadedModel, LookState, LookUpdate, MaterialOverride,
+    NO_ENVIRONMENT, OutlineSettings, RayHit, Reply, Request, SceneStats, StateOverride, StreamInfo,
+    ToneMapping, TransformUpdate, WireError,
 };
 pub use pin::{Fingerprint, quic_client_config};
 pub use scene::{Entity, PendingLoad};

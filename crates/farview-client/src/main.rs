@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use farview_client::{
-    CameraPose, CameraPoseExt, ClientError, ConnectOptions, Connection, CreateSession,
-    FrameTimings, SessionClient, SessionInfo, summarize,
+    ClientError, ConnectOptions, Connection, CreateSession, FIT_VIEW_DIRECTION, FrameTimings,
+    LookUpdate, Reply, Request, SessionClient, SessionInfo, ToneMapping, summarize,
 };
 
 #[derive(Debug, Parser)]
@@ -113,6 +113,67 @@ struct StreamArgs {
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Light the scene with this environment (a name the host has, or `none`).
+    #[arg(long)]
+    environment: Option<String>,
+    /// Draw the environment behind the model instead of the background colour.
+    #[arg(long)]
+    show_environment: bool,
+    /// Background colour as linear R,G,B, each in 0..=1.
+    #[arg(long, value_parser = parse_rgb)]
+    background: Option<[f32; 3]>,
+    /// Tone mapping.
+    #[arg(long, value_enum)]
+    tone_mapping: Option<ToneMappingArg>,
+    /// Exposure (> 0, at most 64).
+    #[arg(long)]
+    exposure: Option<f32>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ToneMappingArg {
+    /// Khronos PBR Neutral.
+    Neutral,
+    /// ACES filmic.
+    Aces,
+    /// Clamp only.
+    None,
+}
+
+/// `R,G,B` as three numbers.
+fn parse_rgb(s: &str) -> Result<[f32; 3], String> {
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("expected R,G,B: {e}"))?;
+    <[f32; 3]>::try_from(v).map_err(|v| format!("expected three numbers R,G,B, got {}", v.len()))
+}
+
+impl StreamArgs {
+    /// The look the flags ask for; `None` when they ask for nothing.
+    fn look(&self) -> Option<LookUpdate> {
+        let update = LookUpdate {
+            environment: self.environment.clone(),
+            show_environment: self.show_environment.then_some(true),
+            background: self.background,
+            tone_mapping: self.tone_mapping.map(|t| match t {
+                ToneMappingArg::Neutral => ToneMapping::KhrPbrNeutral,
+                ToneMappingArg::Aces => ToneMapping::AcesFilmic,
+                ToneMappingArg::None => ToneMapping::None,
+            }),
+            exposure: self.exposure,
+            ..LookUpdate::default()
+        };
+        (update != LookUpdate::default()).then_some(update)
+    }
+}
+
+/// Where the camera looks from at `angle` radians of the orbit: the host's default framing
+/// direction (front, slightly above) turned about +Y.
+fn orbit_direction(angle: f32) -> [f32; 3] {
+    let [_, y, z] = FIT_VIEW_DIRECTION;
+    [z * angle.sin(), y, z * angle.cos()]
 }
 
 #[tokio::main]
@@ -228,8 +289,12 @@ struct Recorded {
     skipped_frames: u64,
 }
 
-/// Loads the model, orbits the camera and writes `args.frames` frames to `args.out`.
+/// Sets the look, loads the model, orbits the camera and writes `args.frames` frames to
+/// `args.out`.
 async fn record(conn: &Connection, args: &StreamArgs) -> anyhow::Result<Recorded> {
+    if let Some(look) = args.look() {
+        conn.set_look(look).await?;
+    }
     let model = conn.load_model(&args.model).await?;
     eprintln!(
         "loaded {}: {} triangles, {} vertices, {} textures in {:.1} ms",
@@ -240,8 +305,17 @@ async fn record(conn: &Connection, args: &StreamArgs) -> anyhow::Result<Recorded
         model.load_time_us as f64 / 1000.0
     );
 
-    // Start the file at a keyframe that already shows the model from the first orbit pose.
-    let first_seq = conn.set_camera(CameraPose::orbiting(&model, 0.0)).await?;
+    // The host frames the model (its bounds, the stream's aspect); the file starts at a
+    // keyframe that already shows it from the first orbit pose.
+    let root = conn.entity(model.root_entity);
+    let fit = Request::FitView {
+        entity: Some(root.id()),
+        direction: Some(orbit_direction(0.0)),
+    };
+    let first_seq = match conn.request(fit).await? {
+        (seq, Reply::CameraFitted(_)) => seq,
+        (_, other) => anyhow::bail!("expected CameraFitted, got {other:?}"),
+    };
     // Request the keyframe once the pose shows, so the keyframe carries it.
     while conn.next_frame().await?.header.last_command_seq < first_seq {}
     conn.request_keyframe().await?;
@@ -271,7 +345,7 @@ async fn record(conn: &Connection, args: &StreamArgs) -> anyhow::Result<Recorded
         written += 1;
         if args.orbits != 0.0 {
             let angle = written as f32 / args.frames as f32 * args.orbits * std::f32::consts::TAU;
-            conn.set_camera(CameraPose::orbiting(&model, angle)).await?;
+            root.fit_view(Some(orbit_direction(angle))).await?;
         }
     }
     out.flush()?;

@@ -1,6 +1,6 @@
-//! The scene API of a connection: entities, overrides, lights, cut planes, queries and model
-//! loads (from the host's assets or uploaded bytes), as typed async methods and an [`Entity`]
-//! handle.
+//! The scene API of a connection: entities, overrides, lights, cut planes, queries, model
+//! loads (from the host's assets or uploaded bytes), the look (environment, background, tone
+//! mapping) and framing, as typed async methods and an [`Entity`] handle.
 //!
 //! ```no_run
 //! # async fn demo(conn: farview_client::Connection) -> Result<(), farview_client::ClientError> {
@@ -21,8 +21,9 @@
 use std::sync::atomic::Ordering;
 
 use farview_protocol::{
-    CutPlane, EntityBounds, EntityNode, EntityTransform, Light, LoadedModel, MaterialOverride,
-    RayHit, RayQuery, Reply, Request, SceneStats, StateOverride, TransformUpdate, UPLOAD_MAGIC,
+    CameraPose, CutPlane, EntityBounds, EntityNode, EntityTransform, Light, LoadedModel, LookState,
+    LookUpdate, MaterialOverride, RayHit, RayQuery, Reply, Request, SceneStats, StateOverride,
+    TransformUpdate, UPLOAD_MAGIC,
 };
 
 use crate::connection::PendingReply;
@@ -74,6 +75,34 @@ impl Entity<'_> {
                 state,
             })
             .await
+    }
+
+    /// Draws its subtree in `KHR_materials_variants` variant `variant` (an index into
+    /// [`LoadedModel::variants`]), or in the default materials with `None`.
+    ///
+    /// This replaces the entity's whole state override with one that sets only the variant
+    /// (hidden, see-through, selected and tint then inherit from its parent); to combine them,
+    /// set [`StateOverride::variant`] in [`Self::set_state`].
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: farview_client::Connection) -> Result<(), farview_client::ClientError> {
+    /// let model = conn.load_model("Shoe/Shoe.gltf").await?;
+    /// if let Some(i) = model.variants.iter().position(|v| v == "midnight") {
+    ///     conn.entity(model.root_entity).set_variant(Some(i as u32)).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_variant(&self, variant: Option<u32>) -> Result<u64, ClientError> {
+        self.set_state(StateOverride {
+            variant,
+            ..StateOverride::default()
+        })
+        .await
+    }
+
+    /// Points the camera at its subtree from `direction` (see [`Connection::fit_view`]).
+    pub async fn fit_view(&self, direction: Option<[f32; 3]>) -> Result<CameraPose, ClientError> {
+        self.conn.fit_view(Some(self.id), direction).await
     }
 
     /// Replaces its material override.
@@ -249,6 +278,69 @@ impl Connection {
         match self.request(Request::GetStats).await? {
             (_, Reply::Stats(s)) => Ok(s),
             (_, other) => Err(unexpected("Stats", other)),
+        }
+    }
+
+    /// Changes the look from the next frame on: only the fields set in `update` change. Returns
+    /// the sequence number frames will name once they show it.
+    ///
+    /// An environment the host has not loaded yet is loaded and prefiltered first (seconds on a
+    /// software rasterizer); frames keep the old look meanwhile, and requests sent after this
+    /// one wait for it. Values out of range fail with `invalid_argument` and change nothing; an
+    /// unknown environment fails with `environment_not_found`, whose message lists the names
+    /// the host has.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: farview_client::Connection) -> Result<(), farview_client::ClientError> {
+    /// use farview_client::{LookUpdate, ToneMapping};
+    ///
+    /// conn.set_look(LookUpdate {
+    ///     environment: Some("neutral_sky".into()),
+    ///     background: Some([1.0, 1.0, 1.0]),
+    ///     tone_mapping: Some(ToneMapping::AcesFilmic),
+    ///     exposure: Some(1.5),
+    ///     ..Default::default()
+    /// })
+    /// .await?;
+    /// let look = conn.look().await?;
+    /// assert_eq!(look.exposure, 1.5);
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_look(&self, update: LookUpdate) -> Result<u64, ClientError> {
+        self.applied(Request::SetLook(update)).await
+    }
+
+    /// The current look: environment name, background, tone mapping, exposure, outline.
+    pub async fn look(&self) -> Result<LookState, ClientError> {
+        match self.request(Request::GetLook).await? {
+            (_, Reply::Look(l)) => Ok(l),
+            (_, other) => Err(unexpected("Look", other)),
+        }
+    }
+
+    /// Points the camera at `entity`'s subtree (every root with `None`) so that it fills the
+    /// view, looking from `direction` (relative to its centre; `None`: from the front, slightly
+    /// above, [`farview_protocol::FIT_VIEW_DIRECTION`]). The camera keeps its field of view;
+    /// the host answers with the pose it set, which frames from then on use. Fails with
+    /// `entity_not_found`, or `nothing_to_frame` when there is no geometry.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: farview_client::Connection) -> Result<(), farview_client::ClientError> {
+    /// let model = conn.load_model("Fox/Fox.glb").await?;
+    /// let pose = conn.fit_view(Some(model.root_entity), None).await?;
+    /// // From the right side instead:
+    /// conn.fit_view(None, Some([1.0, 0.0, 0.0])).await?;
+    /// # let _ = pose;
+    /// # Ok(()) }
+    /// ```
+    pub async fn fit_view(
+        &self,
+        entity: Option<u64>,
+        direction: Option<[f32; 3]>,
+    ) -> Result<CameraPose, ClientError> {
+        match self.request(Request::FitView { entity, direction }).await? {
+            (_, Reply::CameraFitted(pose)) => Ok(pose),
+            (_, other) => Err(unexpected("CameraFitted", other)),
         }
     }
 

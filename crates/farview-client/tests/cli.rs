@@ -323,3 +323,142 @@ async fn failed_stream_runs_close_their_connection_so_the_host_never_fills_up() 
     wait_for_connections(http, 0, Duration::from_secs(30)).await;
     host.shutdown().await;
 }
+
+/// The first frame of a raw H.264 file as RGBA (ffmpeg, told the stream is BT.709 limited range).
+fn first_frame_rgba(path: &Path, width: u32, height: u32) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            "scale=in_color_matrix=bt709:in_range=tv:out_range=pc,format=rgba",
+            "-f",
+            "rawvideo",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg (apt install ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), (width * height * 4) as usize);
+    out.stdout
+}
+
+/// `stream` sets the look its flags ask for before loading, and the host frames the model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_flags_set_the_look_and_the_host_frames_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, h) = (320u32, 240u32);
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        quic_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        assets_root: repo_root().join("assets"),
+        stream: StreamConfig {
+            width: w,
+            height: h,
+            fps: 30.0,
+            ..StreamConfig::default()
+        },
+        ..Config::default()
+    };
+    let host = farview_host::start(config, HostOptions::default())
+        .await
+        .expect("host starts");
+    let run = |out: &Path, look: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "stream",
+            "--addr",
+            &host.quic_addr.to_string(),
+            "--fingerprint",
+            &host.fingerprint,
+            "--model",
+            "BoxTextured/BoxTextured.gltf",
+            "--frames",
+            "3",
+            "--orbits",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(look.iter().map(|s| s.to_string()));
+        args
+    };
+
+    // A red background, no tone mapping, exposure 2: the corners are red, and the model (framed
+    // by the host) sits in the middle of the picture.
+    let h264 = dir.path().join("red.h264");
+    let out = farview(run(
+        &h264,
+        &[
+            "--environment",
+            "neutral_sky",
+            "--background",
+            "1,0,0",
+            "--tone-mapping",
+            "none",
+            "--exposure",
+            "2",
+        ],
+    ))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rgba = first_frame_rgba(&h264, w, h);
+    let px = |x: u32, y: u32| {
+        let i = ((y * w + x) * 4) as usize;
+        [rgba[i], rgba[i + 1], rgba[i + 2]]
+    };
+    for (x, y) in [(4, 4), (w - 5, 4), (4, h - 5), (w - 5, h - 5)] {
+        let [r, g, b] = px(x, y);
+        assert!(
+            r > 240 && g < 15 && b < 15,
+            "corner ({x}, {y}) is {r},{g},{b}"
+        );
+    }
+    let [r, g, b] = px(w / 2, h / 2);
+    assert!(
+        !(r > 200 && g < 40 && b < 40),
+        "the centre shows the model, not the background: {r},{g},{b}"
+    );
+
+    // Drawing the environment replaces the background colour.
+    let sky = dir.path().join("sky.h264");
+    let out = farview(run(&sky, &["--show-environment", "--background", "1,0,0"])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rgba = first_frame_rgba(&sky, w, h);
+    let [r, g, b] = [rgba[16], rgba[17], rgba[18]];
+    assert!(
+        g > 40 && b > 40,
+        "the sky shows behind the model: {r},{g},{b}"
+    );
+
+    // An environment the host does not have: its code on stderr, a failing exit status.
+    let out = farview(run(&dir.path().join("x.h264"), &["--environment", "nope"])).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("environment_not_found"), "stderr: {err}");
+    let out = farview(run(
+        &dir.path().join("x.h264"),
+        &["--tone-mapping", "sepia"],
+    ))
+    .await;
+    assert!(!out.status.success(), "an unknown tone mapping is refused");
+    host.shutdown().await;
+}

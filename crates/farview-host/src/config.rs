@@ -43,6 +43,101 @@ pub struct Config {
     /// A device connection with no packets for this long is dropped (the host pings every
     /// third of it, so only a vanished device hits it), and frees its place for others.
     pub quic_idle_timeout_ms: u64,
+    /// How streams look when they start (devices change it with `SetLook`), and the picture
+    /// quality their renderers get.
+    pub render: RenderConfig,
+}
+
+/// The look streams start with and the quality they render at (`[render]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RenderConfig {
+    /// Environment that lights the scene: the name of a `<name>.hdr` file in
+    /// `environments_dir`, or `none` (no image-based lighting). Prefiltered once at start; the
+    /// host does not start if it cannot be loaded. `neutral_sky` falls back to the copy built
+    /// into the host when the directory has no such file.
+    pub environment: String,
+    /// Where environments are looked up by name (devices name them in `SetLook`); default
+    /// `<assets_root>/environments`.
+    pub environments_dir: Option<PathBuf>,
+    /// Draw the environment behind the scene instead of `background`.
+    pub show_environment: bool,
+    /// Background colour, linear RGB each in [0, 1], displayed as is. The default is the
+    /// glTF Sample Viewer's grey (sRGB 0.2).
+    pub background: [f32; 3],
+    /// `khr_pbr_neutral`, `aces` or `none`.
+    pub tone_mapping: ToneMappingChoice,
+    /// Multiplies scene colour before tone mapping (> 0, at most 64).
+    pub exposure: f32,
+    /// `high` (4x MSAA, 8x anisotropic filtering), `fast` (neither) or `auto`: high up to
+    /// `high_quality_max_pixels` per frame, fast above.
+    pub quality: QualityChoice,
+    /// In `quality = "auto"`, the largest frame (width x height) rendered at high quality.
+    pub high_quality_max_pixels: u64,
+}
+
+/// See [`RenderConfig::tone_mapping`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ToneMappingChoice {
+    /// Khronos PBR Neutral (the glTF Sample Viewer's default).
+    #[default]
+    #[value(name = "khr_pbr_neutral")]
+    KhrPbrNeutral,
+    /// ACES filmic.
+    Aces,
+    /// Clamp only.
+    None,
+}
+
+/// See [`RenderConfig::quality`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum QualityChoice {
+    /// High up to `high_quality_max_pixels`, fast above.
+    #[default]
+    Auto,
+    /// Always 4x MSAA and 8x anisotropic filtering.
+    High,
+    /// Never.
+    Fast,
+}
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        Self {
+            environment: "neutral_sky".into(),
+            environments_dir: None,
+            show_environment: false,
+            background: [0.0331; 3],
+            tone_mapping: ToneMappingChoice::KhrPbrNeutral,
+            exposure: 1.0,
+            quality: QualityChoice::Auto,
+            high_quality_max_pixels: 1280 * 720,
+        }
+    }
+}
+
+impl RenderConfig {
+    /// The environments directory: the configured one, else `<assets_root>/environments`.
+    pub fn environments_dir(&self, assets_root: &Path) -> PathBuf {
+        self.environments_dir
+            .clone()
+            .unwrap_or_else(|| assets_root.join("environments"))
+    }
+
+    /// The quality a `width` x `height` stream renders at.
+    pub fn quality_for(&self, width: u32, height: u32) -> farview_render::RenderQuality {
+        let pixels = u64::from(width) * u64::from(height);
+        match self.quality {
+            QualityChoice::High => farview_render::RenderQuality::HIGH,
+            QualityChoice::Fast => farview_render::RenderQuality::FAST,
+            QualityChoice::Auto if pixels <= self.high_quality_max_pixels => {
+                farview_render::RenderQuality::HIGH
+            }
+            QualityChoice::Auto => farview_render::RenderQuality::FAST,
+        }
+    }
 }
 
 /// Session management settings.
@@ -221,6 +316,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             upload_budget_bytes: 512 << 20,
             quic_idle_timeout_ms: 10_000,
+            render: RenderConfig::default(),
         }
     }
 }
@@ -343,6 +439,40 @@ impl Config {
                 format!("{} must be in 500..=600000", self.quic_idle_timeout_ms),
             );
         }
+        let r = &self.render;
+        if !farview_protocol::is_environment_name(&r.environment) {
+            return invalid(
+                "render.environment",
+                format!(
+                    "{:?} must be 1 to {} ASCII letters, digits, '_' or '-' (the name of a .hdr file in the environments directory), or \"none\"",
+                    r.environment,
+                    farview_protocol::MAX_ENVIRONMENT_NAME
+                ),
+            );
+        }
+        if !r
+            .background
+            .iter()
+            .all(|c| c.is_finite() && (0.0..=1.0).contains(c))
+        {
+            return invalid(
+                "render.background",
+                format!("{:?} must be linear RGB, each in 0..=1", r.background),
+            );
+        }
+        if !(r.exposure.is_finite()
+            && r.exposure > 0.0
+            && r.exposure <= farview_protocol::MAX_EXPOSURE)
+        {
+            return invalid(
+                "render.exposure",
+                format!(
+                    "{} must be > 0 and at most {}",
+                    r.exposure,
+                    farview_protocol::MAX_EXPOSURE
+                ),
+            );
+        }
         self.adapter_choice().map(|_| ())
     }
 }
@@ -394,6 +524,28 @@ pub struct Cli {
     /// Most sessions at once.
     #[arg(long, env = "FARVIEW_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
+    /// Environment streams start with: a `.hdr` file's name in the environments directory, or
+    /// `none`.
+    #[arg(long, env = "FARVIEW_ENVIRONMENT")]
+    pub environment: Option<String>,
+    /// Directory of environments (`<name>.hdr`); default `ASSETS_ROOT/environments`.
+    #[arg(long, env = "FARVIEW_ENVIRONMENTS_DIR")]
+    pub environments_dir: Option<PathBuf>,
+    /// Draw the environment behind the scene (true or false).
+    #[arg(long, env = "FARVIEW_SHOW_ENVIRONMENT")]
+    pub show_environment: Option<bool>,
+    /// Background colour as linear `R,G,B`, each in 0..=1.
+    #[arg(long, env = "FARVIEW_BACKGROUND")]
+    pub background: Option<String>,
+    /// Tone mapping.
+    #[arg(long, env = "FARVIEW_TONE_MAPPING", value_enum)]
+    pub tone_mapping: Option<ToneMappingChoice>,
+    /// Exposure (> 0, at most 64).
+    #[arg(long, env = "FARVIEW_EXPOSURE")]
+    pub exposure: Option<f32>,
+    /// Render quality.
+    #[arg(long, env = "FARVIEW_QUALITY", value_enum)]
+    pub quality: Option<QualityChoice>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -447,9 +599,46 @@ impl Cli {
         if let Some(v) = self.max_sessions {
             c.sessions.max_sessions = v;
         }
+        if let Some(v) = self.environment {
+            c.render.environment = v;
+        }
+        if let Some(v) = self.environments_dir {
+            c.render.environments_dir = Some(v);
+        }
+        if let Some(v) = self.show_environment {
+            c.render.show_environment = v;
+        }
+        if let Some(v) = self.background {
+            c.render.background = parse_rgb(&v).map_err(|message| ConfigError::Invalid {
+                field: "render.background",
+                message,
+            })?;
+        }
+        if let Some(v) = self.tone_mapping {
+            c.render.tone_mapping = v;
+        }
+        if let Some(v) = self.exposure {
+            c.render.exposure = v;
+        }
+        if let Some(v) = self.quality {
+            c.render.quality = v;
+        }
         c.validate()?;
         Ok(c)
     }
+}
+
+/// `R,G,B` as three numbers.
+fn parse_rgb(s: &str) -> Result<[f32; 3], String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [r, g, b] = parts[..] else {
+        return Err(format!("{s:?} must be three numbers, R,G,B"));
+    };
+    let num = |v: &str| {
+        v.parse::<f32>()
+            .map_err(|e| format!("{s:?} must be three numbers, R,G,B: {e}"))
+    };
+    Ok([num(r)?, num(g)?, num(b)?])
 }
 
 #[cfg(test)]
@@ -498,6 +687,68 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(field(c), "quic_idle_timeout_ms");
+        let mut c = Config::default();
+        c.render.environment = "../sky".into();
+        assert_eq!(field(c), "render.environment");
+        let mut c = Config::default();
+        c.render.exposure = f32::NAN;
+        assert_eq!(field(c), "render.exposure");
+        let mut c = Config::default();
+        c.render.background = [0.0, 2.0, 0.0];
+        assert_eq!(field(c), "render.background");
+    }
+
+    #[test]
+    fn the_render_section_reads_from_the_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.toml");
+        std::fs::write(
+            &file,
+            "[render]\nenvironment = \"none\"\ntone_mapping = \"aces\"\nquality = \"fast\"\nbackground = [0.5, 0.25, 0.0]\n",
+        )
+        .unwrap();
+        let c = Cli {
+            config: Some(file.clone()),
+            exposure: Some(2.0),
+            ..Cli::default()
+        }
+        .into_config()
+        .unwrap();
+        assert_eq!(c.render.environment, "none");
+        assert_eq!(c.render.tone_mapping, ToneMappingChoice::Aces);
+        assert_eq!(c.render.quality, QualityChoice::Fast);
+        assert_eq!(c.render.background, [0.5, 0.25, 0.0]);
+        assert_eq!(c.render.exposure, 2.0);
+        let c = Cli {
+            background: Some("0.1, 0.2,0.3".into()),
+            tone_mapping: Some(ToneMappingChoice::KhrPbrNeutral),
+            ..Cli::default()
+        }
+        .into_config()
+        .unwrap();
+        assert_eq!(c.render.background, [0.1, 0.2, 0.3]);
+        assert!(
+            Cli {
+                background: Some("1,2".into()),
+                ..Cli::default()
+            }
+            .into_config()
+            .is_err()
+        );
+        // Auto: high quality up to the pixel budget, fast above.
+        let r = RenderConfig::default();
+        assert_eq!(
+            r.quality_for(1280, 720),
+            farview_render::RenderQuality::HIGH
+        );
+        assert_eq!(
+            r.quality_for(1920, 1080),
+            farview_render::RenderQuality::FAST
+        );
+        assert_eq!(
+            r.environments_dir(Path::new("/a")),
+            PathBuf::from("/a/environments")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod connection;
 mod control;
 mod http;
 mod loads;
+mod look;
 mod metrics;
 mod outbox;
 mod pipeline;
@@ -35,8 +36,8 @@ mod abr;
 mod alloc;
 pub use alloc::limit_malloc_arenas;
 pub use config::{
-    Cli, ColorConversion, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR,
-    SessionsConfig, SizeConfig, StreamConfig,
+    Cli, ColorConversion, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, QualityChoice,
+    RenderConfig, SessionsConfig, SizeConfig, StreamConfig, ToneMappingChoice,
 };
 pub use farview_session::{Clock, ManualClock, SystemClock};
 pub use http::{OPENAPI, ROUTES};
@@ -77,6 +78,15 @@ pub enum HostError {
         /// What went wrong.
         message: String,
     },
+    /// The configured default environment (`[render] environment`) could not be loaded or
+    /// prefiltered.
+    #[error("default environment {path}: {message}")]
+    Environment {
+        /// The file it was looked up at.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// The assets root does not exist.
     #[error("assets root {path} is not a readable directory: {source}")]
     AssetsRoot {
@@ -96,6 +106,10 @@ pub struct HostOptions {
     pub gpu: Option<GpuContext>,
     /// The clock leases run on (tests pass a [`ManualClock`]); the system clock by default.
     pub clock: Option<Arc<dyn Clock>>,
+    /// The configured default environment (`[render] environment`), already prefiltered on
+    /// `gpu`, instead of prefiltering it at start (seconds on a software rasterizer; lets tests
+    /// share one). Ignored when the configured environment is `none`.
+    pub default_environment: Option<farview_render::Environment>,
 }
 
 /// State shared by every connection of the host.
@@ -112,6 +126,8 @@ pub(crate) struct HostContext {
     pub(crate) sessions: Arc<sessions::SessionManager>,
     /// Memory for model uploads not yet loaded, shared by every connection.
     pub(crate) upload_budget: Arc<uploads::UploadBudget>,
+    /// Environments by name, and the look and quality new streams start with.
+    pub(crate) environments: Arc<look::Environments>,
 }
 
 impl HostContext {
@@ -189,6 +205,18 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
                 })??
         }
     };
+    let environments = look::Environments::open(
+        gpu.clone(),
+        &config.render,
+        &assets_root,
+        options.default_environment,
+    )
+    .await
+    .map_err(|e| HostError::Environment {
+        path: e.path,
+        message: e.message,
+    })?;
+    let environments = Arc::new(environments);
     let tls_err = |e: &dyn std::fmt::Display| HostError::Tls {
         dir: config.data_dir.clone(),
         message: e.to_string(),
@@ -232,6 +260,7 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         config.sessions.clone(),
         config.stream.clone(),
         gpu.clone(),
+        environments.clone(),
         options.frame_tap.clone(),
         assets_root.clone(),
         ImportLimits::default(),
@@ -257,6 +286,7 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         fingerprint: identity.fingerprint.clone(),
         sessions: sessions.clone(),
         upload_budget: uploads::UploadBudget::new(config_upload_budget, metrics_for_uploads),
+        environments,
     });
     tracing::info!(%quic_addr, %http_addr, fingerprint = %identity.fingerprint, %adapter, "host listening");
 

@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use farview_protocol::{EntityNode, ErrorCode, Event, LoadedModel, Reply, WireError};
-use farview_scene::{ImportError, ImportErrorKind, ImportLimits, ModelInfo};
+use farview_scene::{ImportError, ImportErrorKind, ImportLimits};
 use tokio::sync::oneshot;
 
 use crate::control::LoadSource;
 use crate::outbox::Outbox;
-use crate::pipeline::{Pipeline, RenderCommand};
+use crate::pipeline::{AddedModel, Pipeline, RenderCommand};
 use crate::uploads::Uploads;
 
 /// Everything a load needs, detached from the connection so it can run as its own task.
@@ -162,7 +162,7 @@ impl LoadJob {
             },
         )?;
         let info = rx.await.map_err(|_| render_stopped())??;
-        tracing::info!(model = %crate::untrusted::Untrusted(&name), triangles = info.triangles, ms = started.elapsed().as_millis() as u64, "model loaded");
+        tracing::info!(model = %crate::untrusted::Untrusted(&name), triangles = info.info.triangles, ms = started.elapsed().as_millis() as u64, "model loaded");
         Ok(Reply::ModelLoaded(loaded(&info, false, started)))
     }
 }
@@ -171,7 +171,8 @@ fn send(pipeline: &Pipeline, cmd: RenderCommand) -> Result<(), WireError> {
     pipeline.command(cmd)
 }
 
-pub(crate) fn loaded(info: &ModelInfo, shared: bool, started: Instant) -> LoadedModel {
+pub(crate) fn loaded(added: &AddedModel, shared: bool, started: Instant) -> LoadedModel {
+    let info = &added.info;
     let x = &info.extras;
     LoadedModel {
         root_entity: info.root.0,
@@ -200,5 +201,6 @@ pub(crate) fn loaded(info: &ModelInfo, shared: bool, started: Instant) -> Loaded
         cameras: x.cameras,
         lights: info.lights_added,
         warnings: x.warnings.clone(),
+        variants: added.variants.clone(),
     }
 }

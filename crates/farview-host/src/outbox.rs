@@ -18,9 +18,10 @@ pub(crate) const IN_FLIGHT: usize = 1024;
 
 /// One item for the driver.
 pub(crate) enum Outgoing {
-    /// A message; its permit is released once written.
+    /// A message (boxed: a load's reply is large, a flush is small); its permit is released once
+    /// written.
     Message {
-        msg: ServerMessage,
+        msg: Box<ServerMessage>,
         permit: Option<OwnedSemaphorePermit>,
     },
     /// Everything queued before has been handed to the transport: finish the stream, wait
@@ -100,7 +101,7 @@ impl Outbox {
             Ok(permit) => self
                 .tx
                 .try_send(Outgoing::Message {
-                    msg: ServerMessage::Event(event),
+                    msg: Box::new(ServerMessage::Event(event)),
                     permit: Some(permit),
                 })
                 .is_ok(),
@@ -116,7 +117,10 @@ impl Outbox {
         msg: ServerMessage,
         limit: Duration,
     ) -> Result<(), Gone> {
-        let sent = self.tx.send(Outgoing::Message { msg, permit: None });
+        let sent = self.tx.send(Outgoing::Message {
+            msg: Box::new(msg),
+            permit: None,
+        });
         match tokio::time::timeout(limit, sent).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(Gone),
@@ -150,7 +154,7 @@ impl ReplySink {
     /// Sends `msg` without waiting (the slot was reserved); usable from any thread.
     pub(crate) fn send(self, msg: ServerMessage) {
         let out = Outgoing::Message {
-            msg,
+            msg: Box::new(msg),
             permit: Some(self.permit),
         };
         // Capacity exceeds the permits, so this only fails once the connection is gone.
@@ -183,7 +187,7 @@ mod tests {
         match rx.recv().await.unwrap() {
             Outgoing::Message { msg, permit } => {
                 assert_eq!(
-                    msg,
+                    *msg,
                     ServerMessage::Reply {
                         seq: 7,
                         result: Ok(Reply::Applied)
@@ -212,7 +216,7 @@ mod tests {
         });
         match rx.recv().await {
             Some(Outgoing::Message { msg, permit }) => {
-                assert!(matches!(msg, ServerMessage::Reply { seq: 3, .. }));
+                assert!(matches!(*msg, ServerMessage::Reply { seq: 3, .. }));
                 drop(permit);
             }
             _ => panic!("the reply must come before the flush"),
@@ -249,7 +253,7 @@ mod tests {
         while let Ok(item) = rx.try_recv() {
             last = Some(item);
         }
-        assert!(matches!(last, Some(Outgoing::Message { msg, .. }) if msg == closing));
+        assert!(matches!(last, Some(Outgoing::Message { msg, .. }) if *msg == closing));
     }
 
     #[tokio::test]

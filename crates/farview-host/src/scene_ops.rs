@@ -3,15 +3,15 @@
 //! state that the next frame draws, in request order.
 
 use farview_protocol::{
-    EntityBounds, EntityNode, ErrorCode, MAX_CHILDREN_LISTED, MAX_RAY_HITS, MAX_TRANSFORM_BATCH,
-    Reply, Request, WireError,
+    CameraPose, EntityBounds, EntityNode, ErrorCode, FIT_VIEW_DIRECTION, MAX_CHILDREN_LISTED,
+    MAX_RAY_HITS, MAX_TRANSFORM_BATCH, Reply, Request, WireError,
 };
-use farview_render::FrameRenderer;
+use farview_render::{Camera, FrameRenderer};
 use farview_scene::{
     Aabb, CutPlane, EntityId, Light, LightKind, MaterialOverride, Ray, Scene, SceneError,
     StateOverride, Transform,
 };
-use glam::{Quat, Vec3};
+use glam::{Mat4, Quat, Vec3};
 
 /// Longest entity name accepted.
 const MAX_NAME: usize = 256;
@@ -93,11 +93,72 @@ fn node(scene: &Scene, id: EntityId) -> Option<EntityNode> {
     })
 }
 
+/// What the render thread holds besides the scene and renderer that requests read or change.
+pub(crate) struct View<'a> {
+    /// The camera frames are drawn with (`FitView` moves it).
+    pub(crate) camera: &'a mut Camera,
+    /// The name of the environment the renderer's lighting holds (`GetLook` reports it).
+    pub(crate) environment: &'a str,
+}
+
+/// Frames entity `entity`'s subtree (or every root) from `direction`, keeping the camera's
+/// field of view at the renderer's aspect, and moves the camera there.
+fn fit_view(
+    entity: Option<u64>,
+    direction: Option<[f32; 3]>,
+    scene: &mut Scene,
+    renderer: &FrameRenderer,
+    camera: &mut Camera,
+) -> Result<CameraPose, WireError> {
+    let dir = Vec3::from_array(direction.unwrap_or(FIT_VIEW_DIRECTION));
+    let Some(dir) = dir.is_finite().then(|| dir.try_normalize()).flatten() else {
+        return Err(invalid("the direction must be finite and non-zero"));
+    };
+    scene.update_world_transforms();
+    let aspect = renderer.width() as f32 / renderer.height() as f32;
+    let fit = scene
+        .fit_view(entity.map(EntityId), dir, camera.fov_y, aspect)
+        .map_err(|e| match e {
+            SceneError::NoSuchEntity(_) => scene_error(e),
+            _ => WireError::new(
+                ErrorCode::NOTHING_TO_FRAME,
+                match entity {
+                    Some(id) => format!("entity {id}'s subtree has no geometry to frame"),
+                    None => "the scene has no geometry to frame".to_owned(),
+                },
+            ),
+        })?;
+    // Looking straight down or up, +Y cannot be the camera's up: the scene's -Z (its back)
+    // goes up on screen instead.
+    let up = if dir.y.abs() > 0.999 {
+        Vec3::NEG_Z * dir.y.signum()
+    } else {
+        Vec3::Y
+    };
+    let view = Mat4::look_at_rh(fit.eye, fit.target, up);
+    let (_, rotation, _) = view.inverse().to_scale_rotation_translation();
+    *camera = Camera {
+        position: fit.eye,
+        rotation: rotation.normalize(),
+        fov_y: camera.fov_y,
+        near: fit.near,
+        far: fit.far,
+    };
+    Ok(CameraPose {
+        position: camera.position.to_array(),
+        rotation: camera.rotation.to_array(),
+        fov_y: camera.fov_y,
+        near: camera.near,
+        far: camera.far,
+    })
+}
+
 /// Runs one scene request. Anything that fails leaves the scene as it was.
 pub(crate) fn execute(
     request: Request,
     scene: &mut Scene,
     renderer: &mut FrameRenderer,
+    view: &mut View<'_>,
 ) -> Result<Reply, WireError> {
     match request {
         Request::CreateEntity {
@@ -161,7 +222,7 @@ pub(crate) fn execute(
                         see_through: state.see_through,
                         selected: state.selected,
                         tint: state.tint,
-                        variant: None,
+                        variant: state.variant,
                     },
                 )
                 .map_err(scene_error)?;
@@ -264,6 +325,13 @@ pub(crate) fn execute(
                 cut_planes: s.cut_planes,
                 gpu_bytes: renderer.held_bytes(),
             }))
+        }
+        Request::GetLook => Ok(Reply::Look(crate::look::state(
+            renderer.lighting(),
+            view.environment,
+        ))),
+        Request::FitView { entity, direction } => {
+            fit_view(entity, direction, scene, renderer, view.camera).map(Reply::CameraFitted)
         }
         other => Err(WireError::new(
             ErrorCode::INTERNAL,

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use farview_client::{CameraPose, CameraPoseExt, ConnectOptions, Connection, LoadedModel};
 use farview_host::{Config, FrameTap, HostHandle, HostOptions, StreamConfig};
-use farview_render::{AdapterChoice, GpuContext};
+use farview_render::{AdapterChoice, Environment, GpuContext};
 
 pub const WIDTH: u32 = 640;
 pub const HEIGHT: u32 = 360;
@@ -41,6 +41,14 @@ pub fn gpu() -> GpuContext {
             .expect("a GPU adapter (install mesa-vulkan-drivers on machines without a GPU)")
     })
     .clone()
+}
+
+/// The default environment (the neutral sky), prefiltered once for every host in the binary:
+/// prefiltering costs seconds on a software rasterizer.
+pub fn default_environment() -> Environment {
+    static ENV: OnceLock<Environment> = OnceLock::new();
+    ENV.get_or_init(|| Environment::load_default(&gpu()).expect("the neutral sky prefilters"))
+        .clone()
 }
 
 pub struct TestHost {
@@ -92,6 +100,8 @@ impl TestHost {
         };
         tweak(&mut config);
         let assets = config.assets_root.clone();
+        // The shared copy stands in only for the default the host would make itself.
+        let environment = (config.render.environment == "neutral_sky").then(default_environment);
         let tap = FrameTap::new(frames);
         let handle = farview_host::start(
             config,
@@ -99,6 +109,7 @@ impl TestHost {
                 frame_tap: Some(tap.clone()),
                 gpu: Some(gpu()),
                 clock,
+                default_environment: environment,
             },
         )
         .await

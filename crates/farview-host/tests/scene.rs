@@ -34,8 +34,9 @@ async fn frame_after(conn: &Connection, host: &TestHost, seq: u64) -> Vec<u8> {
 }
 
 fn background() -> [u8; 3] {
-    // The renderer's clear colour (linear 0.02, 0.025, 0.035) as stored in the sRGB target.
-    [0.02f32, 0.025, 0.035].map(|c| {
+    // The host's default background (linear 0.0331, the Sample Viewer's sRGB 0.2 grey) as stored
+    // in the sRGB target.
+    [0.0331f32; 3].map(|c| {
         let s = if c <= 0.003_130_8 {
             c * 12.92
         } else {
@@ -203,7 +204,8 @@ async fn every_command_and_query_shows_its_effect() {
         "tinted mean {r:.0},{g:.0},{b:.0}"
     );
 
-    // Selected → a blue highlight; see-through → closer to the background.
+    // Selected → an outline around the model in the look's outline colour (orange by default,
+    // green once SetLook says so); see-through → closer to the background.
     let seq = root
         .set_state(StateOverride {
             selected: Some(true),
@@ -211,12 +213,35 @@ async fn every_command_and_query_shows_its_effect() {
         })
         .await
         .unwrap();
-    let [r, g, b] = mean_rgb(&frame_after(&conn, &host, seq).await, &base_mask);
-    let [r0, g0, b0] = mean_rgb(&base, &base_mask);
+    let outlined = frame_after(&conn, &host, seq).await;
+    let ring: Vec<bool> = mask(&outlined)
+        .iter()
+        .zip(&base_mask)
+        .map(|(now, before)| *now && !*before)
+        .collect();
+    let [r, g, b] = mean_rgb(&outlined, &ring);
     assert!(
-        b - r > (b0 - r0) + 30.0,
-        "selected {r:.0},{g:.0},{b:.0} vs {r0:.0},{g0:.0},{b0:.0}"
+        count(&ring) > 200 && r > b + 60.0 && g > b + 20.0,
+        "{} outline pixels, mean {r:.0},{g:.0},{b:.0}",
+        count(&ring)
     );
+    let seq = conn
+        .set_look(farview_client::LookUpdate {
+            outline: Some(farview_client::OutlineSettings {
+                color: [0.0, 1.0, 0.0],
+                width_px: 3.0,
+                pulse_period_s: 0.0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let [r, g, b] = mean_rgb(&frame_after(&conn, &host, seq).await, &ring);
+    assert!(
+        g > r + 60.0 && g > b + 60.0,
+        "green outline {r:.0},{g:.0},{b:.0}"
+    );
+    let [r0, g0, b0] = mean_rgb(&base, &base_mask);
     let seq = root
         .set_state(StateOverride {
             see_through: Some(true),
@@ -255,13 +280,31 @@ async fn every_command_and_query_shows_its_effect() {
         .unwrap();
     frame_after(&conn, &host, seq).await;
 
-    // Lights: without the sun only ambient remains (darker); a red point light reddens it.
-    let seq = conn.remove_light(0).await.unwrap();
-    let dark = mean_rgb(&frame_after(&conn, &host, seq).await, &base_mask);
+    // Lights: a new scene has none (the environment lights it). A sun from the camera's side
+    // brightens the model and removing it restores the picture; a red point light reddens it.
+    assert_eq!(conn.stats().await.unwrap().lights, 0);
+    let sun = Light {
+        kind: LightKind::Directional,
+        color: [1.0; 3],
+        intensity: 3.0,
+        position: [0.0; 3],
+        direction: [-0.5, -0.6, -0.6],
+        range: None,
+    };
+    let sun_id = conn.add_light(sun).await.unwrap();
+    let seq = conn.update_light(sun_id, sun).await.unwrap();
+    let sunlit = mean_rgb(&frame_after(&conn, &host, seq).await, &base_mask);
     assert!(
-        dark.iter().sum::<f64>() < (r0 + g0 + b0) * 0.8,
-        "removing the sun darkens the model"
+        sunlit.iter().sum::<f64>() > (r0 + g0 + b0) * 1.1,
+        "a sun brightens the model: {sunlit:?} vs {r0:.0},{g0:.0},{b0:.0}"
     );
+    let seq = conn.remove_light(sun_id).await.unwrap();
+    let unlit = mean_rgb(&frame_after(&conn, &host, seq).await, &base_mask);
+    assert!(
+        (0..3).all(|i| (unlit[i] - [r0, g0, b0][i]).abs() < 2.0),
+        "removing the sun restores the picture: {unlit:?} vs {r0:.0},{g0:.0},{b0:.0}"
+    );
+    let dark = unlit;
     let light_id = conn
         .add_light(Light {
             kind: LightKind::Point,
@@ -297,16 +340,6 @@ async fn every_command_and_query_shows_its_effect() {
         code(conn.remove_light(light_id).await.unwrap_err()),
         ErrorCode::LIGHT_NOT_FOUND
     );
-    conn.add_light(Light {
-        kind: LightKind::Directional,
-        color: [1.0; 3],
-        intensity: 2.2,
-        position: [0.0; 3],
-        direction: [-0.335, -0.838, -0.503],
-        range: None,
-    })
-    .await
-    .unwrap();
 
     // A cut plane through the centre halves the covered pixels.
     let plane = conn
@@ -585,6 +618,12 @@ async fn uploads_are_capped_by_the_session_size() {
         .await
         .unwrap();
     let conn = api.connect(&s).await.unwrap();
+    // Sessions start with the configured look.
+    let look = conn.look().await.unwrap();
+    assert_eq!(
+        (look.environment.as_str(), look.background),
+        ("neutral_sky", [0.0331; 3])
+    );
     let fox = std::fs::read(repo_root().join("assets/Fox/Fox.glb")).unwrap();
     assert!(fox.len() > 100_000);
     let e = conn.upload_model("fox", &fox).await.unwrap_err();

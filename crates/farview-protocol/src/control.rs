@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ErrorCode;
+use crate::look::{LookState, LookUpdate};
 use crate::scene::{
     CutPlane, EntityBounds, EntityNode, EntityTransform, Light, MaterialOverride, RayHit, RayQuery,
     SceneStats, StateOverride, TransformUpdate,
@@ -165,10 +166,30 @@ pub enum Request {
     },
     /// Cancel the model load started by the request with this sequence number.
     CancelLoad {
-        /// The `LoadModel` or `LoadUploadedModel` request's sequence number.
+        /// The `LoadModel`, `LoadUploadedModel` (or `SetLook`) request's sequence number.
         load_seq: u64,
     },
+    /// Change the look (environment, background, exposure, tone mapping, outline) from the next
+    /// frame on; answered with [`Reply::Applied`]. An environment not loaded yet is loaded and
+    /// prefiltered off the render loop first (frames keep the old look meanwhile), so requests
+    /// after it wait as behind a model load.
+    SetLook(LookUpdate),
+    /// The current look; answered with [`Reply::Look`].
+    GetLook,
+    /// Point the camera at an entity's subtree (or the whole scene) so it fills the view, keeping
+    /// the camera's field of view; answered with [`Reply::CameraFitted`].
+    FitView {
+        /// The entity to frame; `None` frames every root.
+        entity: Option<u64>,
+        /// Where the camera looks from, relative to the framed bounds' centre (any length but
+        /// zero); `None` is [`FIT_VIEW_DIRECTION`]: the front, slightly above.
+        direction: Option<[f32; 3]>,
+    },
 }
+
+/// The direction [`Request::FitView`] frames from by default: +Z (the front in glTF), a little
+/// above.
+pub const FIT_VIEW_DIRECTION: [f32; 3] = [0.0, 0.25, 1.0];
 
 /// Where a host handles a request. Every request has exactly one route, decided by an
 /// exhaustive match, so a new request cannot fall through a catch-all arm unnoticed.
@@ -179,7 +200,8 @@ pub enum Route {
     /// Answered by the connection without touching the scene, and never held back behind a
     /// model load (ping, keyframe request, lease, load cancellation).
     Connection,
-    /// Starts a model load; scene requests that follow wait until it finishes.
+    /// Starts work off the render loop (a model load, or a look change that may load an
+    /// environment); scene requests that follow wait until it finishes.
     Load,
     /// Applied by the render thread in request order: camera, scene commands and queries.
     Scene,
@@ -195,7 +217,9 @@ impl Request {
             | Self::GetLease
             | Self::SetLease { .. }
             | Self::CancelLoad { .. } => Route::Connection,
-            Self::LoadModel { .. } | Self::LoadUploadedModel { .. } => Route::Load,
+            Self::LoadModel { .. } | Self::LoadUploadedModel { .. } | Self::SetLook(_) => {
+                Route::Load
+            }
             Self::SetCamera { .. }
             | Self::CreateEntity { .. }
             | Self::DestroyEntity { .. }
@@ -213,7 +237,9 @@ impl Request {
             | Self::GetChildren { .. }
             | Self::GetBounds { .. }
             | Self::Raycast { .. }
-            | Self::GetStats => Route::Scene,
+            | Self::GetStats
+            | Self::GetLook
+            | Self::FitView { .. } => Route::Scene,
         }
     }
 }
@@ -322,7 +348,8 @@ pub enum Reply {
     },
     /// Answer to commands that return nothing else: `Reparent`, `SetTransforms`, `SetVisible`,
     /// `SetStateOverride`, `SetMaterialOverride`, `UpdateLight`, `RemoveLight`,
-    /// `UpdateCutPlane`, `RemoveCutPlane`. Frames with `last_command_seq >= seq` show it.
+    /// `UpdateCutPlane`, `RemoveCutPlane`, `SetLook`. Frames with `last_command_seq >= seq` show
+    /// it.
     Applied,
     /// Answer to `AddLight`.
     LightAdded {
@@ -349,6 +376,11 @@ pub enum Reply {
     Stats(SceneStats),
     /// Answer to `CancelLoad`: the load was stopped (its own request gets an error reply).
     LoadCancelled,
+    /// Answer to `GetLook`.
+    Look(LookState),
+    /// Answer to `FitView`: the camera pose now in use (frames with `last_command_seq >= seq`
+    /// use it).
+    CameraFitted(CameraPose),
 }
 
 /// A session's lease.
@@ -425,6 +457,9 @@ pub struct LoadedModel {
     pub lights: u32,
     /// Warnings for parts not drawn (e.g. line or point primitives).
     pub warnings: Vec<String>,
+    /// `KHR_materials_variants` names, in index order (the index is what
+    /// [`StateOverride::variant`] selects); empty without the extension.
+    pub variants: Vec<String>,
 }
 
 /// Events the host sends without a request.

@@ -57,6 +57,11 @@ codes! {
     /// The host's memory for uploads that are not loaded yet is spent (a host-wide budget
     /// shared by every connection); load or abandon pending uploads, then retry.
     UPLOAD_BUDGET_SPENT = 209, "upload_budget_spent";
+    /// No environment with that name in the host's environments directory (the message lists
+    /// the names there).
+    ENVIRONMENT_NOT_FOUND = 210, "environment_not_found";
+    /// The environment file is not a usable Radiance HDR image, or exceeds the host's limits.
+    ENVIRONMENT_INVALID = 211, "environment_invalid";
     /// No session with that id (or its record has been purged).
     SESSION_NOT_FOUND = 300, "session_not_found";
     /// The connection token is wrong.
@@ -91,6 +96,8 @@ codes! {
     CUT_PLANE_NOT_FOUND = 404, "cut_plane_not_found";
     /// Too many requests are waiting (behind a model load); retry after its reply.
     BUSY = 405, "busy";
+    /// `FitView` found no geometry to frame (an empty scene, or a subtree without meshes).
+    NOTHING_TO_FRAME = 406, "nothing_to_frame";
     /// The host failed internally; the message says where.
     INTERNAL = 500, "internal";
     /// The host is shutting down.

@@ -18,16 +18,22 @@
 mod control;
 mod error_code;
 mod framing;
+mod look;
 mod media;
 mod scene;
 
 pub use control::{
-    CameraPose, ClientMessage, Event, LeaseInfo, LoadedModel, Reply, Request, Route, ServerMessage,
-    SessionAuth, StreamInfo, WireError,
+    CameraPose, ClientMessage, Event, FIT_VIEW_DIRECTION, LeaseInfo, LoadedModel, Reply, Request,
+    Route, ServerMessage, SessionAuth, StreamInfo, WireError,
 };
 pub use error_code::{CloseCode, ErrorCode};
 pub use framing::{
     FrameDecoder, ProtocolError, decode_message, encode_message, encode_message_into,
+};
+pub use look::{
+    LookState, LookUpdate, MAX_ENVIRONMENT_INTENSITY, MAX_ENVIRONMENT_NAME, MAX_EXPOSURE,
+    MAX_OUTLINE_PULSE_PERIOD_S, MAX_OUTLINE_WIDTH_PX, NO_ENVIRONMENT, OutlineSettings, ToneMapping,
+    is_environment_name,
 };
 pub use media::{FrameHeader, FrameRecord, MediaStreamHeader};
 pub use scene::{
@@ -37,7 +43,7 @@ pub use scene::{
 };
 
 /// The protocol version this crate speaks; sent in [`Request::Hello`] and [`StreamInfo`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// ALPN identifier negotiated in the QUIC handshake.
 pub const ALPN: &[u8] = b"farview/1";

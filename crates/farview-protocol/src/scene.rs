@@ -59,6 +59,10 @@ pub struct StateOverride {
     pub selected: Option<bool>,
     /// Linear RGB multiplier and mix amount, each in [0, 1].
     pub tint: Option<[f32; 4]>,
+    /// `KHR_materials_variants` variant to draw: an index into the model's
+    /// [`LoadedModel::variants`](crate::LoadedModel::variants). Primitives without a mapping for
+    /// it (and models with fewer variants) draw their default material.
+    pub variant: Option<u32>,
 }
 
 /// Material inputs replaced for an entity's subtree; `None` keeps the asset's value.

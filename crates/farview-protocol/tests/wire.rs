@@ -26,6 +26,26 @@ fn light() -> Light {
     }
 }
 
+fn outline() -> OutlineSettings {
+    OutlineSettings {
+        color: [1.0, 0.5, 0.0],
+        width_px: 3.0,
+        pulse_period_s: 1.5,
+    }
+}
+
+fn look_update() -> LookUpdate {
+    LookUpdate {
+        environment: Some("neutral_sky".into()),
+        environment_intensity: Some(1.5),
+        show_environment: Some(true),
+        background: Some([0.1, 0.2, 0.3]),
+        tone_mapping: Some(ToneMapping::AcesFilmic),
+        exposure: Some(2.0),
+        outline: Some(outline()),
+    }
+}
+
 fn all_client_messages() -> Vec<ClientMessage> {
     let requests = vec![
         Request::Hello {
@@ -83,6 +103,7 @@ fn all_client_messages() -> Vec<ClientMessage> {
                 see_through: Some(true),
                 selected: Some(false),
                 tint: Some([1.0, 0.0, 0.0, 0.5]),
+                variant: Some(1),
             },
         },
         Request::SetMaterialOverride {
@@ -136,6 +157,17 @@ fn all_client_messages() -> Vec<ClientMessage> {
             name: "upload.glb".into(),
         },
         Request::CancelLoad { load_seq: 5 },
+        Request::SetLook(look_update()),
+        Request::SetLook(LookUpdate::default()),
+        Request::GetLook,
+        Request::FitView {
+            entity: Some(7),
+            direction: Some([1.0, 0.5, 0.0]),
+        },
+        Request::FitView {
+            entity: None,
+            direction: None,
+        },
     ];
     requests
         .into_iter()
@@ -193,6 +225,7 @@ fn all_server_messages() -> Vec<ServerMessage> {
             cameras: 1,
             lights: 0,
             warnings: vec!["1 line primitive not drawn".into()],
+            variants: vec!["red".into(), "blue".into()],
         }),
         Reply::EntityCreated { entity: 9 },
         Reply::Destroyed { entities: 3 },
@@ -230,6 +263,16 @@ fn all_server_messages() -> Vec<ServerMessage> {
         Reply::CameraSet,
         Reply::KeyframeScheduled,
         Reply::Pong { host_time_us: 42 },
+        Reply::Look(LookState {
+            environment: NO_ENVIRONMENT.into(),
+            environment_intensity: 1.0,
+            show_environment: false,
+            background: [0.0331; 3],
+            tone_mapping: ToneMapping::None,
+            exposure: 1.0,
+            outline: outline(),
+        }),
+        Reply::CameraFitted(pose()),
     ];
     let mut out: Vec<ServerMessage> = replies
         .into_iter()
@@ -302,6 +345,30 @@ fn golden_bytes_match_the_documented_format() {
     .unwrap();
     // Reply=0, seq=2, Err=1, code 200 as varint (0xC8 0x01), message "x".
     assert_eq!(err, [0, 0, 0, 7, 0, 2, 1, 0xC8, 0x01, 1, b'x']);
+    // Version 3's requests are appended: SetLook = 26, GetLook = 27, FitView = 28.
+    let look = encode_message(&ClientMessage {
+        seq: 5,
+        request: Request::SetLook(LookUpdate {
+            exposure: Some(2.0),
+            ..LookUpdate::default()
+        }),
+    })
+    .unwrap();
+    // seq, 26, environment None, intensity None, show None, background None, tone mapping None,
+    // exposure Some(2.0 as f32 LE), outline None.
+    assert_eq!(
+        look,
+        [0, 0, 0, 13, 5, 26, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0x40, 0]
+    );
+    let fit = encode_message(&ClientMessage {
+        seq: 6,
+        request: Request::FitView {
+            entity: Some(3),
+            direction: None,
+        },
+    })
+    .unwrap();
+    assert_eq!(fit, [0, 0, 0, 5, 6, 28, 1, 3, 0]);
 
     let h = FrameHeader {
         frame_number: 1,
@@ -393,6 +460,66 @@ fn error_codes_have_unique_stable_names() {
         ErrorCode::MODEL_PATH_FORBIDDEN.to_string(),
         "model_path_forbidden (201)"
     );
+}
+
+#[test]
+fn look_updates_are_checked_against_their_bounds() {
+    assert!(look_update().validate().is_ok());
+    assert!(LookUpdate::default().validate().is_ok());
+    let bad = [
+        LookUpdate {
+            exposure: Some(f32::NAN),
+            ..LookUpdate::default()
+        },
+        LookUpdate {
+            exposure: Some(0.0),
+            ..LookUpdate::default()
+        },
+        LookUpdate {
+            exposure: Some(MAX_EXPOSURE * 2.0),
+            ..LookUpdate::default()
+        },
+        LookUpdate {
+            background: Some([2.0, 0.0, 0.0]),
+            ..LookUpdate::default()
+        },
+        LookUpdate {
+            environment_intensity: Some(-1.0),
+            ..LookUpdate::default()
+        },
+        LookUpdate {
+            outline: Some(OutlineSettings {
+                width_px: 100.0,
+                ..outline()
+            }),
+            ..LookUpdate::default()
+        },
+        LookUpdate {
+            outline: Some(OutlineSettings {
+                pulse_period_s: f32::INFINITY,
+                ..outline()
+            }),
+            ..LookUpdate::default()
+        },
+        LookUpdate {
+            environment: Some("../etc/passwd".into()),
+            ..LookUpdate::default()
+        },
+        LookUpdate {
+            environment: Some(String::new()),
+            ..LookUpdate::default()
+        },
+        LookUpdate {
+            environment: Some("x".repeat(MAX_ENVIRONMENT_NAME + 1)),
+            ..LookUpdate::default()
+        },
+    ];
+    for u in bad {
+        assert!(u.validate().is_err(), "{u:?} passed");
+    }
+    assert!(is_environment_name(NO_ENVIRONMENT));
+    assert!(is_environment_name("studio_2-k"));
+    assert!(!is_environment_name("a/b") && !is_environment_name("a.hdr"));
 }
 
 #[test]

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use farview_protocol::{CloseCode, ErrorCode, SessionAuth, WireError};
-use farview_render::FrameRenderer;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -80,15 +79,15 @@ pub(super) async fn bind(
         ));
     }
     let settings = host.stream_settings();
-    let gpu = host.gpu.clone();
+    let environments = host.environments.clone();
     let (w, h) = (settings.width, settings.height);
-    let lighting = farview_render::Lighting::default();
-    let renderer = tokio::task::spawn_blocking(move || FrameRenderer::new(&gpu, w, h, lighting))
+    let renderer = tokio::task::spawn_blocking(move || environments.renderer(w, h))
         .await
         .map_err(|e| internal(format!("renderer setup panicked: {e}")))?
         .map_err(|e| internal(format!("renderer setup failed: {e}")))?;
     let (pipeline, exit) = Pipeline::start(
         renderer,
+        host.environments.default_name().to_owned(),
         settings.clone(),
         host.tap.clone(),
         host.metrics.clone(),

@@ -290,6 +290,24 @@ impl Driver<'_> {
                 self.load = Some(RunningLoad { cancel, task });
                 None
             }
+            Action::StartLook { seq, update } => {
+                let Some(b) = &self.bound else {
+                    let e = WireError::new(ErrorCode::INTERNAL, "look change before the bind");
+                    state.on_load_done(Err(e), now());
+                    return None;
+                };
+                let cancel = Arc::new(AtomicBool::new(false));
+                let job = crate::look::set_look(
+                    seq,
+                    *update,
+                    b.pipeline.clone(),
+                    self.host.environments.clone(),
+                    cancel.clone(),
+                );
+                let task = tokio::spawn(job.instrument(tracing::Span::current()));
+                self.load = Some(RunningLoad { cancel, task });
+                None
+            }
             Action::CancelLoad { .. } => {
                 if let Some(l) = &self.load {
                     l.cancel.store(true, Ordering::Relaxed);

@@ -12,8 +12,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use farview_protocol::{
-    ClientMessage, CloseCode, ErrorCode, FrameDecoder, MAX_CONTROL_MESSAGE, PROTOCOL_VERSION,
-    Reply, Request, Route, ServerMessage, SessionAuth, StreamInfo, WireError, decode_message,
+    ClientMessage, CloseCode, ErrorCode, FrameDecoder, LookUpdate, MAX_CONTROL_MESSAGE,
+    PROTOCOL_VERSION, Reply, Request, Route, ServerMessage, SessionAuth, StreamInfo, WireError,
+    decode_message,
 };
 
 #[cfg(test)]
@@ -53,6 +54,10 @@ pub(crate) enum Action {
     Answer { seq: u64, request: Request },
     /// Start a model load; report its result with [`ControlState::on_load_done`].
     StartLoad { seq: u64, source: LoadSource },
+    /// Start a look change (its environment may need loading first); it runs, is cancelled and
+    /// holds later requests back like a load: report its result with
+    /// [`ControlState::on_load_done`].
+    StartLook { seq: u64, update: Box<LookUpdate> },
     /// Cancel the running load (its reply still comes, as `load_cancelled`).
     CancelLoad { seq: u64 },
     /// Hand the request to the render thread, which replies in request order.
@@ -78,7 +83,7 @@ pub(crate) struct ControlState {
     decoder: FrameDecoder,
     phase: Phase,
     last_seq: u64,
-    /// The running load's sequence number.
+    /// The running load's (or look change's) sequence number.
     load: Option<u64>,
     backlog: VecDeque<ClientMessage>,
     actions: VecDeque<Action>,
@@ -356,6 +361,11 @@ impl ControlState {
             Route::Load => {
                 let source = match request {
                     Request::LoadModel { path } => LoadSource::Path(path),
+                    Request::SetLook(update) => {
+                        self.load = Some(seq);
+                        let update = Box::new(update);
+                        return self.actions.push_back(Action::StartLook { seq, update });
+                    }
                     Request::LoadUploadedModel { upload, name } => {
                         if name.len() > MAX_UPLOAD_NAME {
                             let e = WireError::new(
@@ -366,7 +376,7 @@ impl ControlState {
                         }
                         LoadSource::Upload { id: upload, name }
                     }
-                    // `route()` sends only the two load requests here.
+                    // `route()` sends only the loads and `SetLook` here.
                     other => {
                         let e = WireError::new(
                             ErrorCode::INTERNAL,

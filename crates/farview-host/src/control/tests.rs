@@ -240,6 +240,53 @@ fn a_second_load_in_the_backlog_holds_what_follows_it() {
 }
 
 #[test]
+fn a_look_change_holds_what_follows_it_like_a_load() {
+    let t0 = Instant::now();
+    let mut c = open(t0);
+    let update = farview_protocol::LookUpdate {
+        environment: Some("studio".into()),
+        ..Default::default()
+    };
+    let mut b = bytes(2, Request::SetLook(update.clone()));
+    b.extend(bytes(3, Request::GetLook));
+    b.extend(bytes(4, Request::Ping));
+    c.on_bytes(&b, t0);
+    // The environment may take seconds to prefilter: pings are answered meanwhile, and the
+    // GetLook waits so that it reads the new look.
+    assert_eq!(
+        drain(&mut c),
+        vec![
+            Action::StartLook {
+                seq: 2,
+                update: Box::new(update)
+            },
+            Action::Answer {
+                seq: 4,
+                request: Request::Ping
+            },
+        ]
+    );
+    assert!(c.loading());
+    c.on_load_done(Ok(Reply::Applied), t0 + Duration::from_secs(3));
+    let a = drain(&mut c);
+    assert!(matches!(
+        a[0],
+        Action::Send(ServerMessage::Reply {
+            seq: 2,
+            result: Ok(Reply::Applied)
+        })
+    ));
+    assert_eq!(
+        a[1],
+        Action::Render {
+            seq: 3,
+            request: Request::GetLook
+        }
+    );
+    assert_eq!(a.len(), 2);
+}
+
+#[test]
 fn cancel_names_the_running_load_only() {
     let t0 = Instant::now();
     let mut c = open(t0);

@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use farview_encode::I420Frame;
-use farview_protocol::{FrameHeader, Request, WireError};
-use farview_render::{Camera, FrameRenderer, ModelUploader, UploadedModel};
+use farview_protocol::{FrameHeader, LookUpdate, Reply, Request, WireError};
+use farview_render::{Camera, Environment, FrameRenderer, ModelUploader, UploadedModel};
 use farview_scene::{Model, ModelInfo};
 use tokio::sync::oneshot;
 use tracing::Instrument;
@@ -50,7 +50,7 @@ pub(crate) enum RenderCommand {
         model: Box<Model>,
         uploaded: UploadedModel,
         max_triangles: u64,
-        reply: oneshot::Sender<Result<ModelInfo, WireError>>,
+        reply: oneshot::Sender<Result<AddedModel, WireError>>,
     },
     /// Instantiates the model loaded from `key` again if its assets are still alive; answers
     /// `None` when they are not (the caller imports the file).
@@ -58,7 +58,16 @@ pub(crate) enum RenderCommand {
         seq: u64,
         key: String,
         max_triangles: u64,
-        reply: oneshot::Sender<Option<Result<ModelInfo, WireError>>>,
+        reply: oneshot::Sender<Option<Result<AddedModel, WireError>>>,
+    },
+    /// Changes the look from the next frame on; `environment` (name, prefiltered environment or
+    /// `None` for none) is set when the update names one, and is ready: the render thread never
+    /// waits for a prefilter.
+    SetLook {
+        seq: u64,
+        update: LookUpdate,
+        environment: Option<(String, Option<Environment>)>,
+        reply: oneshot::Sender<Result<Reply, WireError>>,
     },
     /// Moves the camera; answered once applied.
     SetCamera {
@@ -72,6 +81,13 @@ pub(crate) enum RenderCommand {
         request: Request,
         reply: ReplySink,
     },
+}
+
+/// A model added to the scene: what the scene reports, and its material variants' names.
+#[derive(Debug)]
+pub(crate) struct AddedModel {
+    pub(crate) info: ModelInfo,
+    pub(crate) variants: Vec<String>,
 }
 
 /// The device connection frames currently go to.
@@ -148,8 +164,11 @@ pub(crate) fn command_error(e: &mpsc::TrySendError<RenderCommand>) -> WireError 
 impl Pipeline {
     /// Starts the stages (idle until a device is attached). `renderer` was created by the
     /// caller so that a failure is reported before anything runs.
+    /// `environment` names the environment `renderer`'s lighting holds (what `GetLook`
+    /// reports until a `SetLook` changes it).
     pub(crate) fn start(
         renderer: FrameRenderer,
+        environment: String,
         settings: StreamSettings,
         tap: Option<FrameTap>,
         metrics: Arc<Metrics>,
@@ -157,6 +176,7 @@ impl Pipeline {
         let encoder = encode::encoder_for(&settings)?;
         Self::start_with(
             renderer,
+            environment,
             encoder,
             settings,
             tap,
@@ -168,6 +188,7 @@ impl Pipeline {
     /// [`Pipeline::start`] with the encoder and clock chosen by the caller.
     pub(crate) fn start_with(
         mut renderer: FrameRenderer,
+        environment: String,
         encoder: Box<dyn farview_encode::VideoEncoder>,
         settings: StreamSettings,
         tap: Option<FrameTap>,
@@ -208,6 +229,7 @@ impl Pipeline {
         };
         let stage = render::RenderStage {
             renderer,
+            environment,
             settings: settings.clone(),
             commands: cmd_rx,
             frames: raw_tx,
@@ -311,7 +333,8 @@ mod tests {
             ..StreamConfig::default()
         };
         let settings = StreamSettings::resolve(&stream, None, true);
-        let (pipeline, _exit) = Pipeline::start(renderer, settings, None, Arc::default()).unwrap();
+        let (pipeline, _exit) =
+            Pipeline::start(renderer, "none".into(), settings, None, Arc::default()).unwrap();
         let glb = farview_scene::synthetic::grid_glb(2);
         for n in 1..=3u64 {
             let mut no_files = |uri: &str| Err(ImportError::NotFound(uri.to_owned()));

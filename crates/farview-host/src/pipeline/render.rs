@@ -14,7 +14,7 @@ use farview_scene::Scene;
 
 use super::clock::StageClock;
 use super::stats::{Shared, Stage};
-use super::{RawFrame, RenderCommand, StreamSettings};
+use super::{AddedModel, RawFrame, RenderCommand, StreamSettings};
 use crate::tap::FrameTap;
 
 /// Longest gap between frames when frames are skipped for an unchanged scene, so the device
@@ -85,10 +85,13 @@ impl Pacer {
     }
 }
 
-/// Render-thread state besides the scene: the camera, the last command applied, and which
-/// asset path each loaded model came from (so a second load of a file shares its assets).
+/// Render-thread state besides the scene: the camera, the environment's name, the last command
+/// applied, and which asset path each loaded model came from (so a second load of a file shares
+/// its assets).
 struct RenderState {
     camera: Camera,
+    /// The name of the environment the renderer's lighting holds.
+    environment: String,
     last_seq: u64,
     by_key: HashMap<String, farview_scene::ModelId>,
     /// A command arrived since the last frame was rendered.
@@ -98,6 +101,8 @@ struct RenderState {
 /// Everything the render stage owns.
 pub(crate) struct RenderStage {
     pub(crate) renderer: FrameRenderer,
+    /// The name of the environment `renderer` starts with.
+    pub(crate) environment: String,
     pub(crate) settings: StreamSettings,
     pub(crate) commands: mpsc::Receiver<RenderCommand>,
     pub(crate) frames: mpsc::SyncSender<RawFrame>,
@@ -113,6 +118,7 @@ impl RenderStage {
         let mut scene = Scene::default();
         let mut st = RenderState {
             camera: Camera::default(),
+            environment: std::mem::take(&mut self.environment),
             last_seq: 0,
             by_key: HashMap::new(),
             changed: true,
@@ -294,6 +300,7 @@ fn apply(
                             st.by_key.insert(k, info.model);
                         }
                     })
+                    .map(|info| added(scene, info))
             };
             st.last_seq = st.last_seq.max(seq);
             // Counted before the reply leaves, so whoever hears "loaded" reads a count that
@@ -321,6 +328,7 @@ fn apply(
                     scene
                         .instantiate(&key, id)
                         .map_err(crate::scene_ops::scene_error)
+                        .map(|info| added(scene, info))
                 });
             if result.as_ref().is_some_and(Result::is_ok) {
                 st.last_seq = st.last_seq.max(seq);
@@ -336,13 +344,43 @@ fn apply(
                 result: Ok(Reply::CameraSet),
             });
         }
+        RenderCommand::SetLook {
+            seq,
+            update,
+            environment,
+            reply,
+        } => {
+            let (name, env) = match environment {
+                Some((name, env)) => (Some(name), Some(env)),
+                None => (None, None),
+            };
+            let lighting = crate::look::updated(renderer.lighting(), &update, env);
+            // Nothing changes unless the renderer takes the new lighting.
+            let result = renderer
+                .set_lighting(lighting)
+                .map(|()| {
+                    if let Some(name) = name {
+                        st.environment = name;
+                    }
+                    st.last_seq = st.last_seq.max(seq);
+                    Reply::Applied
+                })
+                .map_err(|e| {
+                    WireError::new(ErrorCode::INTERNAL, format!("cannot apply the look: {e}"))
+                });
+            let _ = reply.send(result);
+        }
         RenderCommand::Scene {
             seq,
             request,
             reply,
         } => {
             let destroys = matches!(request, farview_protocol::Request::DestroyEntity { .. });
-            let result = crate::scene_ops::execute(request, scene, renderer);
+            let mut view = crate::scene_ops::View {
+                camera: &mut st.camera,
+                environment: &st.environment,
+            };
+            let result = crate::scene_ops::execute(request, scene, renderer, &mut view);
             st.last_seq = st.last_seq.max(seq);
             if destroys {
                 refresh_counts(scene, shared);
@@ -350,6 +388,15 @@ fn apply(
             reply.send(ServerMessage::Reply { seq, result });
         }
     }
+}
+
+/// What a load's reply reports: the scene's figures and the model's variant names.
+fn added(scene: &Scene, info: farview_scene::ModelInfo) -> AddedModel {
+    let variants = scene
+        .model(info.model)
+        .map(|m| m.variants.clone())
+        .unwrap_or_default();
+    AddedModel { info, variants }
 }
 
 /// Models in the scene, for the session's counters. Only model-changing commands call it: a

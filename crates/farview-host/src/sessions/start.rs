@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use farview_render::{FrameRenderer, Lighting};
 use farview_session::{Session, StopReason};
 use uuid::Uuid;
 
@@ -143,11 +142,18 @@ impl SessionManager {
         models: &[String],
     ) -> Result<Arc<Pipeline>, String> {
         let settings = self.settings_for(size);
-        let renderer = FrameRenderer::new(&self.gpu, size.width, size.height, Lighting::default())
+        let renderer = self
+            .environments
+            .renderer(size.width, size.height)
             .map_err(|e| format!("renderer: {e}"))?;
-        let (pipeline, exit) =
-            Pipeline::start(renderer, settings, self.tap.clone(), self.metrics.clone())
-                .map_err(|e| format!("encoder: {e}"))?;
+        let (pipeline, exit) = Pipeline::start(
+            renderer,
+            self.environments.default_name().to_owned(),
+            settings,
+            self.tap.clone(),
+            self.metrics.clone(),
+        )
+        .map_err(|e| format!("encoder: {e}"))?;
         // A render or encode loop that fails later ends this session only, as `error`.
         let this = self.clone();
         self.runtime.spawn(async move {

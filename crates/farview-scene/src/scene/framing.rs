@@ -27,12 +27,14 @@ impl ViewFit {
     /// non-finite bounds, a zero direction or a field of view outside (0, π).
     pub fn frame(bounds: &Aabb, direction: Vec3, fov_y: f32, aspect: f32) -> Option<Self> {
         let dir = direction.try_normalize()?;
-        if bounds.is_empty()
-            || !bounds.min.is_finite()
-            || !bounds.max.is_finite()
-            || !(fov_y > 0.0 && fov_y < std::f32::consts::PI)
-            || !(aspect.is_finite() && aspect > 0.0)
-        {
+        let usable = !bounds.is_empty()
+            && bounds.min.is_finite()
+            && bounds.max.is_finite()
+            && fov_y > 0.0
+            && fov_y < std::f32::consts::PI
+            && aspect.is_finite()
+            && aspect > 0.0;
+        if !usable {
             return None;
         }
         let target = bounds.center();
