@@ -413,8 +413,21 @@ fn display(c_in: vec3<f32>) -> vec3<f32> {
     return srgb_to_linear(pow(c, vec3<f32>(1.0 / 2.2)));
 }
 
+// Two entry points share `shade`: `layers` is a constant in each, so the compiler drops the
+// clearcoat, sheen and transmission code from the standard one. (Software rasterizers run every
+// instruction of a shader under a mask, branches or not: code a material does not need costs
+// as much as code it does.)
 @fragment
-fn fs_main(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) vec4<f32> {
+fn fs_standard(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) vec4<f32> {
+    return shade(in, front, false);
+}
+
+@fragment
+fn fs_layered(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) vec4<f32> {
+    return shade(in, front, true);
+}
+
+fn shade(in: VertexOut, front: bool, layers: bool) -> vec4<f32> {
     cut(in.world);
 
     // Base colour.
@@ -487,7 +500,7 @@ fn fs_main(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) ve
     var clearcoat_factor = 0.0;
     var clearcoat_roughness = 0.0;
     var clearcoat_n = ng;
-    if (has_feature(FEATURE_CLEARCOAT)) {
+    if (layers && has_feature(FEATURE_CLEARCOAT)) {
         clearcoat_factor = material.clearcoat.x;
         clearcoat_roughness = material.clearcoat.y;
         if (has_tex(TEX_CLEARCOAT)) {
@@ -508,7 +521,7 @@ fn fs_main(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) ve
         }
     }
     var transmission = 0.0;
-    if (has_feature(FEATURE_TRANSMISSION)) {
+    if (layers && has_feature(FEATURE_TRANSMISSION)) {
         transmission = material.clearcoat.w;
         if (has_tex(TEX_TRANSMISSION)) {
             transmission *= textureSample(transmission_tex, transmission_sampler, slot_uv(TEX_TRANSMISSION, in)).r;
@@ -546,7 +559,7 @@ fn fs_main(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) ve
         ibl_ggx_fresnel(n_v, roughness, f0_dielectric, specular_weight),
     );
     var color = mix(dielectric_ibl, metal_ibl, metallic);
-    if (has_feature(FEATURE_CLEARCOAT)) {
+    if (layers && has_feature(FEATURE_CLEARCOAT)) {
         let coat = ibl_specular(clearcoat_n, v, clearcoat_roughness);
         color = mix(color, coat, clearcoat_factor * clearcoat_fresnel);
     }
@@ -588,13 +601,13 @@ fn fs_main(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) ve
         let l_metal = metal_fresnel * l_specular;
         let l_dielectric = mix(l_diffuse, l_specular, dielectric_fresnel);
         var l_color = mix(l_dielectric, l_metal, metallic);
-        if (has_feature(FEATURE_SHEEN) && n_l > 0.0 && n_v > 0.0) {
+        if (layers && has_feature(FEATURE_SHEEN) && n_l > 0.0 && n_v > 0.0) {
             let sheen = intensity * n_l * sheen_color * d_charlie(sheen_roughness, n_h)
                 * v_sheen(n_l, n_v, sheen_roughness);
             // No albedo scaling: the reference ships no sheen E lookup table.
             l_color = sheen + l_color;
         }
-        if (has_feature(FEATURE_CLEARCOAT)) {
+        if (layers && has_feature(FEATURE_CLEARCOAT)) {
             let c_l = clamped_dot(clearcoat_n, l);
             let c_v = clamped_dot(clearcoat_n, v);
             let c_h = clamped_dot(clearcoat_n, h);
@@ -609,6 +622,123 @@ fn fs_main(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) ve
         color = base.rgb;
     } else {
         color = emissive * (1.0 - clearcoat_factor * clearcoat_fresnel) + color;
+    }
+    if (draw.tint.a > 0.0) {
+        color = mix(color, color * draw.tint.rgb, draw.tint.a);
+    }
+    var a = 1.0;
+    if (alpha_mode > 1.5) {
+        a = base.a;
+    }
+    if (draw.params.z > 0.5) {
+        a *= 0.35;
+    }
+    return vec4<f32>(display(color), a);
+}
+
+// --- The fast shading (RenderQuality::FAST): image-based and punctual light evaluated per
+// vertex with the material's factors, the fragment stage only samples base colour,
+// metallic-roughness and emissive textures and mixes. About the cost of plain texturing on a
+// software rasterizer; no normal maps, occlusion or layers.
+
+struct FastOut {
+    @builtin(position) clip: vec4<f32>,
+    @location(0) uv: vec2<f32>,
+    @location(1) uv1: vec2<f32>,
+    @location(2) world: vec3<f32>,
+    @location(3) color: vec4<f32>,
+    // Diffuse irradiance (over pi) at the vertex.
+    @location(4) diffuse: vec3<f32>,
+    // Prefiltered specular radiance at the vertex.
+    @location(5) specular: vec3<f32>,
+    // x, y: the BRDF lookup table's scale and bias; z: dielectric Fresnel.
+    @location(6) brdf: vec3<f32>,
+};
+
+@vertex
+fn vs_fast(v: VertexIn) -> FastOut {
+    var out: FastOut;
+    let world = draw.model * vec4<f32>(v.position, 1.0);
+    out.clip = globals.view_proj * world;
+    out.world = world.xyz;
+    out.uv = v.uv;
+    out.uv1 = v.uv1;
+    out.color = v.color;
+    let n = normalize((draw.normal * vec4<f32>(v.normal, 0.0)).xyz);
+    let view = normalize(globals.camera_pos.xyz - world.xyz);
+    var roughness = material.params.y;
+    if (draw.params.y >= 0.0) {
+        roughness = draw.params.y;
+    }
+    roughness = clamp(roughness, 0.0, 1.0);
+    let n_v = clamped_dot(n, view);
+    var diffuse = textureSampleLevel(env_diffuse, env_sampler, env_dir(n), 0.0).rgb * globals.environment.y;
+    let r = normalize(reflect(-view, n));
+    let lod = roughness * (globals.environment.x - 1.0);
+    var specular = textureSampleLevel(env_specular, env_sampler, env_dir(r), lod).rgb * globals.environment.y;
+    let p = clamp(vec2<f32>(n_v, roughness), vec2<f32>(0.0), vec2<f32>(1.0));
+    let f_ab = textureSampleLevel(brdf_lut, env_sampler, p, 0.0).rg;
+    let alpha = roughness * roughness;
+    for (var i = 0u; i < min(globals.counts.x, MAX_LIGHTS); i++) {
+        let light = globals.lights[i];
+        var point_to_light: vec3<f32>;
+        if (light.position_kind.w < 0.5) {
+            point_to_light = -light.direction_range.xyz;
+        } else {
+            point_to_light = light.position_kind.xyz - world.xyz;
+        }
+        let l = normalize(point_to_light);
+        let h = normalize(l + view);
+        let n_l = clamped_dot(n, l);
+        let intensity = light_intensity(light, point_to_light);
+        diffuse += intensity * n_l / PI;
+        specular += intensity * n_l * v_ggx(n_l, n_v, alpha) * d_ggx(clamped_dot(n, h), alpha)
+            / max(f_ab.x + f_ab.y, 0.05);
+    }
+    out.diffuse = diffuse;
+    out.specular = specular;
+    let f0 = pow((material.params2.z - 1.0) / (material.params2.z + 1.0), 2.0);
+    out.brdf = vec3<f32>(f_ab, f0 * f_ab.x + f_ab.y);
+    return out;
+}
+
+fn fast_uv(slot: u32, in: FastOut) -> vec2<f32> {
+    let t = material.uv[slot];
+    var uv = in.uv;
+    if (t.row0.w > 0.5) {
+        uv = in.uv1;
+    }
+    return vec2<f32>(dot(t.row0.xy, uv) + t.row0.z, dot(t.row1.xy, uv) + t.row1.z);
+}
+
+@fragment
+fn fs_fast(in: FastOut) -> @location(0) vec4<f32> {
+    cut(in.world);
+    var factor = material.base_color;
+    if (draw.base_color.w >= 0.0) {
+        factor = draw.base_color;
+    }
+    let base = factor * in.color * textureSample(base_color_tex, base_color_sampler, fast_uv(TEX_BASE, in));
+    let alpha_mode = material.params.w;
+    if (alpha_mode > 0.5 && alpha_mode < 1.5 && base.a < material.params.z) {
+        discard;
+    }
+    var metallic = material.params.x;
+    if (draw.params.x >= 0.0) {
+        metallic = draw.params.x;
+    }
+    metallic *= textureSample(mr_tex, mr_sampler, fast_uv(TEX_MR, in)).b;
+    var emissive = material.emissive.rgb;
+    if (draw.emissive.w >= 0.0) {
+        emissive = draw.emissive.rgb;
+    }
+    emissive *= textureSample(emissive_tex, emissive_sampler, fast_uv(TEX_EMISSIVE, in)).rgb;
+    let fresnel = in.brdf.z;
+    let dielectric = in.diffuse * base.rgb * (1.0 - fresnel) + in.specular * fresnel;
+    let metal = in.specular * (base.rgb * in.brdf.x + in.brdf.y);
+    var color = mix(dielectric, metal, clamp(metallic, 0.0, 1.0)) + emissive;
+    if (has_feature(FEATURE_UNLIT)) {
+        color = base.rgb;
     }
     if (draw.tint.a > 0.0) {
         color = mix(color, color * draw.tint.rgb, draw.tint.a);

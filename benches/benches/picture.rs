@@ -17,15 +17,17 @@ fn picture(c: &mut Criterion) {
         Into::into,
     );
     let helmet = "khronos/DamagedHelmet/glTF-Binary/DamagedHelmet.glb";
-    let model =
-        match farview_scene::import_file(&corpus, helmet, &farview_scene::ImportLimits::default())
-        {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("skipping: DamagedHelmet not found ({e}); set FARVIEW_CORPUS");
-                return;
-            }
-        };
+    let model = match farview_scene::import_file(
+        &corpus,
+        helmet,
+        &farview_scene::ImportLimits::default(),
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("skipping: DamagedHelmet not found ({e}); set FARVIEW_CORPUS");
+            return;
+        }
+    };
     let mut scene = farview_scene::Scene::default();
     let info = scene.add_model("helmet", model).unwrap();
     let camera = framing_camera(&info);

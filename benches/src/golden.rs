@@ -297,7 +297,10 @@ pub fn contact_sheet(
     let (sw, sh) = (pair_w * per_row, (cell + 4) * rows);
     let mut out = vec![255u8; (sw * sh * 4) as usize];
     for (i, (golden, ours, w, h)) in pairs.iter().enumerate() {
-        let (ox, oy) = ((i as u32 % per_row) * pair_w, (i as u32 / per_row) * (cell + 4));
+        let (ox, oy) = (
+            (i as u32 % per_row) * pair_w,
+            (i as u32 / per_row) * (cell + 4),
+        );
         for (c, img) in [golden, ours].iter().enumerate() {
             for y in 0..cell {
                 for x in 0..cell {

@@ -69,10 +69,13 @@ pub struct RenderConfig {
     pub tone_mapping: ToneMappingChoice,
     /// Multiplies scene colour before tone mapping (> 0, at most 64).
     pub exposure: f32,
-    /// `high` (4x MSAA, 8x anisotropic filtering), `fast` (neither) or `auto`: high up to
-    /// `high_quality_max_pixels` per frame, fast above.
+    /// `high` (per-pixel shading, 4x MSAA, 8x anisotropic filtering), `medium` (per-pixel
+    /// shading only), `fast` (per-vertex shading) or `auto`: high on a GPU; on a software
+    /// rasterizer high up to `high_quality_max_pixels` per frame and fast above (full shading
+    /// costs too much there to hold 60 fps at 720p; see benches/README.md).
     pub quality: QualityChoice,
-    /// In `quality = "auto"`, the largest frame (width x height) rendered at high quality.
+    /// In `quality = "auto"` on a software rasterizer, the largest frame (width x height)
+    /// rendered at high quality.
     pub high_quality_max_pixels: u64,
 }
 
@@ -94,12 +97,15 @@ pub enum ToneMappingChoice {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum QualityChoice {
-    /// High up to `high_quality_max_pixels`, fast above.
+    /// High on a GPU; on a software rasterizer high up to `high_quality_max_pixels`, fast
+    /// above.
     #[default]
     Auto,
-    /// Always 4x MSAA and 8x anisotropic filtering.
+    /// Per-pixel shading, 4x MSAA and 8x anisotropic filtering.
     High,
-    /// Never.
+    /// Per-pixel shading without MSAA or anisotropic filtering.
+    Medium,
+    /// Per-vertex shading, no MSAA.
     Fast,
 }
 
@@ -113,7 +119,7 @@ impl Default for RenderConfig {
             tone_mapping: ToneMappingChoice::KhrPbrNeutral,
             exposure: 1.0,
             quality: QualityChoice::Auto,
-            high_quality_max_pixels: 1280 * 720,
+            high_quality_max_pixels: 320 * 240,
         }
     }
 }
@@ -126,16 +132,23 @@ impl RenderConfig {
             .unwrap_or_else(|| assets_root.join("environments"))
     }
 
-    /// The quality a `width` x `height` stream renders at.
-    pub fn quality_for(&self, width: u32, height: u32) -> farview_render::RenderQuality {
+    /// The quality a `width` x `height` stream renders at, on a software rasterizer or not.
+    pub fn quality_for(
+        &self,
+        width: u32,
+        height: u32,
+        software: bool,
+    ) -> farview_render::RenderQuality {
+        use farview_render::RenderQuality;
         let pixels = u64::from(width) * u64::from(height);
         match self.quality {
-            QualityChoice::High => farview_render::RenderQuality::HIGH,
-            QualityChoice::Fast => farview_render::RenderQuality::FAST,
-            QualityChoice::Auto if pixels <= self.high_quality_max_pixels => {
-                farview_render::RenderQuality::HIGH
+            QualityChoice::High => RenderQuality::HIGH,
+            QualityChoice::Medium => RenderQuality::MEDIUM,
+            QualityChoice::Fast => RenderQuality::FAST,
+            QualityChoice::Auto if !software || pixels <= self.high_quality_max_pixels => {
+                RenderQuality::HIGH
             }
-            QualityChoice::Auto => farview_render::RenderQuality::FAST,
+            QualityChoice::Auto => RenderQuality::FAST,
         }
     }
 }
@@ -735,14 +748,18 @@ mod tests {
             .into_config()
             .is_err()
         );
-        // Auto: high quality up to the pixel budget, fast above.
+        // Auto: high quality on a GPU; in software up to the pixel budget, fast above.
         let r = RenderConfig::default();
         assert_eq!(
-            r.quality_for(1280, 720),
+            r.quality_for(1920, 1080, false),
             farview_render::RenderQuality::HIGH
         );
         assert_eq!(
-            r.quality_for(1920, 1080),
+            r.quality_for(320, 240, true),
+            farview_render::RenderQuality::HIGH
+        );
+        assert_eq!(
+            r.quality_for(1280, 720, true),
             farview_render::RenderQuality::FAST
         );
         assert_eq!(

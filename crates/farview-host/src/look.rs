@@ -150,7 +150,8 @@ impl Environments {
             width,
             height,
             self.default_lighting(),
-            self.config.quality_for(width, height),
+            self.config
+                .quality_for(width, height, self.gpu.is_software()),
         )
     }
 

@@ -13,7 +13,8 @@ use crate::{Environment, GpuContext, Lighting, RenderError};
 pub(crate) fn layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
     let texture = |binding, view_dimension| wgpu::BindGroupLayoutEntry {
         binding,
-        visibility: wgpu::ShaderStages::FRAGMENT,
+        // The fast shading samples the environment per vertex.
+        visibility: wgpu::ShaderStages::VERTEX_FRAGMENT,
         ty: wgpu::BindingType::Texture {
             sample_type: wgpu::TextureSampleType::Float { filterable: true },
             view_dimension,
@@ -29,7 +30,7 @@ pub(crate) fn layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
             texture(2, wgpu::TextureViewDimension::D2),
             wgpu::BindGroupLayoutEntry {
                 binding: 3,
-                visibility: wgpu::ShaderStages::FRAGMENT,
+                visibility: wgpu::ShaderStages::VERTEX_FRAGMENT,
                 ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
                 count: None,
             },

@@ -40,7 +40,7 @@ pub use error::RenderError;
 pub use lighting::{Lighting, Outline, ToneMapping};
 pub use models::{ModelUploader, UploadedModel};
 pub use readback::{ReadbackFrame, strip_padding};
-pub use renderer::{FrameRenderer, RenderQuality};
+pub use renderer::{FrameRenderer, RenderQuality, Shading};
 pub use shaders::{I420_SHADER, MESH_SHADER};
 pub use stats::RenderStats;
 /// The adapter kinds wgpu reports (re-exported so callers need not depend on wgpu).

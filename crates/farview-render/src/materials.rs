@@ -200,9 +200,10 @@ pub(crate) struct MaterialShared {
 impl MaterialShared {
     pub(crate) fn new(ctx: &GpuContext, anisotropy: u16) -> Self {
         let device = ctx.device();
+        // The fast shading reads the material in its vertex stage.
         let mut entries = vec![uniform_entry(
             0,
-            wgpu::ShaderStages::FRAGMENT,
+            wgpu::ShaderStages::VERTEX_FRAGMENT,
             false,
             MATERIAL_UNIFORM_SIZE,
         )];

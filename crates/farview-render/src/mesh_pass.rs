@@ -1,5 +1,5 @@
-//! The mesh pass (`shaders/mesh.wgsl`): four pipelines (back-face culled or double-sided,
-//! opaque or blended), the background (environment) pipeline, the selection outline pipeline,
+//! The mesh pass (`shaders/mesh.wgsl`): pipelines per shader variant (standard, layered, or
+//! fast, see [`ShaderVariant`]), back-face culled or double-sided, opaque or blended; the background (environment) pipeline, the selection outline pipeline,
 //! the per-frame globals, one dynamic-offset uniform block per draw, and the recording of a
 //! frame: opaque draws in scene order, the environment behind them, blended draws (see-through
 //! entities, alpha-blended materials) far to near, then outlines around selected entities.
@@ -14,7 +14,7 @@ use crate::environment_binding::EnvironmentBinding;
 use crate::models::GpuModelStore;
 use crate::targets::{COLOR_FORMAT, DEPTH_FORMAT, FrameTargets};
 use crate::uniforms::{DrawUniform, FrameLook, Globals, uniform_entry};
-use crate::{Camera, GpuContext, MESH_SHADER, RenderError, RenderStats};
+use crate::{Camera, GpuContext, MESH_SHADER, RenderError, RenderStats, Shading};
 
 /// Upper bound on draws per frame; a scene over it is an error, not an allocation storm.
 const MAX_DRAWS: usize = 1 << 20;
@@ -23,8 +23,9 @@ const INITIAL_DRAWS: usize = 64;
 
 /// Pipelines and uniforms of the mesh pass of one renderer.
 pub(crate) struct MeshPass {
-    /// Indexed by [`pipeline_index`].
-    pipelines: [wgpu::RenderPipeline; 4],
+    /// Indexed by [`pipeline_index`]; `None` for variants this renderer's shading does not use.
+    pipelines: Vec<Option<wgpu::RenderPipeline>>,
+    shading: Shading,
     sky: wgpu::RenderPipeline,
     outline: wgpu::RenderPipeline,
     globals: wgpu::Buffer,
@@ -38,8 +39,38 @@ pub(crate) struct MeshPass {
 }
 
 /// Pipeline for a primitive: culled or double-sided, opaque or blended.
-fn pipeline_index(double_sided: bool, blended: bool) -> usize {
-    usize::from(double_sided) + 2 * usize::from(blended)
+fn pipeline_index(variant: ShaderVariant, double_sided: bool, blended: bool) -> usize {
+    variant as usize * 4 + usize::from(double_sided) + 2 * usize::from(blended)
+}
+
+/// Which vertex and fragment entry points a material draws with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShaderVariant {
+    /// Full shading without the clearcoat, sheen and transmission layers.
+    Standard = 0,
+    /// Full shading with them.
+    Layered = 1,
+    /// Per-vertex lighting ([`Shading::Fast`]).
+    Fast = 2,
+}
+
+impl ShaderVariant {
+    const ALL: [Self; 3] = [Self::Standard, Self::Layered, Self::Fast];
+
+    fn entry_points(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Standard => ("vs_main", "fs_standard"),
+            Self::Layered => ("vs_main", "fs_layered"),
+            Self::Fast => ("vs_fast", "fs_fast"),
+        }
+    }
+
+    fn used_by(self, shading: Shading) -> bool {
+        match shading {
+            Shading::Full => self != Self::Fast,
+            Shading::Fast => self == Self::Fast,
+        }
+    }
 }
 
 impl MeshPass {
@@ -48,6 +79,7 @@ impl MeshPass {
         material_layout: &wgpu::BindGroupLayout,
         environment_layout: &wgpu::BindGroupLayout,
         samples: u32,
+        shading: Shading,
     ) -> Self {
         let device = ctx.device();
         let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -93,13 +125,14 @@ impl MeshPass {
             depth_fail_op: wgpu::StencilOperation::Keep,
             pass_op: wgpu::StencilOperation::Replace,
         };
-        let make_pipeline = |double_sided: bool, see_through: bool| {
+        let make_pipeline = |variant: ShaderVariant, double_sided: bool, see_through: bool| {
+            let (vs, fs) = variant.entry_points();
             device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
                 label: Some("mesh"),
                 layout: Some(&layout),
                 vertex: wgpu::VertexState {
                     module: &shader,
-                    entry_point: Some("vs_main"),
+                    entry_point: Some(vs),
                     compilation_options: Default::default(),
                     buffers: &[Some(crate::gpu_model::Vertex::layout())],
                 },
@@ -126,7 +159,7 @@ impl MeshPass {
                 multisample,
                 fragment: Some(wgpu::FragmentState {
                     module: &shader,
-                    entry_point: Some("fs_main"),
+                    entry_point: Some(fs),
                     compilation_options: Default::default(),
                     targets: &[Some(wgpu::ColorTargetState {
                         format: COLOR_FORMAT,
@@ -138,12 +171,22 @@ impl MeshPass {
                 cache: None,
             })
         };
-        let pipelines = [
-            make_pipeline(false, false),
-            make_pipeline(true, false),
-            make_pipeline(false, true),
-            make_pipeline(true, true),
-        ];
+        let mut pipelines = Vec::with_capacity(ShaderVariant::ALL.len() * 4);
+        for variant in ShaderVariant::ALL {
+            for blended in [false, true] {
+                for double_sided in [false, true] {
+                    debug_assert_eq!(
+                        pipelines.len(),
+                        pipeline_index(variant, double_sided, blended)
+                    );
+                    pipelines.push(
+                        variant
+                            .used_by(shading)
+                            .then(|| make_pipeline(variant, double_sided, blended)),
+                    );
+                }
+            }
+        }
         // The sky and the outline share the mesh pipelines' layout even though they use fewer
         // groups: wgpu's GL backend assigns texture slots per layout and does not rebind a group
         // that stays bound across a layout switch, so differing layouts read stale slots.
@@ -244,6 +287,7 @@ impl MeshPass {
             draw_resources(device, &draw_layout, draw_stride, INITIAL_DRAWS);
         Self {
             pipelines,
+            shading,
             sky,
             outline,
             globals,
@@ -402,9 +446,14 @@ impl MeshPass {
                         pass.set_stencil_reference(u32::from(d.state.selected));
                         bound = true;
                     }
-                    let key = pipeline_index(material.double_sided, blended);
+                    let variant = match self.shading {
+                        Shading::Fast => ShaderVariant::Fast,
+                        Shading::Full if material.layered => ShaderVariant::Layered,
+                        Shading::Full => ShaderVariant::Standard,
+                    };
+                    let key = pipeline_index(variant, material.double_sided, blended);
                     if current_pipeline != Some(key) {
-                        if let Some(pipeline) = self.pipelines.get(key) {
+                        if let Some(Some(pipeline)) = self.pipelines.get(key) {
                             pass.set_pipeline(pipeline);
                         }
                         current_pipeline = Some(key);

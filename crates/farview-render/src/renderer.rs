@@ -16,10 +16,23 @@ use crate::targets::FrameTargets;
 use crate::uniforms::FrameLook;
 use crate::{Camera, GpuContext, Lighting, RenderError, RenderStats};
 
-/// What a renderer's picture costs, fixed when it is created: anti-aliasing and texture
-/// filtering.
+/// How surfaces are shaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shading {
+    /// Per pixel: every material texture, normal maps, layers (the reference's model).
+    Full,
+    /// Per vertex: image-based and punctual light at the vertices with the material's factors;
+    /// base colour, metallic and emissive textures per pixel. For software rasterizers at sizes
+    /// where full shading cannot hold the frame rate.
+    Fast,
+}
+
+/// What a renderer's picture costs, fixed when it is created: shading, anti-aliasing and
+/// texture filtering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RenderQuality {
+    /// Per-pixel or per-vertex shading.
+    pub shading: Shading,
     /// Samples per pixel: 4 (MSAA) or 1. Falls back to 1 where the adapter cannot.
     pub msaa_samples: u32,
     /// Anisotropic filtering of trilinear textures, 1 (off) to 16.
@@ -27,20 +40,28 @@ pub struct RenderQuality {
 }
 
 impl Default for RenderQuality {
-    /// 4x MSAA, 8x anisotropic filtering.
+    /// [`Self::HIGH`].
     fn default() -> Self {
         Self::HIGH
     }
 }
 
 impl RenderQuality {
-    /// 4x MSAA, 8x anisotropic filtering.
+    /// Full shading, 4x MSAA, 8x anisotropic filtering.
     pub const HIGH: Self = Self {
+        shading: Shading::Full,
         msaa_samples: 4,
         anisotropy: 8,
     };
-    /// No MSAA, no anisotropic filtering: the cheapest picture.
+    /// Full shading without MSAA or anisotropic filtering.
+    pub const MEDIUM: Self = Self {
+        shading: Shading::Full,
+        msaa_samples: 1,
+        anisotropy: 1,
+    };
+    /// Per-vertex shading, no MSAA, no anisotropic filtering: the cheapest picture.
     pub const FAST: Self = Self {
+        shading: Shading::Fast,
         msaa_samples: 1,
         anisotropy: 1,
     };
@@ -110,7 +131,13 @@ impl FrameRenderer {
             materials.bind_group(ctx.device(), &farview_scene::Material::default(), &[])?;
         let environment_layout = environment_binding::layout(ctx.device());
         let environment = EnvironmentBinding::new(ctx, &environment_layout, &lighting)?;
-        let mesh = MeshPass::new(ctx, &materials.layout, &environment_layout, targets.samples);
+        let mesh = MeshPass::new(
+            ctx,
+            &materials.layout,
+            &environment_layout,
+            targets.samples,
+            quality.shading,
+        );
         let readback = ReadbackRing::new_rgba(ctx, width, height, targets.rgba_stride());
         let samples = targets.samples;
         Ok(Self {
@@ -122,6 +149,7 @@ impl FrameRenderer {
             environment,
             fallback_material,
             quality: RenderQuality {
+                shading: quality.shading,
                 msaa_samples: samples,
                 anisotropy,
             },

@@ -67,7 +67,21 @@ mod tests {
     #[test]
     fn embedded_shaders_validate_with_the_entry_points_the_passes_use() {
         let cases: [(&str, &str, &[&str]); 4] = [
-            ("mesh.wgsl", super::MESH_SHADER, &["vs_main", "fs_main"]),
+            (
+                "mesh.wgsl",
+                super::MESH_SHADER,
+                &[
+                    "vs_main",
+                    "fs_standard",
+                    "fs_layered",
+                    "vs_fast",
+                    "fs_fast",
+                    "vs_sky",
+                    "fs_sky",
+                    "vs_outline",
+                    "fs_outline",
+                ],
+            ),
             (
                 "i420.wgsl",
                 super::I420_SHADER,

@@ -323,9 +323,10 @@ fn uv_transform(tex_coord: u32, transform: Option<&TexTransform>) -> (u32, [[f32
         let [ox, oy] = t.offset;
         let [sx, sy] = t.scale;
         let (sin, cos) = t.rotation.sin_cos();
-        // The ratified README's column-major rotation mat3(cos, sin, 0, -sin, cos, 0, ...), as
-        // rows of T * R * S.
-        let candidate = [[cos * sx, -sin * sy, ox], [sin * sx, cos * sy, oy]];
+        // The rotation as the extension's sample code and the Sample Viewer build it, the
+        // column-major mat3(cos, -sin, 0, sin, cos, 0, ...) (UV space has v pointing down), as
+        // rows of T * R * S. TextureTransformMultiTest shows its check marks only this way.
+        let candidate = [[cos * sx, sin * sy, ox], [-sin * sx, cos * sy, oy]];
         if candidate.iter().flatten().all(|v| v.is_finite()) {
             m = candidate;
         }
@@ -599,4 +600,32 @@ pub(super) fn import_materials(
         });
     }
     Ok((materials, textures))
+}
+
+#[cfg(test)]
+mod uv_tests {
+    use super::*;
+
+    #[test]
+    fn rotation_turns_uvs_the_way_the_reference_viewer_does() {
+        // A quarter turn with scale 2 and an offset: u = (1, 0) goes to (0, -2) + offset.
+        let t = TexTransform {
+            offset: [0.5, 0.25],
+            rotation: std::f32::consts::FRAC_PI_2,
+            scale: [2.0, 2.0],
+            tex_coord: None,
+        };
+        let (set, m) = uv_transform(0, Some(&t));
+        assert_eq!(set, 0);
+        let apply = |u: f32, v: f32| {
+            (
+                m[0][0] * u + m[0][1] * v + m[0][2],
+                m[1][0] * u + m[1][1] * v + m[1][2],
+            )
+        };
+        let (u, v) = apply(1.0, 0.0);
+        assert!((u - 0.5).abs() < 1e-5 && (v + 1.75).abs() < 1e-5, "{u} {v}");
+        let (u, v) = apply(0.0, 1.0);
+        assert!((u - 2.5).abs() < 1e-5 && (v - 0.25).abs() < 1e-5, "{u} {v}");
+    }
 }
