@@ -1,7 +1,7 @@
 //! What the picture costs per frame: DamagedHelmet at 1280x720 on the software rasterizer (or a
 //! GPU when there is one), render + readback with the GPU I420 conversion, at each quality
-//! (4x MSAA + anisotropic filtering, or neither) with image-based lighting, and without the
-//! environment for comparison. The whole-system 60 fps figure comes from `farview-bench`.
+//! (high: per-pixel shading, 4x MSAA, anisotropic filtering; medium: per-pixel shading only;
+//! fast: per-vertex shading) with image-based lighting. The whole-system 60 fps figure comes from `farview-bench`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -37,8 +37,8 @@ fn picture(c: &mut Criterion) {
     group.sample_size(20);
     let cases = [
         ("high, IBL", RenderQuality::HIGH, Some(env.clone())),
+        ("medium, IBL", RenderQuality::MEDIUM, Some(env.clone())),
         ("fast, IBL", RenderQuality::FAST, Some(env)),
-        ("fast, no environment", RenderQuality::FAST, None),
     ];
     for (name, quality, environment) in cases {
         let lighting = Lighting {

@@ -11,13 +11,19 @@ use clap::Parser;
 use farview_client::{
     CameraPose, CameraPoseExt, ConnectOptions, Connection, FrameTimings, summarize,
 };
-use farview_host::{Config, HostOptions, StreamConfig};
+use farview_host::{Config, HostOptions, QualityChoice, StreamConfig};
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// Model under assets/.
+    /// Model under the assets root.
     #[arg(long, default_value = "Fox/Fox.glb")]
     model: String,
+    /// Assets root (default: the repository's assets/; the shared corpus for its models).
+    #[arg(long)]
+    assets: Option<std::path::PathBuf>,
+    /// Picture quality: auto, high, medium, fast.
+    #[arg(long, default_value = "auto")]
+    quality: String,
     /// Frames to measure (after a warm-up of 30).
     #[arg(long, default_value_t = 600)]
     frames: usize,
@@ -58,7 +64,19 @@ async fn main() -> anyhow::Result<()> {
         data_dir: data.path().into(),
         quic_addr: "127.0.0.1:0".parse()?,
         http_addr: "127.0.0.1:0".parse()?,
-        assets_root: farview_benches::assets_root(),
+        assets_root: args
+            .assets
+            .clone()
+            .unwrap_or_else(farview_benches::assets_root),
+        render: farview_host::RenderConfig {
+            quality: match args.quality.as_str() {
+                "high" => QualityChoice::High,
+                "medium" => QualityChoice::Medium,
+                "fast" => QualityChoice::Fast,
+                _ => QualityChoice::Auto,
+            },
+            ..farview_host::RenderConfig::default()
+        },
         adapter: args.adapter.clone(),
         stream: StreamConfig {
             width: args.width,
@@ -113,8 +131,8 @@ async fn main() -> anyhow::Result<()> {
     let sum = rows[..2].iter().map(|(_, s)| s.mean_ms).sum::<f64>();
     let dropped = (last_number - first_number.unwrap_or(0) + 1) as usize - args.frames;
     println!(
-        "farview-bench: {} at {}x{}, target {} fps, adapter {}, colour conversion {}",
-        args.model, args.width, args.height, args.fps, host.adapter, args.conversion
+        "farview-bench: {} at {}x{}, target {} fps, adapter {}, colour conversion {}, quality {}",
+        args.model, args.width, args.height, args.fps, host.adapter, args.conversion, args.quality
     );
     println!(
         "frames {}   frames/s {:.1}   {:.2} Mbit/s   host frames not sent {}",

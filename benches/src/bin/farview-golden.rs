@@ -15,9 +15,9 @@ struct Args {
     /// Adapter: auto, software, gl, vulkan, hardware.
     #[arg(long, default_value = "software")]
     adapter: AdapterChoice,
-    /// Render without MSAA and anisotropic filtering.
-    #[arg(long)]
-    fast: bool,
+    /// Quality: high (the default: per-pixel, 4x MSAA), medium (per-pixel) or fast (per-vertex).
+    #[arg(long, default_value = "high")]
+    quality: String,
     /// Where Farview's frames go.
     #[arg(long, default_value = "target/goldens")]
     out: PathBuf,
@@ -35,10 +35,11 @@ fn main() -> anyhow::Result<()> {
     let gpu = GpuContext::new(args.adapter)?;
     let env = Environment::load_default(&gpu)?;
     let lighting = golden::reference_lighting(env);
-    let quality = if args.fast {
-        RenderQuality::FAST
-    } else {
-        RenderQuality::default()
+    let quality = match args.quality.as_str() {
+        "high" => RenderQuality::HIGH,
+        "medium" => RenderQuality::MEDIUM,
+        "fast" => RenderQuality::FAST,
+        other => anyhow::bail!("unknown quality {other:?} (high, medium, fast)"),
     };
     let (scores, missing) =
         golden::run_suite(&gpu, &lighting, quality, &corpus, &args.out, &args.scenes)?;

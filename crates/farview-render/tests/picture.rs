@@ -139,7 +139,7 @@ fn unlit_and_emissive_materials_show_their_colour_and_the_background_is_as_set()
     let (scene, _) = scene_of(quad(vec![unlit], vec![], 0.0, 1.0, vec![]));
     let mut lighting = plain_lighting();
     lighting.background = Vec3::new(0.0, 0.5, 1.0);
-    let f = render(&gpu, lighting, RenderQuality::FAST, &scene);
+    let f = render(&gpu, lighting, RenderQuality::MEDIUM, &scene);
     let c = px(&f, SIZE / 2, SIZE / 2);
     let expect = |v: f32| (v.powf(1.0 / 2.2) * 255.0).round() as i32;
     for (got, want) in c.iter().zip([expect(0.5), expect(0.25), 0]) {
@@ -157,7 +157,7 @@ fn unlit_and_emissive_materials_show_their_colour_and_the_background_is_as_set()
     });
     let tex = texture(1, 1, &[[0, 128, 0, 255]]);
     let (scene, _) = scene_of(quad(vec![emissive], vec![tex], 0.0, 1.0, vec![]));
-    let f = render(&gpu, plain_lighting(), RenderQuality::FAST, &scene);
+    let f = render(&gpu, plain_lighting(), RenderQuality::MEDIUM, &scene);
     let c = px(&f, SIZE / 2, SIZE / 2);
     // sRGB 128 is linear 0.216; gamma 2.2 for display gives 127.
     assert!(
@@ -189,7 +189,7 @@ fn a_normal_map_turns_the_surface_towards_a_light() {
                 ..Light::SUN
             })
             .unwrap();
-        render(&gpu, plain_lighting(), RenderQuality::FAST, &scene)
+        render(&gpu, plain_lighting(), RenderQuality::MEDIUM, &scene)
     };
     let flat = px(&scene_for(false), SIZE / 2, SIZE / 2);
     let mapped = px(&scene_for(true), SIZE / 2, SIZE / 2);
@@ -222,7 +222,7 @@ fn each_texture_uses_its_own_sampler() {
         };
         let (scene, _) = scene_of(quad(vec![m], vec![tex.clone()], -1.0, 2.0, vec![]));
         let mut r =
-            FrameRenderer::with_quality(&gpu, SIZE, SIZE, plain_lighting(), RenderQuality::FAST)
+            FrameRenderer::with_quality(&gpu, SIZE, SIZE, plain_lighting(), RenderQuality::MEDIUM)
                 .unwrap();
         // Close enough that the quad fills the frame: u runs -1..2 across it.
         r.render_blocking(&scene, &camera(2.2)).unwrap()
@@ -261,7 +261,7 @@ fn variants_swap_the_material_a_primitive_draws() {
     let (mut scene, info) = scene_of(quad(vec![red, blue], vec![], 0.0, 1.0, vec![(1, 1)]));
     let centre = |scene: &Scene| {
         px(
-            &render(&gpu, plain_lighting(), RenderQuality::FAST, scene),
+            &render(&gpu, plain_lighting(), RenderQuality::MEDIUM, scene),
             SIZE / 2,
             SIZE / 2,
         )
@@ -303,7 +303,7 @@ fn exposure_and_tone_mapping_shape_bright_colours() {
             ..plain_lighting()
         };
         px(
-            &render(&gpu, lighting, RenderQuality::FAST, &scene),
+            &render(&gpu, lighting, RenderQuality::MEDIUM, &scene),
             SIZE / 2,
             SIZE / 2,
         )[0]
@@ -325,12 +325,12 @@ fn the_environment_lights_the_scene_and_can_be_drawn_behind_it() {
     let env = Environment::load_default(&gpu).unwrap();
     let white = lit(Material::default());
     let (scene, _) = scene_of(quad(vec![white], vec![], 0.0, 1.0, vec![]));
-    let dark = render(&gpu, plain_lighting(), RenderQuality::FAST, &scene);
+    let dark = render(&gpu, plain_lighting(), RenderQuality::MEDIUM, &scene);
     let lighting = Lighting {
         environment: Some(env.clone()),
         ..Lighting::default()
     };
-    let with_env = render(&gpu, lighting.clone(), RenderQuality::FAST, &scene);
+    let with_env = render(&gpu, lighting.clone(), RenderQuality::MEDIUM, &scene);
     let (d, e) = (px(&dark, 32, 32), px(&with_env, 32, 32));
     assert!(d[0] < 5, "no light: {d:?}");
     assert!(e[0] > 60, "the sky lights a white quad: {e:?}");
@@ -344,7 +344,7 @@ fn the_environment_lights_the_scene_and_can_be_drawn_behind_it() {
             show_environment: true,
             ..lighting
         },
-        RenderQuality::FAST,
+        RenderQuality::MEDIUM,
         &scene,
     );
     let (top, bottom) = (px(&shown, 1, 1), px(&shown, 1, SIZE - 2));
@@ -386,7 +386,7 @@ fn msaa_smooths_edges() {
         reds.dedup();
         reds.len()
     };
-    let hard = levels(RenderQuality::FAST);
+    let hard = levels(RenderQuality::MEDIUM);
     assert_eq!(hard, 2, "without MSAA only black and white");
     let renderer =
         FrameRenderer::with_quality(&gpu, SIZE, SIZE, plain_lighting(), RenderQuality::default())
@@ -424,7 +424,7 @@ fn a_selected_entity_gets_an_outline_around_it_not_over_it() {
             .filter(|p| p[0] > 200 && p[1] > 200 && p[2] < 50)
             .count()
     };
-    let before = render(&gpu, lighting.clone(), RenderQuality::FAST, &scene);
+    let before = render(&gpu, lighting.clone(), RenderQuality::MEDIUM, &scene);
     assert_eq!(yellow(&before), 0);
     scene
         .set_state_override(
@@ -436,7 +436,7 @@ fn a_selected_entity_gets_an_outline_around_it_not_over_it() {
         )
         .unwrap();
     scene.update_world_transforms();
-    let after = render(&gpu, lighting, RenderQuality::FAST, &scene);
+    let after = render(&gpu, lighting, RenderQuality::MEDIUM, &scene);
     // The quad's centre stays blue; a ring of yellow surrounds it.
     let c = px(&after, SIZE / 2, SIZE / 2);
     assert!(c[2] > 200 && c[0] < 20, "centre {c:?}");
@@ -452,4 +452,60 @@ fn a_selected_entity_gets_an_outline_around_it_not_over_it() {
         edge[0] > 200 && edge[1] > 200,
         "outline at the edge: {edge:?}"
     );
+}
+
+#[test]
+fn fast_shading_lights_per_vertex_close_to_full_shading() {
+    let gpu = gpu();
+    let env = Environment::load_default(&gpu).unwrap();
+    let lighting = Lighting {
+        environment: Some(env),
+        ..Lighting::default()
+    };
+    // A rough dielectric and a polished metal: per-vertex light on a flat quad (whose normal
+    // is the same everywhere) should land near the per-pixel result.
+    for material in [
+        lit(Material {
+            base_color_factor: [0.8, 0.4, 0.2, 1.0],
+            ..Material::default()
+        }),
+        Material {
+            base_color_factor: [0.9, 0.9, 0.9, 1.0],
+            metallic_factor: 1.0,
+            roughness_factor: 0.3,
+            ..Material::default()
+        },
+    ] {
+        let (scene, _) = scene_of(quad(vec![material], vec![], 0.0, 1.0, vec![]));
+        let full = px(
+            &render(&gpu, lighting.clone(), RenderQuality::MEDIUM, &scene),
+            32,
+            32,
+        );
+        let fast = px(
+            &render(&gpu, lighting.clone(), RenderQuality::FAST, &scene),
+            32,
+            32,
+        );
+        assert!(full.iter().any(|c| *c > 40), "lit: {full:?}");
+        for (f, p) in fast.iter().zip(full) {
+            assert!(f.abs_diff(p) <= 20, "fast {fast:?} vs full {full:?}");
+        }
+    }
+    // Textures still apply per pixel: unlit and textured, the fast path draws what the full one
+    // draws.
+    let tex = texture(2, 1, &[[255, 0, 0, 255], [0, 255, 0, 255]]);
+    let m = Material {
+        unlit: true,
+        base_color_texture: Some(TextureRef::new(0)),
+        ..Material::default()
+    };
+    let (scene, _) = scene_of(quad(vec![m], vec![tex], 0.0, 1.0, vec![]));
+    let fast = render(&gpu, plain_lighting(), RenderQuality::FAST, &scene);
+    let full = render(&gpu, plain_lighting(), RenderQuality::MEDIUM, &scene);
+    for x in [20, 26, 32, 38, 44] {
+        let (a, b) = (px(&fast, x, 32), px(&full, x, 32));
+        assert!(a.iter().zip(b).all(|(p, q)| p.abs_diff(q) <= 2), "x {x}: {a:?} vs {b:?}");
+    }
+    assert!(px(&fast, 20, 32)[0] > px(&fast, 44, 32)[0] + 100, "red left, green right");
 }
