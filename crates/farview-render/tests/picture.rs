@@ -505,7 +505,13 @@ fn fast_shading_lights_per_vertex_close_to_full_shading() {
     let full = render(&gpu, plain_lighting(), RenderQuality::MEDIUM, &scene);
     for x in [20, 26, 32, 38, 44] {
         let (a, b) = (px(&fast, x, 32), px(&full, x, 32));
-        assert!(a.iter().zip(b).all(|(p, q)| p.abs_diff(q) <= 2), "x {x}: {a:?} vs {b:?}");
+        assert!(
+            a.iter().zip(b).all(|(p, q)| p.abs_diff(q) <= 2),
+            "x {x}: {a:?} vs {b:?}"
+        );
     }
-    assert!(px(&fast, 20, 32)[0] > px(&fast, 44, 32)[0] + 100, "red left, green right");
+    assert!(
+        px(&fast, 20, 32)[0] > px(&fast, 44, 32)[0] + 100,
+        "red left, green right"
+    );
 }

@@ -411,7 +411,10 @@ fn local_bounds_are_in_the_entity_space() {
 #[test]
 fn lights_and_cut_planes_are_bounded_and_validated() {
     let mut scene = Scene::default();
-    assert!(scene.lights().is_empty(), "the environment lights a new scene");
+    assert!(
+        scene.lights().is_empty(),
+        "the environment lights a new scene"
+    );
     let point = Light {
         kind: crate::LightKind::Point,
         color: [1.0, 0.0, 0.0],
