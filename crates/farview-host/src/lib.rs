@@ -8,6 +8,7 @@ mod control;
 mod http;
 mod loads;
 mod look;
+mod look_wire;
 mod metrics;
 mod outbox;
 mod pipeline;

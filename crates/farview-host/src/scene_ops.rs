@@ -326,7 +326,7 @@ pub(crate) fn execute(
                 gpu_bytes: renderer.held_bytes(),
             }))
         }
-        Request::GetLook => Ok(Reply::Look(crate::look::state(
+        Request::GetLook => Ok(Reply::Look(crate::look_wire::state(
             renderer.lighting(),
             view.environment,
         ))),

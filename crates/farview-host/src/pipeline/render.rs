@@ -354,7 +354,7 @@ fn apply(
                 Some((name, env)) => (Some(name), Some(env)),
                 None => (None, None),
             };
-            let lighting = crate::look::updated(renderer.lighting(), &update, env);
+            let lighting = crate::look_wire::updated(renderer.lighting(), &update, env);
             // Nothing changes unless the renderer takes the new lighting.
             let result = renderer
                 .set_lighting(lighting)
