@@ -23,8 +23,10 @@ const INITIAL_DRAWS: usize = 64;
 
 /// Pipelines and uniforms of the mesh pass of one renderer.
 pub(crate) struct MeshPass {
-    /// Indexed by [`pipeline_index`]; `None` for variants this renderer's shading does not use.
+    /// Indexed by [`PipelineKey::index`]; `None` until needed (mirrored draws) or for
+    /// variants this renderer's shading does not use.
     pipelines: Vec<Option<wgpu::RenderPipeline>>,
+    parts: PipelineParts,
     shading: Shading,
     sky: wgpu::RenderPipeline,
     outline: wgpu::RenderPipeline,
@@ -39,8 +41,35 @@ pub(crate) struct MeshPass {
 }
 
 /// Pipeline for a primitive: culled or double-sided, opaque or blended.
-fn pipeline_index(variant: ShaderVariant, double_sided: bool, blended: bool) -> usize {
-    variant as usize * 4 + usize::from(double_sided) + 2 * usize::from(blended)
+/// Which pipeline a primitive draws with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PipelineKey {
+    variant: ShaderVariant,
+    double_sided: bool,
+    blended: bool,
+    mirrored: bool,
+}
+
+impl PipelineKey {
+    const COUNT: usize = ShaderVariant::ALL.len() * 8;
+
+    fn index(self) -> usize {
+        self.variant as usize * 8
+            + 4 * usize::from(self.mirrored)
+            + 2 * usize::from(self.blended)
+            + usize::from(self.double_sided)
+    }
+
+    fn all() -> impl Iterator<Item = Self> {
+        ShaderVariant::ALL.into_iter().flat_map(|variant| {
+            (0..8u8).map(move |bits| Self {
+                variant,
+                double_sided: bits & 1 != 0,
+                blended: bits & 2 != 0,
+                mirrored: bits & 4 != 0,
+            })
+        })
+    }
 }
 
 /// Which vertex and fragment entry points a material draws with.
@@ -118,75 +147,6 @@ impl MeshPass {
             count: samples,
             ..Default::default()
         };
-        // Every mesh draw writes the stencil reference (1: selected) where it passes depth.
-        let stencil_write = wgpu::StencilFaceState {
-            compare: wgpu::CompareFunction::Always,
-            fail_op: wgpu::StencilOperation::Keep,
-            depth_fail_op: wgpu::StencilOperation::Keep,
-            pass_op: wgpu::StencilOperation::Replace,
-        };
-        let make_pipeline = |variant: ShaderVariant, double_sided: bool, see_through: bool| {
-            let (vs, fs) = variant.entry_points();
-            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-                label: Some("mesh"),
-                layout: Some(&layout),
-                vertex: wgpu::VertexState {
-                    module: &shader,
-                    entry_point: Some(vs),
-                    compilation_options: Default::default(),
-                    buffers: &[Some(crate::gpu_model::Vertex::layout())],
-                },
-                primitive: wgpu::PrimitiveState {
-                    topology: wgpu::PrimitiveTopology::TriangleList,
-                    front_face: wgpu::FrontFace::Ccw,
-                    cull_mode: (!double_sided).then_some(wgpu::Face::Back),
-                    ..Default::default()
-                },
-                depth_stencil: Some(wgpu::DepthStencilState {
-                    format: DEPTH_FORMAT,
-                    // See-through draws are blended after the opaque ones and do not hide
-                    // what lies behind them.
-                    depth_write_enabled: Some(!see_through),
-                    depth_compare: Some(wgpu::CompareFunction::Less),
-                    stencil: wgpu::StencilState {
-                        front: stencil_write,
-                        back: stencil_write,
-                        read_mask: 0xff,
-                        write_mask: 0xff,
-                    },
-                    bias: Default::default(),
-                }),
-                multisample,
-                fragment: Some(wgpu::FragmentState {
-                    module: &shader,
-                    entry_point: Some(fs),
-                    compilation_options: Default::default(),
-                    targets: &[Some(wgpu::ColorTargetState {
-                        format: COLOR_FORMAT,
-                        blend: see_through.then_some(wgpu::BlendState::ALPHA_BLENDING),
-                        write_mask: wgpu::ColorWrites::ALL,
-                    })],
-                }),
-                multiview_mask: None,
-                cache: None,
-            })
-        };
-        let mut pipelines = Vec::with_capacity(ShaderVariant::ALL.len() * 4);
-        for variant in ShaderVariant::ALL {
-            for blended in [false, true] {
-                for double_sided in [false, true] {
-                    debug_assert_eq!(
-                        pipelines.len(),
-                        pipeline_index(variant, double_sided, blended)
-                    );
-                    pipelines.push(
-                        variant
-                            .used_by(shading)
-                            .then(|| make_pipeline(variant, double_sided, blended)),
-                    );
-                }
-            }
-        }
         // The sky and the outline share the mesh pipelines' layout even though they use fewer
         // groups: wgpu's GL backend assigns texture slots per layout and does not rebind a group
         // that stays bound across a layout switch, so differing layouts read stale slots.
@@ -267,6 +227,19 @@ impl MeshPass {
             cache: None,
         });
 
+        let parts = PipelineParts {
+            shader,
+            layout,
+            samples,
+        };
+        // The pipelines a renderer's shading uses, made now; mirrored ones on first use.
+        let mut pipelines: Vec<Option<wgpu::RenderPipeline>> =
+            (0..PipelineKey::COUNT).map(|_| None).collect();
+        for key in PipelineKey::all() {
+            if key.variant.used_by(shading) && !key.mirrored {
+                pipelines[key.index()] = Some(make_pipeline(device, &parts, key));
+            }
+        }
         let globals = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("globals"),
             size: std::mem::size_of::<Globals>() as u64,
@@ -287,6 +260,7 @@ impl MeshPass {
             draw_resources(device, &draw_layout, draw_stride, INITIAL_DRAWS);
         Self {
             pipelines,
+            parts,
             shading,
             sky,
             outline,
@@ -370,6 +344,21 @@ impl MeshPass {
             queue.write_buffer(&self.draw_buffer, 0, &self.draw_scratch);
         }
 
+        // A negative determinant mirrors the mesh: its triangles wind clockwise on screen.
+        let mirrored: Vec<bool> = drawables
+            .iter()
+            .map(|d| d.world.determinant() < 0.0)
+            .collect();
+        if mirrored.iter().any(|m| *m) {
+            for key in PipelineKey::all() {
+                if key.mirrored
+                    && key.variant.used_by(self.shading)
+                    && let Some(slot @ None) = self.pipelines.get_mut(key.index())
+                {
+                    *slot = Some(make_pipeline(device, &self.parts, key));
+                }
+            }
+        }
         let c = look.lighting.background;
         let (color_view, resolve_target) = targets.color_attachment();
         let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
@@ -451,7 +440,13 @@ impl MeshPass {
                         Shading::Full if material.layered => ShaderVariant::Layered,
                         Shading::Full => ShaderVariant::Standard,
                     };
-                    let key = pipeline_index(variant, material.double_sided, blended);
+                    let key = PipelineKey {
+                        variant,
+                        double_sided: material.double_sided,
+                        blended,
+                        mirrored: mirrored[i],
+                    }
+                    .index();
                     if current_pipeline != Some(key) {
                         if let Some(Some(pipeline)) = self.pipelines.get(key) {
                             pass.set_pipeline(pipeline);
@@ -520,4 +515,88 @@ fn draw_resources(
         }],
     });
     (buffer, bind_group)
+}
+
+/// The shared parts of every mesh pipeline.
+struct PipelineParts {
+    shader: wgpu::ShaderModule,
+    layout: wgpu::PipelineLayout,
+    samples: u32,
+}
+
+/// One mesh pipeline. `mirrored` draws (a world transform with a negative determinant) wind
+/// their triangles the other way round, so their front faces are clockwise.
+fn make_pipeline(
+    device: &wgpu::Device,
+    parts: &PipelineParts,
+    key: PipelineKey,
+) -> wgpu::RenderPipeline {
+    let PipelineKey {
+        variant,
+        double_sided,
+        blended: see_through,
+        mirrored,
+    } = key;
+    let (shader, layout) = (&parts.shader, &parts.layout);
+    let multisample = wgpu::MultisampleState {
+        count: parts.samples,
+        ..Default::default()
+    };
+    // Every mesh draw writes the stencil reference (1: selected) where it passes depth.
+    let stencil_write = wgpu::StencilFaceState {
+        compare: wgpu::CompareFunction::Always,
+        fail_op: wgpu::StencilOperation::Keep,
+        depth_fail_op: wgpu::StencilOperation::Keep,
+        pass_op: wgpu::StencilOperation::Replace,
+    };
+    {
+        let (vs, fs) = variant.entry_points();
+        device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("mesh"),
+            layout: Some(layout),
+            vertex: wgpu::VertexState {
+                module: shader,
+                entry_point: Some(vs),
+                compilation_options: Default::default(),
+                buffers: &[Some(crate::gpu_model::Vertex::layout())],
+            },
+            primitive: wgpu::PrimitiveState {
+                topology: wgpu::PrimitiveTopology::TriangleList,
+                front_face: if mirrored {
+                    wgpu::FrontFace::Cw
+                } else {
+                    wgpu::FrontFace::Ccw
+                },
+                cull_mode: (!double_sided).then_some(wgpu::Face::Back),
+                ..Default::default()
+            },
+            depth_stencil: Some(wgpu::DepthStencilState {
+                format: DEPTH_FORMAT,
+                // See-through draws are blended after the opaque ones and do not hide
+                // what lies behind them.
+                depth_write_enabled: Some(!see_through),
+                depth_compare: Some(wgpu::CompareFunction::Less),
+                stencil: wgpu::StencilState {
+                    front: stencil_write,
+                    back: stencil_write,
+                    read_mask: 0xff,
+                    write_mask: 0xff,
+                },
+                bias: Default::default(),
+            }),
+            multisample,
+            fragment: Some(wgpu::FragmentState {
+                module: shader,
+                entry_point: Some(fs),
+                compilation_options: Default::default(),
+                targets: &[Some(wgpu::ColorTargetState {
+                    format: COLOR_FORMAT,
+                    blend: see_through.then_some(wgpu::BlendState::ALPHA_BLENDING),
+                    write_mask: wgpu::ColorWrites::ALL,
+                })],
+            }),
+            multiview_mask: None,
+            cache: None,
+        })
+    }
 }

@@ -515,3 +515,30 @@ fn fast_shading_lights_per_vertex_close_to_full_shading() {
         "red left, green right"
     );
 }
+
+#[test]
+fn a_mirrored_entity_keeps_its_front_faces() {
+    // Scale -1 on X turns the quad's winding clockwise on screen; a single-sided material must
+    // still show its front (glTF: a negative determinant flips the front face).
+    let gpu = gpu();
+    let m = Material {
+        unlit: true,
+        base_color_factor: [1.0, 0.0, 0.0, 1.0],
+        ..Material::default()
+    };
+    let (mut scene, info) = scene_of(quad(vec![m], vec![], 0.0, 1.0, vec![]));
+    scene
+        .set_local_transform(
+            info.root,
+            Transform {
+                scale: Vec3::new(-1.0, 1.0, 1.0),
+                ..Transform::IDENTITY
+            },
+        )
+        .unwrap();
+    scene.update_world_transforms();
+    for quality in [RenderQuality::MEDIUM, RenderQuality::FAST] {
+        let c = px(&render(&gpu, plain_lighting(), quality, &scene), 32, 32);
+        assert!(c[0] > 200 && c[1] < 20, "{quality:?}: {c:?}");
+    }
+}
