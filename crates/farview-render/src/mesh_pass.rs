@@ -1,7 +1,8 @@
-//! The mesh pass (`shaders/mesh.wgsl`): pipelines per shader variant (standard, layered, or
-//! fast, see [`ShaderVariant`]), back-face culled or double-sided, opaque or blended; the background (environment) pipeline, the selection outline pipeline,
-//! the per-frame globals, one dynamic-offset uniform block per draw, and the recording of a
-//! frame: opaque draws in scene order, the environment behind them, blended draws (see-through
+//! The mesh pass (`shaders/mesh.wgsl`): pipelines per shader variant (standard, layered or
+//! fast, see [`ShaderVariant`]), back-face culled or double-sided, opaque or blended, front faces
+//! counter-clockwise or (mirrored transforms) clockwise; the background (environment) and
+//! selection outline pipelines; the per-frame globals, one dynamic-offset uniform block per
+//! draw, and the recording of a frame: opaque draws in scene order, the environment behind them, blended draws (see-through
 //! entities, alpha-blended materials) far to near, then outlines around selected entities.
 //!
 //! Every draw writes the stencil: 1 for selected entities, 0 otherwise, so the outline (the
@@ -40,7 +41,6 @@ pub(crate) struct MeshPass {
     draw_scratch: Vec<u8>,
 }
 
-/// Pipeline for a primitive: culled or double-sided, opaque or blended.
 /// Which pipeline a primitive draws with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PipelineKey {
