@@ -230,13 +230,55 @@ fn has_feature(f: u32) -> bool {
     return (material.flags.y & f) != 0u;
 }
 
-fn slot_uv(slot: u32, in: VertexOut) -> vec2<f32> {
+// The UV a texture slot samples: its set, then its KHR_texture_transform.
+fn uv_for(slot: u32, uv0: vec2<f32>, uv1: vec2<f32>) -> vec2<f32> {
     let t = material.uv[slot];
-    var uv = in.uv;
+    var uv = uv0;
     if (t.row0.w > 0.5) {
-        uv = in.uv1;
+        uv = uv1;
     }
     return vec2<f32>(dot(t.row0.xy, uv) + t.row0.z, dot(t.row1.xy, uv) + t.row1.z);
+}
+
+fn slot_uv(slot: u32, in: VertexOut) -> vec2<f32> {
+    return uv_for(slot, in.uv, in.uv1);
+}
+
+// The material's factors, or the draw's overrides of them (w / value < 0: keep).
+fn base_factor() -> vec4<f32> {
+    if (draw.base_color.w >= 0.0) {
+        return draw.base_color;
+    }
+    return material.base_color;
+}
+
+fn metallic_factor() -> f32 {
+    if (draw.params.x >= 0.0) {
+        return draw.params.x;
+    }
+    return material.params.x;
+}
+
+fn roughness_factor() -> f32 {
+    if (draw.params.y >= 0.0) {
+        return draw.params.y;
+    }
+    return material.params.y;
+}
+
+fn emissive_factor() -> vec3<f32> {
+    if (draw.emissive.w >= 0.0) {
+        return draw.emissive.rgb;
+    }
+    return material.emissive.rgb;
+}
+
+// From a point towards a light (its direction for directional lights).
+fn to_light(light: GpuLight, world: vec3<f32>) -> vec3<f32> {
+    if (light.position_kind.w < 0.5) {
+        return -light.direction_range.xyz;
+    }
+    return light.position_kind.xyz - world;
 }
 
 fn clamped_dot(a: vec3<f32>, b: vec3<f32>) -> f32 {
@@ -431,11 +473,7 @@ fn shade(in: VertexOut, front: bool, layers: bool) -> vec4<f32> {
     cut(in.world);
 
     // Base colour.
-    var factor = material.base_color;
-    if (draw.base_color.w >= 0.0) {
-        factor = draw.base_color;
-    }
-    var base = factor * in.color;
+    var base = base_factor() * in.color;
     if (has_tex(TEX_BASE)) {
         base *= textureSample(base_color_tex, base_color_sampler, slot_uv(TEX_BASE, in));
     }
@@ -466,14 +504,8 @@ fn shade(in: VertexOut, front: bool, layers: bool) -> vec4<f32> {
     }
 
     // Material inputs.
-    var metallic = material.params.x;
-    if (draw.params.x >= 0.0) {
-        metallic = draw.params.x;
-    }
-    var roughness = material.params.y;
-    if (draw.params.y >= 0.0) {
-        roughness = draw.params.y;
-    }
+    var metallic = metallic_factor();
+    var roughness = roughness_factor();
     if (has_tex(TEX_MR)) {
         let mr = textureSample(mr_tex, mr_sampler, slot_uv(TEX_MR, in));
         roughness *= mr.g;
@@ -488,10 +520,7 @@ fn shade(in: VertexOut, front: bool, layers: bool) -> vec4<f32> {
     let f0_dielectric = min(vec3<f32>(f0_ior) * material.specular_color.rgb, vec3<f32>(1.0));
     let f90_dielectric = vec3<f32>(specular_weight);
 
-    var emissive = material.emissive.rgb;
-    if (draw.emissive.w >= 0.0) {
-        emissive = draw.emissive.rgb;
-    }
+    var emissive = emissive_factor();
     if (has_tex(TEX_EMISSIVE)) {
         emissive *= textureSample(emissive_tex, emissive_sampler, slot_uv(TEX_EMISSIVE, in)).rgb;
     }
@@ -571,12 +600,7 @@ fn shade(in: VertexOut, front: bool, layers: bool) -> vec4<f32> {
     // Punctual lights.
     for (var i = 0u; i < min(globals.counts.x, MAX_LIGHTS); i++) {
         let light = globals.lights[i];
-        var point_to_light: vec3<f32>;
-        if (light.position_kind.w < 0.5) {
-            point_to_light = -light.direction_range.xyz;
-        } else {
-            point_to_light = light.position_kind.xyz - in.world;
-        }
+        let point_to_light = to_light(light, in.world);
         let l = normalize(point_to_light);
         let h = normalize(l + v);
         let n_l = clamped_dot(n, l);
@@ -666,11 +690,7 @@ fn vs_fast(v: VertexIn) -> FastOut {
     out.color = v.color;
     let n = normalize((draw.normal * vec4<f32>(v.normal, 0.0)).xyz);
     let view = normalize(globals.camera_pos.xyz - world.xyz);
-    var roughness = material.params.y;
-    if (draw.params.y >= 0.0) {
-        roughness = draw.params.y;
-    }
-    roughness = clamp(roughness, 0.0, 1.0);
+    let roughness = clamp(roughness_factor(), 0.0, 1.0);
     let n_v = clamped_dot(n, view);
     var diffuse = textureSampleLevel(env_diffuse, env_sampler, env_dir(n), 0.0).rgb * globals.environment.y;
     let r = normalize(reflect(-view, n));
@@ -681,12 +701,7 @@ fn vs_fast(v: VertexIn) -> FastOut {
     let alpha = roughness * roughness;
     for (var i = 0u; i < min(globals.counts.x, MAX_LIGHTS); i++) {
         let light = globals.lights[i];
-        var point_to_light: vec3<f32>;
-        if (light.position_kind.w < 0.5) {
-            point_to_light = -light.direction_range.xyz;
-        } else {
-            point_to_light = light.position_kind.xyz - world.xyz;
-        }
+        let point_to_light = to_light(light, world.xyz);
         let l = normalize(point_to_light);
         let h = normalize(l + view);
         let n_l = clamped_dot(n, l);
@@ -703,36 +718,19 @@ fn vs_fast(v: VertexIn) -> FastOut {
 }
 
 fn fast_uv(slot: u32, in: FastOut) -> vec2<f32> {
-    let t = material.uv[slot];
-    var uv = in.uv;
-    if (t.row0.w > 0.5) {
-        uv = in.uv1;
-    }
-    return vec2<f32>(dot(t.row0.xy, uv) + t.row0.z, dot(t.row1.xy, uv) + t.row1.z);
+    return uv_for(slot, in.uv, in.uv1);
 }
 
 @fragment
 fn fs_fast(in: FastOut) -> @location(0) vec4<f32> {
     cut(in.world);
-    var factor = material.base_color;
-    if (draw.base_color.w >= 0.0) {
-        factor = draw.base_color;
-    }
-    let base = factor * in.color * textureSample(base_color_tex, base_color_sampler, fast_uv(TEX_BASE, in));
+    let base = base_factor() * in.color * textureSample(base_color_tex, base_color_sampler, fast_uv(TEX_BASE, in));
     let alpha_mode = material.params.w;
     if (alpha_mode > 0.5 && alpha_mode < 1.5 && base.a < material.params.z) {
         discard;
     }
-    var metallic = material.params.x;
-    if (draw.params.x >= 0.0) {
-        metallic = draw.params.x;
-    }
-    metallic *= textureSample(mr_tex, mr_sampler, fast_uv(TEX_MR, in)).b;
-    var emissive = material.emissive.rgb;
-    if (draw.emissive.w >= 0.0) {
-        emissive = draw.emissive.rgb;
-    }
-    emissive *= textureSample(emissive_tex, emissive_sampler, fast_uv(TEX_EMISSIVE, in)).rgb;
+    let metallic = metallic_factor() * textureSample(mr_tex, mr_sampler, fast_uv(TEX_MR, in)).b;
+    let emissive = emissive_factor() * textureSample(emissive_tex, emissive_sampler, fast_uv(TEX_EMISSIVE, in)).rgb;
     let fresnel = in.brdf.z;
     let dielectric = in.diffuse * base.rgb * (1.0 - fresnel) + in.specular * fresnel;
     let metal = in.specular * (base.rgb * in.brdf.x + in.brdf.y);
