@@ -225,56 +225,17 @@ fn the_default_environment_bakes_in_seconds() {
                 .all(|v| v.is_finite() && *v >= 0.0)
         );
     }
-    // The bind group of the mesh shader's group 3 accepts the views and sampler.
+    // The renderer's group-3 binding (its layout and bind group) accepts the views and sampler.
     let scope = gpu.device().push_error_scope(wgpu::ErrorFilter::Validation);
-    let texture = |binding, view_dimension| wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::FRAGMENT,
-        ty: wgpu::BindingType::Texture {
-            sample_type: wgpu::TextureSampleType::Float { filterable: true },
-            view_dimension,
-            multisampled: false,
-        },
-        count: None,
+    let layout = crate::environment_binding::layout(gpu.device());
+    let lighting = crate::Lighting {
+        environment: Some(env.clone()),
+        ..crate::Lighting::default()
     };
-    let layout = gpu
-        .device()
-        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: None,
-            entries: &[
-                texture(0, wgpu::TextureViewDimension::Cube),
-                texture(1, wgpu::TextureViewDimension::Cube),
-                texture(2, wgpu::TextureViewDimension::D2),
-                wgpu::BindGroupLayoutEntry {
-                    binding: 3,
-                    visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
-                    count: None,
-                },
-            ],
-        });
-    let _group = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &layout,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::TextureView(env.0.specular_view()),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: wgpu::BindingResource::TextureView(env.0.diffuse_view()),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: wgpu::BindingResource::TextureView(env.0.brdf_lut_view()),
-            },
-            wgpu::BindGroupEntry {
-                binding: 3,
-                resource: wgpu::BindingResource::Sampler(env.0.sampler()),
-            },
-        ],
-    });
+    let binding =
+        crate::environment_binding::EnvironmentBinding::new(&gpu, &layout, &lighting).unwrap();
+    assert_eq!(binding.specular_mips, env.mip_count());
+    assert!(binding.matches(&lighting));
     assert!(pollster::block_on(scope.pop()).is_none());
 }
 
