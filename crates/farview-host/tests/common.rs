@@ -285,3 +285,15 @@ pub async fn scrape(host: &TestHost) -> String {
     assert!(resp.contains("text/plain; version=0.0.4"));
     resp.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
+
+/// The host's rendered RGBA of the first frame that reflects command `seq`.
+pub async fn frame_after(conn: &Connection, host: &TestHost, seq: u64) -> Vec<u8> {
+    loop {
+        let f = conn.next_frame().await.unwrap();
+        if f.header.last_command_seq >= seq
+            && let Some(t) = host.tap.get(f.header.frame_number)
+        {
+            return t.rgba;
+        }
+    }
+}

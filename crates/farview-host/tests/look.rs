@@ -27,18 +27,6 @@ fn message(e: ClientError) -> (ErrorCode, String) {
     }
 }
 
-/// The host's rendered RGBA of the first frame that reflects command `seq`.
-async fn rendered_after(conn: &Connection, host: &TestHost, seq: u64) -> Vec<u8> {
-    loop {
-        let f = conn.next_frame().await.unwrap();
-        if f.header.last_command_seq >= seq
-            && let Some(t) = host.tap.get(f.header.frame_number)
-        {
-            return t.rgba;
-        }
-    }
-}
-
 /// The first keyframe that reflects command `seq`, decoded by ffmpeg to RGBA.
 async fn decoded_after(conn: &Connection, seq: u64) -> Vec<u8> {
     // Ask for the keyframe once frames show the change, so the keyframe carries it.
@@ -179,7 +167,7 @@ async fn set_look_changes_background_exposure_and_tone_mapping() {
 
     let model = conn.load_model(MODEL).await.unwrap();
     let seq = conn.set_camera(framing_pose(&model, 0.6)).await.unwrap();
-    let base = rendered_after(&conn, &host, seq).await;
+    let base = frame_after(&conn, &host, seq).await;
     let model_px = mask(&base, default_background());
     assert!(
         count(&model_px) > (WIDTH * HEIGHT / 50) as usize,
@@ -216,7 +204,7 @@ async fn set_look_changes_background_exposure_and_tone_mapping() {
         })
         .await
         .unwrap();
-    let bright = rendered_after(&conn, &host, seq).await;
+    let bright = frame_after(&conn, &host, seq).await;
     let [r0, g0, b0] = mean_rgb(&base, &model_px);
     let [r, g, b] = mean_rgb(&bright, &model_px);
     eprintln!("model mean at exposure 1: {r0:.0},{g0:.0},{b0:.0}; at 2: {r:.0},{g:.0},{b:.0}");
@@ -233,7 +221,7 @@ async fn set_look_changes_background_exposure_and_tone_mapping() {
         })
         .await
         .unwrap();
-    let clamped = rendered_after(&conn, &host, seq).await;
+    let clamped = frame_after(&conn, &host, seq).await;
     let diff = mean_abs_diff(&bright, &clamped, &model_px);
     eprintln!("tone mapping none vs neutral: mean difference {diff:.1} over the model");
     assert!(
@@ -310,7 +298,7 @@ async fn set_look_changes_background_exposure_and_tone_mapping() {
         })
         .await
         .unwrap();
-    rendered_after(&conn, &host, seq).await;
+    frame_after(&conn, &host, seq).await;
     assert_eq!(conn.look().await.unwrap().environment, "studio");
     let seq = conn
         .set_look(LookUpdate {
@@ -319,7 +307,7 @@ async fn set_look_changes_background_exposure_and_tone_mapping() {
         })
         .await
         .unwrap();
-    rendered_after(&conn, &host, seq).await;
+    frame_after(&conn, &host, seq).await;
     assert_eq!(conn.look().await.unwrap().environment, "none");
     conn.close().await;
     host.handle.shutdown().await;
@@ -382,7 +370,7 @@ async fn fit_view_frames_the_model_in_the_middle_of_the_picture() {
             (0..3).map(|i| from[i] * d[i]).sum::<f32>() > 0.0,
             "{from:?} vs {d:?}"
         );
-        let frame = rendered_after(&conn, &host, seq).await;
+        let frame = frame_after(&conn, &host, seq).await;
         let m = mask(&frame, default_background());
         let fraction = count(&m) as f64 / f64::from(WIDTH * HEIGHT);
         let (cx, cy) = centroid(&m);
@@ -545,7 +533,7 @@ async fn material_variants_switch_the_drawn_material() {
         })
         .await
         .unwrap();
-    let m = rendered_after(&conn, &host, seq).await;
+    let m = frame_after(&conn, &host, seq).await;
     let [r, _, b] = mean_rgb(&m, &mask(&m, default_background()));
     assert!(
         r > b + 40.0,

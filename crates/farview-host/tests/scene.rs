@@ -10,26 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use farview_client::{
-    ClientError, Connection, CutPlane, EntityTransform, ErrorCode, Light, LightKind,
-    MaterialOverride, StateOverride, TransformUpdate,
+    ClientError, CutPlane, EntityTransform, ErrorCode, Light, LightKind, MaterialOverride,
+    StateOverride, TransformUpdate,
 };
 
 fn code(e: ClientError) -> ErrorCode {
     match e {
         ClientError::Host(w) => w.code,
         other => panic!("expected a host error, got {other:?}"),
-    }
-}
-
-/// The host's rendered RGBA of the first frame that reflects command `seq`.
-async fn frame_after(conn: &Connection, host: &TestHost, seq: u64) -> Vec<u8> {
-    loop {
-        let f = conn.next_frame().await.unwrap();
-        if f.header.last_command_seq >= seq
-            && let Some(t) = host.tap.get(f.header.frame_number)
-        {
-            return t.rgba;
-        }
     }
 }
 
