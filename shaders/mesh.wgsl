@@ -455,31 +455,57 @@ fn display(c_in: vec3<f32>) -> vec3<f32> {
     return srgb_to_linear(pow(c, vec3<f32>(1.0 / 2.2)));
 }
 
-// Two entry points share `shade`: `layers` is a constant in each, so the compiler drops the
-// clearcoat, sheen and transmission code from the standard one. (Software rasterizers run every
-// instruction of a shader under a mask, branches or not: code a material does not need costs
-// as much as code it does.)
+// Four entry points share `shade`: `layers` and `clip` are constants in each, so the compiler
+// drops the clearcoat, sheen and transmission code from the standard ones and every `discard`
+// from the unclipped ones. (Software rasterizers run every instruction of a shader under a mask,
+// branches or not: code a material does not need costs as much as code it does. And a shader
+// that may discard loses early depth testing, so hidden fragments get shaded too.)
 @fragment
 fn fs_standard(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) vec4<f32> {
-    return shade(in, front, false);
+    return shade(in, front, false).color;
+}
+
+@fragment
+fn fs_standard_clip(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) vec4<f32> {
+    let s = shade(in, front, false);
+    clip_fragment(in.world, s.coverage);
+    return s.color;
 }
 
 @fragment
 fn fs_layered(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) vec4<f32> {
-    return shade(in, front, true);
+    return shade(in, front, true).color;
 }
 
-fn shade(in: VertexOut, front: bool, layers: bool) -> vec4<f32> {
-    cut(in.world);
+@fragment
+fn fs_layered_clip(in: VertexOut, @builtin(front_facing) front: bool) -> @location(0) vec4<f32> {
+    let s = shade(in, front, true);
+    clip_fragment(in.world, s.coverage);
+    return s.color;
+}
 
+// A shaded fragment: its output colour and the alpha the alpha test compares.
+struct Shaded {
+    color: vec4<f32>,
+    coverage: f32,
+};
+
+// Alpha test (`MASK`) and cut planes: the only places a mesh fragment is discarded, called by
+// the `_clip` entry points alone (Mesa decides on early depth testing from whether `discard`
+// appears in the shader at all, reachable or not).
+fn clip_fragment(world: vec3<f32>, alpha: f32) {
+    cut(world);
+    let alpha_mode = material.params.w;
+    if (alpha_mode > 0.5 && alpha_mode < 1.5 && alpha < material.params.z) {
+        discard;
+    }
+}
+
+fn shade(in: VertexOut, front: bool, layers: bool) -> Shaded {
     // Base colour.
     var base = base_factor() * in.color;
     if (has_tex(TEX_BASE)) {
         base *= textureSample(base_color_tex, base_color_sampler, slot_uv(TEX_BASE, in));
-    }
-    let alpha_mode = material.params.w;
-    if (alpha_mode > 0.5 && alpha_mode < 1.5 && base.a < material.params.z) {
-        discard;
     }
 
     // Normals: the vertex frame, flipped for back faces, then the normal map.
@@ -651,13 +677,13 @@ fn shade(in: VertexOut, front: bool, layers: bool) -> vec4<f32> {
         color = mix(color, color * draw.tint.rgb, draw.tint.a);
     }
     var a = 1.0;
-    if (alpha_mode > 1.5) {
+    if (material.params.w > 1.5) {
         a = base.a;
     }
     if (draw.params.z > 0.5) {
         a *= 0.35;
     }
-    return vec4<f32>(display(color), a);
+    return Shaded(vec4<f32>(display(color), a), base.a);
 }
 
 // --- The fast shading (RenderQuality::FAST): image-based and punctual light evaluated per
@@ -723,12 +749,18 @@ fn fast_uv(slot: u32, in: FastOut) -> vec2<f32> {
 
 @fragment
 fn fs_fast(in: FastOut) -> @location(0) vec4<f32> {
-    cut(in.world);
+    return shade_fast(in).color;
+}
+
+@fragment
+fn fs_fast_clip(in: FastOut) -> @location(0) vec4<f32> {
+    let s = shade_fast(in);
+    clip_fragment(in.world, s.coverage);
+    return s.color;
+}
+
+fn shade_fast(in: FastOut) -> Shaded {
     let base = base_factor() * in.color * textureSample(base_color_tex, base_color_sampler, fast_uv(TEX_BASE, in));
-    let alpha_mode = material.params.w;
-    if (alpha_mode > 0.5 && alpha_mode < 1.5 && base.a < material.params.z) {
-        discard;
-    }
     let metallic = metallic_factor() * textureSample(mr_tex, mr_sampler, fast_uv(TEX_MR, in)).b;
     let emissive = emissive_factor() * textureSample(emissive_tex, emissive_sampler, fast_uv(TEX_EMISSIVE, in)).rgb;
     let fresnel = in.brdf.z;
@@ -742,13 +774,13 @@ fn fs_fast(in: FastOut) -> @location(0) vec4<f32> {
         color = mix(color, color * draw.tint.rgb, draw.tint.a);
     }
     var a = 1.0;
-    if (alpha_mode > 1.5) {
+    if (material.params.w > 1.5) {
         a = base.a;
     }
     if (draw.params.z > 0.5) {
         a *= 0.35;
     }
-    return vec4<f32>(display(color), a);
+    return Shaded(vec4<f32>(display(color), a), base.a);
 }
 
 // --- The environment as the background: a full-screen triangle at the far plane.

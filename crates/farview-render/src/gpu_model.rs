@@ -63,6 +63,8 @@ pub(crate) struct GpuMaterial {
     pub(crate) double_sided: bool,
     /// Alpha-blended (drawn in the blended pass, far to near).
     pub(crate) blend: bool,
+    /// Alpha-tested (`MASK`): its shader may discard fragments.
+    pub(crate) mask: bool,
     /// Has clearcoat, sheen or transmission: drawn with the layered shader.
     pub(crate) layered: bool,
 }
@@ -124,6 +126,7 @@ impl GpuModel {
                     bind_group: cx.materials.bind_group(cx.device, m, &textures)?,
                     double_sided: m.double_sided,
                     blend: m.alpha_mode == AlphaMode::Blend,
+                    mask: m.alpha_mode == AlphaMode::Mask,
                     layered: m.clearcoat.is_some() || m.sheen.is_some() || m.transmission.is_some(),
                 })
             })

@@ -74,6 +74,11 @@ pub(crate) struct FrameLook<'a> {
 }
 
 impl Globals {
+    /// Whether any cut plane clips this frame (the shader then discards behind it).
+    pub(crate) fn cut_planes_active(&self) -> bool {
+        self.counts[1] > 0
+    }
+
     pub(crate) fn new(scene: &Scene, camera: &Camera, look: &FrameLook<'_>) -> Self {
         let (w, h) = look.viewport;
         let aspect = w as f32 / h.max(1) as f32;

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use farview_render::{AdapterChoice, Camera, FrameRenderer, GpuContext, Lighting, strip_padding};
+use farview_render::{
+    AdapterChoice, Camera, FrameRenderer, GpuContext, Lighting, RenderQuality, strip_padding,
+};
 use farview_scene::{ImportLimits, ModelInfo, Scene};
 use glam::Vec3;
 
@@ -334,4 +336,69 @@ fn gpu_and_cpu_colour_conversion_agree() {
     // Widths that are not a multiple of 8 keep RGBA readback (the CPU converts).
     let mut odd = FrameRenderer::new(&gpu, 324, 240, Lighting::default()).unwrap();
     assert!(!odd.enable_gpu_i420().unwrap());
+}
+
+/// Discarding shaders are separate pipelines (`_clip` entry points, used only for alpha-tested
+/// materials and while cut planes are set): check at every quality that the alpha test and a
+/// cut plane still discard, and that the plain pipelines still draw.
+#[test]
+fn alpha_test_and_cut_planes_discard_at_every_quality() {
+    use farview_scene::{AlphaMode, CutPlane, Material};
+    let gpu = gpu();
+    let bg = background_u8();
+    let cam = Camera::looking_at(Vec3::new(0.0, 0.0, 4.0), Vec3::ZERO, 0.8, 0.1, 10.0);
+    let plain = Material {
+        metallic_factor: 0.0,
+        ..Material::default()
+    };
+    let pixel = |f: &[u8], x: usize, y: usize| {
+        let i = (y * 64 + x) * 4;
+        [f[i], f[i + 1], f[i + 2]]
+    };
+    for quality in [
+        RenderQuality::HIGH,
+        RenderQuality::MEDIUM,
+        RenderQuality::FAST,
+    ] {
+        // A fresh renderer per scene: every quad scene's model has the same id.
+        let render = |scene: &Scene| {
+            FrameRenderer::with_quality(&gpu, 64, 64, Lighting::default(), quality)
+                .unwrap()
+                .render_blocking(scene, &cam)
+                .unwrap()
+        };
+        let half = vec![[1.0, 1.0, 1.0, 0.5]; 4];
+
+        let drawn = render(&quad_scene(plain.clone(), half.clone()));
+        assert_ne!(pixel(&drawn, 32, 32), bg, "{quality:?}: plain quad drawn");
+
+        let masked = Material {
+            alpha_mode: AlphaMode::Mask,
+            alpha_cutoff: 0.6,
+            ..plain.clone()
+        };
+        let f = render(&quad_scene(masked.clone(), half.clone()));
+        assert_eq!(pixel(&f, 32, 32), bg, "{quality:?}: masked out");
+        let kept = Material {
+            alpha_cutoff: 0.4,
+            ..masked
+        };
+        let f = render(&quad_scene(kept, half.clone()));
+        assert_ne!(pixel(&f, 32, 32), bg, "{quality:?}: above the cutoff");
+
+        // Cut away x > 0: the right half of the quad goes, the left half stays.
+        let mut cut = quad_scene(plain.clone(), half.clone());
+        cut.add_cut_plane(CutPlane {
+            normal: Vec3::X,
+            distance: 0.0,
+        })
+        .unwrap();
+        let f = render(&cut);
+        assert_eq!(pixel(&f, 44, 32), bg, "{quality:?}: cut side");
+        assert_eq!(
+            pixel(&f, 20, 32),
+            pixel(&drawn, 20, 32),
+            "{quality:?}: kept side"
+        );
+    }
 }
