@@ -9,7 +9,8 @@
 // then decoded with the exact sRGB curve, because the target is sRGB and the hardware encodes
 // on store: the stored bytes are the reference's bytes.
 //
-// Bind groups: 0 = per frame (camera, lights, cut planes, look), 1 = per draw (dynamic offset),
+// Bind groups: 0 = per frame (camera, lights, cut planes, look, the frame behind transmissive
+// surfaces), 1 = per draw (dynamic offset),
 // 2 = per material, 3 = environment.
 
 const MAX_LIGHTS: u32 = 8u;
@@ -48,7 +49,8 @@ struct GpuLight {
 struct Globals {
     view_proj: mat4x4<f32>,
     camera_pos: vec4<f32>,
-    // x light count, y cut plane count, z tone mapping (0 KHR PBR neutral, 1 ACES, 2 none).
+    // x light count, y cut plane count, z tone mapping (0 KHR PBR neutral, 1 ACES, 2 none,
+    // 3 linear output: none, without exposure or display encoding).
     counts: vec4<u32>,
     // x specular mip count, y environment intensity, z exposure, w unused.
     environment: vec4<f32>,
@@ -108,6 +110,9 @@ struct Material {
 };
 
 @group(0) @binding(0) var<uniform> globals: Globals;
+// The frame behind transmissive surfaces (linear, mip-mapped; 1x1 where the frame has none).
+@group(0) @binding(1) var behind_tex: texture_2d<f32>;
+@group(0) @binding(2) var behind_sampler: sampler;
 @group(1) @binding(0) var<uniform> draw: Draw;
 @group(2) @binding(0) var<uniform> material: Material;
 @group(2) @binding(1) var base_color_tex: texture_2d<f32>;
@@ -444,8 +449,13 @@ fn srgb_to_linear(c: vec3<f32>) -> vec3<f32> {
 // Exposure, tone mapping, gamma 2.2 for display (the reference's encoding), then back to
 // linear by the exact sRGB curve for the sRGB target.
 fn display(c_in: vec3<f32>) -> vec3<f32> {
-    var c = max(c_in, vec3<f32>(0.0)) * globals.environment.z;
     let mode = globals.counts.z;
+    if (mode == 3u) {
+        // Linear output, for the frame transmissive materials see through (as the reference's
+        // LINEAR_OUTPUT): exposure and tone mapping apply once, to the glass's own pixel.
+        return max(c_in, vec3<f32>(0.0));
+    }
+    var c = max(c_in, vec3<f32>(0.0)) * globals.environment.z;
     if (mode == 0u) {
         c = tone_map_neutral(c);
     } else if (mode == 1u) {
@@ -591,15 +601,27 @@ fn shade(in: VertexOut, front: bool, layers: bool) -> Shaded {
 
     // Image-based lighting.
     var f_diffuse = ibl_diffuse(n) * base.rgb;
+    // Where light through the surface enters: the refracted view ray, the volume's thickness
+    // long (in world units), leaves the back of the volume (the surface itself without volume).
+    var transmission_ray = vec3<f32>(0.0);
     if (transmission > 0.0) {
-        // Light through the surface, from the environment behind it (screen-space refraction
-        // of other objects is not drawn), attenuated by the volume.
-        let refracted = refract(-v, n, 1.0 / ior);
-        let lod = roughness * clamp(ior * 2.0 - 2.0, 0.0, 1.0) * (globals.environment.x - 1.0);
-        var through = textureSampleLevel(env_specular, env_sampler, env_dir(refracted), lod).rgb
-            * globals.environment.y;
+        var thickness = 0.0;
+        if (has_feature(FEATURE_VOLUME)) {
+            thickness = material.volume.x;
+        }
+        let scale = vec3<f32>(length(draw.model[0].xyz), length(draw.model[1].xyz), length(draw.model[2].xyz));
+        transmission_ray = normalize(refract(-v, n, 1.0 / ior)) * thickness * scale;
+        // The frame behind the surface where that ray leaves the volume, blurred by roughness
+        // (the reference's screen-space transmission); its mip level is scaled so the blur
+        // covers the same share of the frame as in the reference's 1024-texel buffer.
+        let exit = globals.view_proj * vec4<f32>(in.world + transmission_ray, 1.0);
+        let uv = exit.xy / exit.w * vec2<f32>(0.5, -0.5) + 0.5;
+        let size = vec2<f32>(textureDimensions(behind_tex));
+        let blur = roughness * clamp(ior * 2.0 - 2.0, 0.0, 1.0);
+        let lod = max(log2(size.x) - 10.0 * (1.0 - blur), 0.0);
+        var through = textureSampleLevel(behind_tex, behind_sampler, uv, lod).rgb;
         if (has_feature(FEATURE_VOLUME) && material.attenuation.w > 0.0) {
-            through *= pow(material.attenuation.rgb, vec3<f32>(material.volume.x / material.attenuation.w));
+            through *= pow(material.attenuation.rgb, vec3<f32>(length(transmission_ray) / material.attenuation.w));
         }
         let brdf = ibl_brdf(n_v, roughness);
         let specular_color = f0_dielectric * brdf.x + f90_dielectric * brdf.y;
@@ -637,14 +659,19 @@ fn shade(in: VertexOut, front: bool, layers: bool) -> Shaded {
         let metal_fresnel = f_schlick(base.rgb, vec3<f32>(1.0), v_h);
         var l_diffuse = intensity * n_l * base.rgb / PI;
         if (transmission > 0.0) {
-            // Light arriving from behind, seen through a rough interface.
-            let l_mirror = normalize(l + 2.0 * n * dot(-l, n));
+            // Light arriving from behind, seen through a rough interface, entering where the
+            // refracted view ray leaves the volume.
+            let l_t = normalize(point_to_light - transmission_ray);
+            let l_mirror = normalize(l_t + 2.0 * n * dot(-l_t, n));
             let h_t = normalize(l_mirror + v);
             let a_t = alpha * clamp(ior * 2.0 - 2.0, 0.0, 1.0);
             let d = d_ggx(clamped_dot(n, h_t), a_t);
             let f = f_schlick(f0_dielectric, f90_dielectric, clamped_dot(v, h_t));
             let vis = v_ggx(clamped_dot(n, l_mirror), n_v, a_t);
-            let through = intensity * (1.0 - f) * base.rgb * d * vis;
+            var through = intensity * (1.0 - f) * base.rgb * d * vis;
+            if (has_feature(FEATURE_VOLUME) && material.attenuation.w > 0.0) {
+                through *= pow(material.attenuation.rgb, vec3<f32>(length(transmission_ray) / material.attenuation.w));
+            }
             l_diffuse = mix(l_diffuse, through, transmission);
         }
         let l_specular = intensity * n_l * v_ggx(n_l, n_v, alpha) * d_ggx(n_h, alpha);

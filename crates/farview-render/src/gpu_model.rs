@@ -67,6 +67,8 @@ pub(crate) struct GpuMaterial {
     pub(crate) mask: bool,
     /// Has clearcoat, sheen or transmission: drawn with the layered shader.
     pub(crate) layered: bool,
+    /// Has transmission: sees the frame behind it, and is left out of that frame.
+    pub(crate) transmissive: bool,
 }
 
 pub(crate) struct GpuModel {
@@ -128,6 +130,7 @@ impl GpuModel {
                     blend: m.alpha_mode == AlphaMode::Blend,
                     mask: m.alpha_mode == AlphaMode::Mask,
                     layered: m.clearcoat.is_some() || m.sheen.is_some() || m.transmission.is_some(),
+                    transmissive: m.transmission.is_some(),
                 })
             })
             .collect::<Result<Vec<_>, RenderError>>()?;

@@ -28,6 +28,7 @@ mod shaders;
 mod stats;
 mod targets;
 mod textures;
+mod transmission;
 mod uniforms;
 
 pub use camera::Camera;

@@ -15,6 +15,7 @@ use crate::environment_binding::EnvironmentBinding;
 use crate::gpu_model::GpuMaterial;
 use crate::models::GpuModelStore;
 use crate::targets::{COLOR_FORMAT, DEPTH_FORMAT, FrameTargets};
+use crate::transmission::{MipChain, TransmissionFrame};
 use crate::uniforms::{DrawUniform, FrameLook, Globals, uniform_entry};
 use crate::{Camera, GpuContext, MESH_SHADER, RenderError, RenderStats, Shading};
 
@@ -32,8 +33,15 @@ pub(crate) struct MeshPass {
     shading: Shading,
     sky: wgpu::RenderPipeline,
     outline: wgpu::RenderPipeline,
-    globals: wgpu::Buffer,
-    globals_bind_group: wgpu::BindGroup,
+    /// The frame's globals; their group binds the transmission frame (or a placeholder).
+    globals: FrameGlobals,
+    /// The globals of the pass behind transmissive surfaces: linear output, placeholder bound.
+    behind_globals: FrameGlobals,
+    globals_layout: wgpu::BindGroupLayout,
+    behind: BehindBinding,
+    /// Made on the first frame with a transmissive draw (full shading only).
+    transmission: Option<TransmissionFrame>,
+    mip_chain: Option<MipChain>,
     draw_layout: wgpu::BindGroupLayout,
     draw_stride: u64,
     draw_buffer: wgpu::Buffer,
@@ -129,12 +137,30 @@ impl MeshPass {
         });
         let globals_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("globals"),
-            entries: &[uniform_entry(
-                0,
-                wgpu::ShaderStages::VERTEX_FRAGMENT,
-                false,
-                std::mem::size_of::<Globals>() as u64,
-            )],
+            entries: &[
+                uniform_entry(
+                    0,
+                    wgpu::ShaderStages::VERTEX_FRAGMENT,
+                    false,
+                    std::mem::size_of::<Globals>() as u64,
+                ),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 1,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: true },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                    count: None,
+                },
+                wgpu::BindGroupLayoutEntry {
+                    binding: 2,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
+                    count: None,
+                },
+            ],
         });
         let draw_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("draw"),
@@ -253,20 +279,9 @@ impl MeshPass {
                 pipelines[key.index()] = Some(make_pipeline(device, &parts, key));
             }
         }
-        let globals = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("globals"),
-            size: std::mem::size_of::<Globals>() as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let globals_bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("globals"),
-            layout: &globals_layout,
-            entries: &[wgpu::BindGroupEntry {
-                binding: 0,
-                resource: globals.as_entire_binding(),
-            }],
-        });
+        let behind = BehindBinding::new(device);
+        let globals = FrameGlobals::new(device, &globals_layout, &behind, None);
+        let behind_globals = FrameGlobals::new(device, &globals_layout, &behind, None);
         let align = u64::from(ctx.limits().min_uniform_buffer_offset_alignment);
         let draw_stride = (std::mem::size_of::<DrawUniform>() as u64).div_ceil(align) * align;
         let (draw_buffer, draw_bind_group) =
@@ -278,7 +293,11 @@ impl MeshPass {
             sky,
             outline,
             globals,
-            globals_bind_group,
+            behind_globals,
+            globals_layout,
+            behind,
+            transmission: None,
+            mip_chain: None,
             draw_layout,
             draw_stride,
             draw_buffer,
@@ -288,14 +307,20 @@ impl MeshPass {
         }
     }
 
-    /// GPU memory of the per-draw uniform buffer.
+    /// GPU memory of the per-draw uniform buffer and the transmission frame.
     pub(crate) fn bytes(&self) -> u64 {
         self.draw_capacity as u64 * self.draw_stride
+            + self
+                .transmission
+                .as_ref()
+                .map_or(0, TransmissionFrame::bytes)
     }
 
     /// Writes this frame's uniforms and records the pass into `targets`. Draws only models the
     /// store holds: entities of a missing model are skipped and counted in
-    /// [`RenderStats::skipped_entities`] (logged once per model).
+    /// [`RenderStats::skipped_entities`] (logged once per model). With full shading and a
+    /// transmissive draw in view, first records the frame behind the glass
+    /// ([`TransmissionFrame`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn encode(
         &mut self,
@@ -312,7 +337,6 @@ impl MeshPass {
         let (device, queue) = (ctx.device(), ctx.queue());
         let mut stats = RenderStats::default();
         let globals = Globals::new(scene, camera, look);
-        queue.write_buffer(&self.globals, 0, bytemuck::bytes_of(&globals));
 
         let mut drawables = scene.drawables();
         drawables.retain(|d| match store.get(d.model) {
@@ -329,17 +353,17 @@ impl MeshPass {
                 false
             }
         });
-        let eye = camera.position;
-        let depth = |d: &Drawable| (d.world.w_axis.truncate() - eye).length_squared();
-        let in_order: Vec<usize> = (0..drawables.len()).collect();
-        let mut far_to_near = in_order.clone();
-        far_to_near.sort_by(|&a, &b| depth(&drawables[b]).total_cmp(&depth(&drawables[a])));
         if drawables.len() > MAX_DRAWS {
             return Err(RenderError::Gpu(format!(
                 "{} draws exceed the limit of {MAX_DRAWS}",
                 drawables.len()
             )));
         }
+        let eye = camera.position;
+        let depth = |d: &Drawable| (d.world.w_axis.truncate() - eye).length_squared();
+        let in_order: Vec<usize> = (0..drawables.len()).collect();
+        let mut far_to_near = in_order.clone();
+        far_to_near.sort_by(|&a, &b| depth(&drawables[b]).total_cmp(&depth(&drawables[a])));
         if drawables.len() > self.draw_capacity {
             let capacity = drawables.len().next_power_of_two();
             (self.draw_buffer, self.draw_bind_group) =
@@ -357,30 +381,22 @@ impl MeshPass {
             queue.write_buffer(&self.draw_buffer, 0, &self.draw_scratch);
         }
 
-        // A negative determinant mirrors the mesh: its triangles wind clockwise on screen.
-        let mirrored: Vec<bool> = drawables
-            .iter()
-            .map(|d| d.world.determinant() < 0.0)
-            .collect();
-        let cutting = globals.cut_planes_active();
-        let shading = self.shading;
-        let key_for = |i: usize, d: &Drawable, material: &GpuMaterial| {
-            let blended = d.state.see_through || material.blend;
-            let variant = match shading {
-                Shading::Fast => ShaderVariant::Fast,
-                Shading::Full if material.layered => ShaderVariant::Layered,
-                Shading::Full => ShaderVariant::Standard,
-            };
-            PipelineKey {
-                variant,
-                double_sided: material.double_sided,
-                blended,
-                mirrored: mirrored[i],
-                clip: cutting || material.mask,
-            }
+        let frame = FrameDraws {
+            // A negative determinant mirrors the mesh: its triangles wind clockwise on screen.
+            mirrored: drawables
+                .iter()
+                .map(|d| d.world.determinant() < 0.0)
+                .collect(),
+            drawables,
+            in_order,
+            far_to_near,
+            shading: self.shading,
+            cutting: globals.cut_planes_active(),
         };
-        // Pipelines this frame needs that are not made yet (mirrored, clipping).
-        for (i, d) in drawables.iter().enumerate() {
+        // Pipelines this frame needs that are not made yet (mirrored, clipping), and whether
+        // anything in it is transmissive.
+        let mut transmissive = false;
+        for (i, d) in frame.drawables.iter().enumerate() {
             let Some(model) = store.get(d.model) else {
                 continue;
             };
@@ -389,51 +405,147 @@ impl MeshPass {
             };
             for p in prims {
                 if let Some(material) = model.materials.get(p.material_for(d.state.variant)) {
-                    let key = key_for(i, d, material);
+                    transmissive |= material.transmissive;
+                    let key = frame.key(i, material);
                     if let Some(slot @ None) = self.pipelines.get_mut(key.index()) {
                         *slot = Some(make_pipeline(device, &self.parts, key));
                     }
                 }
             }
         }
-        let c = look.lighting.background;
+
+        let behind_glass = transmissive && self.shading == Shading::Full;
+        if behind_glass {
+            // (May remake the main globals: written below, after this.)
+            self.prepare_transmission(device, targets.width, targets.height)?;
+        }
+        queue.write_buffer(&self.globals.buffer, 0, bytemuck::bytes_of(&globals));
+        if behind_glass {
+            queue.write_buffer(
+                &self.behind_globals.buffer,
+                0,
+                bytemuck::bytes_of(&globals.linear_output()),
+            );
+            if let (Some(behind), Some(chain)) = (&self.transmission, &self.mip_chain) {
+                let (view, resolve_target) = match &targets.msaa_view {
+                    Some(msaa) => (msaa, Some(behind.base_view())),
+                    None => (behind.base_view(), None),
+                };
+                let mut pass = begin_mesh_pass(
+                    encoder,
+                    "behind transmission",
+                    view,
+                    resolve_target,
+                    &targets.depth_view,
+                    look.lighting.background,
+                );
+                pass.set_bind_group(0, &self.behind_globals.bind_group, &[]);
+                pass.set_bind_group(3, &environment.bind_group, &[]);
+                let mut ignored = RenderStats::default();
+                self.record_meshes(
+                    &mut pass,
+                    &frame,
+                    store,
+                    look,
+                    fallback_material,
+                    true,
+                    &mut ignored,
+                );
+                drop(pass);
+                behind.encode_mips(chain, encoder);
+            }
+        }
+
         let (color_view, resolve_target) = targets.color_attachment();
-        let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
-            label: Some("mesh"),
-            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
-                view: color_view,
-                depth_slice: None,
-                resolve_target,
-                ops: wgpu::Operations {
-                    load: wgpu::LoadOp::Clear(wgpu::Color {
-                        r: c.x.into(),
-                        g: c.y.into(),
-                        b: c.z.into(),
-                        a: 1.0,
-                    }),
-                    store: wgpu::StoreOp::Store,
-                },
-            })],
-            depth_stencil_attachment: Some(wgpu::RenderPassDepthStencilAttachment {
-                view: &targets.depth_view,
-                depth_ops: Some(wgpu::Operations {
-                    load: wgpu::LoadOp::Clear(1.0),
-                    store: wgpu::StoreOp::Discard,
-                }),
-                stencil_ops: Some(wgpu::Operations {
-                    load: wgpu::LoadOp::Clear(0),
-                    store: wgpu::StoreOp::Discard,
-                }),
-            }),
-            timestamp_writes: None,
-            occlusion_query_set: None,
-            multiview_mask: None,
-        });
-        pass.set_bind_group(0, &self.globals_bind_group, &[]);
+        let mut pass = begin_mesh_pass(
+            encoder,
+            "mesh",
+            color_view,
+            resolve_target,
+            &targets.depth_view,
+            look.lighting.background,
+        );
+        pass.set_bind_group(0, &self.globals.bind_group, &[]);
         pass.set_bind_group(3, &environment.bind_group, &[]);
-        // Opaque geometry first, the environment behind it, then blended geometry (see-through
-        // entities and alpha-blended materials) far to near, so blending composes over what is
-        // behind.
+        self.record_meshes(
+            &mut pass,
+            &frame,
+            store,
+            look,
+            fallback_material,
+            false,
+            &mut stats,
+        );
+        if look.lighting.outline.width_px > 0.0 {
+            let mut bound_pipeline = false;
+            for (i, d) in frame.drawables.iter().enumerate() {
+                if !d.state.selected {
+                    continue;
+                }
+                let Some(prims) = store.get(d.model).and_then(|m| m.meshes.get(d.mesh)) else {
+                    continue;
+                };
+                if !bound_pipeline {
+                    pass.set_pipeline(&self.outline);
+                    pass.set_bind_group(2, fallback_material, &[]);
+                    pass.set_stencil_reference(1);
+                    bound_pipeline = true;
+                }
+                pass.set_bind_group(1, &self.draw_bind_group, &[(i * stride) as u32]);
+                for p in prims {
+                    pass.set_vertex_buffer(0, p.vertices.slice(..));
+                    pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
+                    pass.draw_indexed(0..p.index_count, 0, 0..1);
+                    stats.draws += 1;
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Makes (or remakes, on a size change) the transmission frame and binds it in the main
+    /// globals group.
+    fn prepare_transmission(
+        &mut self,
+        device: &wgpu::Device,
+        width: u32,
+        height: u32,
+    ) -> Result<(), RenderError> {
+        if self
+            .transmission
+            .as_ref()
+            .is_some_and(|t| t.fits(width, height))
+        {
+            return Ok(());
+        }
+        let chain = self.mip_chain.get_or_insert_with(|| MipChain::new(device));
+        let frame = TransmissionFrame::new(device, chain, width, height)?;
+        self.globals = FrameGlobals::new(
+            device,
+            &self.globals_layout,
+            &self.behind,
+            Some(&frame.sample_view),
+        );
+        self.transmission = Some(frame);
+        Ok(())
+    }
+
+    /// Records the frame's draws into a pass whose globals and environment are bound: opaque
+    /// geometry in scene order, the environment behind it, then blended geometry (see-through
+    /// entities and alpha-blended materials) far to near, so blending composes over what is
+    /// behind. `behind_glass` leaves transmissive materials out (the frame they see through).
+    #[allow(clippy::too_many_arguments)]
+    fn record_meshes(
+        &self,
+        pass: &mut wgpu::RenderPass<'_>,
+        frame: &FrameDraws,
+        store: &GpuModelStore,
+        look: &FrameLook<'_>,
+        fallback_material: &wgpu::BindGroup,
+        behind_glass: bool,
+        stats: &mut RenderStats,
+    ) {
+        let stride = self.draw_stride as usize;
         let mut current_pipeline = None;
         for blended_pass in [false, true] {
             if blended_pass && look.lighting.show_environment {
@@ -445,12 +557,12 @@ impl MeshPass {
                 current_pipeline = None;
             }
             let order: &[usize] = if blended_pass {
-                &far_to_near
+                &frame.far_to_near
             } else {
-                &in_order
+                &frame.in_order
             };
             for &i in order {
-                let d = &drawables[i];
+                let d = &frame.drawables[i];
                 let Some(model) = store.get(d.model) else {
                     continue;
                 };
@@ -463,7 +575,10 @@ impl MeshPass {
                     else {
                         continue;
                     };
-                    let key = key_for(i, d, material);
+                    if behind_glass && material.transmissive {
+                        continue;
+                    }
+                    let key = frame.key(i, material);
                     if key.blended != blended_pass {
                         continue;
                     }
@@ -488,31 +603,161 @@ impl MeshPass {
                 }
             }
         }
-        if look.lighting.outline.width_px > 0.0 {
-            let mut bound_pipeline = false;
-            for (i, d) in drawables.iter().enumerate() {
-                if !d.state.selected {
-                    continue;
-                }
-                let Some(prims) = store.get(d.model).and_then(|m| m.meshes.get(d.mesh)) else {
-                    continue;
-                };
-                if !bound_pipeline {
-                    pass.set_pipeline(&self.outline);
-                    pass.set_bind_group(2, fallback_material, &[]);
-                    pass.set_stencil_reference(1);
-                    bound_pipeline = true;
-                }
-                pass.set_bind_group(1, &self.draw_bind_group, &[(i * stride) as u32]);
-                for p in prims {
-                    pass.set_vertex_buffer(0, p.vertices.slice(..));
-                    pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
-                    pass.draw_indexed(0..p.index_count, 0, 0..1);
-                    stats.draws += 1;
-                }
-            }
+    }
+}
+
+/// The draws of one frame, in the orders the passes walk them.
+struct FrameDraws {
+    drawables: Vec<Drawable>,
+    mirrored: Vec<bool>,
+    in_order: Vec<usize>,
+    far_to_near: Vec<usize>,
+    shading: Shading,
+    cutting: bool,
+}
+
+impl FrameDraws {
+    /// The pipeline drawable `i` draws `material` with.
+    fn key(&self, i: usize, material: &GpuMaterial) -> PipelineKey {
+        let d = &self.drawables[i];
+        let variant = match self.shading {
+            Shading::Fast => ShaderVariant::Fast,
+            Shading::Full if material.layered => ShaderVariant::Layered,
+            Shading::Full => ShaderVariant::Standard,
+        };
+        PipelineKey {
+            variant,
+            double_sided: material.double_sided,
+            blended: d.state.see_through || material.blend,
+            mirrored: self.mirrored.get(i).copied().unwrap_or(false),
+            clip: self.cutting || material.mask,
         }
-        Ok(stats)
+    }
+}
+
+/// A mesh pass over `view`: colour cleared to the background, depth and stencil cleared.
+fn begin_mesh_pass<'e>(
+    encoder: &'e mut wgpu::CommandEncoder,
+    label: &'static str,
+    view: &wgpu::TextureView,
+    resolve_target: Option<&wgpu::TextureView>,
+    depth_view: &wgpu::TextureView,
+    background: glam::Vec3,
+) -> wgpu::RenderPass<'e> {
+    encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+        label: Some(label),
+        color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+            view,
+            depth_slice: None,
+            resolve_target,
+            ops: wgpu::Operations {
+                load: wgpu::LoadOp::Clear(wgpu::Color {
+                    r: background.x.into(),
+                    g: background.y.into(),
+                    b: background.z.into(),
+                    a: 1.0,
+                }),
+                store: wgpu::StoreOp::Store,
+            },
+        })],
+        depth_stencil_attachment: Some(wgpu::RenderPassDepthStencilAttachment {
+            view: depth_view,
+            depth_ops: Some(wgpu::Operations {
+                load: wgpu::LoadOp::Clear(1.0),
+                store: wgpu::StoreOp::Discard,
+            }),
+            stencil_ops: Some(wgpu::Operations {
+                load: wgpu::LoadOp::Clear(0),
+                store: wgpu::StoreOp::Discard,
+            }),
+        }),
+        timestamp_writes: None,
+        occlusion_query_set: None,
+        multiview_mask: None,
+    })
+}
+
+/// What group 0 binds besides the globals when no transmission frame exists: a 1x1 texture, and
+/// the sampler of the transmission frame.
+struct BehindBinding {
+    placeholder: wgpu::TextureView,
+    sampler: wgpu::Sampler,
+}
+
+impl BehindBinding {
+    fn new(device: &wgpu::Device) -> Self {
+        let placeholder = device
+            .create_texture(&wgpu::TextureDescriptor {
+                label: Some("no transmission frame"),
+                size: wgpu::Extent3d {
+                    width: 1,
+                    height: 1,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: COLOR_FORMAT,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING,
+                view_formats: &[],
+            })
+            .create_view(&Default::default());
+        let sampler = device.create_sampler(&wgpu::SamplerDescriptor {
+            label: Some("transmission frame"),
+            address_mode_u: wgpu::AddressMode::ClampToEdge,
+            address_mode_v: wgpu::AddressMode::ClampToEdge,
+            mag_filter: wgpu::FilterMode::Linear,
+            min_filter: wgpu::FilterMode::Linear,
+            mipmap_filter: wgpu::MipmapFilterMode::Linear,
+            ..Default::default()
+        });
+        Self {
+            placeholder,
+            sampler,
+        }
+    }
+}
+
+/// One globals uniform buffer and its group-0 bind group.
+struct FrameGlobals {
+    buffer: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+}
+
+impl FrameGlobals {
+    fn new(
+        device: &wgpu::Device,
+        layout: &wgpu::BindGroupLayout,
+        behind: &BehindBinding,
+        frame: Option<&wgpu::TextureView>,
+    ) -> Self {
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("globals"),
+            size: std::mem::size_of::<Globals>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("globals"),
+            layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: buffer.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: wgpu::BindingResource::TextureView(
+                        frame.unwrap_or(&behind.placeholder),
+                    ),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::Sampler(&behind.sampler),
+                },
+            ],
+        });
+        Self { buffer, bind_group }
     }
 }
 

@@ -13,6 +13,9 @@ pub(crate) const IBL_PANORAMA_SHADER: &str = include_str!("../../../shaders/ibl_
 /// The environment bake's mip and prefilter passes (`shaders/ibl_filter.wgsl`).
 pub(crate) const IBL_FILTER_SHADER: &str = include_str!("../../../shaders/ibl_filter.wgsl");
 
+/// The transmission frame's mip downsampling pass (`shaders/mip_downsample.wgsl`).
+pub(crate) const MIP_DOWNSAMPLE_SHADER: &str = include_str!("../../../shaders/mip_downsample.wgsl");
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

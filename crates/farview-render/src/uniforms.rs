@@ -73,10 +73,21 @@ pub(crate) struct FrameLook<'a> {
     pub(crate) time_s: f32,
 }
 
+/// `counts.z` of a pass that writes linear colour (`display` in `shaders/mesh.wgsl`); the tone
+/// mappings are 0 to 2 ([`crate::ToneMapping`]).
+const LINEAR_OUTPUT: u32 = 3;
+
 impl Globals {
     /// Whether any cut plane clips this frame (the shader then discards behind it).
     pub(crate) fn cut_planes_active(&self) -> bool {
         self.counts[1] > 0
+    }
+
+    /// The same frame with linear output: no exposure, tone mapping or display encoding (the
+    /// pass that draws what transmissive materials see through themselves).
+    pub(crate) fn linear_output(mut self) -> Self {
+        self.counts[2] = LINEAR_OUTPUT;
+        self
     }
 
     pub(crate) fn new(scene: &Scene, camera: &Camera, look: &FrameLook<'_>) -> Self {

@@ -402,3 +402,98 @@ fn alpha_test_and_cut_planes_discard_at_every_quality() {
         );
     }
 }
+
+/// Screen-space transmission: glass shows the frame behind it (here a red quad over the left
+/// half of the view): sharp when smooth, blurred across the frame when rough.
+#[test]
+fn transmissive_glass_shows_the_geometry_behind_it() {
+    use farview_scene::{
+        Aabb, Material, Mesh, Model, ModelNode, Primitive, Transform, Transmission,
+    };
+    let gpu = gpu();
+    let quad = |x0: f32, x1: f32, z: f32, material: usize| {
+        let positions = vec![[x0, -1.0, z], [x1, -1.0, z], [x1, 1.0, z], [x0, 1.0, z]];
+        Primitive {
+            normals: vec![[0.0, 0.0, 1.0]; 4],
+            uvs: vec![[0.0, 0.0]; 4],
+            indices: vec![0, 1, 2, 0, 2, 3],
+            material: Some(material),
+            bounds: Aabb::from_points(positions.iter().map(|p| Vec3::from_array(*p))),
+            positions,
+            ..Primitive::default()
+        }
+    };
+    let glass_scene = |roughness: f32, ior: f32| {
+        let red = Material {
+            base_color_factor: [1.0, 0.0, 0.0, 1.0],
+            unlit: true,
+            ..Material::default()
+        };
+        let glass = Material {
+            base_color_factor: [1.0, 1.0, 1.0, 1.0],
+            metallic_factor: 0.0,
+            roughness_factor: roughness,
+            ior,
+            transmission: Some(Transmission {
+                factor: 1.0,
+                texture: None,
+            }),
+            ..Material::default()
+        };
+        let model = Model {
+            meshes: vec![Mesh {
+                name: None,
+                // Red behind the left half; the glass across the whole view in front.
+                primitives: vec![quad(-3.0, 0.0, -1.0, 0), quad(-3.0, 3.0, 0.0, 1)],
+            }],
+            materials: vec![red, glass],
+            nodes: vec![ModelNode {
+                name: None,
+                local: Transform::IDENTITY,
+                mesh: Some(0),
+                children: vec![],
+            }],
+            roots: vec![0],
+            ..Model::default()
+        };
+        let mut scene = Scene::default();
+        scene.add_model("glass", model).unwrap();
+        scene
+    };
+    let cam = Camera::looking_at(Vec3::new(0.0, 0.0, 2.0), Vec3::ZERO, 0.8, 0.1, 10.0);
+    let render = |scene: &Scene| {
+        FrameRenderer::with_quality(&gpu, 64, 64, Lighting::default(), RenderQuality::MEDIUM)
+            .unwrap()
+            .render_blocking(scene, &cam)
+            .unwrap()
+    };
+    let pixel = |f: &[u8], x: usize| {
+        let i = (32 * 64 + x) * 4;
+        [i32::from(f[i]), i32::from(f[i + 1]), i32::from(f[i + 2])]
+    };
+
+    let smooth = render(&glass_scene(0.0, 1.0));
+    let (left, right) = (pixel(&smooth, 12), pixel(&smooth, 52));
+    let sharp_red = left[0];
+    assert!(
+        left[0] > 150 && left[0] > left[1] + 100,
+        "red through smooth glass: {left:?}"
+    );
+    assert!(
+        right[0] < 90 && (right[0] - right[1]).abs() < 30,
+        "background through smooth glass: {right:?}"
+    );
+
+    // Rough glass (ior 1.5, roughness 1) samples the coarsest mip: both sides see the same
+    // blurred average of the frame behind: half red, half background, so a dimmer red.
+    let rough = render(&glass_scene(1.0, 1.5));
+    let (left, right) = (pixel(&rough, 12), pixel(&rough, 52));
+    assert!(
+        (left[0] - right[0]).abs() < 12,
+        "rough glass blurs: {left:?} vs {right:?}"
+    );
+    assert!(
+        left[0] > left[1] + 60 && left[0] + 20 < sharp_red,
+        "a dimmer red than {sharp_red}: {left:?}"
+    );
+}
