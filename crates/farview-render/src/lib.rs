@@ -11,6 +11,7 @@
 //! one model), `readback` (the ring of mappable buffers and the wait on a shared device), and
 //! `renderer`, which composes them into [`FrameRenderer`].
 
+mod blit;
 mod camera;
 mod context;
 mod environment;

@@ -11,11 +11,12 @@
 
 use farview_scene::{Drawable, Scene};
 
+use crate::blit::Blit;
 use crate::environment_binding::EnvironmentBinding;
 use crate::gpu_model::GpuMaterial;
 use crate::models::GpuModelStore;
 use crate::targets::{COLOR_FORMAT, DEPTH_FORMAT, FrameTargets};
-use crate::transmission::{MipChain, TransmissionFrame};
+use crate::transmission::TransmissionFrame;
 use crate::uniforms::{DrawUniform, FrameLook, Globals, uniform_entry};
 use crate::{Camera, GpuContext, MESH_SHADER, RenderError, RenderStats, Shading};
 
@@ -41,7 +42,7 @@ pub(crate) struct MeshPass {
     behind: BehindBinding,
     /// Made on the first frame with a transmissive draw (full shading only).
     transmission: Option<TransmissionFrame>,
-    mip_chain: Option<MipChain>,
+    mip_chain: Option<Blit>,
     draw_layout: wgpu::BindGroupLayout,
     draw_stride: u64,
     draw_buffer: wgpu::Buffer,
@@ -518,7 +519,7 @@ impl MeshPass {
         {
             return Ok(());
         }
-        let chain = self.mip_chain.get_or_insert_with(|| MipChain::new(device));
+        let chain = self.mip_chain.get_or_insert_with(|| Blit::new(device));
         let frame = TransmissionFrame::new(device, chain, width, height)?;
         self.globals = FrameGlobals::new(
             device,

@@ -13,8 +13,8 @@ pub(crate) const IBL_PANORAMA_SHADER: &str = include_str!("../../../shaders/ibl_
 /// The environment bake's mip and prefilter passes (`shaders/ibl_filter.wgsl`).
 pub(crate) const IBL_FILTER_SHADER: &str = include_str!("../../../shaders/ibl_filter.wgsl");
 
-/// The transmission frame's mip downsampling pass (`shaders/mip_downsample.wgsl`).
-pub(crate) const MIP_DOWNSAMPLE_SHADER: &str = include_str!("../../../shaders/mip_downsample.wgsl");
+/// The texture-over-target pass of mips and upscaling (`shaders/blit.wgsl`).
+pub(crate) const BLIT_SHADER: &str = include_str!("../../../shaders/blit.wgsl");
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
-// One mip level of the transmission frame from the level above it: a full-screen triangle whose
-// fragments each sample the centre of a 2x2 block of the source level with a bilinear sampler,
-// which is the block's box average (sRGB views decode before filtering and encode on store, so
-// the average is taken in linear light, as a GPU's mipmap generation does).
+// One texture drawn over a whole target with a bilinear sampler. Used for the transmission
+// frame's mips: each fragment samples the centre of a 2x2 block of the level above, which is the
+// block's box average (sRGB views decode before filtering and encode on store, so the average is
+// taken in linear light, as a GPU's mipmap generation does).
 
 @group(0) @binding(0) var src: texture_2d<f32>;
 @group(0) @binding(1) var src_sampler: sampler;
