@@ -104,6 +104,7 @@ pub(crate) fn router(ctx: Arc<HostContext>) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
+        .merge(crate::viewer::router())
         .merge(api)
         .fallback(|| async { ApiError::new(404, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -307,6 +308,10 @@ fn view(ctx: &HostContext, s: &Snapshot) -> Value {
         v["connection"] = json!({
             "quicAddress": ctx.sessions.quic_addr.to_string(),
             "fingerprint": ctx.sessions.fingerprint,
+            "webTransport": {
+                "path": farview_protocol::WEBTRANSPORT_PATH,
+                "certificateHashes": ctx.web_certs.hashes(),
+            },
         });
         if let Some(t) = &s.token {
             v["connection"]["token"] = Value::String(t.clone());

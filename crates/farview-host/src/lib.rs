@@ -20,6 +20,7 @@ mod time;
 mod tls;
 mod untrusted;
 mod uploads;
+mod viewer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use farview_protocol::CloseCode;
+use farview_protocol::{CloseCode, ControlCodec, WEBTRANSPORT_ALPN, WEBTRANSPORT_PATH};
 use farview_render::GpuContext;
 use farview_scene::ImportLimits;
 use tokio_util::sync::CancellationToken;
@@ -124,6 +125,8 @@ pub(crate) struct HostContext {
     pub(crate) shutdown: CancellationToken,
     pub(crate) connections: AtomicUsize,
     pub(crate) fingerprint: String,
+    /// The short-lived certificates browsers pin by hash (WebTransport).
+    pub(crate) web_certs: Arc<tls::WebCertificates>,
     pub(crate) sessions: Arc<sessions::SessionManager>,
     /// Memory for model uploads not yet loaded, shared by every connection.
     pub(crate) upload_budget: Arc<uploads::UploadBudget>,
@@ -223,8 +226,11 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         message: e.to_string(),
     };
     let identity = tls::load_or_create(&config.data_dir).map_err(|e| tls_err(&e))?;
+    let web_certs =
+        Arc::new(tls::WebCertificates::new(std::time::SystemTime::now()).map_err(|e| tls_err(&e))?);
     let server_config = tls::server_config(
         &identity,
+        web_certs.clone(),
         Duration::from_millis(config.quic_idle_timeout_ms),
     )
     .map_err(|e| tls_err(&e))?;
@@ -285,6 +291,7 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         shutdown: shutdown.clone(),
         connections: AtomicUsize::new(0),
         fingerprint: identity.fingerprint.clone(),
+        web_certs: web_certs.clone(),
         sessions: sessions.clone(),
         upload_budget: uploads::UploadBudget::new(config_upload_budget, metrics_for_uploads),
         environments,
@@ -294,6 +301,7 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
     let accept = tokio::spawn(accept_loop(endpoint.clone(), ctx.clone()));
     let http = tokio::spawn(http::serve(http_listener, ctx.clone()));
     let lease_clock = tokio::spawn(lease_loop(sessions, shutdown.clone()));
+    let rotation = tokio::spawn(rotate_web_certificates(web_certs, shutdown.clone()));
     Ok(HostHandle {
         quic_addr,
         http_addr,
@@ -301,8 +309,23 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         adapter,
         endpoint,
         shutdown,
-        tasks: vec![accept, http, lease_clock],
+        tasks: vec![accept, http, lease_clock, rotation],
     })
+}
+
+/// Rotates the WebTransport certificate every [`tls::WEB_CERT_ROTATION`] (browsers accept a
+/// pinned certificate for at most 14 days).
+async fn rotate_web_certificates(certs: Arc<tls::WebCertificates>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tls::WEB_CERT_ROTATION) => {}
+            () = shutdown.cancelled() => return,
+        }
+        match certs.rotate(std::time::SystemTime::now()) {
+            Ok(()) => tracing::info!("rotated the WebTransport certificate"),
+            Err(e) => tracing::error!(error = %e, "cannot rotate the WebTransport certificate"),
+        }
+    }
 }
 
 /// Drives the lease clock: expires sessions whose lease ran out, checkpoints the live sessions'
@@ -333,6 +356,65 @@ async fn lease_loop(sessions: Arc<sessions::SessionManager>, shutdown: Cancellat
     let _ = tokio::task::spawn_blocking(move || sessions.checkpoint()).await;
 }
 
+/// How long a browser has after the QUIC handshake to ask for its WebTransport session.
+const WEBTRANSPORT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A device connection as a session, by its ALPN: native `farview/1` devices wrapped raw (their
+/// bytes unchanged), browsers after their WebTransport CONNECT to [`WEBTRANSPORT_PATH`]
+/// (anything else is answered 404). `None` when the connection is closed instead.
+async fn device_codec(
+    conn: &quinn::Connection,
+) -> Option<(web_transport_quinn::Session, ControlCodec)> {
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    if alpn.as_deref() != Some(WEBTRANSPORT_ALPN) {
+        return Some((
+            web_transport_quinn::Session::raw(conn.clone()),
+            ControlCodec::Postcard,
+        ));
+    }
+    let request = match tokio::time::timeout(
+        WEBTRANSPORT_CONNECT_TIMEOUT,
+        web_transport_quinn::Request::accept(conn.clone()),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "not a WebTransport session");
+            conn.close(
+                CloseCode::PROTOCOL_ERROR.0.into(),
+                b"expected a WebTransport CONNECT",
+            );
+            return None;
+        }
+        Err(_) => {
+            conn.close(
+                CloseCode::PROTOCOL_ERROR.0.into(),
+                b"no WebTransport CONNECT in time",
+            );
+            return None;
+        }
+    };
+    if request.url.path() != WEBTRANSPORT_PATH {
+        let path = request.url.path().to_owned();
+        tracing::debug!(path = %untrusted::Untrusted(&path), "WebTransport session for an unknown path");
+        let _ = request
+            .reject(web_transport_quinn::http::StatusCode::NOT_FOUND)
+            .await;
+        return None;
+    }
+    match request.ok().await {
+        Ok(session) => Some((session, ControlCodec::Json)),
+        Err(e) => {
+            tracing::debug!(error = %e, "WebTransport session not established");
+            None
+        }
+    }
+}
+
 async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<HostContext>) {
     loop {
         let incoming = tokio::select! {
@@ -361,8 +443,12 @@ async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<HostContext>) {
                     );
                     return;
                 }
-                tracing::info!("device connected");
-                connection::serve(conn, ctx.clone()).await;
+                let Some((conn, codec)) = device_codec(&conn).await else {
+                    ctx.connections.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                };
+                tracing::info!(?codec, "device connected");
+                connection::serve(conn, codec, ctx.clone()).await;
                 ctx.connections.fetch_sub(1, Ordering::SeqCst);
                 tracing::info!("device disconnected");
             }

@@ -1,11 +1,17 @@
-//! The host's TLS identity: a self-signed certificate created on first start and kept in the data
-//! directory, identified to devices by the SHA-256 fingerprint of its DER encoding. Devices pin the
-//! fingerprint instead of trusting a CA, as WebTransport's `serverCertificateHashes` does.
+//! The host's TLS identities. Native devices (`farview/1`): a self-signed certificate created on
+//! first start and kept in the data directory, identified by the SHA-256 fingerprint of its DER
+//! encoding, which devices pin instead of trusting a CA. Browsers (WebTransport, ALPN `h3`):
+//! `serverCertificateHashes` only accepts ECDSA P-256 certificates valid for at most 14 days, so
+//! those live in memory, short-lived, and rotate ([`WebCertificates`]); the handshake picks one or
+//! the other by the ALPN the client offers ([`DeviceCertResolver`]).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -83,19 +89,127 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
-/// The QUIC server configuration: TLS 1.3 with ALPN `farview/1`.
+/// How long a WebTransport certificate is valid: under the 14 days browsers accept, with room
+/// for clock skew.
+pub(crate) const WEB_CERT_VALIDITY: Duration = Duration::from_secs(13 * 24 * 3600);
+/// How often the WebTransport certificate rotates. The next certificate is made (and its hash
+/// published) a whole period before it is served, so a page that fetched the hashes shortly
+/// before a rotation still connects after it.
+pub(crate) const WEB_CERT_ROTATION: Duration = Duration::from_secs(5 * 24 * 3600);
+/// Backdating of a new certificate's start, for clients whose clock is a little behind.
+const WEB_CERT_BACKDATE: Duration = Duration::from_secs(3600);
+
+/// One short-lived WebTransport certificate.
+#[derive(Debug, Clone)]
+struct WebCert {
+    key: Arc<CertifiedKey>,
+    /// Lower-case hex SHA-256 of the DER certificate (what `serverCertificateHashes` takes).
+    hash: String,
+}
+
+impl WebCert {
+    fn generate(now: SystemTime) -> Result<Self, BoxError> {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "farview-host".to_owned()])?;
+        let start = time::OffsetDateTime::from(now - WEB_CERT_BACKDATE);
+        params.not_before = start;
+        params.not_after = start + WEB_CERT_VALIDITY;
+        // ECDSA P-256 with SHA-256: the one key type browsers accept for certificate hashes.
+        let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let cert = params.self_signed(&key_pair)?;
+        let der = CertificateDer::from(cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+        let signing = rustls::crypto::ring::sign::any_ecdsa_type(&key)?;
+        Ok(Self {
+            hash: fingerprint(&der),
+            key: Arc::new(CertifiedKey::new(vec![der], signing)),
+        })
+    }
+}
+
+/// The certificate browsers are served now and the one they will be served after the next
+/// rotation; both hashes are published, so either is accepted by a page that has them.
+#[derive(Debug)]
+pub(crate) struct WebCertificates {
+    pair: RwLock<(WebCert, WebCert)>,
+}
+
+impl WebCertificates {
+    pub(crate) fn new(now: SystemTime) -> Result<Self, BoxError> {
+        Ok(Self {
+            pair: RwLock::new((WebCert::generate(now)?, WebCert::generate(now)?)),
+        })
+    }
+
+    /// Hex SHA-256 hashes to give `serverCertificateHashes`: the current certificate's, then
+    /// the next one's.
+    pub(crate) fn hashes(&self) -> Vec<String> {
+        match self.pair.read() {
+            Ok(p) => vec![p.0.hash.clone(), p.1.hash.clone()],
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Serves the next certificate from now on and makes a new next one.
+    pub(crate) fn rotate(&self, now: SystemTime) -> Result<(), BoxError> {
+        let fresh = WebCert::generate(now)?;
+        let mut pair = self
+            .pair
+            .write()
+            .map_err(|_| "web certificates lock poisoned")?;
+        let next = std::mem::replace(&mut pair.1, fresh);
+        pair.0 = next;
+        Ok(())
+    }
+
+    fn current(&self) -> Option<Arc<CertifiedKey>> {
+        self.pair.read().ok().map(|p| p.0.key.clone())
+    }
+}
+
+/// Picks the certificate by the ALPN a client offers: browsers asking for HTTP/3 get the
+/// short-lived WebTransport certificate, everyone else the pinned native one.
+#[derive(Debug)]
+struct DeviceCertResolver {
+    native: Arc<CertifiedKey>,
+    web: Arc<WebCertificates>,
+}
+
+impl ResolvesServerCert for DeviceCertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let wants_h3 = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == farview_protocol::WEBTRANSPORT_ALPN));
+        if wants_h3 {
+            self.web.current()
+        } else {
+            Some(self.native.clone())
+        }
+    }
+}
+
+/// The QUIC server configuration: TLS 1.3 with ALPN `farview/1` (native devices) and `h3`
+/// (browsers' WebTransport), each with its certificate.
 /// `idle_timeout`: how long a silent device keeps its place; the host pings at a third of it so a
 /// live device never reaches it.
 pub(crate) fn server_config(
     id: &Identity,
+    web: Arc<WebCertificates>,
     idle_timeout: std::time::Duration,
 ) -> Result<quinn::ServerConfig, BoxError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let native = CertifiedKey::from_der(vec![id.cert.clone()], id.key.clone_key(), &provider)?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_single_cert(vec![id.cert.clone()], id.key.clone_key())?;
-    tls.alpn_protocols = vec![farview_protocol::ALPN.to_vec()];
+        .with_cert_resolver(Arc::new(DeviceCertResolver {
+            native: Arc::new(native),
+            web,
+        }));
+    tls.alpn_protocols = vec![
+        farview_protocol::ALPN.to_vec(),
+        farview_protocol::WEBTRANSPORT_ALPN.to_vec(),
+    ];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
@@ -127,6 +241,41 @@ mod tests {
             fingerprint(&std::fs::read(dir.path().join(CERT_FILE)).unwrap()),
             a.fingerprint
         );
-        server_config(&a, std::time::Duration::from_secs(10)).unwrap();
+        let web = Arc::new(WebCertificates::new(SystemTime::now()).unwrap());
+        server_config(&a, web, std::time::Duration::from_secs(10)).unwrap();
+    }
+
+    /// Browsers accept a certificate hash only for ECDSA P-256 certificates valid for at most
+    /// 14 days; rotation serves the published next certificate and publishes a new one.
+    #[test]
+    fn web_certificates_are_short_lived_p256_and_rotate() {
+        use x509_parser::prelude::*;
+        let now = SystemTime::now();
+        let web = WebCertificates::new(now).unwrap();
+        let before = web.hashes();
+        assert_eq!(before.len(), 2);
+        assert_ne!(before[0], before[1]);
+        let current = web.current().unwrap();
+        let der = current.cert[0].as_ref();
+        assert_eq!(fingerprint(der), before[0]);
+        let (_, cert) = X509Certificate::from_der(der).unwrap();
+        let validity = cert.validity();
+        let days = (validity.not_after.timestamp() - validity.not_before.timestamp()) / 86_400;
+        assert!(days <= 14, "valid for {days} days");
+        assert!(validity.is_valid(), "valid now");
+        let key = &cert.public_key().algorithm;
+        assert_eq!(
+            key.algorithm,
+            x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY
+        );
+        let curve = key.parameters.as_ref().unwrap().as_oid().unwrap();
+        assert_eq!(curve, x509_parser::oid_registry::OID_EC_P256);
+        web.rotate(now).unwrap();
+        let after = web.hashes();
+        assert_eq!(
+            after[0], before[1],
+            "the published next certificate is served"
+        );
+        assert!(!before.contains(&after[1]));
     }
 }

@@ -111,18 +111,18 @@ impl Uploads {
     }
 
     /// Accepts the device's upload streams until the connection ends.
-    pub(crate) async fn accept(self: Arc<Self>, conn: quinn::Connection) {
+    pub(crate) async fn accept(self: Arc<Self>, conn: web_transport_quinn::Session) {
         while let Ok(stream) = conn.accept_uni().await {
             let this = self.clone();
             tokio::spawn(async move { this.receive(stream).await });
         }
     }
 
-    async fn receive(self: Arc<Self>, mut stream: quinn::RecvStream) {
+    async fn receive(self: Arc<Self>, mut stream: web_transport_quinn::RecvStream) {
         let mut header = [0u8; 20];
         let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut header));
         if !matches!(read.await, Ok(Ok(()))) || header[..4] != UPLOAD_MAGIC {
-            let _ = stream.stop(1u32.into());
+            let _ = stream.stop(1);
             return;
         }
         let mut id_bytes = [0u8; 8];
@@ -135,7 +135,7 @@ impl Uploads {
         let admitted = match self.state.lock() {
             Ok(m) if m.contains_key(&id) => {
                 // Keep the original upload; this stream is refused without a record.
-                let _ = stream.stop(2u32.into());
+                let _ = stream.stop(2);
                 return;
             }
             Ok(m) if pending(&m) >= MAX_UPLOADS => Err(not_found(format!(
@@ -158,7 +158,7 @@ impl Uploads {
             )),
         };
         if let Err(why) = admitted {
-            let _ = stream.stop(2u32.into());
+            let _ = stream.stop(2);
             tracing::info!(upload = id, bytes = len, code = %why.code, "upload refused");
             self.record_failure(id, why);
             return;

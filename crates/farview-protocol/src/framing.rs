@@ -60,6 +60,48 @@ pub fn decode_message<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Protocol
     Ok(msg)
 }
 
+/// How a control stream's payloads are encoded. The messages, their order and their rules are
+/// the same either way; only the bytes inside each length-delimited frame differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ControlCodec {
+    /// postcard: compact, the native transport's (`farview/1`).
+    #[default]
+    Postcard,
+    /// JSON (serde's externally tagged enums, field names as in the Rust types): what a browser
+    /// device speaks over WebTransport, where decoding postcard would need a hand-written
+    /// decoder of every message. Media streams stay binary on both transports.
+    Json,
+}
+
+impl ControlCodec {
+    /// Appends `msg` as a length-delimited frame to `out`.
+    pub fn encode_into<T: Serialize>(self, msg: &T, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+        match self {
+            Self::Postcard => encode_message_into(msg, out),
+            Self::Json => {
+                let payload =
+                    serde_json::to_vec(msg).map_err(|e| ProtocolError::Encode(e.to_string()))?;
+                let len = u32::try_from(payload.len()).map_err(|_| ProtocolError::TooLarge {
+                    len: payload.len(),
+                    max: u32::MAX as usize,
+                })?;
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(&payload);
+                Ok(())
+            }
+        }
+    }
+
+    /// Decodes one payload (without its length prefix).
+    pub fn decode<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T, ProtocolError> {
+        match self {
+            Self::Postcard => decode_message(payload),
+            Self::Json => serde_json::from_slice(payload)
+                .map_err(|e| ProtocolError::Malformed(e.to_string())),
+        }
+    }
+}
+
 /// Reassembles length-delimited frames from arbitrary chunks of bytes.
 #[derive(Debug)]
 pub struct FrameDecoder {

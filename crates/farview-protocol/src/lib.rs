@@ -28,7 +28,7 @@ pub use control::{
 };
 pub use error_code::{CloseCode, ErrorCode};
 pub use framing::{
-    FrameDecoder, ProtocolError, decode_message, encode_message, encode_message_into,
+    ControlCodec, FrameDecoder, ProtocolError, decode_message, encode_message, encode_message_into,
 };
 pub use look::{
     LookState, LookUpdate, MAX_ENVIRONMENT_INTENSITY, MAX_ENVIRONMENT_NAME, MAX_EXPOSURE,
@@ -47,6 +47,12 @@ pub const PROTOCOL_VERSION: u16 = 3;
 
 /// ALPN identifier negotiated in the QUIC handshake.
 pub const ALPN: &[u8] = b"farview/1";
+
+/// ALPN of HTTP/3, under which browsers open WebTransport sessions on the same UDP port.
+pub const WEBTRANSPORT_ALPN: &[u8] = b"h3";
+
+/// The path of the WebTransport session a browser device opens (`https://host:port/farview`).
+pub const WEBTRANSPORT_PATH: &str = "/farview";
 
 /// Largest control message payload accepted, in bytes: room for a full transform batch
 /// ([`MAX_TRANSFORM_BATCH`] updates). Model bytes travel on upload streams, not here; a peer

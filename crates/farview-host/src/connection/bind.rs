@@ -34,7 +34,7 @@ pub(super) struct BoundStream {
 
 /// Binds the connection to its session's pipeline, or starts an ad-hoc one.
 pub(super) async fn bind(
-    conn: &quinn::Connection,
+    conn: &web_transport_quinn::Session,
     conn_id: u64,
     session: Option<SessionAuth>,
     host: &HostContext,

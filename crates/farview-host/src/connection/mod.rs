@@ -1,7 +1,9 @@
-//! The QUIC driver for one device connection: it feeds the control stream's bytes into
+//! The driver for one device connection: it feeds the control stream's bytes into
 //! [`ControlState`] and carries out its actions (bind, answer, load, render, close) with quinn and
-//! tokio. Protocol decisions live in the state machine; this file only does I/O, so the
-//! WebTransport driver can reuse the same rules.
+//! tokio. Protocol decisions live in the state machine; this file only does I/O. Native
+//! (`farview/1`) connections and browsers' WebTransport sessions both arrive here as a
+//! `web_transport_quinn::Session` (native ones wrapped raw: the same streams, codes and bytes as
+//! plain quinn), so one driver serves both; they differ only in the control payloads' codec.
 
 mod bind;
 
@@ -10,13 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use farview_protocol::{
-    CameraPose, CloseCode, ErrorCode, PROTOCOL_VERSION, Reply, Request, ServerMessage, SessionAuth,
-    StreamInfo, WireError, encode_message,
+    CameraPose, CloseCode, ControlCodec, ErrorCode, PROTOCOL_VERSION, Reply, Request,
+    ServerMessage, SessionAuth, StreamInfo, WireError,
 };
 use farview_render::Camera;
 use glam::{Quat, Vec3};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use web_transport_quinn::Session;
 
 use self::bind::{BoundStream, DetachOnDrop, bind};
 use crate::HostContext;
@@ -34,8 +37,10 @@ const FLUSH_BEFORE_CLOSE: Duration = Duration::from_secs(1);
 /// Why the connection ends; the code and reason go to the device in the close frame.
 struct Close(CloseCode, String);
 
-pub(crate) async fn serve(conn: quinn::Connection, host: Arc<HostContext>) {
-    let Close(code, reason) = run(&conn, &host).await;
+/// Serves one device until its connection ends; `codec` is how its control payloads are encoded
+/// (postcard for native devices, JSON for browsers).
+pub(crate) async fn serve(conn: Session, codec: ControlCodec, host: Arc<HostContext>) {
+    let Close(code, reason) = run(&conn, codec, &host).await;
     // The reason may quote the device (a refused session id, a framing error).
     let shown = Untrusted(&reason);
     if code == CloseCode::NORMAL {
@@ -43,11 +48,11 @@ pub(crate) async fn serve(conn: quinn::Connection, host: Arc<HostContext>) {
     } else {
         tracing::info!(code = code.0, reason = %shown, "closing connection");
     }
-    conn.close(code.0.into(), reason.as_bytes());
+    conn.close(code.0, reason.as_bytes());
 }
 
-async fn run(conn: &quinn::Connection, host: &HostContext) -> Close {
-    let mut state = ControlState::new(now());
+async fn run(conn: &Session, codec: ControlCodec, host: &HostContext) -> Close {
+    let mut state = ControlState::with_codec(now(), codec);
     let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
     let (send, mut recv) = tokio::select! {
         s = conn.accept_bi() => match s {
@@ -60,7 +65,7 @@ async fn run(conn: &quinn::Connection, host: &HostContext) -> Close {
     };
     let _ = send.set_priority(1);
     let (out, out_rx) = Outbox::new();
-    let writer = tokio::spawn(write_loop(send, out_rx));
+    let writer = tokio::spawn(write_loop(send, out_rx, codec));
     let _abort_writer = AbortOnDrop(writer);
     let mut driver = Driver {
         conn,
@@ -144,12 +149,18 @@ async fn sleep_until(t: Option<tokio::time::Instant>) {
 
 /// Writes what the outbox yields, in order; a flush finishes the stream and waits (bounded) for
 /// the device to acknowledge everything before it.
-async fn write_loop(mut send: quinn::SendStream, mut rx: OutboxReceiver) {
+async fn write_loop(
+    mut send: web_transport_quinn::SendStream,
+    mut rx: OutboxReceiver,
+    codec: ControlCodec,
+) {
+    let mut bytes = Vec::with_capacity(256);
     while let Some(item) = rx.recv().await {
         match item {
             Outgoing::Message { msg, permit } => {
-                let ok = match encode_message(&msg) {
-                    Ok(bytes) => send.write_all(&bytes).await.is_ok(),
+                bytes.clear();
+                let ok = match codec.encode_into(&msg, &mut bytes) {
+                    Ok(()) => send.write_all(&bytes).await.is_ok(),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot encode a control message");
                         true
@@ -195,7 +206,7 @@ impl Drop for RunningLoad {
 
 /// The I/O side of one connection.
 struct Driver<'a> {
-    conn: &'a quinn::Connection,
+    conn: &'a Session,
     host: &'a HostContext,
     out: Outbox,
     bound: Option<Bound>,

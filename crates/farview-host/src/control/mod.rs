@@ -4,7 +4,7 @@
 //! sequence numbers, requests held back behind a running model load (bounded), and typed
 //! refusals that are always queued *before* the close that follows them.
 //!
-//! A transport driver (QUIC in `connection.rs`; WebTransport next) reads bytes into it, carries
+//! A transport driver (`connection/`, for native QUIC and WebTransport sessions alike) reads bytes into it, carries
 //! out the actions, and reports their results back. The driver never decides protocol questions,
 //! so two drivers cannot disagree, and every rule here is unit-tested on virtual time.
 
@@ -12,9 +12,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use farview_protocol::{
-    ClientMessage, CloseCode, ErrorCode, FrameDecoder, LookUpdate, MAX_CONTROL_MESSAGE,
-    PROTOCOL_VERSION, Reply, Request, Route, ServerMessage, SessionAuth, StreamInfo, WireError,
-    decode_message,
+    ClientMessage, CloseCode, ControlCodec, ErrorCode, FrameDecoder, LookUpdate,
+    MAX_CONTROL_MESSAGE, PROTOCOL_VERSION, Reply, Request, Route, ServerMessage, SessionAuth,
+    StreamInfo, WireError,
 };
 
 #[cfg(test)]
@@ -81,6 +81,7 @@ enum Phase {
 /// One connection's control-stream state.
 pub(crate) struct ControlState {
     decoder: FrameDecoder,
+    codec: ControlCodec,
     phase: Phase,
     last_seq: u64,
     /// The running load's (or look change's) sequence number.
@@ -90,10 +91,17 @@ pub(crate) struct ControlState {
 }
 
 impl ControlState {
-    /// A connection whose handshake completed at `now`.
+    /// A native connection (postcard payloads) whose handshake completed at `now`.
+    #[cfg(test)]
     pub(crate) fn new(now: Instant) -> Self {
+        Self::with_codec(now, ControlCodec::Postcard)
+    }
+
+    /// A connection whose control payloads are encoded with `codec` (JSON for browsers).
+    pub(crate) fn with_codec(now: Instant, codec: ControlCodec) -> Self {
         Self {
             decoder: FrameDecoder::new(MAX_CONTROL_MESSAGE),
+            codec,
             phase: Phase::AwaitingHello {
                 deadline: now + HELLO_TIMEOUT,
             },
@@ -253,7 +261,7 @@ impl ControlState {
                 Ok(None) => return,
                 Err(e) => return self.close(CloseCode::PROTOCOL_ERROR, e.to_string()),
             };
-            let msg = match decode_message(&payload) {
+            let msg = match self.codec.decode(&payload) {
                 Ok(m) => m,
                 Err(e) => return self.close(CloseCode::PROTOCOL_ERROR, e.to_string()),
             };

@@ -94,7 +94,7 @@ pub(crate) struct AddedModel {
 #[derive(Clone)]
 pub(crate) struct Attachment {
     pub(crate) id: u64,
-    pub(crate) conn: quinn::Connection,
+    pub(crate) conn: web_transport_quinn::Session,
 }
 
 /// A rendered frame on its way to the encoder.
@@ -288,9 +288,9 @@ impl Pipeline {
     }
 
     /// Sends frames to this connection from the next keyframe on.
-    pub(crate) fn attach(&self, id: u64, conn: quinn::Connection) {
+    pub(crate) fn attach(&self, id: u64, conn: web_transport_quinn::Session) {
         self.shared.force_keyframe.store(true, Ordering::Relaxed);
-        self.shared.metrics.attach(id, conn.clone());
+        self.shared.metrics.attach(id, (*conn).clone());
         self.attachment.send_replace(Some(Attachment { id, conn }));
         self.shared.streaming.store(true, Ordering::Relaxed);
     }

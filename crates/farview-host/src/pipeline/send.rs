@@ -1,4 +1,5 @@
-//! The send stage: the quinn driver for [`GroupSender`]'s decisions. It opens one unidirectional
+//! The send stage: the QUIC driver for [`GroupSender`]'s decisions (native and WebTransport
+//! sessions alike, through `web_transport_quinn`, which wraps native connections raw). It opens one unidirectional
 //! stream per group, writes frame records with a deadline, and samples the QUIC path for the
 //! adaptive bitrate controller.
 
@@ -55,9 +56,9 @@ impl PathSampler {
 }
 
 /// Resets a group's stream: the device stops receiving frames it can no longer decode.
-fn reset(stream: &mut Option<quinn::SendStream>) {
+fn reset(stream: &mut Option<web_transport_quinn::SendStream>) {
     if let Some(mut s) = stream.take() {
-        let _ = s.reset(0u32.into());
+        let _ = s.reset(0);
     }
 }
 
@@ -72,7 +73,7 @@ pub(crate) async fn send_loop(
     let m = shared.metrics.clone();
     let mut groups = GroupSender::new(settings.max_frame_age.as_micros() as u64);
     let mut target: Option<Attachment> = None;
-    let mut stream: Option<quinn::SendStream> = None;
+    let mut stream: Option<web_transport_quinn::SendStream> = None;
     let mut stats = StatsLog::new(clock.now());
     let mut sampler = PathSampler {
         abr: BitrateController::new(
@@ -185,7 +186,7 @@ pub(crate) async fn send_loop(
                 m.frame_bytes.observe(f.data.len() as f64);
                 WriteOutcome::Sent
             }
-            Ok(Err(quinn::WriteError::Stopped(code))) => {
+            Ok(Err(web_transport_quinn::WriteError::Stopped(code))) => {
                 tracing::debug!(group, code = %code, "device stopped the group");
                 stream = None;
                 WriteOutcome::StoppedByPeer

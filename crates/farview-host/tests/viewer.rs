@@ -1,0 +1,203 @@
+//! The browser viewer in a real browser: Debian's chromium, headless, driven by puppeteer-core
+//! (`tools/viewer-test/drive.mjs`) through one session over WebTransport: it binds the session,
+//! loads a model with a progress bar, decodes the stream with WebCodecs into its canvas, orbits,
+//! selects by clicking and shows why the session ended. The decoded canvas is compared with what
+//! the host rendered (the frame tap).
+//!
+//! Needs `chromium`, `node` and `tools/viewer-test/node_modules` (`npm ci` there); `.ci/run`
+//! installs them. Elsewhere the test says what is missing and skips.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use farview_client::{CreateSession, SessionClient};
+
+const KEY: &str = "viewer-test-key";
+
+fn missing_tools() -> Option<String> {
+    let driver = repo_root().join("tools/viewer-test");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() {
+        return Some(format!("{chromium} (Debian package chromium)"));
+    }
+    if !Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Some("node (Debian package nodejs)".into());
+    }
+    if !driver.join("node_modules/puppeteer-core").exists() {
+        return Some(format!(
+            "puppeteer-core (run `npm ci` in {})",
+            driver.display()
+        ));
+    }
+    None
+}
+
+fn decode_png(path: &std::path::Path) -> image::RgbaImage {
+    image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgba8()
+}
+
+/// PSNR over RGB, in dB.
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let (mut sum, mut n) = (0f64, 0f64);
+    for (pa, pb) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
+        for c in 0..3 {
+            let d = f64::from(pa[c]) - f64::from(pb[c]);
+            sum += d * d;
+            n += 1.0;
+        }
+    }
+    10.0 * (255.0f64 * 255.0 / (sum / n).max(1e-9)).log10()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_streams_orbits_selects_and_shows_the_end_in_chromium() {
+    if let Some(what) = missing_tools() {
+        eprintln!("SKIPPED: the browser viewer test needs {what}");
+        return;
+    }
+    let host = TestHost::start_with_tap(
+        |c| {
+            c.sessions.api_keys = vec![KEY.into()];
+            c.sessions.allow_sessionless = false;
+            let size = c.sessions.sizes.get_mut("standard").unwrap();
+            size.width = WIDTH;
+            size.height = HEIGHT;
+            size.fps = 30.0;
+        },
+        64,
+    )
+    .await;
+    let base = format!("http://{}", host.handle.http_addr);
+    let api = SessionClient::new(&base, KEY).unwrap();
+    let created = api
+        .create_session(&CreateSession::new("0:10:0", "standard"))
+        .await
+        .unwrap();
+    let ready = api
+        .session(&created.id)
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let token = ready.connection.as_ref().unwrap().token.clone().unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let url = format!(
+        "{base}/viewer?session={}&token={token}&model={MODEL}",
+        created.id
+    );
+    let driver = repo_root().join("tools/viewer-test");
+    let tap = host.tap.clone();
+    let run = tokio::task::spawn_blocking({
+        let (out, id) = (out.path().to_path_buf(), created.id.clone());
+        move || {
+            use std::io::{BufRead, Write};
+            let mut child = Command::new("node")
+                .arg("drive.mjs")
+                .current_dir(&driver)
+                .env("VIEWER_URL", &url)
+                .env("API", &base)
+                .env("API_KEY", KEY)
+                .env("SESSION", &id)
+                .env("OUT", &out)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("node runs");
+            let mut stdin = child.stdin.take().unwrap();
+            let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            let (mut lines, mut shown) = (Vec::new(), None);
+            for line in stdout.lines() {
+                let line = line.unwrap();
+                if let Some(n) = line.strip_prefix("SNAPSHOT ") {
+                    // The frame the canvas showed, from the host's side, while it is still in
+                    // the tap.
+                    shown = n
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .and_then(|n| tap.get_sized(n, WIDTH, HEIGHT));
+                    let _ = writeln!(stdin, "continue");
+                }
+                lines.push(line);
+            }
+            let output = child.wait_with_output().unwrap();
+            (
+                lines,
+                shown,
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    });
+    let (lines, shown, stderr) = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("the browser run finishes within 5 minutes")
+        .unwrap();
+    let line = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no report from the driver; stdout {lines:?}, stderr {stderr}"));
+    let report: serde_json::Value = serde_json::from_str(line).unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
+    assert_eq!(report["ok"], true, "viewer run failed: {}", report["error"]);
+
+    // Bound to the session; H.264 decoded by WebCodecs; the load's progress reached 100.
+    assert_eq!(report["welcome"]["session_id"], created.id.as_str());
+    assert!(report["welcome"]["resume_secret"].is_string());
+    assert!(report["codec"].as_str().unwrap().starts_with("avc1."));
+    assert_eq!(report["progress"], 100);
+    assert_eq!(report["orbited"]["errors"], 0, "decoder errors");
+    // The orbit's camera change reached a decoded frame, and was measured.
+    let latency = report["orbited"]["latencyMs"].as_f64().unwrap();
+    assert!(latency > 0.0 && latency < 10_000.0, "latency {latency}");
+    assert!(report["selected"].as_u64().is_some());
+    assert_eq!(report["stopStatus"], 200);
+    let ended = &report["ended"]["ended"];
+    assert!(
+        ended["message"].as_str().unwrap().contains("stop"),
+        "end reason: {ended}"
+    );
+    assert!(
+        report["ended"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("Session ended"),
+        "status line: {}",
+        report["ended"]["status"]
+    );
+
+    // What the browser shows is what the host rendered: the canvas before the orbit against the
+    // host's frames (the scene was still, so they are all alike), and the orbit changed it.
+    let before = decode_png(&out.path().join("before.png"));
+    let after = decode_png(&out.path().join("after.png"));
+    assert_eq!((before.width(), before.height()), (WIDTH, HEIGHT));
+    let shown = shown.expect("the host's copy of the frame the canvas showed");
+    let match_db = psnr(&shown.rgba, before.as_raw());
+    eprintln!(
+        "canvas vs the host's frame {}: PSNR {match_db:.1} dB",
+        shown.frame_number
+    );
+    assert!(
+        match_db > 30.0,
+        "the canvas shows the host's frame ({match_db:.1} dB)"
+    );
+    let orbit_change = psnr(before.as_raw(), after.as_raw());
+    eprintln!("before vs after the orbit: PSNR {orbit_change:.1} dB");
+    assert!(orbit_change < 30.0, "the orbit changed the picture");
+    assert!(
+        foreground_fraction(before.as_raw()) > 0.02,
+        "the model is on the canvas"
+    );
+}

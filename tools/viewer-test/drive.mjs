@@ -1,0 +1,128 @@
+// Drives the host's viewer page in Debian's chromium (headless) through one session, as a user
+// would: connect, load a model, watch it stream, orbit, click to select, then stop the session
+// over the REST API and read why it ended. Writes canvas snapshots (PNG) to OUT and prints one
+// JSON report line for crates/farview-host/tests/viewer.rs to check.
+//
+//   VIEWER_URL  the page, with session, token and model in its query
+//   API, API_KEY, SESSION  the REST base, a key and the session id (to stop it at the end)
+//   OUT         directory for before.png / after.png
+//   CHROMIUM    browser binary (default /usr/bin/chromium)
+
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import puppeteer from 'puppeteer-core';
+
+const env = (k, d) => process.env[k] ?? d;
+
+// Lines from the test on stdin ("continue" after it has read the host's frame).
+const stdinLines = [];
+let stdinWaiter = null;
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (chunk) => {
+  for (const line of chunk.split('\n').filter(Boolean)) stdinLines.push(line);
+  if (stdinWaiter && stdinLines.length) stdinWaiter(stdinLines.shift());
+});
+const nextStdinLine = () => new Promise((resolve) => {
+  if (stdinLines.length) resolve(stdinLines.shift());
+  else stdinWaiter = (l) => { stdinWaiter = null; resolve(l); };
+});
+const out = env('OUT', '.');
+const log = [];
+
+const browser = await puppeteer.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  userDataDir: mkdtempSync(join(tmpdir(), 'farview-chromium-')),
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+
+const report = { ok: false };
+try {
+  const page = await browser.newPage();
+  page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
+  await page.goto(env('VIEWER_URL'), { waitUntil: 'load' });
+
+  const viewer = () => page.evaluate(() => {
+    const s = window.farviewViewer;
+    return {
+      decoded: s.stats.decoded,
+      dropped: s.stats.dropped,
+      errors: s.stats.errors,
+      latencyMs: s.stats.latencyMs,
+      loaded: s.loadedModel ? s.loadedModel.triangles : null,
+      selected: s.selected,
+      welcome: s.welcome,
+      ended: s.ended,
+      codec: s.codec,
+      status: document.getElementById('status').textContent,
+      progress: document.getElementById('progress').value,
+      fps: document.getElementById('stat-fps').textContent,
+      shownFrame: s.shownFrame,
+    };
+  });
+  const until = async (what, pred, timeoutMs = 90000) => {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await viewer();
+      if (pred(v)) return v;
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const snapshot = async (name) => {
+    const url = await page.evaluate(() => document.getElementById('view').toDataURL('image/png'));
+    writeFileSync(join(out, name), Buffer.from(url.split(',')[1], 'base64'));
+  };
+
+  const streaming = await until('the model and 15 decoded frames', (v) => v.loaded !== null && v.decoded >= 15);
+  report.welcome = streaming.welcome;
+  report.codec = streaming.codec;
+  report.progress = streaming.progress;
+  // Frames showing the framed model (the camera was set after the load).
+  const settled = await until('frames after framing', (v) => v.decoded >= streaming.decoded + 10);
+  // The canvas and the number of the host frame it shows, read together; then the test takes
+  // the host's copy of that frame from its tap before the driver goes on.
+  await snapshot('before.png');
+  const shown = await viewer();
+  report.before = shown;
+  console.log(`SNAPSHOT ${shown.shownFrame}`);
+  await nextStdinLine();
+
+  const box = await (await page.$('#view')).boundingBox();
+  const cx = box.x + box.width / 2, cy = box.y + box.height / 2;
+  await page.mouse.move(cx, cy);
+  await page.mouse.down();
+  for (let i = 1; i <= 10; i++) await page.mouse.move(cx + i * 20, cy + i * 4);
+  await page.mouse.up();
+  const orbited = await until('frames after the orbit', (v) => v.latencyMs !== null && v.decoded >= settled.decoded + 20);
+  await snapshot('after.png');
+  report.orbited = orbited;
+
+  await page.mouse.click(cx, cy);
+  report.selected = (await until('a selection', (v) => v.selected !== null)).selected;
+
+  const stop = await fetch(`${env('API')}/v1/sessions/${env('SESSION')}/stop`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${env('API_KEY')}` },
+  });
+  report.stopStatus = stop.status;
+  report.ended = await until('the end of the session', (v) => v.ended !== null, 30000);
+  report.ok = true;
+} catch (e) {
+  report.error = String(e && e.stack ? e.stack : e);
+} finally {
+  report.log = log.slice(-40);
+  await browser.close();
+}
+console.log(JSON.stringify(report));
+process.exit(0);
