@@ -32,6 +32,7 @@ const out = env('OUT', '.');
 const log = [];
 
 const browser = await puppeteer.launch({
+  defaultViewport: { width: 900, height: 560 },
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),
   headless: true,
   userDataDir: mkdtempSync(join(tmpdir(), 'farview-chromium-')),
@@ -68,6 +69,8 @@ try {
       progress: document.getElementById('progress').value,
       fps: document.getElementById('stat-fps').textContent,
       shownFrame: s.shownFrame,
+      keyframeRequests: s.stats.keyframeRequests,
+      reconnected: s.stats.reconnected,
     };
   });
   const until = async (what, pred, timeoutMs = 90000) => {
@@ -109,7 +112,27 @@ try {
   report.orbited = orbited;
 
   await page.mouse.click(cx, cy);
-  report.selected = (await until('a selection', (v) => v.selected !== null)).selected;
+  const selected = await until('a selection', (v) => v.selected !== null);
+  report.selected = selected.selected;
+  // The whole page with the selection outlined and the statistics filled in (README screenshot).
+  await until('the outline on screen', (v) => v.decoded >= selected.decoded + 15);
+  await page.screenshot({ path: join(out, 'viewer.png') });
+
+  // A decoder error (a corrupt chunk fed on purpose): the viewer makes a new decoder, asks for a
+  // keyframe and goes on decoding.
+  const beforeError = await viewer();
+  await page.evaluate(() => {
+    const s = window.farviewViewer;
+    s.decoder.decode(new EncodedVideoChunk({ type: 'delta', timestamp: 1, data: new Uint8Array([0, 0, 1, 0x41, 0xff, 0xff]) }));
+  });
+  const recovered = await until('decoding after a decoder error', (v) => v.keyframeRequests >= 1 && v.decoded >= beforeError.decoded + 15);
+  report.recovered = recovered;
+
+  // A dropped connection: the viewer reconnects with the session's resume secret and streams on.
+  await page.evaluate(() => window.farviewViewer.transport.close({ closeCode: 0, reason: 'test drop' }));
+  const dropped = await viewer();
+  const resumed = await until('streaming after a reconnect', (v) => v.reconnected >= 1 && v.decoded >= dropped.decoded + 15, 60000);
+  report.resumed = resumed;
 
   const stop = await fetch(`${env('API')}/v1/sessions/${env('SESSION')}/stop`, {
     method: 'POST',

@@ -44,6 +44,10 @@ pub(crate) fn router() -> Router<Arc<HostContext>> {
             get(|| async { page(VIEWER_CSS, "text/css; charset=utf-8") }),
         )
         .route("/viewer/endpoint.json", get(endpoint))
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
 }
 
 fn page(body: &'static str, content_type: &'static str) -> impl IntoResponse {

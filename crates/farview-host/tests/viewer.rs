@@ -1,11 +1,13 @@
 //! The browser viewer in a real browser: Debian's chromium, headless, driven by puppeteer-core
 //! (`tools/viewer-test/drive.mjs`) through one session over WebTransport: it binds the session,
 //! loads a model with a progress bar, decodes the stream with WebCodecs into its canvas, orbits,
-//! selects by clicking and shows why the session ended. The decoded canvas is compared with what
+//! selects by clicking, recovers from a decoder error with a keyframe request, reconnects with
+//! the resume secret after a drop, and shows why the session ended. The decoded canvas is compared with what
 //! the host rendered (the frame tap).
 //!
-//! Needs `chromium`, `node` and `tools/viewer-test/node_modules` (`npm ci` there); `.ci/run`
-//! installs them. Elsewhere the test says what is missing and skips.
+//! Needs `chromium`, `node` and `tools/viewer-test/node_modules` (`npm ci` there); `./dev test`
+//! (what `.ci/run` runs) installs them and makes their absence a failure. Elsewhere the test says
+//! what is missing and skips.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -63,6 +65,12 @@ fn psnr(a: &[u8], b: &[u8]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_viewer_streams_orbits_selects_and_shows_the_end_in_chromium() {
     if let Some(what) = missing_tools() {
+        // `./dev test` (CI) installs them and sets FARVIEW_REQUIRE_BROWSER: there, a missing
+        // browser is a failure, not a skip.
+        assert!(
+            std::env::var_os("FARVIEW_REQUIRE_BROWSER").is_none(),
+            "the browser viewer test needs {what}"
+        );
         eprintln!("SKIPPED: the browser viewer test needs {what}");
         return;
     }
@@ -91,7 +99,11 @@ async fn the_viewer_streams_orbits_selects_and_shows_the_end_in_chromium() {
         .unwrap();
     let token = ready.connection.as_ref().unwrap().token.clone().unwrap();
 
+    // FARVIEW_VIEWER_OUT keeps the snapshots (docs/viewer.png comes from there).
     let out = tempfile::tempdir().unwrap();
+    let out_dir = std::env::var_os("FARVIEW_VIEWER_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| out.path().to_path_buf());
     let url = format!(
         "{base}/viewer?session={}&token={token}&model={MODEL}",
         created.id
@@ -99,7 +111,7 @@ async fn the_viewer_streams_orbits_selects_and_shows_the_end_in_chromium() {
     let driver = repo_root().join("tools/viewer-test");
     let tap = host.tap.clone();
     let run = tokio::task::spawn_blocking({
-        let (out, id) = (out.path().to_path_buf(), created.id.clone());
+        let (out, id) = (out_dir.clone(), created.id.clone());
         move || {
             use std::io::{BufRead, Write};
             let mut child = Command::new("node")
@@ -163,6 +175,14 @@ async fn the_viewer_streams_orbits_selects_and_shows_the_end_in_chromium() {
     let latency = report["orbited"]["latencyMs"].as_f64().unwrap();
     assert!(latency > 0.0 && latency < 10_000.0, "latency {latency}");
     assert!(report["selected"].as_u64().is_some());
+    // After a decoder error it asked for a keyframe and decoded on; after a dropped connection
+    // it rebound the session with its resume secret and streamed on.
+    assert!(report["recovered"]["keyframeRequests"].as_u64().unwrap() >= 1);
+    assert!(report["resumed"]["reconnected"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        report["resumed"]["welcome"]["session_id"],
+        created.id.as_str()
+    );
     assert_eq!(report["stopStatus"], 200);
     let ended = &report["ended"]["ended"];
     assert!(
@@ -180,8 +200,8 @@ async fn the_viewer_streams_orbits_selects_and_shows_the_end_in_chromium() {
 
     // What the browser shows is what the host rendered: the canvas before the orbit against the
     // host's frames (the scene was still, so they are all alike), and the orbit changed it.
-    let before = decode_png(&out.path().join("before.png"));
-    let after = decode_png(&out.path().join("after.png"));
+    let before = decode_png(&out_dir.join("before.png"));
+    let after = decode_png(&out_dir.join("after.png"));
     assert_eq!((before.width(), before.height()), (WIDTH, HEIGHT));
     let shown = shown.expect("the host's copy of the frame the canvas showed");
     let match_db = psnr(&shown.rgba, before.as_raw());

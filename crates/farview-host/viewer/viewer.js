@@ -37,7 +37,7 @@ const state = {
   // Host frame numbers by chunk timestamp, to know which frame the canvas shows.
   frameAt: new Map(),
   shownFrame: null,
-  stats: { decoded: 0, dropped: 0, bytes: 0, fps: 0, bitrate: 0, latencyMs: null, errors: 0, keyframeRequests: 0 },
+  stats: { decoded: 0, dropped: 0, bytes: 0, fps: 0, bitrate: 0, latencyMs: null, errors: 0, keyframeRequests: 0, reconnected: 0 },
   lastStatsAt: performance.now(),
   decodedAtLastStats: 0,
   bytesAtLastStats: 0,
@@ -75,6 +75,8 @@ async function connect() {
   });
   await transport.ready;
   state.transport = transport;
+  // A new connection starts at a keyframe; whatever the old decoder held is stale.
+  newDecoder();
   const control = await transport.createBidirectionalStream();
   state.writer = control.writable.getWriter();
   readControl(control.readable);
@@ -86,6 +88,7 @@ async function connect() {
   const info = welcome.Welcome;
   state.welcome = info;
   if (info.resume_secret) state.resumeSecret = info.resume_secret;
+  if (state.connectedOnce) state.stats.reconnected += 1;
   canvas.width = info.width;
   canvas.height = info.height;
   state.connectedOnce = true;
