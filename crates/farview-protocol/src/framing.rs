@@ -75,7 +75,11 @@ pub enum ControlCodec {
 
 impl ControlCodec {
     /// Appends `msg` as a length-delimited frame to `out`.
-    pub fn encode_into<T: Serialize>(self, msg: &T, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    pub fn encode_into<T: Serialize>(
+        self,
+        msg: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ProtocolError> {
         match self {
             Self::Postcard => encode_message_into(msg, out),
             Self::Json => {
@@ -96,8 +100,9 @@ impl ControlCodec {
     pub fn decode<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T, ProtocolError> {
         match self {
             Self::Postcard => decode_message(payload),
-            Self::Json => serde_json::from_slice(payload)
-                .map_err(|e| ProtocolError::Malformed(e.to_string())),
+            Self::Json => {
+                serde_json::from_slice(payload).map_err(|e| ProtocolError::Malformed(e.to_string()))
+            }
         }
     }
 }

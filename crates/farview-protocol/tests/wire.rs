@@ -576,3 +576,71 @@ proptest! {
         prop_assert_eq!(decode_message::<ClientMessage>(&bytes[4..]).unwrap(), msg);
     }
 }
+
+/// The JSON codec (browsers over WebTransport) pins the shapes the viewer page writes and reads
+/// (crates/farview-host/viewer/): serde's externally tagged enums with the Rust field names.
+#[test]
+fn json_codec_pins_the_shapes_the_viewer_uses() {
+    let codec = ControlCodec::Json;
+    let decode_client = |json: &str| -> ClientMessage { codec.decode(json.as_bytes()).unwrap() };
+    assert_eq!(
+        decode_client(
+            r#"{"seq":1,"request":{"Hello":{"version":3,"client":"v","session":{"id":"i","token":"t","resume_secret":null}}}}"#
+        ),
+        ClientMessage {
+            seq: 1,
+            request: Request::Hello {
+                version: 3,
+                client: "v".into(),
+                session: Some(SessionAuth {
+                    id: "i".into(),
+                    token: "t".into(),
+                    resume_secret: None,
+                }),
+            },
+        }
+    );
+    assert_eq!(
+        decode_client(r#"{"seq":2,"request":"RequestKeyframe"}"#).request,
+        Request::RequestKeyframe
+    );
+    assert_eq!(
+        decode_client(
+            r#"{"seq":3,"request":{"SetCamera":{"pose":{"position":[1,2,3],"rotation":[0,0,0,1],"fov_y":1,"near":0.1,"far":100}}}}"#
+        )
+        .request,
+        Request::SetCamera { pose: pose() }
+    );
+
+    // Length-delimited like postcard frames, and round trips.
+    let reply = ServerMessage::Reply {
+        seq: 7,
+        result: Ok(Reply::CameraSet),
+    };
+    let mut framed = Vec::new();
+    codec.encode_into(&reply, &mut framed).unwrap();
+    let len = u32::from_be_bytes(framed[..4].try_into().unwrap()) as usize;
+    assert_eq!(len, framed.len() - 4);
+    assert_eq!(
+        std::str::from_utf8(&framed[4..]).unwrap(),
+        r#"{"Reply":{"seq":7,"result":{"Ok":"CameraSet"}}}"#
+    );
+    let back: ServerMessage = codec.decode(&framed[4..]).unwrap();
+    assert_eq!(back, reply);
+    let refused = ServerMessage::Reply {
+        seq: 8,
+        result: Err(WireError::new(ErrorCode::INVALID_ARGUMENT, "no")),
+    };
+    let json = serde_json::to_string(&refused).unwrap();
+    assert!(json.contains(r#""Err":{"code":"#), "{json}");
+
+    // Garbage is a typed error, never a panic.
+    assert!(matches!(
+        codec.decode::<ClientMessage>(b"{\"seq\":"),
+        Err(ProtocolError::Malformed(_))
+    ));
+    assert!(matches!(
+        codec.decode::<ClientMessage>(&[0xff, 0xfe]),
+        Err(ProtocolError::Malformed(_))
+    ));
+}
