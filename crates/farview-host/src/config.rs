@@ -46,6 +46,22 @@ pub struct Config {
     /// How streams look when they start (devices change it with `SetLook`), and the picture
     /// quality their renderers get.
     pub render: RenderConfig,
+    /// A certificate from a CA instead of the self-signed ones (`[tls]`).
+    pub tls: TlsConfig,
+}
+
+/// A real certificate (`[tls]`): PEM files, for example from a domain's CA. Both set: the host
+/// presents this chain to native devices (their fingerprint is its leaf's) and browsers alike
+/// (which then trust it through their CAs and need no certificate hashes). Neither set: a
+/// self-signed certificate in the data directory for native devices, short-lived rotating ones
+/// for browsers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first (PEM).
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
 }
 
 /// The look streams start with and the quality they render at (`[render]`).
@@ -330,6 +346,7 @@ impl Default for Config {
             upload_budget_bytes: 512 << 20,
             quic_idle_timeout_ms: 10_000,
             render: RenderConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -395,6 +412,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.stream;
         let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return invalid(
+                "tls",
+                "set both tls.cert and tls.key (PEM files), or neither".into(),
+            );
+        }
         if !(16..=7680).contains(&s.width) || !s.width.is_multiple_of(2) {
             return invalid(
                 "stream.width",
@@ -559,6 +582,12 @@ pub struct Cli {
     /// Render quality.
     #[arg(long, env = "FARVIEW_QUALITY", value_enum)]
     pub quality: Option<QualityChoice>,
+    /// Certificate chain (PEM) from a CA, for native devices and browsers alike.
+    #[arg(long, env = "FARVIEW_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "FARVIEW_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -635,6 +664,12 @@ impl Cli {
         }
         if let Some(v) = self.quality {
             c.render.quality = v;
+        }
+        if let Some(v) = self.tls_cert {
+            c.tls.cert = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            c.tls.key = Some(v);
         }
         c.validate()?;
         Ok(c)

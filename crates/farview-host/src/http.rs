@@ -310,7 +310,7 @@ fn view(ctx: &HostContext, s: &Snapshot) -> Value {
             "fingerprint": ctx.sessions.fingerprint,
             "webTransport": {
                 "path": farview_protocol::WEBTRANSPORT_PATH,
-                "certificateHashes": ctx.web_certs.hashes(),
+                "certificateHashes": ctx.web_certs.as_ref().map(|w| w.hashes()).unwrap_or_default(),
             },
         });
         if let Some(t) = &s.token {

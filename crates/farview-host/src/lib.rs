@@ -39,7 +39,7 @@ mod alloc;
 pub use alloc::limit_malloc_arenas;
 pub use config::{
     Cli, ColorConversion, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, QualityChoice,
-    RenderConfig, SessionsConfig, SizeConfig, StreamConfig, ToneMappingChoice,
+    RenderConfig, SessionsConfig, SizeConfig, StreamConfig, TlsConfig, ToneMappingChoice,
 };
 pub use farview_session::{Clock, ManualClock, SystemClock};
 pub use http::{OPENAPI, ROUTES};
@@ -125,8 +125,9 @@ pub(crate) struct HostContext {
     pub(crate) shutdown: CancellationToken,
     pub(crate) connections: AtomicUsize,
     pub(crate) fingerprint: String,
-    /// The short-lived certificates browsers pin by hash (WebTransport).
-    pub(crate) web_certs: Arc<tls::WebCertificates>,
+    /// The short-lived certificates browsers pin by hash (WebTransport); `None` with a
+    /// configured CA certificate, which browsers trust without hashes.
+    pub(crate) web_certs: Option<Arc<tls::WebCertificates>>,
     pub(crate) sessions: Arc<sessions::SessionManager>,
     /// Memory for model uploads not yet loaded, shared by every connection.
     pub(crate) upload_budget: Arc<uploads::UploadBudget>,
@@ -151,7 +152,7 @@ pub struct HostHandle {
     pub quic_addr: SocketAddr,
     /// Bound HTTP address.
     pub http_addr: SocketAddr,
-    /// Hex SHA-256 fingerprint of the host certificate.
+    /// Hex SHA-256 fingerprint of the host certificate (its leaf, with a configured chain).
     pub fingerprint: String,
     /// The GPU adapter in use.
     pub adapter: String,
@@ -225,9 +226,25 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         dir: config.data_dir.clone(),
         message: e.to_string(),
     };
-    let identity = tls::load_or_create(&config.data_dir).map_err(|e| tls_err(&e))?;
-    let web_certs =
-        Arc::new(tls::WebCertificates::new(std::time::SystemTime::now()).map_err(|e| tls_err(&e))?);
+    let (identity, web_certs) = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            let identity = tls::load_pem(cert, key).map_err(|e| HostError::Tls {
+                dir: cert.clone(),
+                message: e.to_string(),
+            })?;
+            tracing::info!(
+                cert = %cert.display(),
+                "TLS: the configured certificate, for native devices and browsers"
+            );
+            (identity, None)
+        }
+        _ => {
+            let identity = tls::load_or_create(&config.data_dir).map_err(|e| tls_err(&e))?;
+            let web =
+                tls::WebCertificates::new(std::time::SystemTime::now()).map_err(|e| tls_err(&e))?;
+            (identity, Some(Arc::new(web)))
+        }
+    };
     let server_config = tls::server_config(
         &identity,
         web_certs.clone(),
@@ -302,6 +319,7 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
     let http = tokio::spawn(http::serve(http_listener, ctx.clone()));
     let lease_clock = tokio::spawn(lease_loop(sessions, shutdown.clone()));
     let rotation = tokio::spawn(rotate_web_certificates(web_certs, shutdown.clone()));
+
     Ok(HostHandle {
         quic_addr,
         http_addr,
@@ -315,7 +333,11 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
 
 /// Rotates the WebTransport certificate every [`tls::WEB_CERT_ROTATION`] (browsers accept a
 /// pinned certificate for at most 14 days).
-async fn rotate_web_certificates(certs: Arc<tls::WebCertificates>, shutdown: CancellationToken) {
+async fn rotate_web_certificates(
+    certs: Option<Arc<tls::WebCertificates>>,
+    shutdown: CancellationToken,
+) {
+    let Some(certs) = certs else { return };
     loop {
         tokio::select! {
             () = tokio::time::sleep(tls::WEB_CERT_ROTATION) => {}

@@ -24,8 +24,10 @@ pub const FINGERPRINT_FILE: &str = "fingerprint";
 
 /// A loaded or freshly made certificate and key.
 pub(crate) struct Identity {
-    /// DER certificate.
+    /// DER certificate (the leaf).
     pub(crate) cert: CertificateDer<'static>,
+    /// Intermediate certificates after the leaf (a CA's chain; empty when self-signed).
+    pub(crate) chain: Vec<CertificateDer<'static>>,
     /// PKCS#8 key.
     pub(crate) key: PrivateKeyDer<'static>,
     /// Lower-case hex SHA-256 of the certificate.
@@ -66,8 +68,29 @@ pub(crate) fn load_or_create(data_dir: &Path) -> Result<Identity, BoxError> {
     std::fs::write(data_dir.join(FINGERPRINT_FILE), format!("{fp}\n"))?;
     Ok(Identity {
         cert: CertificateDer::from(cert),
+        chain: Vec::new(),
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
         fingerprint: fp,
+    })
+}
+
+/// Loads a configured certificate chain (leaf first) and its key from PEM files.
+pub(crate) fn load_pem(cert: &Path, key: &Path) -> Result<Identity, BoxError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in the file", cert.display()).into());
+    }
+    let leaf = certs.remove(0);
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    Ok(Identity {
+        fingerprint: fingerprint(&leaf),
+        cert: leaf,
+        chain: certs,
+        key,
     })
 }
 
@@ -172,7 +195,8 @@ impl WebCertificates {
 #[derive(Debug)]
 struct DeviceCertResolver {
     native: Arc<CertifiedKey>,
-    web: Arc<WebCertificates>,
+    /// `None`: the native certificate is a CA's, served to browsers too.
+    web: Option<Arc<WebCertificates>>,
 }
 
 impl ResolvesServerCert for DeviceCertResolver {
@@ -180,10 +204,9 @@ impl ResolvesServerCert for DeviceCertResolver {
         let wants_h3 = hello
             .alpn()
             .is_some_and(|mut offered| offered.any(|p| p == farview_protocol::WEBTRANSPORT_ALPN));
-        if wants_h3 {
-            self.web.current()
-        } else {
-            Some(self.native.clone())
+        match &self.web {
+            Some(web) if wants_h3 => web.current(),
+            _ => Some(self.native.clone()),
         }
     }
 }
@@ -194,11 +217,14 @@ impl ResolvesServerCert for DeviceCertResolver {
 /// live device never reaches it.
 pub(crate) fn server_config(
     id: &Identity,
-    web: Arc<WebCertificates>,
+    web: Option<Arc<WebCertificates>>,
     idle_timeout: std::time::Duration,
 ) -> Result<quinn::ServerConfig, BoxError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let native = CertifiedKey::from_der(vec![id.cert.clone()], id.key.clone_key(), &provider)?;
+    let chain = std::iter::once(id.cert.clone())
+        .chain(id.chain.iter().cloned())
+        .collect();
+    let native = CertifiedKey::from_der(chain, id.key.clone_key(), &provider)?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
@@ -242,7 +268,7 @@ mod tests {
             a.fingerprint
         );
         let web = Arc::new(WebCertificates::new(SystemTime::now()).unwrap());
-        server_config(&a, web, std::time::Duration::from_secs(10)).unwrap();
+        server_config(&a, Some(web), std::time::Duration::from_secs(10)).unwrap();
     }
 
     /// Browsers accept a certificate hash only for ECDSA P-256 certificates valid for at most

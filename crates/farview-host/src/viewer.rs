@@ -68,7 +68,7 @@ async fn endpoint(State(ctx): State<Arc<HostContext>>) -> impl IntoResponse {
         axum::Json(json!({
             "port": ctx.sessions.quic_addr.port(),
             "path": farview_protocol::WEBTRANSPORT_PATH,
-            "certificateHashes": ctx.web_certs.hashes(),
+            "certificateHashes": ctx.web_certs.as_ref().map(|w| w.hashes()).unwrap_or_default(),
             "protocolVersion": farview_protocol::PROTOCOL_VERSION,
             "allowSessionless": ctx.config.sessions.allow_sessionless,
         })),
