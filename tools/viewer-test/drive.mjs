@@ -71,6 +71,7 @@ try {
       shownFrame: s.shownFrame,
       keyframeRequests: s.stats.keyframeRequests,
       reconnected: s.stats.reconnected,
+      models: [...document.querySelectorAll('#models option')].map((o) => o.value),
     };
   });
   const until = async (what, pred, timeoutMs = 90000) => {

@@ -33,7 +33,7 @@ pub use connection::{ConnectOptions, Connection, Frame, LoadProgress, PendingRep
 pub use error::ClientError;
 pub use farview_protocol::{
     CameraPose, CutPlane, EntityBounds, EntityNode, EntityTransform, ErrorCode, FIT_VIEW_DIRECTION,
-    FrameHeader, Light, LightKind, LoadedModel, LookState, LookUpdate, MaterialOverride,
+    FrameHeader, Light, LightKind, LoadedModel, LookState, LookUpdate, MaterialOverride, ModelFile,
     NO_ENVIRONMENT, OutlineSettings, RayHit, Reply, Request, SceneStats, StateOverride, StreamInfo,
     ToneMapping, TransformUpdate, WireError,
 };

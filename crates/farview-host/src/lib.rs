@@ -2,6 +2,7 @@
 //! and serves devices until [`HostHandle::shutdown`]. The `farview-host` binary is a thin wrapper;
 //! tests start hosts in-process on free ports.
 
+mod catalog;
 mod config;
 mod connection;
 mod control;

@@ -966,3 +966,20 @@ async fn a_link_slower_than_the_stream_lowers_the_bitrate() {
     );
     host.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_lists_the_models_it_offers_and_each_loads() {
+    let host = TestHost::start().await;
+    let conn = host.connect().await;
+    let (models, truncated) = conn.list_models().await.unwrap();
+    assert!(!truncated);
+    let paths: Vec<&str> = models.iter().map(|m| m.path.as_str()).collect();
+    assert_eq!(paths, ["BoxTextured/BoxTextured.gltf", "Fox/Fox.glb"]);
+    for m in &models {
+        let on_disk = std::fs::metadata(host.assets.join(&m.path)).unwrap().len();
+        assert_eq!(m.bytes, on_disk, "{}", m.path);
+    }
+    // What the list names is what LoadModel takes.
+    let loaded = conn.load_model(&models[0].path).await.unwrap();
+    assert!(loaded.triangles > 0);
+}

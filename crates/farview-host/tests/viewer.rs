@@ -170,6 +170,11 @@ async fn the_viewer_streams_orbits_selects_and_shows_the_end_in_chromium() {
     assert!(report["welcome"]["resume_secret"].is_string());
     assert!(report["codec"].as_str().unwrap().starts_with("avc1."));
     assert_eq!(report["progress"], 100);
+    // The load field offers the host's models.
+    assert_eq!(
+        report["orbited"]["models"],
+        serde_json::json!(["BoxTextured/BoxTextured.gltf", "Fox/Fox.glb"])
+    );
     assert_eq!(report["orbited"]["errors"], 0, "decoder errors");
     // The orbit's camera change reached a decoded frame, and was measured.
     let latency = report["orbited"]["latencyMs"].as_f64().unwrap();

@@ -96,6 +96,7 @@ async function connect() {
   state.reconnects = 0;
   status(`Streaming ${info.width}x${info.height} at ${info.fps} fps from ${info.adapter}`);
   await sendCamera();
+  listModels().catch((e) => console.warn('model list', e));
   const model = params.get('model');
   if (model && !state.loadedModel) await load(model);
 }
@@ -311,6 +312,21 @@ async function select(e) {
   if (entity !== null) await mark(entity, true);
   state.selected = entity;
   $('stat-selected').textContent = entity === null ? '-' : `entity ${entity}`;
+}
+
+// --- The host's models, offered in the load field's drop-down.
+
+async function listModels() {
+  const { models, truncated } = (await request('ListModels')).Models;
+  state.models = models;
+  const list = $('models');
+  list.replaceChildren(...models.map((m) => {
+    const option = document.createElement('option');
+    option.value = m.path;
+    option.label = `${m.path} (${(m.bytes / 1024).toFixed(0)} KiB)`;
+    return option;
+  }));
+  if (truncated) console.info('the host lists only the first', models.length, 'models');
 }
 
 // --- Loading a model: progress events fill the bar, then the camera frames it.

@@ -185,6 +185,9 @@ pub enum Request {
         /// zero); `None` is [`FIT_VIEW_DIRECTION`]: the front, slightly above.
         direction: Option<[f32; 3]>,
     },
+    /// The models a device may load: glTF files under the host's assets root (version 4);
+    /// answered with [`Reply::Models`].
+    ListModels,
 }
 
 /// The direction [`Request::FitView`] frames from by default: +Z (the front in glTF), a little
@@ -216,7 +219,8 @@ impl Request {
             | Self::RequestKeyframe
             | Self::GetLease
             | Self::SetLease { .. }
-            | Self::CancelLoad { .. } => Route::Connection,
+            | Self::CancelLoad { .. }
+            | Self::ListModels => Route::Connection,
             Self::LoadModel { .. } | Self::LoadUploadedModel { .. } | Self::SetLook(_) => {
                 Route::Load
             }
@@ -381,6 +385,22 @@ pub enum Reply {
     /// Answer to `FitView`: the camera pose now in use (frames with `last_command_seq >= seq`
     /// use it).
     CameraFitted(CameraPose),
+    /// Answer to `ListModels`: paths to give `LoadModel`, sorted.
+    Models {
+        /// At most [`crate::MAX_MODELS_LISTED`].
+        models: Vec<ModelFile>,
+        /// True when there were more.
+        truncated: bool,
+    },
+}
+
+/// A model file a host offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelFile {
+    /// Path under the assets root, `/`-separated: what `LoadModel` takes.
+    pub path: String,
+    /// Size of the file in bytes (a `.gltf`'s buffers and images are separate files).
+    pub bytes: u64,
 }
 
 /// A session's lease.

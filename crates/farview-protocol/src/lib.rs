@@ -23,8 +23,8 @@ mod media;
 mod scene;
 
 pub use control::{
-    CameraPose, ClientMessage, Event, FIT_VIEW_DIRECTION, LeaseInfo, LoadedModel, Reply, Request,
-    Route, ServerMessage, SessionAuth, StreamInfo, WireError,
+    CameraPose, ClientMessage, Event, FIT_VIEW_DIRECTION, LeaseInfo, LoadedModel, ModelFile, Reply,
+    Request, Route, ServerMessage, SessionAuth, StreamInfo, WireError,
 };
 pub use error_code::{CloseCode, ErrorCode};
 pub use framing::{
@@ -43,7 +43,10 @@ pub use scene::{
 };
 
 /// The protocol version this crate speaks; sent in [`Request::Hello`] and [`StreamInfo`].
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// Most models one [`Reply::Models`] lists.
+pub const MAX_MODELS_LISTED: usize = 1000;
 
 /// ALPN identifier negotiated in the QUIC handshake.
 pub const ALPN: &[u8] = b"farview/1";

@@ -168,6 +168,7 @@ fn all_client_messages() -> Vec<ClientMessage> {
             entity: None,
             direction: None,
         },
+        Request::ListModels,
     ];
     requests
         .into_iter()
@@ -273,6 +274,13 @@ fn all_server_messages() -> Vec<ServerMessage> {
             outline: outline(),
         }),
         Reply::CameraFitted(pose()),
+        Reply::Models {
+            models: vec![ModelFile {
+                path: "Fox/Fox.glb".into(),
+                bytes: 162_852,
+            }],
+            truncated: false,
+        },
     ];
     let mut out: Vec<ServerMessage> = replies
         .into_iter()
@@ -369,6 +377,13 @@ fn golden_bytes_match_the_documented_format() {
     })
     .unwrap();
     assert_eq!(fit, [0, 0, 0, 5, 6, 28, 1, 3, 0]);
+    // Version 4 appended ListModels = 29.
+    let list = encode_message(&ClientMessage {
+        seq: 7,
+        request: Request::ListModels,
+    })
+    .unwrap();
+    assert_eq!(list, [0, 0, 0, 2, 7, 29]);
 
     let h = FrameHeader {
         frame_number: 1,

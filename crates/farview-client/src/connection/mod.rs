@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use farview_protocol::{
-    CameraPose, CloseCode, LeaseInfo, LoadedModel, Reply, Request, SessionAuth, StreamInfo,
-    WireError,
+    CameraPose, CloseCode, LeaseInfo, LoadedModel, ModelFile, Reply, Request, SessionAuth,
+    StreamInfo, WireError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -381,6 +381,26 @@ impl Connection {
             (_, Reply::Lease(l)) => Ok(l),
             (_, other) => Err(ClientError::Protocol(format!(
                 "expected Lease, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The models the host offers (`.gltf` / `.glb` files under its assets root, sorted), and
+    /// whether the list was cut short; each path is what [`Self::load_model`] takes.
+    ///
+    /// ```no_run
+    /// # async fn f(conn: &farview_client::Connection) -> Result<(), farview_client::ClientError> {
+    /// let (models, _truncated) = conn.list_models().await?;
+    /// for m in &models {
+    ///     println!("{} ({} bytes)", m.path, m.bytes);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_models(&self) -> Result<(Vec<ModelFile>, bool), ClientError> {
+        match self.request(Request::ListModels).await? {
+            (_, Reply::Models { models, truncated }) => Ok((models, truncated)),
+            (_, other) => Err(ClientError::Protocol(format!(
+                "expected Models, got {other:?}"
             ))),
         }
     }

@@ -457,6 +457,14 @@ async fn answer(
             let id = bound.session.as_ref().ok_or_else(no_session)?.id;
             host.sessions.lease(id).map(Reply::Lease)
         }
+        Request::ListModels => {
+            let root = host.assets_root.clone();
+            let (models, truncated) =
+                tokio::task::spawn_blocking(move || crate::catalog::list_models(&root))
+                    .await
+                    .map_err(|e| WireError::new(ErrorCode::INTERNAL, e.to_string()))?;
+            Ok(Reply::Models { models, truncated })
+        }
         Request::SetLease { max_lease_ms } => {
             let id = bound.session.as_ref().ok_or_else(no_session)?.id;
             let sessions = host.sessions.clone();
