@@ -1,6 +1,7 @@
 // Drives the host's viewer page in Debian's chromium (headless) through one session, as a user
-// would: connect, load a model, watch it stream, orbit, click to select, then stop the session
-// over the REST API and read why it ended. Writes canvas snapshots (PNG) to OUT and prints one
+// would: connect, load a model, watch it stream, orbit, click to select, survive a decoder error
+// and a dropped connection, see a second browser refused, then shorten the lease over the REST
+// API and read why the session ended. Writes canvas snapshots (PNG) to OUT and prints one
 // JSON report line for crates/farview-host/tests/viewer.rs to check.
 //
 //   VIEWER_URL  the page, with session, token and model in its query
@@ -135,11 +136,35 @@ try {
   const resumed = await until('streaming after a reconnect', (v) => v.reconnected >= 1 && v.decoded >= dropped.decoded + 15, 60000);
   report.resumed = resumed;
 
-  const stop = await fetch(`${env('API')}/v1/sessions/${env('SESSION')}/stop`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${env('API_KEY')}` },
+  // A second browser for the same session is refused while this one holds it.
+  const second = await browser.createBrowserContext();
+  const page2 = await second.newPage();
+  await page2.goto(env('VIEWER_URL'), { waitUntil: 'load' });
+  const refusedEnd = Date.now() + 30000;
+  for (;;) {
+    const text = await page2.evaluate(() => document.getElementById('status').textContent);
+    if (text.startsWith('Connect failed') || Date.now() > refusedEnd) {
+      report.secondBrowser = text;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await second.close();
+
+  // At least 120 frames decoded, then the lease runs out a few seconds from now: the page says
+  // why the session ended.
+  await until('120 decoded frames', (v) => v.decoded >= 120);
+  const headers = { authorization: `Bearer ${env('API_KEY')}`, 'content-type': 'application/json' };
+  const api = `${env('API')}/v1/sessions/${env('SESSION')}`;
+  const info = await (await fetch(api, { headers })).json();
+  const [h, m, sec] = info.elapsedTime.split(':').map(Number);
+  const lease = h * 3600 + m * 60 + sec + 4;
+  const patched = await fetch(api, {
+    method: 'PATCH',
+    headers,
+    body: JSON.stringify({ maxLeaseTime: `${Math.floor(lease / 3600)}:${Math.floor(lease / 60) % 60}:${lease % 60}` }),
   });
-  report.stopStatus = stop.status;
+  report.leaseStatus = patched.status;
   report.ended = await until('the end of the session', (v) => v.ended !== null, 30000);
   report.ok = true;
 } catch (e) {

@@ -2,7 +2,8 @@
 //! (`tools/viewer-test/drive.mjs`) through one session over WebTransport: it binds the session,
 //! loads a model with a progress bar, decodes the stream with WebCodecs into its canvas, orbits,
 //! selects by clicking, recovers from a decoder error with a keyframe request, reconnects with
-//! the resume secret after a drop, and shows why the session ended. The decoded canvas is compared with what
+//! the resume secret after a drop, and shows why the session ended (its lease ran out); a second
+//! browser is refused while the first holds the session. The decoded canvas is compared with what
 //! the host rendered (the frame tap).
 //!
 //! Needs `chromium`, `node` and `tools/viewer-test/node_modules` (`npm ci` there); `./dev test`
@@ -188,12 +189,17 @@ async fn the_viewer_streams_orbits_selects_and_shows_the_end_in_chromium() {
         report["resumed"]["welcome"]["session_id"],
         created.id.as_str()
     );
-    assert_eq!(report["stopStatus"], 200);
-    let ended = &report["ended"]["ended"];
+    // A second browser is refused while the first holds the session.
+    let second = report["secondBrowser"].as_str().unwrap();
     assert!(
-        ended["message"].as_str().unwrap().contains("stop"),
-        "end reason: {ended}"
+        second.starts_with("Connect failed") && second.contains("304"),
+        "second browser: {second}"
     );
+    // 120 frames and more, then the lease ran out and the page says so.
+    assert_eq!(report["leaseStatus"], 200);
+    assert!(report["ended"]["decoded"].as_u64().unwrap() >= 120);
+    let ended = &report["ended"]["ended"];
+    assert_eq!(ended["code"], 306, "end reason: {ended}");
     assert!(
         report["ended"]["status"]
             .as_str()

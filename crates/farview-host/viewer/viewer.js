@@ -85,7 +85,14 @@ async function connect() {
   transport.closed.then(onClosed, onClosed);
   const auth = session ? { id: session, token, resume_secret: state.resumeSecret } : null;
   const hello = { Hello: { version: PROTOCOL_VERSION, client: `farview-viewer (${navigator.userAgent})`, session: auth } };
-  const welcome = await request(hello);
+  let welcome;
+  try {
+    welcome = await request(hello);
+  } catch (e) {
+    // Refused (session in use, wrong token, ...): the reason stays on screen after the close.
+    state.refusal = e.message;
+    throw e;
+  }
   const info = welcome.Welcome;
   state.welcome = info;
   if (info.resume_secret) state.resumeSecret = info.resume_secret;
@@ -137,7 +144,7 @@ function onClosed(info) {
   if (state.ended) return;
   const reason = info && info.reason ? info.reason : 'connection lost';
   if (!state.connectedOnce || state.reconnects >= 5) {
-    status(`Disconnected: ${reason}`);
+    if (!state.refusal) status(`Disconnected: ${reason}`);
     return;
   }
   state.reconnects += 1;
