@@ -10,7 +10,12 @@ use glam::Vec3;
 
 /// The repository's `assets/` directory.
 pub fn assets_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets")
+    repo_root().join("assets")
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// Loads a model from `assets/` into a new scene.

@@ -34,6 +34,9 @@ const log = [];
 
 const browser = await puppeteer.launch({
   defaultViewport: { width: 900, height: 560 },
+  // A loaded 2-core machine (llvmpipe rendering beside a software video decoder) can stall the
+  // page for a while; the test's own deadlines decide.
+  protocolTimeout: 600000,
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),
   headless: true,
   userDataDir: mkdtempSync(join(tmpdir(), 'farview-chromium-')),

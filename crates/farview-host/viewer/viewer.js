@@ -38,12 +38,17 @@ const state = {
   frameAt: new Map(),
   shownFrame: null,
   stats: { decoded: 0, dropped: 0, bytes: 0, fps: 0, bitrate: 0, latencyMs: null, errors: 0, keyframeRequests: 0, reconnected: 0 },
+  // Every command-to-frame latency measured (ms; the last 1000), and when the first frame was
+  // decoded (ms since navigation start): for benches.
+  latencies: [],
+  firstFrameAt: null,
   lastStatsAt: performance.now(),
   decodedAtLastStats: 0,
   bytesAtLastStats: 0,
 };
-// For tests and the console.
+// For tests, benches and the console.
 window.farviewViewer = state;
+state.api = { sendCamera: () => sendCamera(), request: (r) => request(r) };
 
 function status(text) {
   $('status').textContent = text;
@@ -137,12 +142,27 @@ function onEvent(event) {
   }
 }
 
+// The host's close codes (docs/protocol.md): 5 = the session ended, 6 = refused.
+const CLOSE_SESSION_ENDED = 5;
+const CLOSE_REFUSED = 6;
+
 function onClosed(info) {
-  for (const { reject } of state.pending.values()) reject(new Error('connection closed'));
+  const reason = info && info.reason ? info.reason : 'connection lost';
+  const code = info ? info.closeCode : undefined;
+  // A closing session discards stream data the page has not read yet, so the `Closing` event or
+  // a refusal may not arrive: the close itself carries the reason too.
+  if (!state.ended && code === CLOSE_SESSION_ENDED) {
+    state.ended = { code: null, message: reason };
+    status(`Session ended: ${reason}`);
+  }
+  if (!state.refusal && !state.connectedOnce && code === CLOSE_REFUSED) {
+    state.refusal = reason;
+    status(`Connect failed: ${reason}`);
+  }
+  for (const { reject } of state.pending.values()) reject(new Error(`connection closed: ${reason}`));
   state.pending.clear();
   state.transport = null;
   if (state.ended) return;
-  const reason = info && info.reason ? info.reason : 'connection lost';
   if (!state.connectedOnce || state.reconnects >= 5) {
     if (!state.refusal) status(`Disconnected: ${reason}`);
     return;
@@ -175,6 +195,7 @@ function newDecoder() {
     output: (frame) => {
       ctx2d.drawImage(frame, 0, 0, canvas.width, canvas.height);
       state.shownFrame = state.frameAt.get(frame.timestamp) ?? null;
+      if (state.firstFrameAt === null) state.firstFrameAt = performance.now();
       state.frameAt.delete(frame.timestamp);
       frame.close();
       state.stats.decoded += 1;
@@ -202,6 +223,8 @@ function onFrame({ header, data }) {
   for (const [seq, sentAt] of state.cameraSentAt) {
     if (header.lastCommandSeq >= seq) {
       state.stats.latencyMs = performance.now() - sentAt;
+      if (state.latencies.length >= 1000) state.latencies.shift();
+      state.latencies.push(state.stats.latencyMs);
       state.cameraSentAt.delete(seq);
     }
   }
@@ -245,9 +268,10 @@ async function sendCamera() {
   if (!state.writer) return;
   const pose = orbitPose(state.orbit, canvas.width / canvas.height);
   state.pose = pose;
+  const sentAt = performance.now();
   const { seq, reply } = await send({ SetCamera: { pose } });
   if (state.cameraSentAt.size > 64) state.cameraSentAt.clear();
-  state.cameraSentAt.set(seq, performance.now());
+  state.cameraSentAt.set(seq, sentAt);
   state.cameraSeq = seq;
   await reply;
 }
