@@ -40,3 +40,38 @@ pub fn framing_camera(info: &ModelInfo) -> Camera {
         (d + r) * 2.0,
     )
 }
+
+/// Now on the wall clock, in microseconds since the Unix epoch (frame receipt times use it).
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Command-to-frame latency, in microseconds, of `probes` camera changes 20 ms apart (an app
+/// moving at human speed): from just before the SDK sends the change to the moment the first
+/// frame reflecting it (header `last_command_seq` >= its seq) is fully received.
+pub async fn command_to_frame_probes(
+    conn: &farview_client::Connection,
+    probes: usize,
+    pose: impl Fn(usize) -> farview_client::CameraPose,
+) -> anyhow::Result<Vec<u64>> {
+    let mut latencies = Vec::with_capacity(probes);
+    for i in 0..probes {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let t0 = now_us();
+        let pending = conn
+            .submit(farview_client::Request::SetCamera { pose: pose(i) })
+            .await?;
+        let seq = pending.seq();
+        loop {
+            let f = conn.next_frame().await?;
+            if f.header.last_command_seq >= seq {
+                latencies.push(f.received_us.saturating_sub(t0));
+                break;
+            }
+        }
+        pending.reply().await?;
+    }
+    Ok(latencies)
+}

@@ -42,12 +42,6 @@ struct Args {
     conversion: String,
 }
 
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -155,28 +149,9 @@ async fn main() -> anyhow::Result<()> {
         interval / slowest
     );
 
-    // Command-to-frame latency: from just before the SDK sends a camera change to the moment the
-    // first frame reflecting it (header `last_command_seq` >= its seq) is fully received.
-    let mut latencies = Vec::with_capacity(200);
-    for i in 0..200 {
-        // Let the pipeline settle between probes, as an app moving at human speed would.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let t0 = now_us();
-        let pending = conn
-            .submit(farview_client::Request::SetCamera {
-                pose: pose(1.0 + i as f32 * 0.02),
-            })
+    let latencies =
+        farview_benches::command_to_frame_probes(&conn, 200, |i| pose(1.0 + i as f32 * 0.02))
             .await?;
-        let seq = pending.seq();
-        loop {
-            let f = conn.next_frame().await?;
-            if f.header.last_command_seq >= seq {
-                latencies.push(f.received_us.saturating_sub(t0));
-                break;
-            }
-        }
-        pending.reply().await?;
-    }
     let l = summarize(&latencies);
     println!(
         "command-to-frame latency (camera change sent -> first frame showing it received), {} probes at {} fps: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",

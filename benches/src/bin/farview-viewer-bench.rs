@@ -5,7 +5,7 @@
 //!
 //!     cargo run --release -p farview-benches --bin farview-viewer-bench -- [--probes 200]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
@@ -29,12 +29,6 @@ struct Args {
     fps: f32,
 }
 
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 /// The native SDK: time from connect to the first frame, then the probes (as `farview-bench`).
 async fn native(host: &farview_host::HostHandle, args: &Args) -> anyhow::Result<(f64, Vec<u64>)> {
     let t0 = Instant::now();
@@ -47,25 +41,10 @@ async fn native(host: &farview_host::HostHandle, args: &Args) -> anyhow::Result<
     for _ in 0..60 {
         conn.next_frame().await?;
     }
-    let mut latencies = Vec::with_capacity(args.probes);
-    for i in 0..args.probes {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let t0 = now_us();
-        let pending = conn
-            .submit(farview_client::Request::SetCamera {
-                pose: pose(1.0 + i as f32 * 0.02),
-            })
-            .await?;
-        let seq = pending.seq();
-        loop {
-            let f = conn.next_frame().await?;
-            if f.header.last_command_seq >= seq {
-                latencies.push(f.received_us.saturating_sub(t0));
-                break;
-            }
-        }
-        pending.reply().await?;
-    }
+    let latencies = farview_benches::command_to_frame_probes(&conn, args.probes, |i| {
+        pose(1.0 + i as f32 * 0.02)
+    })
+    .await?;
     conn.close().await;
     Ok((first_ms, latencies))
 }

@@ -38,12 +38,17 @@ pub fn encode_message<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
 /// Appends `msg` as a length-delimited frame to `out`.
 pub fn encode_message_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     let payload = postcard::to_allocvec(msg).map_err(|e| ProtocolError::Encode(e.to_string()))?;
+    frame_into(&payload, out)
+}
+
+/// Appends `payload` with its big-endian `u32` length in front.
+fn frame_into(payload: &[u8], out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     let len = u32::try_from(payload.len()).map_err(|_| ProtocolError::TooLarge {
         len: payload.len(),
         max: u32::MAX as usize,
     })?;
     out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     Ok(())
 }
 
@@ -85,13 +90,7 @@ impl ControlCodec {
             Self::Json => {
                 let payload =
                     serde_json::to_vec(msg).map_err(|e| ProtocolError::Encode(e.to_string()))?;
-                let len = u32::try_from(payload.len()).map_err(|_| ProtocolError::TooLarge {
-                    len: payload.len(),
-                    max: u32::MAX as usize,
-                })?;
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(&payload);
-                Ok(())
+                frame_into(&payload, out)
             }
         }
     }
