@@ -333,7 +333,7 @@ mod tests {
             ..StreamConfig::default()
         };
         let settings = StreamSettings::resolve(&stream, None, true);
-        let (pipeline, _exit) =
+        let (pipeline, exit) =
             Pipeline::start(renderer, "none".into(), settings, None, Arc::default()).unwrap();
         let glb = farview_scene::synthetic::grid_glb(2);
         for n in 1..=3u64 {
@@ -361,5 +361,10 @@ mod tests {
             answered.await.unwrap().unwrap();
             assert_eq!(pipeline.shared.models.load(Ordering::Relaxed), n);
         }
+        // Stop the stages and wait for their threads (the exit channel closes when the last of
+        // them ends): a render thread still inside the GL driver when the test process exits
+        // crashes it there now and then.
+        drop(pipeline);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), exit).await;
     }
 }
