@@ -6,7 +6,7 @@ use std::path::Path;
 
 use farview_protocol::{MAX_MODELS_LISTED, ModelFile};
 
-/// Directory levels below the root that are searched.
+/// Directory levels searched, the root's included (files at most 7 directories below it).
 const MAX_DEPTH: usize = 8;
 /// Directory entries looked at, in all; past it the listing is marked truncated.
 const MAX_VISITED: usize = 100_000;

@@ -58,9 +58,9 @@ pub enum HostError {
     #[error(transparent)]
     Render(#[from] farview_render::RenderError),
     /// The certificate could not be created, loaded or used.
-    #[error("TLS identity in {dir}: {message}")]
+    #[error("TLS identity ({dir}): {message}")]
     Tls {
-        /// The data directory.
+        /// The data directory, or the configured certificate file.
         dir: PathBuf,
         /// What went wrong.
         message: String,
@@ -332,19 +332,25 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
     })
 }
 
-/// Rotates the WebTransport certificate every [`tls::WEB_CERT_ROTATION`] (browsers accept a
-/// pinned certificate for at most 14 days).
+/// Rotates the WebTransport certificate every [`tls::WEB_CERT_ROTATION`] of wall-clock time
+/// (browsers accept a pinned certificate for at most 14 days).
 async fn rotate_web_certificates(
     certs: Option<Arc<tls::WebCertificates>>,
     shutdown: CancellationToken,
 ) {
     let Some(certs) = certs else { return };
+    // Checked against the wall clock every few minutes: a monotonic five-day timer would stop
+    // while the machine is suspended, and a failed rotation is retried at the next check.
     loop {
         tokio::select! {
-            () = tokio::time::sleep(tls::WEB_CERT_ROTATION) => {}
+            () = tokio::time::sleep(Duration::from_secs(300)) => {}
             () = shutdown.cancelled() => return,
         }
-        match certs.rotate(std::time::SystemTime::now()) {
+        let now = std::time::SystemTime::now();
+        if !certs.rotation_due(now) {
+            continue;
+        }
+        match certs.rotate(now) {
             Ok(()) => tracing::info!("rotated the WebTransport certificate"),
             Err(e) => tracing::error!(error = %e, "cannot rotate the WebTransport certificate"),
         }

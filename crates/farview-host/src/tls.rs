@@ -28,7 +28,7 @@ pub(crate) struct Identity {
     pub(crate) cert: CertificateDer<'static>,
     /// Intermediate certificates after the leaf (a CA's chain; empty when self-signed).
     pub(crate) chain: Vec<CertificateDer<'static>>,
-    /// PKCS#8 key.
+    /// Its private key (PKCS#8 when self-signed; PKCS#8, PKCS#1 or SEC1 from PEM).
     pub(crate) key: PrivateKeyDer<'static>,
     /// Lower-case hex SHA-256 of the certificate.
     pub(crate) fingerprint: String,
@@ -155,13 +155,22 @@ impl WebCert {
 #[derive(Debug)]
 pub(crate) struct WebCertificates {
     pair: RwLock<(WebCert, WebCert)>,
+    /// When the next rotation is due, on the wall clock (a monotonic timer stops during a
+    /// suspend; certificate validity does not).
+    rotate_at: RwLock<SystemTime>,
 }
 
 impl WebCertificates {
     pub(crate) fn new(now: SystemTime) -> Result<Self, BoxError> {
         Ok(Self {
             pair: RwLock::new((WebCert::generate(now)?, WebCert::generate(now)?)),
+            rotate_at: RwLock::new(now + WEB_CERT_ROTATION),
         })
+    }
+
+    /// Whether a rotation is due at `now`.
+    pub(crate) fn rotation_due(&self, now: SystemTime) -> bool {
+        self.rotate_at.read().map_or(true, |at| now >= *at)
     }
 
     /// Hex SHA-256 hashes to give `serverCertificateHashes`: the current certificate's, then
@@ -182,6 +191,9 @@ impl WebCertificates {
             .map_err(|_| "web certificates lock poisoned")?;
         let next = std::mem::replace(&mut pair.1, fresh);
         pair.0 = next;
+        if let Ok(mut at) = self.rotate_at.write() {
+            *at = now + WEB_CERT_ROTATION;
+        }
         Ok(())
     }
 
@@ -201,9 +213,11 @@ struct DeviceCertResolver {
 
 impl ResolvesServerCert for DeviceCertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let wants_h3 = hello
-            .alpn()
-            .is_some_and(|mut offered| offered.any(|p| p == farview_protocol::WEBTRANSPORT_ALPN));
+        // The negotiated protocol is the server's first that the client offers (`farview/1`
+        // before `h3`), so a client offering both gets `farview/1` and must get its certificate.
+        let offered: Vec<&[u8]> = hello.alpn().map(|a| a.collect()).unwrap_or_default();
+        let wants_h3 = offered.contains(&farview_protocol::WEBTRANSPORT_ALPN)
+            && !offered.contains(&farview_protocol::ALPN);
         match &self.web {
             Some(web) if wants_h3 => web.current(),
             _ => Some(self.native.clone()),
@@ -296,7 +310,10 @@ mod tests {
         );
         let curve = key.parameters.as_ref().unwrap().as_oid().unwrap();
         assert_eq!(curve, x509_parser::oid_registry::OID_EC_P256);
-        web.rotate(now).unwrap();
+        assert!(!web.rotation_due(now));
+        assert!(web.rotation_due(now + WEB_CERT_ROTATION));
+        web.rotate(now + WEB_CERT_ROTATION).unwrap();
+        assert!(!web.rotation_due(now + WEB_CERT_ROTATION));
         let after = web.hashes();
         assert_eq!(
             after[0], before[1],

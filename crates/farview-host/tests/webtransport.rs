@@ -147,3 +147,87 @@ async fn bad_webtransport_input_closes_only_that_session() {
     good.load_model(MODEL).await.unwrap();
     good.next_frame().await.unwrap();
 }
+
+/// Accepts any certificate and keeps the leaf it was shown.
+#[derive(Debug)]
+struct Recorder(
+    std::sync::Mutex<Option<Vec<u8>>>,
+    rustls::crypto::CryptoProvider,
+);
+
+impl rustls::client::danger::ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.0.lock().unwrap() = Some(end_entity.to_vec());
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.1.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The certificate a client offering `alpn` is shown, as its fingerprint.
+async fn certificate_for(host: &TestHost, alpn: &[&[u8]]) -> String {
+    let provider = rustls::crypto::ring::default_provider();
+    let recorder = std::sync::Arc::new(Recorder(std::sync::Mutex::new(None), provider.clone()));
+    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+    let conn = endpoint
+        .connect(host.handle.quic_addr, "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    conn.close(0u32.into(), b"");
+    let der = recorder.0.lock().unwrap().take().unwrap();
+    farview_host::fingerprint(&der)
+}
+
+/// Browsers (ALPN `h3` alone) get the short-lived certificate whose hash is published; a client
+/// that also offers `farview/1` negotiates it and so gets the pinned native certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_certificate_follows_the_negotiated_protocol() {
+    let host = TestHost::start().await;
+    let published = endpoint_json(&host).await["certificateHashes"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(certificate_for(&host, &[b"h3"]).await, published);
+    assert_eq!(
+        certificate_for(&host, &[b"farview/1"]).await,
+        host.handle.fingerprint
+    );
+    assert_eq!(
+        certificate_for(&host, &[b"h3", b"farview/1"]).await,
+        host.handle.fingerprint
+    );
+}

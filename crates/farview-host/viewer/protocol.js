@@ -18,29 +18,40 @@ export function encodeMessage(seq, request) {
   return out;
 }
 
-/** Reassembles length-delimited frames from a byte stream. */
+/** Reassembles length-delimited frames from a byte stream. Chunks are kept as they arrive
+ * and copied once, into the frame that needs them (a large keyframe in many small chunks costs
+ * its size, not its size times the number of chunks). */
 export class FrameReader {
   constructor(reader, max) {
     this.reader = reader;
     this.max = max;
-    this.buf = new Uint8Array(0);
+    this.chunks = [];
+    this.length = 0;
   }
 
   async fill(n) {
-    while (this.buf.length < n) {
+    while (this.length < n) {
       const { value, done } = await this.reader.read();
       if (done) return false;
-      const next = new Uint8Array(this.buf.length + value.length);
-      next.set(this.buf);
-      next.set(value, this.buf.length);
-      this.buf = next;
+      if (value.length === 0) continue;
+      this.chunks.push(value);
+      this.length += value.length;
     }
     return true;
   }
 
   take(n) {
-    const out = this.buf.slice(0, n);
-    this.buf = this.buf.slice(n);
+    const out = new Uint8Array(n);
+    let at = 0;
+    while (at < n) {
+      const chunk = this.chunks[0];
+      const used = Math.min(chunk.length, n - at);
+      out.set(chunk.subarray(0, used), at);
+      at += used;
+      if (used === chunk.length) this.chunks.shift();
+      else this.chunks[0] = chunk.subarray(used);
+    }
+    this.length -= n;
     return out;
   }
 

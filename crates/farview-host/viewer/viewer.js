@@ -55,6 +55,7 @@ function status(text) {
 }
 
 async function send(request) {
+  if (!state.writer) throw new Error('not connected');
   const seq = ++state.seq;
   const reply = new Promise((resolve, reject) => state.pending.set(seq, { resolve, reject }));
   await state.writer.write(encodeMessage(seq, request));
@@ -65,7 +66,20 @@ async function request(req) {
   return (await send(req)).reply;
 }
 
+// Decoder input beyond this many frames means the decoder is falling behind: drop to the next
+// keyframe instead of letting latency grow (the native SDK does the same with its queue).
+const MAX_DECODE_QUEUE = 8;
+
 async function connect() {
+  if (state.transport) {
+    // Connect while connected: the old transport goes quietly (its close is not a drop).
+    const old = state.transport;
+    state.transport = null;
+    state.writer = null;
+    for (const { reject } of state.pending.values()) reject(new Error('replaced by a new connection'));
+    state.pending.clear();
+    old.close();
+  }
   const endpoint = await (await fetch('/viewer/endpoint.json')).json();
   const session = params.get('session') || $('session').value.trim();
   const token = params.get('token') || $('token').value.trim();
@@ -79,15 +93,17 @@ async function connect() {
   // certificate, which the browser checks itself.
   const hashes = endpoint.certificateHashes.map((h) => ({ algorithm: 'sha-256', value: hexBytes(h) }));
   const transport = new WebTransport(url, hashes.length ? { serverCertificateHashes: hashes } : {});
+  transport.closed.catch(() => {});
   await transport.ready;
   state.transport = transport;
   // A new connection starts at a keyframe; whatever the old decoder held is stale.
   newDecoder();
+  state.lastFrameNumber = null;
   const control = await transport.createBidirectionalStream();
   state.writer = control.writable.getWriter();
   readControl(control.readable);
   readMedia(transport);
-  transport.closed.then(onClosed, onClosed);
+  transport.closed.then((info) => onClosed(transport, info), (e) => onClosed(transport, e));
   const auth = session ? { id: session, token, resume_secret: state.resumeSecret } : null;
   const hello = { Hello: { version: PROTOCOL_VERSION, client: `farview-viewer (${navigator.userAgent})`, session: auth } };
   let welcome;
@@ -146,7 +162,9 @@ function onEvent(event) {
 const CLOSE_SESSION_ENDED = 5;
 const CLOSE_REFUSED = 6;
 
-function onClosed(info) {
+function onClosed(transport, info) {
+  // A transport replaced by a newer connection says nothing about the current one.
+  if (transport !== state.transport) return;
   const reason = info && info.reason ? info.reason : 'connection lost';
   const code = info ? info.closeCode : undefined;
   // A closing session discards stream data the page has not read yet, so the `Closing` event or
@@ -162,14 +180,25 @@ function onClosed(info) {
   for (const { reject } of state.pending.values()) reject(new Error(`connection closed: ${reason}`));
   state.pending.clear();
   state.transport = null;
+  state.writer = null;
   if (state.ended) return;
   if (!state.connectedOnce || state.reconnects >= 5) {
     if (!state.refusal) status(`Disconnected: ${reason}`);
     return;
   }
-  state.reconnects += 1;
   status(`Disconnected (${reason}); reconnecting with the resume secret`);
-  setTimeout(() => connect().catch((e) => status(`Reconnect failed: ${e.message}`)), 1000 * state.reconnects);
+  reconnect();
+}
+
+/** Tries again with growing pauses, at most five times; a try that fails before its transport
+ * is up counts too. */
+function reconnect() {
+  if (state.ended || state.reconnects >= 5) return;
+  state.reconnects += 1;
+  setTimeout(() => connect().catch((e) => {
+    status(`Reconnect ${state.reconnects} failed: ${e.message}`);
+    if (!state.transport) reconnect();
+  }), 1000 * state.reconnects);
 }
 
 async function readMedia(transport) {
@@ -216,6 +245,9 @@ function onDecoderError(e) {
 
 function onFrame({ header, data }) {
   state.stats.bytes += data.length;
+  // Groups arrive on their own streams: a late frame of an older group must not reach the
+  // decoder after the next group's keyframe.
+  if (state.lastFrameNumber !== null && header.frameNumber <= state.lastFrameNumber) return;
   if (state.lastFrameNumber !== null && header.frameNumber > state.lastFrameNumber + 1) {
     state.stats.dropped += header.frameNumber - state.lastFrameNumber - 1;
   }
@@ -229,6 +261,11 @@ function onFrame({ header, data }) {
     }
   }
   if (!state.decoder || state.decoder.state === 'closed') newDecoder();
+  if (!state.waitKeyframe && !header.keyframe && state.decoder.decodeQueueSize > MAX_DECODE_QUEUE) {
+    state.waitKeyframe = true;
+    state.stats.keyframeRequests += 1;
+    if (state.writer) request('RequestKeyframe').catch(() => {});
+  }
   if (state.waitKeyframe) {
     if (!header.keyframe) return;
     const codec = avcCodecString(data);
