@@ -107,7 +107,7 @@ pub(crate) fn router(ctx: Arc<HostContext>) -> Router {
         .merge(crate::viewer::router())
         .merge(api)
         .fallback(|| async { ApiError::new(404, "not_found", "no such route") })
-        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
 }
 
@@ -168,9 +168,81 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     })
 }
 
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| ApiError::new(400, "invalid_body", e.body_text()))
+    b.map(|Json(v)| v).map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                413,
+                "body_too_large",
+                format!("request bodies are limited to {MAX_BODY} bytes"),
+            )
+        } else {
+            ApiError::new(400, "invalid_body", e.body_text())
+        }
+    })
+}
+
+/// A lease as `maxLeaseTime` (`h:m:s`) or, as Azure Remote Rendering's current API has it,
+/// `maxLeaseTimeMinutes`: exactly one of them.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeaseField {
+    max_lease_time: Option<String>,
+    max_lease_time_minutes: Option<u64>,
+}
+
+impl LeaseField {
+    /// The lease as `h:m:s` text for the session manager (which checks its range).
+    fn text(self) -> Result<String, ApiError> {
+        match (self.max_lease_time, self.max_lease_time_minutes) {
+            (Some(t), None) => Ok(t),
+            // Bounded before the arithmetic; the range check follows with the parse.
+            (None, Some(m)) if m <= 1_000_000 => Ok(format!("{}:{}:0", m / 60, m % 60)),
+            (None, Some(m)) => Err(ApiError::new(
+                422,
+                "invalid_lease",
+                format!("maxLeaseTimeMinutes {m} is out of range"),
+            )),
+            (Some(_), Some(_)) => Err(ApiError::new(
+                422,
+                "invalid_lease",
+                "give maxLeaseTime or maxLeaseTimeMinutes, not both",
+            )),
+            (None, None) => Err(ApiError::new(
+                422,
+                "invalid_lease",
+                "maxLeaseTime (h:m:s) or maxLeaseTimeMinutes is required",
+            )),
+        }
+    }
+}
+
+/// Body of `POST /v1/sessions` and `PUT /v1/sessions/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateBody {
+    max_lease_time: Option<String>,
+    max_lease_time_minutes: Option<u64>,
+    size: String,
+    #[serde(default)]
+    models: Vec<String>,
+}
+
+impl CreateBody {
+    fn into_request(self) -> Result<CreateSession, ApiError> {
+        let lease = LeaseField {
+            max_lease_time: self.max_lease_time,
+            max_lease_time_minutes: self.max_lease_time_minutes,
+        };
+        Ok(CreateSession {
+            max_lease_time: lease.text()?,
+            size: self.size,
+            models: self.models,
+        })
+    }
 }
 
 /// Runs a session operation on the blocking pool (it writes the store before answering).
@@ -184,9 +256,9 @@ async fn blocking<T: Send + 'static>(
 
 async fn create(
     State(ctx): State<Arc<HostContext>>,
-    b: Result<Json<CreateSession>, JsonRejection>,
+    b: Result<Json<CreateBody>, JsonRejection>,
 ) -> Response {
-    let result = match body(b) {
+    let result = match body(b).and_then(CreateBody::into_request) {
         Ok(req) => {
             let s = ctx.sessions.clone();
             blocking(move || s.create(None, req)).await
@@ -199,9 +271,9 @@ async fn create(
 async fn put_session(
     State(ctx): State<Arc<HostContext>>,
     Path(id): Path<String>,
-    b: Result<Json<CreateSession>, JsonRejection>,
+    b: Result<Json<CreateBody>, JsonRejection>,
 ) -> Response {
-    let result = match (parse_id(&id), body(b)) {
+    let result = match (parse_id(&id), body(b).and_then(CreateBody::into_request)) {
         (Ok(id), Ok(req)) => {
             let s = ctx.sessions.clone();
             blocking(move || s.create(Some(id), req)).await
@@ -257,7 +329,8 @@ async fn list(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PatchSession {
-    max_lease_time: String,
+    max_lease_time: Option<String>,
+    max_lease_time_minutes: Option<u64>,
 }
 
 async fn patch_session(
@@ -267,8 +340,13 @@ async fn patch_session(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let req = body(b)?;
+    let lease = LeaseField {
+        max_lease_time: req.max_lease_time,
+        max_lease_time_minutes: req.max_lease_time_minutes,
+    }
+    .text()?;
     // Checked against `sessions.max_lease`, as a create's lease is.
-    let ms = ctx.sessions.parse_lease(&req.max_lease_time)?;
+    let ms = ctx.sessions.parse_lease(&lease)?;
     let s = ctx.sessions.clone();
     let (session, _) = blocking(move || s.set_lease(id, ms)).await?;
     Ok(Json(view(&ctx, &session)))

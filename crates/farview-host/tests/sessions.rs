@@ -573,3 +573,89 @@ async fn a_lease_out_of_range_names_the_configured_maximum() {
     api.session(&s.id).stop().await.unwrap();
     host.handle.shutdown().await;
 }
+
+/// `method path` with a JSON body and the test key; the status and the parsed JSON answer.
+async fn http_json(
+    host: &TestHost,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(host.handle.http_addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // The host may answer (413) and close before an oversized body is all written.
+    let _ = tcp.write_all(body.as_bytes()).await;
+    let mut raw = Vec::new();
+    let _ = tcp.read_to_end(&mut raw).await;
+    let resp = String::from_utf8_lossy(&raw);
+    let status = resp[9..12].parse().unwrap();
+    let json = resp
+        .split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+/// Azure Remote Rendering's lease field (`maxLeaseTimeMinutes`) beside ours, sizes in any case,
+/// and 413 (not 400) for a body over the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_in_minutes_sizes_in_any_case_and_413_for_big_bodies() {
+    let host = TestHost::start_with(|c| {
+        c.sessions.api_keys = vec![KEY.into()];
+        c.sessions.max_sessions = 2;
+    })
+    .await;
+    let (status, created) = http_json(
+        &host,
+        "POST",
+        "/v1/sessions",
+        r#"{"maxLeaseTimeMinutes": 90, "size": "STANDARD"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["maxLeaseTime"], "1:30:0");
+    assert_eq!(created["size"], "standard", "the configured spelling");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let (status, patched) = http_json(
+        &host,
+        "PATCH",
+        &format!("/v1/sessions/{id}"),
+        r#"{"maxLeaseTimeMinutes": 45}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["maxLeaseTime"], "0:45:0");
+
+    for (body, what) in [
+        (
+            r#"{"maxLeaseTime": "1:0:0", "maxLeaseTimeMinutes": 60, "size": "standard"}"#,
+            "both",
+        ),
+        (r#"{"size": "standard"}"#, "neither"),
+        (
+            r#"{"maxLeaseTimeMinutes": 100000000000, "size": "standard"}"#,
+            "huge",
+        ),
+    ] {
+        let (status, e) = http_json(&host, "POST", "/v1/sessions", body).await;
+        assert_eq!(status, 422, "{what}: {e}");
+        assert_eq!(e["code"], "invalid_lease", "{what}: {e}");
+    }
+
+    let big = format!(
+        r#"{{"maxLeaseTime": "1:0:0", "size": "standard", "models": ["{}"]}}"#,
+        "x".repeat(200_000)
+    );
+    let (status, e) = http_json(&host, "POST", "/v1/sessions", &big).await;
+    assert_eq!(status, 413, "{e}");
+    assert_eq!(e["code"], "body_too_large");
+}

@@ -35,7 +35,7 @@ use crate::config::{SessionsConfig, SizeConfig};
 use crate::pipeline::{Pipeline, StreamSettings};
 use crate::tap::FrameTap;
 
-/// Body of `POST /v1/sessions` and `PUT /v1/sessions/{id}`.
+/// A session request (the HTTP API's body, with the lease as `h:m:s`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateSession {

@@ -22,15 +22,23 @@ impl SessionManager {
         req: CreateSession,
     ) -> Result<Created, SessionError> {
         let lease_ms = self.parse_lease(&req.max_lease_time)?;
-        let size =
-            self.config
-                .sizes
-                .get(&req.size)
-                .cloned()
-                .ok_or_else(|| SessionError::InvalidSize {
-                    requested: req.size.clone(),
-                    offered: self.config.sizes.keys().cloned().collect(),
-                })?;
+        // Sizes match without regard to case ("Standard" is "standard").
+        let (size_name, size) = self
+            .config
+            .sizes
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(&req.size))
+            .map(|(name, size)| (name.clone(), size.clone()))
+            .ok_or_else(|| SessionError::InvalidSize {
+                requested: req.size.clone(),
+                offered: self.config.sizes.keys().cloned().collect(),
+            })?;
+        // The configured spelling from here on (records, and a PUT's comparison with the
+        // session it finds).
+        let req = CreateSession {
+            size: size_name.clone(),
+            ..req
+        };
         if req.models.len() > MAX_MODELS
             || req
                 .models
@@ -75,13 +83,13 @@ impl SessionManager {
             });
         }
         let id = id.unwrap_or_else(Uuid::new_v4);
-        let (session, token) = Session::new(id, &req.size, lease_ms, req.models.clone(), now);
+        let (session, token) = Session::new(id, &size_name, lease_ms, req.models.clone(), now);
         self.store.put(session.record())?;
         let entry = Live::new(session, token, req.clone(), size.clone());
         let created = entry.snapshot(now);
         live.insert(id, entry);
         drop(live);
-        tracing::info!(session = %id, size = %req.size, lease_ms, "session created");
+        tracing::info!(session = %id, size = %size_name, lease_ms, "session created");
         let this = self.clone();
         std::thread::Builder::new()
             .name("farview-session-start".into())
