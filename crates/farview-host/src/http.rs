@@ -129,6 +129,15 @@ fn digest(s: &[u8]) -> [u8; 32] {
 /// Bearer-token check against every configured key, comparing SHA-256 digests without early
 /// exit so response time does not reveal how much of a guess was right.
 async fn auth(State(ctx): State<Arc<HostContext>>, req: Request, next: Next) -> Response {
+    if ctx.config.sessions.api_keys.is_empty() {
+        return ApiError::new(
+            403,
+            "api_disabled",
+            "the session API is disabled on this host: it has no API keys \
+             (set sessions.api_keys, --api-keys or FARVIEW_API_KEYS)",
+        )
+        .into_response();
+    }
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return ApiError::new(
             401,

@@ -315,6 +315,18 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         environments,
     });
     tracing::info!(%quic_addr, %http_addr, fingerprint = %identity.fingerprint, %adapter, "host listening");
+    if ctx.config.sessions.api_keys.is_empty() {
+        tracing::warn!(
+            "the session API is disabled: no API keys are configured \
+             (sessions.api_keys, --api-keys or FARVIEW_API_KEYS)"
+        );
+    }
+    if ctx.config.sessions.allow_sessionless {
+        tracing::warn!(
+            "sessionless streams are allowed: any device that reaches the QUIC port streams \
+             without a session or token (sessions.allow_sessionless)"
+        );
+    }
 
     let accept = tokio::spawn(accept_loop(endpoint.clone(), ctx.clone()));
     let http = tokio::spawn(http::serve(http_listener, ctx.clone()));

@@ -23,7 +23,12 @@ async fn run() -> anyhow::Result<()> {
     let print = cli.print_config;
     let config = cli.into_config()?;
     if print {
-        println!("{}", toml::to_string_pretty(&config)?);
+        // Secrets are shown masked: the output lands in terminals, logs and tickets.
+        let mut shown = config.clone();
+        for key in &mut shown.sessions.api_keys {
+            *key = "********".into();
+        }
+        println!("{}", toml::to_string_pretty(&shown)?);
         return Ok(());
     }
     let host = farview_host::start(config, farview_host::HostOptions::default()).await?;

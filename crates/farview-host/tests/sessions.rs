@@ -659,3 +659,40 @@ async fn leases_in_minutes_sizes_in_any_case_and_413_for_big_bodies() {
     assert_eq!(status, 413, "{e}");
     assert_eq!(e["code"], "body_too_large");
 }
+
+/// A host without API keys says that its API is disabled (not "key not accepted").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_api_keys_the_api_says_it_is_disabled() {
+    let host = TestHost::start_with(|c| c.sessions.api_keys.clear()).await;
+    let (status, e) = http_json(
+        &host,
+        "POST",
+        "/v1/sessions",
+        r#"{"maxLeaseTime": "1:0:0", "size": "standard"}"#,
+    )
+    .await;
+    assert_eq!(status, 403, "{e}");
+    assert_eq!(e["code"], "api_disabled");
+    assert!(e["message"].as_str().unwrap().contains("no API keys"));
+}
+
+/// `--print-config` shows that keys are set, never the keys.
+#[test]
+fn print_config_masks_the_api_keys() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_farview-host"))
+        .args([
+            "--print-config",
+            "--api-keys",
+            "very-secret-key,another-one",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("api_keys"), "{text}");
+    assert!(
+        !text.contains("very-secret-key") && !text.contains("another-one"),
+        "{text}"
+    );
+    assert_eq!(text.matches("********").count(), 2, "{text}");
+}
