@@ -24,6 +24,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// QUIC listen address for devices.
     pub quic_addr: SocketAddr,
+    /// The address devices are told to connect to (`host:port`, a name or an IP), for hosts
+    /// behind NAT or bound to an unspecified address. Unset: the QUIC address, or, when that is
+    /// `0.0.0.0` / `::`, the host name the API was reached by with the QUIC port (an
+    /// unspecified address is never advertised).
+    pub public_address: Option<String>,
     /// HTTP listen address (health, API).
     pub http_addr: SocketAddr,
     /// Models are loaded only from below this directory.
@@ -337,6 +342,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("farview-data"),
             quic_addr: parse_addr(DEFAULT_QUIC_ADDR),
+            public_address: None,
             http_addr: parse_addr(DEFAULT_HTTP_ADDR),
             assets_root: PathBuf::from("assets"),
             adapter: "auto".into(),
@@ -412,6 +418,17 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.stream;
         let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
+        if let Some(a) = &self.public_address {
+            let port_ok = a.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !port_ok || a.len() > 300 {
+                return invalid(
+                    "public_address",
+                    format!("{a:?} must be host:port (a name or an IP, then the QUIC port)"),
+                );
+            }
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return invalid(
                 "tls",
@@ -582,6 +599,9 @@ pub struct Cli {
     /// Render quality.
     #[arg(long, env = "FARVIEW_QUALITY", value_enum)]
     pub quality: Option<QualityChoice>,
+    /// The address devices are told to connect to (`host:port`).
+    #[arg(long, env = "FARVIEW_PUBLIC_ADDRESS")]
+    pub public_address: Option<String>,
     /// Certificate chain (PEM) from a CA, for native devices and browsers alike.
     #[arg(long, env = "FARVIEW_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -664,6 +684,9 @@ impl Cli {
         }
         if let Some(v) = self.quality {
             c.render.quality = v;
+        }
+        if let Some(v) = self.public_address {
+            c.public_address = Some(v);
         }
         if let Some(v) = self.tls_cert {
             c.tls.cert = Some(v);

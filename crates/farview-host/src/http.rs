@@ -265,6 +265,7 @@ async fn blocking<T: Send + 'static>(
 
 async fn create(
     State(ctx): State<Arc<HostContext>>,
+    Advertised(addr): Advertised,
     b: Result<Json<CreateBody>, JsonRejection>,
 ) -> Response {
     let result = match body(b).and_then(CreateBody::into_request) {
@@ -274,11 +275,12 @@ async fn create(
         }
         Err(e) => Err(e),
     };
-    created(&ctx, result)
+    created(&ctx, result, &addr)
 }
 
 async fn put_session(
     State(ctx): State<Arc<HostContext>>,
+    Advertised(addr): Advertised,
     Path(id): Path<String>,
     b: Result<Json<CreateBody>, JsonRejection>,
 ) -> Response {
@@ -289,11 +291,15 @@ async fn put_session(
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    created(&ctx, result)
+    created(&ctx, result, &addr)
 }
 
 /// 201 with the new session, or 200 with the one a `PUT` found already there.
-fn created(ctx: &HostContext, result: Result<crate::sessions::Created, ApiError>) -> Response {
+fn created(
+    ctx: &HostContext,
+    result: Result<crate::sessions::Created, ApiError>,
+    addr: &str,
+) -> Response {
     match result {
         Ok(c) => {
             let status = if c.new {
@@ -301,7 +307,7 @@ fn created(ctx: &HostContext, result: Result<crate::sessions::Created, ApiError>
             } else {
                 StatusCode::OK
             };
-            (status, Json(view(ctx, &c.session))).into_response()
+            (status, Json(view(ctx, &c.session, addr))).into_response()
         }
         Err(e) => e.into_response(),
     }
@@ -309,12 +315,13 @@ fn created(ctx: &HostContext, result: Result<crate::sessions::Created, ApiError>
 
 async fn show(
     State(ctx): State<Arc<HostContext>>,
+    Advertised(addr): Advertised,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let s = ctx.sessions.clone();
     let session = blocking(move || s.get(id)).await?;
-    Ok(Json(view(&ctx, &session)))
+    Ok(Json(view(&ctx, &session, &addr)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,13 +332,14 @@ struct ListQuery {
 
 async fn list(
     State(ctx): State<Arc<HostContext>>,
+    Advertised(addr): Advertised,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::new(400, "invalid_query", e.body_text()))?;
     let all = q.all;
     let s = ctx.sessions.clone();
     let sessions = blocking(move || s.list(all)).await?;
-    let views: Vec<Value> = sessions.iter().map(|s| view(&ctx, s)).collect();
+    let views: Vec<Value> = sessions.iter().map(|s| view(&ctx, s, &addr)).collect();
     Ok(Json(json!({ "sessions": views })))
 }
 
@@ -344,6 +352,7 @@ struct PatchSession {
 
 async fn patch_session(
     State(ctx): State<Arc<HostContext>>,
+    Advertised(addr): Advertised,
     Path(id): Path<String>,
     b: Result<Json<PatchSession>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -358,23 +367,82 @@ async fn patch_session(
     let ms = ctx.sessions.parse_lease(&lease)?;
     let s = ctx.sessions.clone();
     let (session, _) = blocking(move || s.set_lease(id, ms)).await?;
-    Ok(Json(view(&ctx, &session)))
+    Ok(Json(view(&ctx, &session, &addr)))
 }
 
 async fn stop(
     State(ctx): State<Arc<HostContext>>,
+    Advertised(addr): Advertised,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let s = ctx.sessions.clone();
     let session = blocking(move || s.stop(id, StopReason::Stopped)).await?;
-    Ok(Json(view(&ctx, &session)))
+    Ok(Json(view(&ctx, &session, &addr)))
+}
+
+/// The QUIC address devices are told to use (see [`crate::Config::public_address`]).
+struct Advertised(String);
+
+impl axum::extract::FromRequestParts<Arc<HostContext>> for Advertised {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        ctx: &Arc<HostContext>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(advertised_address(
+            ctx.config.public_address.as_deref(),
+            ctx.sessions.quic_addr,
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok()),
+        )))
+    }
+}
+
+/// `public_address`; else the bound QUIC address; else, when that is unspecified, the name the
+/// API was reached by (the `Host` header, checked to be a plain name or IP) with the QUIC port;
+/// else loopback. Never `0.0.0.0` or `::`.
+fn advertised_address(
+    public: Option<&str>,
+    bound: std::net::SocketAddr,
+    host: Option<&str>,
+) -> String {
+    if let Some(p) = public {
+        return p.to_owned();
+    }
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    let port = bound.port();
+    let name = host.map(|h| match h.rsplit_once(':') {
+        // `[v6]:port` or `name:port`; a bare `[v6]` or name has no port to strip.
+        Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !n.ends_with(':') => n,
+        _ => h,
+    });
+    let plain = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 253
+            && (n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                || (n.starts_with('[')
+                    && n.ends_with(']')
+                    && n[1..n.len() - 1].parse::<std::net::Ipv6Addr>().is_ok()))
+    };
+    match name {
+        Some(n) if plain(n) => format!("{n}:{port}"),
+        _ if bound.is_ipv6() => format!("[::1]:{port}"),
+        _ => format!("127.0.0.1:{port}"),
+    }
 }
 
 /// The JSON view of a session (`Session` in the OpenAPI document). Live sessions carry their
 /// connection details, token included: the API key holder is the app's backend, which hands
 /// them to its device.
-fn view(ctx: &HostContext, s: &Snapshot) -> Value {
+fn view(ctx: &HostContext, s: &Snapshot, quic_address: &str) -> Value {
     let r = &s.record;
     let end = r.stopped_at_ms.unwrap_or(s.as_of_ms);
     let mut v = json!({
@@ -393,7 +461,7 @@ fn view(ctx: &HostContext, s: &Snapshot) -> Value {
     });
     if !r.status.is_final() {
         v["connection"] = json!({
-            "quicAddress": ctx.sessions.quic_addr.to_string(),
+            "quicAddress": quic_address,
             "fingerprint": ctx.sessions.fingerprint,
             "webTransport": {
                 "path": farview_protocol::WEBTRANSPORT_PATH,
@@ -464,8 +532,36 @@ async fn metrics(State(ctx): State<Arc<HostContext>>) -> Response {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unspecified_address_is_never_advertised() {
+        let any4: std::net::SocketAddr = "0.0.0.0:4433".parse().unwrap();
+        let any6: std::net::SocketAddr = "[::]:4433".parse().unwrap();
+        let bound: std::net::SocketAddr = "10.0.0.5:4433".parse().unwrap();
+        let f = advertised_address;
+        assert_eq!(
+            f(Some("render.example.com:443"), any4, None),
+            "render.example.com:443"
+        );
+        assert_eq!(f(None, bound, Some("api.example.com")), "10.0.0.5:4433");
+        assert_eq!(
+            f(None, any4, Some("api.example.com:8080")),
+            "api.example.com:4433"
+        );
+        assert_eq!(f(None, any4, Some("192.168.1.9")), "192.168.1.9:4433");
+        assert_eq!(
+            f(None, any6, Some("[2001:db8::1]:8080")),
+            "[2001:db8::1]:4433"
+        );
+        assert_eq!(f(None, any6, Some("[2001:db8::1]")), "[2001:db8::1]:4433");
+        // No usable Host header: loopback, not the unspecified address.
+        assert_eq!(f(None, any4, None), "127.0.0.1:4433");
+        assert_eq!(f(None, any4, Some("evil host/..")), "127.0.0.1:4433");
+        assert_eq!(f(None, any6, Some("::1")), "[::1]:4433");
+    }
 
     #[test]
     fn timestamps_format_as_rfc3339() {

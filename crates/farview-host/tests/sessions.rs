@@ -679,7 +679,10 @@ async fn without_api_keys_the_api_says_it_is_disabled() {
 /// `--print-config` shows that keys are set, never the keys.
 #[test]
 fn print_config_masks_the_api_keys() {
+    // In an empty directory: printing must not touch the data directory either.
+    let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_farview-host"))
+        .current_dir(dir.path())
         .args([
             "--print-config",
             "--api-keys",
@@ -695,4 +698,49 @@ fn print_config_masks_the_api_keys() {
         "{text}"
     );
     assert_eq!(text.matches("********").count(), 2, "{text}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// A host bound to 0.0.0.0 advertises the address the API was reached by (with the QUIC port),
+/// or its `public_address`, and the SDK streams a session through it (issue #12, finding 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_bound_to_all_interfaces_advertises_a_reachable_address() {
+    for public in [false, true] {
+        // A free UDP port, known before the host starts (the public address names it).
+        let port = std::net::UdpSocket::bind("0.0.0.0:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host = TestHost::start_with(|c| {
+            c.sessions.api_keys = vec![KEY.into()];
+            c.quic_addr = format!("0.0.0.0:{port}").parse().unwrap();
+            if public {
+                c.public_address = Some(format!("localhost:{port}"));
+            }
+        })
+        .await;
+        let api = api(&host, KEY);
+        let created = api
+            .create_session(&CreateSession::new("0:5:0", "standard"))
+            .await
+            .unwrap();
+        let ready = api
+            .session(&created.id)
+            .wait_ready(Duration::from_secs(60))
+            .await
+            .unwrap();
+        let advertised = ready.connection.as_ref().unwrap().quic_address.clone();
+        let expected = if public {
+            format!("localhost:{port}")
+        } else {
+            format!("127.0.0.1:{port}")
+        };
+        assert_eq!(advertised, expected);
+        let conn = api.connect(&ready).await.unwrap();
+        conn.load_model(MODEL).await.unwrap();
+        conn.next_frame().await.unwrap();
+        conn.close().await;
+        host.handle.shutdown().await;
+    }
 }
