@@ -147,6 +147,13 @@ impl HostContext {
     }
 }
 
+/// Render and encode threads still running in this process, over every host in it. For tests,
+/// which wait for zero before the process exits (see `pipeline::live_stage_threads`).
+#[doc(hidden)]
+pub fn running_stage_threads() -> usize {
+    pipeline::live_stage_threads()
+}
+
 /// A running host.
 pub struct HostHandle {
     /// Bound QUIC address (the real port when the config asked for port 0).

@@ -126,6 +126,17 @@ impl TestHost {
         Connection::connect(self.options()).await.expect("connect")
     }
 
+    /// Shuts the host down and waits (at most 10 s) until no render or encode thread is left
+    /// in this process: one still inside the GL driver when the test binary exits corrupts the
+    /// heap there now and then.
+    pub async fn finish(self) {
+        self.handle.shutdown().await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while farview_host::running_stage_threads() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn options(&self) -> ConnectOptions {
         ConnectOptions::new(self.handle.quic_addr, &self.handle.fingerprint).unwrap()
     }

@@ -982,4 +982,6 @@ async fn the_host_lists_the_models_it_offers_and_each_loads() {
     // What the list names is what LoadModel takes.
     let loaded = conn.load_model(&models[0].path).await.unwrap();
     assert!(loaded.triangles > 0);
+    conn.close().await;
+    host.finish().await;
 }

@@ -658,6 +658,7 @@ async fn leases_in_minutes_sizes_in_any_case_and_413_for_big_bodies() {
     let (status, e) = http_json(&host, "POST", "/v1/sessions", &big).await;
     assert_eq!(status, 413, "{e}");
     assert_eq!(e["code"], "body_too_large");
+    host.finish().await;
 }
 
 /// A host without API keys says that its API is disabled (not "key not accepted").
@@ -674,6 +675,7 @@ async fn without_api_keys_the_api_says_it_is_disabled() {
     assert_eq!(status, 403, "{e}");
     assert_eq!(e["code"], "api_disabled");
     assert!(e["message"].as_str().unwrap().contains("no API keys"));
+    host.finish().await;
 }
 
 /// `--print-config` shows that keys are set, never the keys.
@@ -741,6 +743,6 @@ async fn a_host_bound_to_all_interfaces_advertises_a_reachable_address() {
         conn.load_model(MODEL).await.unwrap();
         conn.next_frame().await.unwrap();
         conn.close().await;
-        host.handle.shutdown().await;
+        host.finish().await;
     }
 }

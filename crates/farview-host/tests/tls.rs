@@ -79,6 +79,8 @@ async fn a_ca_certificate_serves_native_devices_and_browsers() {
     // Browsers need no pinned hashes with a CA's certificate.
     let body: serde_json::Value = reqwest_json(&host, "/viewer/endpoint.json").await;
     assert_eq!(body["certificateHashes"], serde_json::json!([]));
+    drop(conn);
+    host.finish().await;
 }
 
 #[test]

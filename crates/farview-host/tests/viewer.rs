@@ -234,4 +234,5 @@ async fn the_viewer_streams_orbits_selects_and_shows_the_end_in_chromium() {
         foreground_fraction(before.as_raw()) > 0.02,
         "the model is on the canvas"
     );
+    host.finish().await;
 }

@@ -89,6 +89,8 @@ async fn a_webtransport_device_binds_and_streams_with_json_control() {
     let mut header = [0u8; MediaStreamHeader::LEN];
     media.read_exact(&mut header).await.unwrap();
     assert_eq!(MediaStreamHeader::decode(&header).unwrap().version, 1);
+    s.close(0, b"done");
+    host.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,6 +148,8 @@ async fn bad_webtransport_input_closes_only_that_session() {
     let good = host.connect().await;
     good.load_model(MODEL).await.unwrap();
     good.next_frame().await.unwrap();
+    good.close().await;
+    host.finish().await;
 }
 
 /// Accepts any certificate and keeps the leaf it was shown.
@@ -230,4 +234,5 @@ async fn the_certificate_follows_the_negotiated_protocol() {
         certificate_for(&host, &[b"h3", b"farview/1"]).await,
         host.handle.fingerprint
     );
+    host.finish().await;
 }

@@ -143,6 +143,32 @@ impl Drop for Pipeline {
     }
 }
 
+/// Render and encode threads running now, in the whole process.
+static LIVE_STAGES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Render and encode threads still running in this process (they end shortly after their
+/// pipeline is dropped). Tests wait for zero before the process exits: a render thread still
+/// inside the GL driver while the driver's exit handlers run corrupts the heap.
+pub(crate) fn live_stage_threads() -> usize {
+    LIVE_STAGES.load(Ordering::SeqCst)
+}
+
+/// Counts one stage thread while it lives.
+struct LiveStage;
+
+impl LiveStage {
+    fn enter() -> Self {
+        LIVE_STAGES.fetch_add(1, Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for LiveStage {
+    fn drop(&mut self) {
+        LIVE_STAGES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Commands the render thread may have queued; more is back-pressure to the control side.
 const COMMAND_QUEUE: usize = 1024;
 /// Encoded frames waiting for the network.
@@ -239,9 +265,11 @@ impl Pipeline {
         };
         {
             let (shared, report, span) = (shared.clone(), report.clone(), span.clone());
+            let live = LiveStage::enter();
             std::thread::Builder::new()
                 .name("farview-render".into())
                 .spawn(move || {
+                    let _live = live;
                     let _g = span.enter();
                     if let Err(e) = stage.run(&shared) {
                         tracing::error!(error = %e, "render loop failed");
@@ -253,9 +281,11 @@ impl Pipeline {
         {
             let (shared, report, span, clock) =
                 (shared.clone(), report.clone(), span.clone(), clock.clone());
+            let live = LiveStage::enter();
             std::thread::Builder::new()
                 .name("farview-encode".into())
                 .spawn(move || {
+                    let _live = live;
                     let _g = span.enter();
                     if let Err(e) =
                         encode::encode_loop(encoder, i420, raw_rx, pool_tx, net_tx, &shared, &clock)
