@@ -152,11 +152,13 @@ async fn bad_webtransport_input_closes_only_that_session() {
     host.finish().await;
 }
 
-/// Accepts any certificate and keeps the leaf it was shown.
+/// Pins the host: accepts only a certificate whose fingerprint the host published (its native
+/// fingerprint or a WebTransport hash), and keeps the leaf it was shown.
 #[derive(Debug)]
 struct Recorder(
     std::sync::Mutex<Option<Vec<u8>>>,
     rustls::crypto::CryptoProvider,
+    Vec<String>,
 );
 
 impl rustls::client::danger::ServerCertVerifier for Recorder {
@@ -168,6 +170,14 @@ impl rustls::client::danger::ServerCertVerifier for Recorder {
         _: &[u8],
         _: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if !self
+            .2
+            .contains(&farview_host::fingerprint(end_entity.as_ref()))
+        {
+            return Err(rustls::Error::General(
+                "certificate not published by the host".into(),
+            ));
+        }
         *self.0.lock().unwrap() = Some(end_entity.to_vec());
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
@@ -195,7 +205,18 @@ impl rustls::client::danger::ServerCertVerifier for Recorder {
 /// The certificate a client offering `alpn` is shown, as its fingerprint.
 async fn certificate_for(host: &TestHost, alpn: &[&[u8]]) -> String {
     let provider = rustls::crypto::ring::default_provider();
-    let recorder = std::sync::Arc::new(Recorder(std::sync::Mutex::new(None), provider.clone()));
+    let mut pinned: Vec<String> = endpoint_json(host).await["certificateHashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_owned())
+        .collect();
+    pinned.push(host.handle.fingerprint.clone());
+    let recorder = std::sync::Arc::new(Recorder(
+        std::sync::Mutex::new(None),
+        provider.clone(),
+        pinned,
+    ));
     let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
