@@ -1,7 +1,8 @@
 # Farview host node.
-# Build:  docker build -t farview-host .
+# Build:  docker build -t farview-host .   (BuildKit, the default since Docker 23, or podman build)
 # Run on a GPU VM (NVIDIA Container Toolkit):
-#   docker run --gpus all -p 4433:4433/udp -p 8080:8080 -v farview-data:/var/lib/farview farview-host
+#   docker run --gpus all -p 4433:4433/udp -p 8080:8080 -v farview-data:/var/lib/farview \
+#     -e FARVIEW_API_KEYS=<key> -e FARVIEW_PUBLIC_ADDRESS=<name or IP devices reach>:4433 farview-host
 # Without a GPU it renders with Mesa's software drivers (llvmpipe/lavapipe).
 
 FROM rust:1-bookworm AS build
@@ -10,8 +11,15 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p farview-host -p farview-client \
- && strip target/release/farview-host target/release/farview
+# The registry and the target directory live in BuildKit caches: a rebuild after a source change
+# downloads nothing and recompiles only our crates, not wgpu, openh264 and the rest. Binaries are
+# copied out of the cache because cache mounts are not part of the image.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p farview-host -p farview-client \
+ && mkdir -p /out \
+ && cp target/release/farview-host target/release/farview /out/ \
+ && strip /out/farview-host /out/farview
 
 FROM debian:bookworm-slim
 # libvulkan1: the Vulkan loader; mesa-vulkan-drivers + libegl-mesa0 + libgl1-mesa-dri: software
@@ -29,12 +37,15 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
     FARVIEW_DATA_DIR=/var/lib/farview \
     FARVIEW_ASSETS_ROOT=/opt/farview/assets \
     FARVIEW_QUIC_ADDR=0.0.0.0:4433 \
-    FARVIEW_HTTP_ADDR=0.0.0.0:8080
-COPY --from=build /src/target/release/farview-host /src/target/release/farview /usr/local/bin/
+    FARVIEW_HTTP_ADDR=0.0.0.0:8080 \
+    FARVIEW_API=http://127.0.0.1:8080
+COPY --from=build /out/farview-host /out/farview /usr/local/bin/
 COPY assets /opt/farview/assets
 USER farview
 WORKDIR /var/lib/farview
 VOLUME ["/var/lib/farview"]
 EXPOSE 4433/udp 8080/tcp
-HEALTHCHECK --interval=30s --timeout=3s CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"]
+# Asks /healthz (status ok, the adapter, sessions), not only whether the port is open. With
+# `[tls] https`, set FARVIEW_API to the https:// name the certificate is for.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s CMD ["/usr/local/bin/farview", "health"]
 ENTRYPOINT ["/usr/local/bin/farview-host"]

@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let data = tempfile::tempdir()?;
-    let config = Config {
+    let mut config = Config {
         data_dir: data.path().into(),
         quic_addr: "127.0.0.1:0".parse()?,
         http_addr: "127.0.0.1:0".parse()?,
@@ -85,6 +85,8 @@ async fn main() -> anyhow::Result<()> {
         },
         ..Config::default()
     };
+    // Streams here name no session.
+    config.sessions.allow_sessionless = true;
     let host = farview_host::start(config, HostOptions::default()).await?;
     let conn = Connection::connect(ConnectOptions::new(host.quic_addr, &host.fingerprint)?).await?;
     let model = conn.load_model(&args.model).await?;

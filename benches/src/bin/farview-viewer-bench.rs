@@ -87,7 +87,7 @@ fn browser(host: &farview_host::HostHandle, args: &Args) -> anyhow::Result<serde
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = tempfile::tempdir()?;
-    let config = Config {
+    let mut config = Config {
         data_dir: data.path().into(),
         quic_addr: "127.0.0.1:0".parse()?,
         http_addr: "127.0.0.1:0".parse()?,
@@ -100,6 +100,8 @@ async fn main() -> anyhow::Result<()> {
         },
         ..Config::default()
     };
+    // Streams here name no session.
+    config.sessions.allow_sessionless = true;
     let host = farview_host::start(config, HostOptions::default()).await?;
     let (native_first, native_lat) = native(&host, &args).await?;
     let report = tokio::task::block_in_place(|| browser(&host, &args))?;

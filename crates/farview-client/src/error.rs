@@ -17,6 +17,21 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// The host presented a certificate other than the pinned one: a different host at that
+    /// address, a host whose data directory (and so certificate) was replaced, or someone in
+    /// between.
+    #[error(
+        "fingerprint mismatch at {addr}: expected {expected}, the host presented {presented} \
+         (check the fingerprint the session API or DATA_DIR/fingerprint gives)"
+    )]
+    FingerprintMismatch {
+        /// The address tried.
+        addr: std::net::SocketAddr,
+        /// The pinned fingerprint (hex SHA-256).
+        expected: String,
+        /// The fingerprint of the certificate the host presented.
+        presented: String,
+    },
     /// The host refused a request with a typed error.
     #[error("host refused: {0}")]
     Host(WireError),

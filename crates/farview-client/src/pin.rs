@@ -57,6 +57,9 @@ impl std::fmt::Display for Fingerprint {
 struct PinnedCert {
     fingerprint: Fingerprint,
     provider: Arc<CryptoProvider>,
+    /// The fingerprint the host presented, kept so that a refused handshake can name both
+    /// (rustls reports only that verification failed).
+    presented: Arc<std::sync::OnceLock<Fingerprint>>,
 }
 
 impl ServerCertVerifier for PinnedCert {
@@ -70,7 +73,9 @@ impl ServerCertVerifier for PinnedCert {
     ) -> Result<ServerCertVerified, rustls::Error> {
         // The pin replaces name and chain checks: the host's certificate is self-signed and its
         // address is whatever the operator deployed it on.
-        if Fingerprint::of_der(end_entity) == self.fingerprint {
+        let presented = Fingerprint::of_der(end_entity);
+        let _ = self.presented.set(presented);
+        if presented == self.fingerprint {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(
@@ -117,10 +122,19 @@ impl ServerCertVerifier for PinnedCert {
 /// A QUIC client configuration that accepts only the pinned certificate, TLS 1.3, ALPN farview/1.
 /// [`crate::Connection::connect`] uses it; it is public for tools that speak the protocol directly.
 pub fn quic_client_config(fingerprint: Fingerprint) -> Result<quinn::ClientConfig, ClientError> {
+    observed_quic_client_config(fingerprint).map(|(config, _)| config)
+}
+
+/// [`quic_client_config`], and where the fingerprint the host presents will be recorded.
+pub(crate) fn observed_quic_client_config(
+    fingerprint: Fingerprint,
+) -> Result<(quinn::ClientConfig, Arc<std::sync::OnceLock<Fingerprint>>), ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let presented = Arc::new(std::sync::OnceLock::new());
     let verifier = Arc::new(PinnedCert {
         fingerprint,
         provider: provider.clone(),
+        presented: presented.clone(),
     });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -142,7 +156,7 @@ pub fn quic_client_config(fingerprint: Fingerprint) -> Result<quinn::ClientConfi
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
     config.transport_config(Arc::new(transport));
-    Ok(config)
+    Ok((config, presented))
 }
 
 #[cfg(test)]

@@ -125,13 +125,54 @@ pub struct SessionHandle<'a> {
     id: String,
 }
 
+/// A transport error with its causes: reqwest's own message ("error sending request for url")
+/// hides whether the connection was refused, timed out or failed its certificate check.
+fn http_error(e: &reqwest::Error) -> ClientError {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    ClientError::Http(message)
+}
+
 impl SessionClient {
     /// A client for the API at `base` (e.g. `http://127.0.0.1:8080`) using `api_key`.
+    ///
+    /// `https://` URLs are verified against the system's and Mozilla's root certificates;
+    /// [`SessionClient::with_root_certificates`] adds a private CA.
     pub fn new(base: &str, api_key: &str) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
+        Self::with_root_certificates(base, api_key, &[])
+    }
+
+    /// [`SessionClient::new`], also trusting the CA certificates in `pem` (for a host whose
+    /// HTTPS certificate comes from a private CA).
+    pub fn with_root_certificates(
+        base: &str,
+        api_key: &str,
+        pem: &[u8],
+    ) -> Result<Self, ClientError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+            .use_rustls_tls();
+        if !pem.is_empty() {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Http(format!("invalid CA certificate PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(ClientError::Http(
+                    "the CA file holds no PEM certificate".into(),
+                ));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| http_error(&e))?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
@@ -152,15 +193,9 @@ impl SessionClient {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| http_error(&e))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let bytes = resp.bytes().await.map_err(|e| http_error(&e))?;
         if !status.is_success() {
             let (code, message) = match serde_json::from_slice::<ApiErrorBody>(&bytes) {
                 Ok(b) => (b.code, b.message),
@@ -181,6 +216,12 @@ impl SessionClient {
 
     fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, ClientError> {
         serde_json::to_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// The host's `/healthz` document (status, version, adapter, fingerprint, connections,
+    /// sessions); needs no API key.
+    pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(reqwest::Method::GET, "/healthz", None).await
     }
 
     /// Creates a session with a host-chosen id.
@@ -230,6 +271,16 @@ impl SessionClient {
 
     /// Connects a device to a live session using its connection details.
     pub async fn connect(&self, session: &SessionInfo) -> Result<Connection, ClientError> {
+        Connection::connect(self.connect_options(session).await?).await
+    }
+
+    /// The options [`SessionClient::connect`] uses (address resolved, fingerprint, session and
+    /// token), for a caller that adds to them: a resume secret to take a session back after a
+    /// drop, a timeout, a frame buffer.
+    pub async fn connect_options(
+        &self,
+        session: &SessionInfo,
+    ) -> Result<ConnectOptions, ClientError> {
         let c = session.connection.as_ref().ok_or_else(|| {
             ClientError::Protocol(format!(
                 "session {} is not live ({})",
@@ -256,10 +307,7 @@ impl SessionClient {
                     c.quic_address
                 ))
             })?;
-        Connection::connect(
-            ConnectOptions::new(addr, &c.fingerprint)?.with_session(&session.id, token),
-        )
-        .await
+        Ok(ConnectOptions::new(addr, &c.fingerprint)?.with_session(&session.id, token))
     }
 }
 

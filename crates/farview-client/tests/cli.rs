@@ -78,10 +78,22 @@ async fn cli_session_commands_and_stream_through_a_session() {
         .expect("host starts");
     let api = format!("http://{}", host.http_addr);
 
-    // Without API flags the session commands say what they need.
+    // Without API flags the session commands say what they need, as a usage error (2).
     let out = farview(vec!["session".into(), "list".into()]).await;
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--api"));
+
+    // Health needs no key, and neither does the API's description.
+    let out = farview(vec!["--api".into(), api.clone(), "health".into()]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let health: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(health["status"], "ok");
+    let openapi = reqwest_get(host.http_addr, "/v1/openapi.json").await;
+    assert!(openapi.starts_with("HTTP/1.1 200"), "{openapi}");
 
     let created = api_json(
         &api,
@@ -109,25 +121,40 @@ async fn cli_session_commands_and_stream_through_a_session() {
         "list includes the new session: {listed}"
     );
 
-    // Stream through the session: address, fingerprint and token come from the API.
+    // Stream through the session: address, fingerprint and token come from the API. The first
+    // device binds the session and is shown the secret that takes it back.
     let h264 = dir.path().join("session.h264");
-    let stream = api_json(
-        &api,
-        &[
-            "stream",
-            "--session",
-            &id,
-            "--model",
-            "BoxTextured/BoxTextured.gltf",
-            "--frames",
-            "12",
-            "--out",
-            h264.to_str().unwrap(),
-            "--json",
-        ],
-    )
+    let with_api = |args: &[&str]| -> Vec<String> {
+        ["--api", api.as_str(), "--api-key", KEY]
+            .iter()
+            .chain(args)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let out = farview(with_api(&[
+        "stream",
+        "--session",
+        &id,
+        "--model",
+        "BoxTextured/BoxTextured.gltf",
+        "--frames",
+        "12",
+        "--out",
+        h264.to_str().unwrap(),
+        "--json",
+    ]))
     .await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let stream: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stream["frames"], 12);
+    assert_eq!(stream["complete"], true);
+    let secret = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("resume secret: "))
+        .unwrap_or_else(|| panic!("the CLI shows the resume secret: {stderr}"))
+        .trim()
+        .to_owned();
     let probe = Command::new("ffprobe")
         .args([
             "-v",
@@ -149,6 +176,86 @@ async fn cli_session_commands_and_stream_through_a_session() {
     let shown = api_json(&api, &["session", "show", &id]).await;
     assert!(shown["counters"]["framesSent"].as_u64().unwrap() >= 12);
     assert_eq!(shown["counters"]["modelsLoaded"], 1);
+
+    // A second run without the secret is refused (exit 3) and told what to pass.
+    let again = [
+        "stream",
+        "--session",
+        &id,
+        "--model",
+        "BoxTextured/BoxTextured.gltf",
+        "--frames",
+        "3",
+    ];
+    let out = farview(with_api(&again)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("session_resume_required") && stderr.contains("--resume-secret"),
+        "{stderr}"
+    );
+    // With it: the list of models, then a run written as MP4 and PNG snapshots.
+    let out = farview(with_api(&[
+        "models",
+        "--session",
+        &id,
+        "--resume-secret",
+        &secret,
+    ]))
+    .await;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(listed.contains("BoxTextured/BoxTextured.gltf"), "{listed}");
+    let mp4 = dir.path().join("session.mp4");
+    let pngs = dir.path().join("pngs");
+    let out = farview(with_api(&[
+        "stream",
+        "--session",
+        &id,
+        "--resume-secret",
+        &secret,
+        "--model",
+        "BoxTextured/BoxTextured.gltf",
+        "--frames",
+        "20",
+        "--mp4",
+        mp4.to_str().unwrap(),
+        "--png",
+        pngs.to_str().unwrap(),
+        "--every",
+        "8",
+        "--yaw",
+        "45",
+        "--pitch",
+        "20",
+        "--distance",
+        "4",
+        "--json",
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resumed["mp4_frames"], 20);
+    assert_eq!(resumed["png_snapshots"], 3, "frames 0, 8 and 16");
+    check_mp4(&mp4, 20, resumed["media_duration_s"].as_f64().unwrap());
+    let snapshot = image::open(pngs.join("frame-000008.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(snapshot.dimensions(), (320, 240));
+    let centre = snapshot.get_pixel(160, 120).0;
+    let corner = snapshot.get_pixel(2, 2).0;
+    assert!(
+        centre.iter().zip(corner).any(|(a, b)| a.abs_diff(b) > 40),
+        "the box is in the middle of the snapshot: centre {centre:?}, corner {corner:?}"
+    );
 
     let extended = api_json(&api, &["session", "extend", &id, "--lease", "0:20:0"]).await;
     assert_eq!(extended["maxLeaseTime"], "0:20:0");
@@ -178,7 +285,7 @@ async fn cli_session_commands_and_stream_through_a_session() {
         "0:30:0".into(),
     ])
     .await;
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3), "a refusal by the API");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("409"), "stderr: {err}");
     let out = farview(vec![
@@ -190,7 +297,7 @@ async fn cli_session_commands_and_stream_through_a_session() {
         "list".into(),
     ])
     .await;
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
     let out = farview(vec![
         "--api".into(),
@@ -206,10 +313,104 @@ async fn cli_session_commands_and_stream_through_a_session() {
         dir.path().join("x.h264").to_str().unwrap().into(),
     ])
     .await;
-    assert!(!out.status.success(), "a stopped session cannot stream");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a stopped session cannot stream"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
 
+    // A lease that ends mid-run: the CLI says what it received, leaves a playable MP4 and exits
+    // 3 (ended by the host), not 2 (usage).
+    let short = api_json(&api, &["session", "create", "--lease", "0:0:6", "--wait"]).await;
+    let short_id = short["id"].as_str().unwrap().to_owned();
+    let mp4 = dir.path().join("lease.mp4");
+    let out = farview(with_api(&[
+        "stream",
+        "--session",
+        &short_id,
+        "--model",
+        "BoxTextured/BoxTextured.gltf",
+        "--frames",
+        "100000",
+        "--mp4",
+        mp4.to_str().unwrap(),
+        "--json",
+    ]))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("a summary after the lease ended ({e}): {stderr}"));
+    assert_eq!(summary["complete"], false);
+    let frames = summary["frames"].as_u64().unwrap();
+    assert!(frames > 0, "{summary}");
+    assert!(
+        summary["stopped"].as_str().unwrap().contains("lease"),
+        "{summary}"
+    );
+    assert_eq!(summary["mp4_frames"], frames);
+    check_mp4(&mp4, frames, summary["media_duration_s"].as_f64().unwrap());
+
     host.shutdown().await;
+}
+
+/// ffprobe decodes every frame of the MP4, and its duration is the host's frame clock (not
+/// ffmpeg's 25 fps guess for a raw stream).
+fn check_mp4(path: &Path, frames: u64, media_duration_s: f64) {
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,width,height,duration",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe (apt install ffmpeg)");
+    let json: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ffprobe {}: {e} {}",
+            path.display(),
+            String::from_utf8_lossy(&probe.stderr)
+        )
+    });
+    let s = &json["streams"][0];
+    assert_eq!(s["nb_read_frames"], frames.to_string(), "{json}");
+    assert_eq!(
+        (s["width"].as_u64(), s["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    let duration: f64 = s["duration"].as_str().unwrap().parse().unwrap();
+    // The last frame lasts as long as the one before it; the summary assumes 1/fps for it.
+    assert!(
+        (duration - media_duration_s).abs() < 0.25,
+        "MP4 lasts {duration} s, the host's frames span {media_duration_s} s"
+    );
+    if frames > 1 {
+        let at_25_fps = frames as f64 / 25.0;
+        assert!(
+            (duration - at_25_fps).abs() > 0.1 || (media_duration_s - at_25_fps).abs() < 0.1,
+            "the MP4's timing is the host's, not 25 fps"
+        );
+    }
+}
+
+/// A raw GET, so the test needs no HTTP client of its own.
+async fn reqwest_get(http: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }
 
 /// The device connections the host counts, from `GET /healthz`.
@@ -247,7 +448,7 @@ async fn wait_for_connections(http: SocketAddr, want: u64, within: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_stream_runs_close_their_connection_so_the_host_never_fills_up() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.path().join("data"),
         quic_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -263,6 +464,8 @@ async fn failed_stream_runs_close_their_connection_so_the_host_never_fills_up() 
         },
         ..Config::default()
     };
+    // Streams here name no session.
+    config.sessions.allow_sessionless = true;
     let host = farview_host::start(config, HostOptions::default())
         .await
         .expect("host starts");
@@ -296,13 +499,48 @@ async fn failed_stream_runs_close_their_connection_so_the_host_never_fills_up() 
         ))
         .await;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "run {run} succeeded: {stderr}");
+        assert_eq!(out.status.code(), Some(3), "run {run}: {stderr}");
         assert!(
             stderr.contains("model_not_found"),
             "run {run} should fail with model_not_found: {stderr}"
         );
     }
     // The slots are free again well before the host's idle timeout (60 s here).
+    wait_for_connections(http, 0, Duration::from_secs(30)).await;
+
+    // A wrong fingerprint names both: the one given and the one the host has (exit 4).
+    let mut wrong = stream("BoxTextured/BoxTextured.gltf", &dir.path().join("w.h264"));
+    let at = wrong.iter().position(|a| a == "--fingerprint").unwrap() + 1;
+    wrong[at] = "ab".repeat(32);
+    let out = farview(wrong).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("fingerprint mismatch")
+            && stderr.contains(&"ab".repeat(32))
+            && stderr.contains(&host.fingerprint),
+        "{stderr}"
+    );
+    // The models a host offers, without a session on a host that allows that.
+    let out = farview(
+        [
+            "models",
+            "--addr",
+            &quic.to_string(),
+            "--fingerprint",
+            &host.fingerprint,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Fox/Fox.glb"));
     wait_for_connections(http, 0, Duration::from_secs(30)).await;
 
     let h264 = dir.path().join("good.h264");
@@ -354,7 +592,7 @@ fn first_frame_rgba(path: &Path, width: u32, height: u32) -> Vec<u8> {
 async fn stream_flags_set_the_look_and_the_host_frames_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let (w, h) = (320u32, 240u32);
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.path().join("data"),
         quic_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -367,6 +605,8 @@ async fn stream_flags_set_the_look_and_the_host_frames_the_model() {
         },
         ..Config::default()
     };
+    // Streams here name no session.
+    config.sessions.allow_sessionless = true;
     let host = farview_host::start(config, HostOptions::default())
         .await
         .expect("host starts");

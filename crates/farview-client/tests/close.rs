@@ -26,7 +26,7 @@ fn repo_root() -> PathBuf {
 
 /// A host with a single device slot, so a leaked connection also shows as a refusal.
 async fn one_slot_host(dir: &Path) -> HostHandle {
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.to_path_buf(),
         quic_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -42,6 +42,8 @@ async fn one_slot_host(dir: &Path) -> HostHandle {
         },
         ..Config::default()
     };
+    // Streams here name no session.
+    config.sessions.allow_sessionless = true;
     farview_host::start(config, HostOptions::default())
         .await
         .expect("host starts")

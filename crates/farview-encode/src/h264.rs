@@ -85,8 +85,9 @@ impl OpenH264Encoder {
     /// Creates an encoder.
     pub fn new(settings: EncoderSettings) -> Result<Self, EncodeError> {
         check(&settings)?;
-        let inner = Encoder::with_api_config(OpenH264API::from_source(), config(&settings))
+        let mut inner = Encoder::with_api_config(OpenH264API::from_source(), config(&settings))
             .map_err(|e| EncodeError::Encoder(e.to_string()))?;
+        crate::openh264_log::route_to_tracing(&mut inner);
         Ok(Self {
             inner,
             settings,
@@ -149,6 +150,7 @@ impl VideoEncoder for OpenH264Encoder {
         );
         self.inner = Encoder::with_api_config(OpenH264API::from_source(), config(&settings))
             .map_err(|e| EncodeError::Encoder(e.to_string()))?;
+        crate::openh264_log::route_to_tracing(&mut self.inner);
         self.settings = settings;
         self.frames = 0;
         Ok(())

@@ -1,5 +1,13 @@
-//! The host's configuration: one typed struct, read from a TOML file, then environment variables
-//! (`FARVIEW_*`), then command-line flags, each overriding the one before. Defaults serve the demo.
+//! The host's configuration: one typed struct, layered by `figment`: the defaults, then a TOML
+//! file, then environment variables, then command-line flags, each overriding the one before.
+//!
+//! Every key can come from the environment: `FARVIEW_<KEY>` for a top-level key and
+//! `FARVIEW_<SECTION>__<KEY>` (two underscores) inside a section, for example
+//! `FARVIEW_SESSIONS__ALLOW_SESSIONLESS=false` or `FARVIEW_RENDER__QUALITY=fast`; values are
+//! parsed as TOML-like scalars or arrays (`FARVIEW_SESSIONS__API_KEYS='["a","b"]'`). Flags keep
+//! their shorter variables (`FARVIEW_WIDTH`, `FARVIEW_API_KEYS`, ...), which win over these.
+//! Defaults are safe for a host on a network: no sessionless streams, an API that is off until
+//! keys are configured.
 //!
 //! Over 500 lines on purpose: the struct, its defaults, its validation and its flags stay in one
 //! file so that adding a key touches one place and none of the four can be forgotten.
@@ -67,6 +75,10 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
     pub key: Option<PathBuf>,
+    /// Serve the HTTP API and the viewer page over HTTPS with this certificate (on
+    /// `http_addr`). Needs `cert` and `key`. Off: plain HTTP, for a host behind a TLS-terminating
+    /// proxy or on a private network.
+    pub https: bool,
 }
 
 /// The look streams start with and the quality they render at (`[render]`).
@@ -185,7 +197,9 @@ pub struct SessionsConfig {
     pub max_lease: String,
     /// Days a session's record stays queryable after it ends.
     pub retention_days: u32,
-    /// Serve devices that name no session (ad-hoc streams, as in the demo). Turn off in production.
+    /// Serve devices that name no session (ad-hoc streams, as in the demo). Off by default:
+    /// when on, anyone who reaches the QUIC port streams without a token, and the host warns
+    /// at start.
     pub allow_sessionless: bool,
     /// Bearer tokens accepted by the HTTP API (also `FARVIEW_API_KEYS`, comma-separated). With
     /// none, every `/v1` request is refused.
@@ -252,7 +266,7 @@ impl Default for SessionsConfig {
             max_sessions: 1,
             max_lease: "24:0:0".into(),
             retention_days: 30,
-            allow_sessionless: true,
+            allow_sessionless: false,
             api_keys: Vec::new(),
             sizes,
         }
@@ -357,6 +371,14 @@ impl Default for Config {
     }
 }
 
+/// The names of [`Config`]'s top-level keys, from its serialized defaults.
+fn top_level_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn parse_addr(s: &str) -> SocketAddr {
     s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
@@ -392,14 +414,37 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads a TOML file over the defaults.
+    /// Reads a TOML file over the defaults (no environment).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
+        Self::layered(Some(path), false)
+    }
+
+    /// The defaults, then `file` if given, then (with `env`) the `FARVIEW_*` variables that name
+    /// a setting. Variables that name none (`FARVIEW_LOG`, the flags' own `FARVIEW_WIDTH`, ...)
+    /// are left to their readers; a variable inside a section that names no key is refused like
+    /// an unknown key in the file.
+    pub fn layered(file: Option<&Path>, env: bool) -> Result<Self, ConfigError> {
+        use figment::Figment;
+        use figment::providers::{Env, Format, Serialized, Toml};
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let origin = file.map_or_else(|| PathBuf::from("<defaults>"), Path::to_path_buf);
+        if let Some(path) = file {
+            // Read here rather than by `Toml::file`, which treats a missing file as empty.
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.into(),
+                source,
+            })?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        if env {
+            let top_level = top_level_keys();
+            figment = figment.merge(Env::prefixed("FARVIEW_").split("__").filter(move |key| {
+                let first = key.as_str().split('.').next().unwrap_or_default();
+                top_level.iter().any(|k| k.eq_ignore_ascii_case(first))
+            }));
+        }
+        figment.extract().map_err(|e| ConfigError::Parse {
+            path: origin,
             message: e.to_string(),
         })
     }
@@ -433,6 +478,12 @@ impl Config {
             return invalid(
                 "tls",
                 "set both tls.cert and tls.key (PEM files), or neither".into(),
+            );
+        }
+        if self.tls.https && self.tls.cert.is_none() {
+            return invalid(
+                "tls.https",
+                "HTTPS needs a certificate: set tls.cert and tls.key (PEM files)".into(),
             );
         }
         if !(16..=7680).contains(&s.width) || !s.width.is_multiple_of(2) {
@@ -608,7 +659,13 @@ pub struct Cli {
     /// The certificate's private key (PEM).
     #[arg(long, env = "FARVIEW_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
-    /// Print the effective configuration as TOML and exit.
+    /// Serve the HTTP API over HTTPS with that certificate (`true` or `false`).
+    #[arg(long, env = "FARVIEW_HTTPS")]
+    pub https: Option<bool>,
+    /// Serve devices that name no session (`true` or `false`; the demo turns it on).
+    #[arg(long, env = "FARVIEW_ALLOW_SESSIONLESS")]
+    pub allow_sessionless: Option<bool>,
+    /// Print the effective configuration as TOML (secrets masked) and exit.
     #[arg(long)]
     pub print_config: bool,
 }
@@ -616,10 +673,10 @@ pub struct Cli {
 impl Cli {
     /// Builds the effective configuration: defaults, then the file, then env and flags.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let mut c = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
+        let mut c = Config::layered(self.config.as_deref(), true)?;
+        if let Some(v) = self.allow_sessionless {
+            c.sessions.allow_sessionless = v;
+        }
         if let Some(v) = self.data_dir {
             c.data_dir = v;
         }
@@ -694,6 +751,9 @@ impl Cli {
         if let Some(v) = self.tls_key {
             c.tls.key = Some(v);
         }
+        if let Some(v) = self.https {
+            c.tls.https = v;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -713,30 +773,109 @@ fn parse_rgb(s: &str) -> Result<[f32; 3], String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::result_large_err)] // figment::Jail's closures return its error
 mod tests {
     use super::*;
 
+    /// Runs `f` with no `FARVIEW_*` variables, serialized with every other test that reads or
+    /// sets the environment (`into_config` reads it).
+    fn jailed(f: impl FnOnce(&mut figment::Jail)) {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            f(jail);
+            Ok(())
+        });
+    }
+
     #[test]
     fn defaults_are_valid_and_layers_override_in_order() {
-        Config::default().validate().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("host.toml");
-        std::fs::write(
-            &file,
-            "quic_addr = \"127.0.0.1:5000\"\n[stream]\nwidth = 640\nheight = 360\n",
-        )
-        .unwrap();
-        let cli = Cli {
-            config: Some(file.clone()),
-            height: Some(480),
-            ..Cli::default()
-        };
-        let c = cli.into_config().unwrap();
-        assert_eq!(c.quic_addr.port(), 5000);
-        assert_eq!(c.stream.width, 640);
-        assert_eq!(c.stream.height, 480, "flag overrides file");
-        assert_eq!(c.stream.fps, 60.0, "default kept");
+        jailed(|_| {
+            Config::default().validate().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("host.toml");
+            std::fs::write(
+                &file,
+                "quic_addr = \"127.0.0.1:5000\"\n[stream]\nwidth = 640\nheight = 360\n",
+            )
+            .unwrap();
+            let cli = Cli {
+                config: Some(file.clone()),
+                height: Some(480),
+                ..Cli::default()
+            };
+            let c = cli.into_config().unwrap();
+            assert_eq!(c.quic_addr.port(), 5000);
+            assert_eq!(c.stream.width, 640);
+            assert_eq!(c.stream.height, 480, "flag overrides file");
+            assert_eq!(c.stream.fps, 60.0, "default kept");
+        });
+    }
+
+    #[test]
+    fn every_key_comes_from_the_environment_over_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file(
+                "host.toml",
+                "[sessions]\nallow_sessionless = true\nmax_sessions = 3\n[stream]\nwidth = 640\n",
+            )?;
+            // A key without a flag, inside a section: was ignored before figment.
+            jail.set_env("FARVIEW_SESSIONS__ALLOW_SESSIONLESS", "false");
+            jail.set_env("FARVIEW_RENDER__QUALITY", "fast");
+            jail.set_env("FARVIEW_SESSIONS__API_KEYS", "[\"k1\", \"k2\"]");
+            jail.set_env("FARVIEW_UPLOAD_BUDGET_BYTES", "2097152");
+            // Variables that name no setting belong to other readers and are left alone.
+            jail.set_env("FARVIEW_LOG", "debug");
+            jail.set_env("FARVIEW_WIDTH", "1");
+            let c = Cli {
+                config: Some("host.toml".into()),
+                height: Some(480),
+                ..Cli::default()
+            }
+            .into_config()
+            .unwrap();
+            assert!(!c.sessions.allow_sessionless, "env overrides the file");
+            assert_eq!(c.sessions.max_sessions, 3, "file kept where env is silent");
+            assert_eq!(c.render.quality, QualityChoice::Fast);
+            assert_eq!(c.sessions.api_keys, ["k1", "k2"]);
+            assert_eq!(c.upload_budget_bytes, 2 << 20);
+            assert_eq!((c.stream.width, c.stream.height), (640, 480));
+            // The flag's own variable (read by clap into the flag) wins over both.
+            let c = Cli {
+                config: Some("host.toml".into()),
+                allow_sessionless: Some(true),
+                ..Cli::default()
+            }
+            .into_config()
+            .unwrap();
+            assert!(c.sessions.allow_sessionless);
+
+            // A misspelt key inside a section is refused, naming it, like one in the file.
+            jail.set_env("FARVIEW_SESSIONS__ALLOW_SESSIONLES", "true");
+            let err = Cli::default().into_config().unwrap_err().to_string();
+            assert!(err.contains("allow_sessionles"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_are_safe_on_a_network() {
+        let c = Config::default();
+        assert!(
+            !c.sessions.allow_sessionless,
+            "no token-less streams by default"
+        );
+        assert!(
+            c.sessions.api_keys.is_empty(),
+            "the API is off until keys exist"
+        );
+        assert!(c.quic_addr.ip().is_loopback() && c.http_addr.ip().is_loopback());
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Config::from_file(Path::new("/nonexistent/host.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
     }
 
     #[test]
@@ -771,59 +910,61 @@ mod tests {
 
     #[test]
     fn the_render_section_reads_from_the_file_and_flags() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("host.toml");
-        std::fs::write(
-            &file,
-            "[render]\nenvironment = \"none\"\ntone_mapping = \"aces\"\nquality = \"fast\"\nbackground = [0.5, 0.25, 0.0]\n",
-        )
-        .unwrap();
-        let c = Cli {
-            config: Some(file.clone()),
-            exposure: Some(2.0),
-            ..Cli::default()
-        }
-        .into_config()
-        .unwrap();
-        assert_eq!(c.render.environment, "none");
-        assert_eq!(c.render.tone_mapping, ToneMappingChoice::Aces);
-        assert_eq!(c.render.quality, QualityChoice::Fast);
-        assert_eq!(c.render.background, [0.5, 0.25, 0.0]);
-        assert_eq!(c.render.exposure, 2.0);
-        let c = Cli {
-            background: Some("0.1, 0.2,0.3".into()),
-            tone_mapping: Some(ToneMappingChoice::KhrPbrNeutral),
-            ..Cli::default()
-        }
-        .into_config()
-        .unwrap();
-        assert_eq!(c.render.background, [0.1, 0.2, 0.3]);
-        assert!(
-            Cli {
-                background: Some("1,2".into()),
+        jailed(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("host.toml");
+            std::fs::write(
+                &file,
+                "[render]\nenvironment = \"none\"\ntone_mapping = \"aces\"\nquality = \"fast\"\nbackground = [0.5, 0.25, 0.0]\n",
+            )
+            .unwrap();
+            let c = Cli {
+                config: Some(file.clone()),
+                exposure: Some(2.0),
                 ..Cli::default()
             }
             .into_config()
-            .is_err()
-        );
-        // Auto: high quality on a GPU; in software up to the pixel budget, fast above.
-        let r = RenderConfig::default();
-        assert_eq!(
-            r.quality_for(1920, 1080, false),
-            farview_render::RenderQuality::HIGH
-        );
-        assert_eq!(
-            r.quality_for(320, 240, true),
-            farview_render::RenderQuality::HIGH
-        );
-        assert_eq!(
-            r.quality_for(1280, 720, true),
-            farview_render::RenderQuality::FAST
-        );
-        assert_eq!(
-            r.environments_dir(Path::new("/a")),
-            PathBuf::from("/a/environments")
-        );
+            .unwrap();
+            assert_eq!(c.render.environment, "none");
+            assert_eq!(c.render.tone_mapping, ToneMappingChoice::Aces);
+            assert_eq!(c.render.quality, QualityChoice::Fast);
+            assert_eq!(c.render.background, [0.5, 0.25, 0.0]);
+            assert_eq!(c.render.exposure, 2.0);
+            let c = Cli {
+                background: Some("0.1, 0.2,0.3".into()),
+                tone_mapping: Some(ToneMappingChoice::KhrPbrNeutral),
+                ..Cli::default()
+            }
+            .into_config()
+            .unwrap();
+            assert_eq!(c.render.background, [0.1, 0.2, 0.3]);
+            assert!(
+                Cli {
+                    background: Some("1,2".into()),
+                    ..Cli::default()
+                }
+                .into_config()
+                .is_err()
+            );
+            // Auto: high quality on a GPU; in software up to the pixel budget, fast above.
+            let r = RenderConfig::default();
+            assert_eq!(
+                r.quality_for(1920, 1080, false),
+                farview_render::RenderQuality::HIGH
+            );
+            assert_eq!(
+                r.quality_for(320, 240, true),
+                farview_render::RenderQuality::HIGH
+            );
+            assert_eq!(
+                r.quality_for(1280, 720, true),
+                farview_render::RenderQuality::FAST
+            );
+            assert_eq!(
+                r.environments_dir(Path::new("/a")),
+                PathBuf::from("/a/environments")
+            );
+        });
     }
 
     #[test]

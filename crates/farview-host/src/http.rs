@@ -99,9 +99,10 @@ pub(crate) fn router(ctx: Arc<HostContext>) -> Router {
             get(show).put(put_session).patch(patch_session),
         )
         .route("/v1/sessions/{id}/stop", post(stop))
-        .route("/v1/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(ctx.clone(), auth));
     Router::new()
+        // The API's description is public (it holds no data), so tools read it without a key.
+        .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .merge(crate::viewer::router())
@@ -111,13 +112,23 @@ pub(crate) fn router(ctx: Arc<HostContext>) -> Router {
         .with_state(ctx)
 }
 
-pub(crate) async fn serve(listener: tokio::net::TcpListener, ctx: Arc<HostContext>) {
+/// Where the API listens: plain TCP, or TLS over it (`[tls] https`).
+pub(crate) enum Listener {
+    /// HTTP.
+    Plain(tokio::net::TcpListener),
+    /// HTTPS with the configured certificate.
+    Tls(crate::https::TlsListener),
+}
+
+pub(crate) async fn serve(listener: Listener, ctx: Arc<HostContext>) {
     let shutdown = ctx.shutdown.clone();
     let app = router(ctx);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-    {
+    let stopped = async move { shutdown.cancelled().await };
+    let result = match listener {
+        Listener::Plain(l) => axum::serve(l, app).with_graceful_shutdown(stopped).await,
+        Listener::Tls(l) => axum::serve(l, app).with_graceful_shutdown(stopped).await,
+    };
+    if let Err(e) = result {
         tracing::error!(error = %e, "HTTP server stopped");
     }
 }
@@ -475,27 +486,16 @@ fn view(ctx: &HostContext, s: &Snapshot, quic_address: &str) -> Value {
     v
 }
 
-/// RFC 3339 UTC timestamp with milliseconds, from ms since the Unix epoch.
+/// RFC 3339 UTC timestamp with milliseconds, from ms since the Unix epoch (through `time`).
 pub(crate) fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        ms % 1000
-    )
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        // Past year 9999: not a time a record can hold; say so rather than invent one.
+        .unwrap_or_else(|| "9999-12-31T23:59:59.999Z".to_owned())
 }
 
 async fn openapi() -> Response {

@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod control;
 mod http;
+mod https;
 mod loads;
 mod look;
 mod look_wire;
@@ -281,6 +282,19 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
             addr: config.http_addr,
             source,
         })?;
+    // `validate` refuses `https` without a configured certificate.
+    let http_listener = if config.tls.https {
+        let tls = https::server_config(&identity).map_err(|e| tls_err(&e))?;
+        let listener =
+            https::TlsListener::new(http_listener, tls).map_err(|source| HostError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        tracing::info!(%http_addr, "the HTTP API and the viewer are served over HTTPS");
+        http::Listener::Tls(listener)
+    } else {
+        http::Listener::Plain(http_listener)
+    };
 
     let shutdown = CancellationToken::new();
     let adapter = gpu.summary();

@@ -104,7 +104,8 @@ pub(crate) struct Metrics {
     /// Bytes of model uploads held for loads that have not taken them yet (all connections).
     pub(crate) upload_bytes_held: AtomicU64,
     /// Devices attached to a pipeline, by connection id, for their QUIC path statistics.
-    connections: Mutex<HashMap<u64, quinn::Connection>>,
+    /// Attached devices by connection id, with the session each streams (its label).
+    connections: Mutex<HashMap<u64, (String, quinn::Connection)>>,
 }
 
 impl Default for Metrics {
@@ -135,9 +136,11 @@ impl Metrics {
         self.dropped[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn attach(&self, id: u64, conn: quinn::Connection) {
+    /// Starts reporting a device's path figures, labelled with `session` (the session id
+    /// operators see in the API and logs; `sessionless-<connection>` for an ad-hoc stream).
+    pub(crate) fn attach(&self, id: u64, session: String, conn: quinn::Connection) {
         if let Ok(mut c) = self.connections.lock() {
-            c.insert(id, conn);
+            c.insert(id, (session, conn));
         }
     }
 
@@ -244,10 +247,14 @@ impl Metrics {
             "# HELP farview_upload_bytes_held Bytes of model uploads waiting for their load, all devices.\n# TYPE farview_upload_bytes_held gauge\nfarview_upload_bytes_held {}",
             load(&self.upload_bytes_held)
         );
-        let conns: Vec<(u64, quinn::ConnectionStats)> = self
+        let conns: Vec<(String, quinn::ConnectionStats)> = self
             .connections
             .lock()
-            .map(|c| c.iter().map(|(id, c)| (*id, c.stats())).collect())
+            .map(|c| {
+                c.values()
+                    .map(|(session, c)| (session.clone(), c.stats()))
+                    .collect()
+            })
             .unwrap_or_default();
         type PathValue = fn(&quinn::ConnectionStats) -> f64;
         let per_device: [(&str, &str, &str, PathValue); 4] = [
@@ -278,8 +285,8 @@ impl Metrics {
         ];
         for (name, help, kind, value) in per_device {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (id, s) in &conns {
-                let _ = writeln!(out, "{name}{{connection=\"{id}\"}} {}", value(s));
+            for (session, s) in &conns {
+                let _ = writeln!(out, "{name}{{session=\"{session}\"}} {}", value(s));
             }
         }
         let _ = writeln!(

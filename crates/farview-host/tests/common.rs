@@ -98,6 +98,8 @@ impl TestHost {
             },
             ..Config::default()
         };
+        // Streams here name no session.
+        config.sessions.allow_sessionless = true;
         tweak(&mut config);
         let assets = config.assets_root.clone();
         // The shared copy stands in only for the default the host would make itself.

@@ -567,6 +567,11 @@ async fn prometheus_metrics_move_with_the_stream() {
         .lines()
         .find(|l| l.starts_with("farview_quic_rtt_seconds{"))
         .expect("the attached device's rtt");
+    // Labelled by the session operators know (here an ad-hoc stream), not a transport id.
+    assert!(
+        rtt.starts_with("farview_quic_rtt_seconds{session=\"sessionless-"),
+        "{rtt}"
+    );
     let rtt: f64 = rtt.rsplit(' ').next().unwrap().parse().unwrap();
     // Seconds, not milliseconds (a loaded machine inflates loopback RTT, but not to minutes).
     assert!(rtt > 0.0 && rtt < 60.0, "loopback rtt {rtt}");

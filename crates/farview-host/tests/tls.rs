@@ -24,6 +24,7 @@ fn ca_and_leaf(dir: &std::path::Path) -> (rustls::pki_types::CertificateDer<'sta
     let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
     std::fs::write(dir.join("cert.pem"), leaf.pem() + &ca.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     (
         ca.der().clone(),
         farview_host::fingerprint(leaf.der().as_ref()),
@@ -81,6 +82,60 @@ async fn a_ca_certificate_serves_native_devices_and_browsers() {
     assert_eq!(body["certificateHashes"], serde_json::json!([]));
     drop(conn);
     host.finish().await;
+}
+
+/// `[tls] https`: the API and the viewer over HTTPS with the configured certificate; the SDK
+/// verifies it (a private CA added), names the cause when it cannot, and a client that opens a
+/// TCP connection and never handshakes holds nobody up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    ca_and_leaf(dir.path());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let host = TestHost::start_with(|c| {
+        c.tls.cert = Some(cert.clone());
+        c.tls.key = Some(key.clone());
+        c.tls.https = true;
+        c.sessions.api_keys = vec!["k".into()];
+    })
+    .await;
+    let url = format!("https://localhost:{}", host.handle.http_addr.port());
+    // A connection that never sends a ClientHello.
+    let _stalled = tokio::net::TcpStream::connect(host.handle.http_addr)
+        .await
+        .unwrap();
+
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let api = farview_client::SessionClient::with_root_certificates(&url, "k", &ca).unwrap();
+    let health = api
+        .health()
+        .await
+        .expect("HTTPS with the private CA trusted");
+    assert_eq!(health["status"], "ok");
+    let sessions = api.list(false).await.expect("the API answers over HTTPS");
+    assert!(sessions.is_empty());
+
+    // Without the CA: refused, and the message says why (not only "error sending request").
+    let untrusted = farview_client::SessionClient::new(&url, "k").unwrap();
+    let err = untrusted.health().await.unwrap_err().to_string();
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    // Plain HTTP to the HTTPS port gets no API.
+    let plain =
+        farview_client::SessionClient::new(&format!("http://{}", host.handle.http_addr), "k")
+            .unwrap();
+    assert!(plain.health().await.is_err());
+    host.finish().await;
+}
+
+#[test]
+fn https_needs_a_certificate() {
+    let mut c = farview_host::Config::default();
+    c.tls.https = true;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("tls.https"), "{e}");
 }
 
 #[test]

@@ -174,7 +174,9 @@ impl Connection {
         .parse()
         .map_err(|e: std::net::AddrParseError| connect_err(e.to_string()))?;
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
-        endpoint.set_default_client_config(crate::pin::quic_client_config(options.fingerprint)?);
+        let (client_config, presented) =
+            crate::pin::observed_quic_client_config(options.fingerprint)?;
+        endpoint.set_default_client_config(client_config);
         let connecting = endpoint
             .connect(addr, "farview-host")
             .map_err(|e| connect_err(e.to_string()))?;
@@ -188,7 +190,16 @@ impl Connection {
             Ok(Err(e @ quinn::ConnectionError::ApplicationClosed(_))) => {
                 return Err(ClientError::from_connection(&e));
             }
-            Ok(Err(e)) => return Err(connect_err(e.to_string())),
+            Ok(Err(e)) => {
+                return Err(match presented.get() {
+                    Some(p) if *p != options.fingerprint => ClientError::FingerprintMismatch {
+                        addr,
+                        expected: options.fingerprint.to_string(),
+                        presented: p.to_string(),
+                    },
+                    _ => connect_err(e.to_string()),
+                });
+            }
             Ok(Ok(c)) => c,
         };
         // From here on the host holds a slot for this device: every failure closes the connection

@@ -383,7 +383,11 @@ impl Driver<'_> {
         let stream = bind(self.conn, conn_id, session, self.host).await?;
         *exit = stream.exit.lock().ok().and_then(|mut e| e.take());
         let stream = Arc::new(stream);
-        stream.pipeline.attach(conn_id, self.conn.clone());
+        let label = stream
+            .session
+            .as_ref()
+            .map_or_else(|| format!("sessionless-{conn_id}"), |s| s.id.to_string());
+        stream.pipeline.attach(conn_id, label, self.conn.clone());
         let detach = DetachOnDrop {
             stream: stream.clone(),
             conn_id,

@@ -318,9 +318,10 @@ impl Pipeline {
     }
 
     /// Sends frames to this connection from the next keyframe on.
-    pub(crate) fn attach(&self, id: u64, conn: web_transport_quinn::Session) {
+    /// `session` labels its metrics: the session id, or `sessionless-<id>`.
+    pub(crate) fn attach(&self, id: u64, session: String, conn: web_transport_quinn::Session) {
         self.shared.force_keyframe.store(true, Ordering::Relaxed);
-        self.shared.metrics.attach(id, (*conn).clone());
+        self.shared.metrics.attach(id, session, (*conn).clone());
         self.attachment.send_replace(Some(Attachment { id, conn }));
         self.shared.streaming.store(true, Ordering::Relaxed);
     }
