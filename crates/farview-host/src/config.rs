@@ -112,6 +112,16 @@ pub struct RenderConfig {
     pub high_quality_max_pixels: u64,
 }
 
+/// How the host writes its log (`--log-format`, `FARVIEW_LOG_FORMAT`); `FARVIEW_LOG` filters it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields, span).
+    Json,
+}
+
 /// See [`RenderConfig::tone_mapping`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -665,6 +675,9 @@ pub struct Cli {
     /// Serve devices that name no session (`true` or `false`; the demo turns it on).
     #[arg(long, env = "FARVIEW_ALLOW_SESSIONLESS")]
     pub allow_sessionless: Option<bool>,
+    /// Log lines as text (the default) or one JSON object per line.
+    #[arg(long, env = "FARVIEW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Print the effective configuration as TOML (secrets masked) and exit.
     #[arg(long)]
     pub print_config: bool,

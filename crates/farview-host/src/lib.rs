@@ -40,8 +40,9 @@ mod abr;
 mod alloc;
 pub use alloc::limit_malloc_arenas;
 pub use config::{
-    Cli, ColorConversion, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, QualityChoice,
-    RenderConfig, SessionsConfig, SizeConfig, StreamConfig, TlsConfig, ToneMappingChoice,
+    Cli, ColorConversion, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, LogFormat,
+    QualityChoice, RenderConfig, SessionsConfig, SizeConfig, StreamConfig, TlsConfig,
+    ToneMappingChoice,
 };
 pub use farview_session::{Clock, ManualClock, SystemClock};
 pub use http::{OPENAPI, ROUTES};

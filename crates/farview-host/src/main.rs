@@ -12,14 +12,18 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("FARVIEW_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = farview_host::Cli::parse();
+    let filter = EnvFilter::try_from_env("FARVIEW_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        // One JSON object per line, span fields included, for log shippers.
+        farview_host::LogFormat::Json => logs.json().with_current_span(true).init(),
+        farview_host::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let print = cli.print_config;
     let config = cli.into_config()?;
     if print {
