@@ -20,6 +20,9 @@ pub struct PendingReply {
     pub(super) seq: u64,
     pub(super) rx: oneshot::Receiver<(u64, Result<Reply, WireError>)>,
     pub(super) closing: Arc<Mutex<Option<WireError>>>,
+    /// Ends the wait when the connection does: a request queued after the control reader
+    /// stopped (the host closed the connection, e.g. at lease expiry) has nobody to answer it.
+    pub(super) conn: quinn::Connection,
 }
 
 impl PendingReply {
@@ -30,7 +33,18 @@ impl PendingReply {
 
     /// Waits for the reply. Cancel-safe in the sense that dropping the future only discards it.
     pub async fn reply(self) -> Result<Reply, ClientError> {
-        match self.rx.await {
+        let answered = tokio::select! {
+            // A reply that arrived before the close still counts.
+            biased;
+            r = self.rx => r,
+            e = self.conn.closed() => {
+                if let Some(e) = self.closing.lock().ok().and_then(|g| g.clone()) {
+                    return Err(ClientError::Host(e));
+                }
+                return Err(ClientError::from_connection(&e));
+            }
+        };
+        match answered {
             Ok((_, result)) => result.map_err(ClientError::Host),
             Err(_) => Err(self.closing.lock().ok().and_then(|g| g.clone()).map_or(
                 ClientError::Closed {

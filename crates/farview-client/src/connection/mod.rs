@@ -325,6 +325,7 @@ impl Connection {
             seq,
             rx,
             closing: self.closing.clone(),
+            conn: self.conn.clone(),
         })
     }
 
