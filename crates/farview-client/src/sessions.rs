@@ -292,22 +292,9 @@ impl SessionClient {
             .as_deref()
             .ok_or_else(|| ClientError::Protocol("the API gave no connection token".into()))?;
         // A name (a host's `public_address`) or an IP, with its port.
-        let addr = tokio::net::lookup_host(c.quic_address.as_str())
-            .await
-            .map_err(|e| {
-                ClientError::Protocol(format!(
-                    "cannot resolve QUIC address {}: {e}",
-                    c.quic_address
-                ))
-            })?
-            .next()
-            .ok_or_else(|| {
-                ClientError::Protocol(format!(
-                    "QUIC address {} resolves to nothing",
-                    c.quic_address
-                ))
-            })?;
-        Ok(ConnectOptions::new(addr, &c.fingerprint)?.with_session(&session.id, token))
+        Ok(ConnectOptions::resolve(&c.quic_address, &c.fingerprint)
+            .await?
+            .with_session(&session.id, token))
     }
 }
 

@@ -155,23 +155,16 @@ async fn cli_session_commands_and_stream_through_a_session() {
         .unwrap_or_else(|| panic!("the CLI shows the resume secret: {stderr}"))
         .trim()
         .to_owned();
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&h264)
-        .output()
-        .expect("ffprobe (apt install ffmpeg)");
-    let probe = String::from_utf8_lossy(&probe.stdout);
-    assert_eq!(probe.trim(), "320,240,12", "ffprobe: {probe}");
+    let probe = ffprobe_stream(&h264);
+    assert_eq!(
+        (&probe["width"], &probe["height"], &probe["nb_read_frames"]),
+        (
+            &serde_json::json!(320),
+            &serde_json::json!(240),
+            &serde_json::json!("12")
+        ),
+        "ffprobe: {probe}"
+    );
 
     let shown = api_json(&api, &["session", "show", &id]).await;
     assert!(shown["counters"]["framesSent"].as_u64().unwrap() >= 12);
@@ -358,6 +351,29 @@ async fn cli_session_commands_and_stream_through_a_session() {
 /// ffprobe decodes every frame of the MP4, and its duration is the host's frame clock (not
 /// ffmpeg's 25 fps guess for a raw stream).
 fn check_mp4(path: &Path, frames: u64, media_duration_s: f64) {
+    let s = &ffprobe_stream(path);
+    assert_eq!(s["nb_read_frames"], frames.to_string(), "{s}");
+    assert_eq!(
+        (s["width"].as_u64(), s["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    let duration: f64 = s["duration"].as_str().unwrap().parse().unwrap();
+    // The last frame lasts as long as the one before it; the summary assumes 1/fps for it.
+    assert!(
+        (duration - media_duration_s).abs() < 0.25,
+        "MP4 lasts {duration} s, the host's frames span {media_duration_s} s"
+    );
+    if frames > 1 {
+        let at_25_fps = frames as f64 / 25.0;
+        assert!(
+            (duration - at_25_fps).abs() > 0.1 || (media_duration_s - at_25_fps).abs() < 0.1,
+            "the MP4's timing is the host's, not 25 fps"
+        );
+    }
+}
+
+/// What ffprobe says of a file's video stream, having decoded every frame.
+fn ffprobe_stream(path: &Path) -> serde_json::Value {
     let probe = Command::new("ffprobe")
         .args([
             "-v",
@@ -380,25 +396,7 @@ fn check_mp4(path: &Path, frames: u64, media_duration_s: f64) {
             String::from_utf8_lossy(&probe.stderr)
         )
     });
-    let s = &json["streams"][0];
-    assert_eq!(s["nb_read_frames"], frames.to_string(), "{json}");
-    assert_eq!(
-        (s["width"].as_u64(), s["height"].as_u64()),
-        (Some(320), Some(240))
-    );
-    let duration: f64 = s["duration"].as_str().unwrap().parse().unwrap();
-    // The last frame lasts as long as the one before it; the summary assumes 1/fps for it.
-    assert!(
-        (duration - media_duration_s).abs() < 0.25,
-        "MP4 lasts {duration} s, the host's frames span {media_duration_s} s"
-    );
-    if frames > 1 {
-        let at_25_fps = frames as f64 / 25.0;
-        assert!(
-            (duration - at_25_fps).abs() > 0.1 || (media_duration_s - at_25_fps).abs() < 0.1,
-            "the MP4's timing is the host's, not 25 fps"
-        );
-    }
+    json["streams"][0].clone()
 }
 
 /// A raw GET, so the test needs no HTTP client of its own.

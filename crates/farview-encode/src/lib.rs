@@ -93,11 +93,31 @@ pub fn contains_idr(annex_b: &[u8]) -> bool {
 
 /// NAL unit types in an Annex-B buffer, in order.
 pub fn nal_types(annex_b: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    // A NAL header follows each 00 00 01 start code (a 4-byte code ends in the same 3 bytes).
-    annex_b
-        .windows(4)
-        .filter(|w| w[0] == 0 && w[1] == 0 && w[2] == 1)
-        .map(|w| w[3] & 0x1F)
+    nal_units(annex_b).filter_map(|nal| nal.first().map(|header| header & 0x1F))
+}
+
+/// The NAL units of an Annex-B buffer, in order, without their start codes (nor the zero byte
+/// that makes a start code 4 bytes long, nor trailing zero padding). Allocates nothing: it runs
+/// on every encoded frame.
+pub fn nal_units(annex_b: &[u8]) -> impl Iterator<Item = &[u8]> {
+    fn start_code(b: &[u8]) -> Option<usize> {
+        b.windows(3).position(|w| w == [0, 0, 1])
+    }
+    let mut rest = start_code(annex_b).map_or(&[][..], |i| &annex_b[i + 3..]);
+    std::iter::from_fn(move || {
+        while !rest.is_empty() {
+            let (unit, next) = match start_code(rest) {
+                Some(i) => (&rest[..i], &rest[i + 3..]),
+                None => (rest, &[][..]),
+            };
+            rest = next;
+            let end = unit.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+            if end > 0 {
+                return Some(&unit[..end]);
+            }
+        }
+        None
+    })
 }
 
 #[cfg(test)]
@@ -116,6 +136,20 @@ mod tests {
         let p = [0, 0, 0, 1, 0x41, 0x9a, 5];
         assert!(!contains_idr(&p));
         assert!(!contains_idr(&[]));
+    }
+
+    #[test]
+    fn nal_units_split_on_three_and_four_byte_start_codes() {
+        let au = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5, 0,
+        ];
+        let units: Vec<&[u8]> = nal_units(&au).collect();
+        assert_eq!(
+            units,
+            [&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5][..]]
+        );
+        assert_eq!(nal_units(&[]).count(), 0);
+        assert_eq!(nal_units(&[1, 2, 3]).count(), 0);
     }
 
     #[test]

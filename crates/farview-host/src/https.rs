@@ -24,13 +24,10 @@ const MAX_HANDSHAKES: usize = 64;
 /// HTTP/1.1 (the only HTTP the API speaks).
 pub(crate) fn server_config(id: &Identity) -> Result<Arc<rustls::ServerConfig>, BoxError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = std::iter::once(id.cert.clone())
-        .chain(id.chain.iter().cloned())
-        .collect();
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, id.key.clone_key())?;
+        .with_single_cert(id.full_chain(), id.key.clone_key())?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(tls))
 }

@@ -34,6 +34,15 @@ pub(crate) struct Identity {
     pub(crate) fingerprint: String,
 }
 
+impl Identity {
+    /// The leaf, then its intermediates: what a TLS server presents.
+    pub(crate) fn full_chain(&self) -> Vec<CertificateDer<'static>> {
+        std::iter::once(self.cert.clone())
+            .chain(self.chain.iter().cloned())
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
@@ -235,10 +244,7 @@ pub(crate) fn server_config(
     idle_timeout: std::time::Duration,
 ) -> Result<quinn::ServerConfig, BoxError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = std::iter::once(id.cert.clone())
-        .chain(id.chain.iter().cloned())
-        .collect();
-    let native = CertifiedKey::from_der(chain, id.key.clone_key(), &provider)?;
+    let native = CertifiedKey::from_der(id.full_chain(), id.key.clone_key(), &provider)?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()

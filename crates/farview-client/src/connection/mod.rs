@@ -55,6 +55,18 @@ impl ConnectOptions {
         })
     }
 
+    /// [`ConnectOptions::new`] for `host:port`, where the host is a name (a host's
+    /// `public_address`, say) or an IP; the first address it resolves to is used.
+    pub async fn resolve(addr: &str, fingerprint: &str) -> Result<Self, ClientError> {
+        let unreachable = |reason: String| ClientError::Connect { addr: None, reason };
+        let resolved = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| unreachable(format!("cannot resolve QUIC address {addr}: {e}")))?
+            .next()
+            .ok_or_else(|| unreachable(format!("QUIC address {addr} resolves to nothing")))?;
+        Self::new(resolved, fingerprint)
+    }
+
     /// Binds `session` with `token` (from the session API).
     pub fn with_session(mut self, id: &str, token: &str) -> Self {
         self.session = Some(SessionAuth {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use farview_client::Frame;
+use farview_encode::nal_units;
 
 /// The MP4 track's clock: 90 kHz, as in MPEG transport, so frame times in microseconds round
 /// to within 11 µs.
@@ -39,38 +40,6 @@ impl AnnexB {
             .flush()
             .with_context(|| format!("writing {}", self.path.display()))
     }
-}
-
-/// The NAL units of an Annex-B access unit, without their start codes.
-pub(crate) fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let ends: Vec<usize> = starts
-        .iter()
-        .skip(1)
-        .map(|&s| {
-            // The next unit's start code, and the zero byte of a 4-byte one.
-            let mut end = s - 3;
-            while end > 0 && data[end - 1] == 0 {
-                end -= 1;
-            }
-            end
-        })
-        .chain(std::iter::once(data.len()))
-        .collect();
-    starts
-        .into_iter()
-        .zip(ends)
-        .filter(|(s, e)| e > s)
-        .map(move |(s, e)| &data[s..e])
 }
 
 /// An MP4 (`avc1`) whose sample times are the host's render times, so it plays at the speed
@@ -327,20 +296,6 @@ fn copy_plane(src: &[u8], stride: usize, dst: &mut [u8], width: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nal_units_split_on_three_and_four_byte_start_codes() {
-        let au = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5, 0,
-        ];
-        let units: Vec<&[u8]> = nal_units(&au).collect();
-        assert_eq!(
-            units,
-            [&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5, 0][..]]
-        );
-        assert_eq!(nal_units(&[]).count(), 0);
-        assert_eq!(nal_units(&[1, 2, 3]).count(), 0);
-    }
 
     #[test]
     fn planes_are_copied_without_their_padding() {

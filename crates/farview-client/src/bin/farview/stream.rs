@@ -185,18 +185,7 @@ async fn connect(args: &ConnectArgs, api: Option<&SessionClient>) -> anyhow::Res
                 ));
             }
         };
-        let addr = tokio::net::lookup_host(args.addr.as_str())
-            .await
-            .with_context(|| format!("resolving {}", args.addr))
-            .map_err(|e| {
-                anyhow::Error::new(farview_client::ClientError::Connect {
-                    addr: None,
-                    reason: format!("{e:#}"),
-                })
-            })?
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", args.addr))?;
-        ConnectOptions::new(addr, &fingerprint)?
+        ConnectOptions::resolve(&args.addr, &fingerprint).await?
     };
     let bar = spinner("connecting".into());
     let conn = Connection::connect(options).await;
