@@ -563,6 +563,8 @@ async fn prometheus_metrics_move_with_the_stream() {
     assert!(value(&after, "farview_encoder_bitrate_bps") > 0.0);
     assert!(after.contains("farview_frames_dropped_total{reason=\"stale\"}"));
     assert!(after.contains("farview_sessions{status=\"connected\"}"));
+    // The process's own figures come with them (the prometheus crate's process collector).
+    assert!(value(&after, "process_resident_memory_bytes") > 0.0);
     let rtt = after
         .lines()
         .find(|l| l.starts_with("farview_quic_rtt_seconds{"))
@@ -582,7 +584,10 @@ async fn prometheus_metrics_move_with_the_stream() {
     {
         let v = l.rsplit(' ').next().unwrap();
         assert!(v.parse::<f64>().is_ok(), "bad sample line {l}");
-        assert!(l.starts_with("farview_"), "{l}");
+        assert!(
+            l.starts_with("farview_") || l.starts_with("process_"),
+            "{l}"
+        );
     }
     conn.close().await;
     host.handle.shutdown().await;

@@ -72,8 +72,8 @@ pub(crate) fn encode_loop(
                 .set_bitrate(u32::try_from(want).unwrap_or(u32::MAX))
                 .map_err(|e| e.to_string())?;
             shared.applied_bitrate.store(want, Ordering::Relaxed);
-            m.encoder_bitrate_bps.fetch_add(want, Ordering::Relaxed);
-            m.encoder_bitrate_bps.fetch_sub(have, Ordering::Relaxed);
+            m.encoder_bitrate_bps
+                .add(i64::try_from(want).unwrap_or(i64::MAX) - i64::try_from(have).unwrap_or(0));
             tracing::debug!(from = have, to = want, "encoder bitrate changed");
         }
         let force =

@@ -131,10 +131,10 @@ pub(crate) struct Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         // The encode stage keeps the gauge in step with every change it applies.
-        self.shared.metrics.encoder_bitrate_bps.fetch_sub(
-            self.shared.applied_bitrate.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        self.shared
+            .metrics
+            .encoder_bitrate_bps
+            .sub(i64::try_from(self.shared.applied_bitrate.load(Ordering::Relaxed)).unwrap_or(0));
         if let Some(a) = self.attachment.borrow().as_ref() {
             self.shared.metrics.detach(a.id);
         }
@@ -231,7 +231,7 @@ impl Pipeline {
         let uploader = renderer.uploader();
         metrics
             .encoder_bitrate_bps
-            .fetch_add(u64::from(settings.bitrate_bps), Ordering::Relaxed);
+            .add(i64::from(settings.bitrate_bps));
         let shared = Arc::new(Shared {
             metrics,
             target_bitrate: AtomicU64::new(u64::from(settings.bitrate_bps)),

@@ -157,7 +157,7 @@ pub(crate) async fn send_loop(
                     }
                 }
                 c.keyframes.fetch_add(1, Ordering::Relaxed);
-                m.keyframes.fetch_add(1, Ordering::Relaxed);
+                m.keyframes.inc();
                 group
             }
             GroupAction::Send { group } => group,
@@ -182,7 +182,7 @@ pub(crate) async fn send_loop(
                 shared.stage(Stage::Send, clock.now().saturating_duration_since(t0));
                 let n = (prefix.len() + f.data.len()) as u64;
                 c.bytes_sent.fetch_add(n, Ordering::Relaxed);
-                m.bytes_sent.fetch_add(n, Ordering::Relaxed);
+                m.bytes_sent.inc_by(n);
                 m.frame_bytes.observe(f.data.len() as f64);
                 WriteOutcome::Sent
             }

@@ -89,10 +89,10 @@ impl Shared {
             Stage::Send => (&c.send, &m.send, Some((&c.sent, &m.sent))),
         };
         clock.record(d);
-        hist.observe_duration(d);
+        hist.observe(d.as_secs_f64());
         if let Some((a, b)) = count {
             a.fetch_add(1, Ordering::Relaxed);
-            b.fetch_add(1, Ordering::Relaxed);
+            b.inc();
         }
     }
 
@@ -101,9 +101,7 @@ impl Shared {
         self.counters
             .skipped_unchanged
             .fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .skipped_unchanged
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.skipped_unchanged.inc();
     }
 
     /// Counts a readback waited for again, in the stream's counters and the host's metrics.
@@ -111,9 +109,7 @@ impl Shared {
         self.counters
             .readback_retries
             .fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .readback_retries
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.readback_retries.inc();
     }
 
     /// Counts a frame not sent, in the stream's counters and the host's metrics.
