@@ -11,32 +11,46 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use farview_session::StopReason;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::HostContext;
+use crate::api_doc::{
+    ApiDoc, ConnectionView, CountersView, ErrorBody, SessionList, SessionView, WebTransportView,
+};
 use crate::sessions::{CreateSession, SessionError, Snapshot};
 
-/// The OpenAPI document, checked in at `docs/openapi.json` and served at `/v1/openapi.json`.
-pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+/// The routes that need an API key, with their documentation.
+fn session_routes() -> OpenApiRouter<Arc<HostContext>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create, list))
+        .routes(routes!(show, put_session, patch_session))
+        .routes(routes!(stop))
+}
 
-/// Every API route as (method, path); a test keeps this, the router and the OpenAPI document equal.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("post", "/v1/sessions"),
-    ("get", "/v1/sessions"),
-    ("get", "/v1/sessions/{id}"),
-    ("put", "/v1/sessions/{id}"),
-    ("patch", "/v1/sessions/{id}"),
-    ("post", "/v1/sessions/{id}/stop"),
-    ("get", "/v1/openapi.json"),
-    ("get", "/healthz"),
-    ("get", "/metrics"),
-];
+/// The routes anyone who reaches the HTTP address may call.
+fn public_routes() -> OpenApiRouter<Arc<HostContext>> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi))
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+}
+
+/// The OpenAPI document, generated from the routes the router serves (checked in at
+/// `docs/openapi.json`, served at `/v1/openapi.json`).
+pub fn openapi_document() -> String {
+    let (_, mut doc) = session_routes().split_for_parts();
+    doc.merge(public_routes().split_for_parts().1);
+    crate::api_doc::Authentication.modify(&mut doc);
+    doc.to_pretty_json().unwrap_or_default() + "\n"
+}
 
 /// An HTTP-level failure: status, stable code (documented in `docs/openapi.json`), message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +94,10 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (
             status,
-            Json(json!({ "code": self.code, "message": self.message })),
+            Json(ErrorBody {
+                code: self.code,
+                message: self.message,
+            }),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -92,19 +109,11 @@ impl IntoResponse for ApiError {
 }
 
 pub(crate) fn router(ctx: Arc<HostContext>) -> Router {
-    let api = Router::new()
-        .route("/v1/sessions", post(create).get(list))
-        .route(
-            "/v1/sessions/{id}",
-            get(show).put(put_session).patch(patch_session),
-        )
-        .route("/v1/sessions/{id}/stop", post(stop))
-        .route_layer(middleware::from_fn_with_state(ctx.clone(), auth));
+    let (api, _) = session_routes().split_for_parts();
+    let api = api.route_layer(middleware::from_fn_with_state(ctx.clone(), auth));
+    let (public, _) = public_routes().split_for_parts();
     Router::new()
-        // The API's description is public (it holds no data), so tools read it without a key.
-        .route("/v1/openapi.json", get(openapi))
-        .route("/healthz", get(health))
-        .route("/metrics", get(metrics))
+        .merge(public)
         .merge(crate::viewer::router())
         .merge(api)
         .fallback(|| async { ApiError::new(404, "not_found", "no such route") })
@@ -240,14 +249,24 @@ impl LeaseField {
     }
 }
 
-/// Body of `POST /v1/sessions` and `PUT /v1/sessions/{id}`.
-#[derive(Debug, Deserialize)]
+/// A new session. The lease as `maxLeaseTime` (h:m:s) or `maxLeaseTimeMinutes` (as Azure
+/// Remote Rendering has it): exactly one of them.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = CreateSession)]
 struct CreateBody {
+    /// h:m:s, from 0:0:1 to the host's max_lease.
+    #[schema(example = "4:0:0")]
     max_lease_time: Option<String>,
+    /// The lease in whole minutes, instead of maxLeaseTime.
+    #[schema(minimum = 1, example = 240)]
     max_lease_time_minutes: Option<u64>,
+    /// A configured size; matched without regard to case.
+    #[schema(example = "standard")]
     size: String,
+    /// Paths under the host's assets root, loaded before the session reports ready.
     #[serde(default)]
+    #[schema(max_items = 32)]
     models: Vec<String>,
 }
 
@@ -274,6 +293,20 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::new(500, "internal", e.to_string()))??)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    operation_id = "createSession",
+    summary = "Create a session",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "Created; includes the connection token", body = SessionView),
+        (status = 400, description = "Body is not valid JSON for CreateSession (invalid_body)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB (body_too_large)", body = ErrorBody),
+        (status = 422, description = "Lease out of range, unknown size or bad model list (invalid_lease, invalid_size, invalid_models)", body = ErrorBody),
+        (status = 503, description = "Host at max_sessions (at_capacity)", body = ErrorBody),
+    )
+)]
 async fn create(
     State(ctx): State<Arc<HostContext>>,
     Advertised(addr): Advertised,
@@ -289,6 +322,24 @@ async fn create(
     created(&ctx, result, &addr)
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/sessions/{id}",
+    operation_id = "putSession",
+    summary = "Create a session with this id (idempotent)",
+    params(("id" = String, Path, format = Uuid, description = "Session id")),
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "Created", body = SessionView),
+        (status = 200, description = "A session with this id and the same request already exists", body = SessionView),
+        (status = 400, description = "Body is not valid JSON for CreateSession (invalid_body)", body = ErrorBody),
+        (status = 404, description = "Not a session id (session_not_found)", body = ErrorBody),
+        (status = 409, description = "The id exists with a different request (session_conflict)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB (body_too_large)", body = ErrorBody),
+        (status = 422, description = "Lease out of range, unknown size or bad model list", body = ErrorBody),
+        (status = 503, description = "Host at max_sessions (at_capacity)", body = ErrorBody),
+    )
+)]
 async fn put_session(
     State(ctx): State<Arc<HostContext>>,
     Advertised(addr): Advertised,
@@ -324,49 +375,93 @@ fn created(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}",
+    operation_id = "getSession",
+    summary = "Get a session (live, or ended within retention)",
+    params(("id" = String, Path, format = Uuid, description = "Session id")),
+    responses(
+        (status = 200, description = "The session", body = SessionView),
+        (status = 404, description = "No such session (session_not_found)", body = ErrorBody),
+    )
+)]
 async fn show(
     State(ctx): State<Arc<HostContext>>,
     Advertised(addr): Advertised,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionView>, ApiError> {
     let id = parse_id(&id)?;
     let s = ctx.sessions.clone();
     let session = blocking(move || s.get(id)).await?;
     Ok(Json(view(&ctx, &session, &addr)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Include ended sessions still within retention.
     #[serde(default)]
     all: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    operation_id = "listSessions",
+    summary = "List sessions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Sessions", body = SessionList),
+        (status = 400, description = "Query string not understood (invalid_query)", body = ErrorBody),
+    )
+)]
 async fn list(
     State(ctx): State<Arc<HostContext>>,
     Advertised(addr): Advertised,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionList>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::new(400, "invalid_query", e.body_text()))?;
     let all = q.all;
     let s = ctx.sessions.clone();
     let sessions = blocking(move || s.list(all)).await?;
-    let views: Vec<Value> = sessions.iter().map(|s| view(&ctx, s, &addr)).collect();
-    Ok(Json(json!({ "sessions": views })))
+    let sessions = sessions.iter().map(|s| view(&ctx, s, &addr)).collect();
+    Ok(Json(SessionList { sessions }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new lease: `maxLeaseTime` (h:m:s) or `maxLeaseTimeMinutes`, exactly one of them.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = UpdateSession)]
 struct PatchSession {
+    #[schema(example = "6:0:0")]
     max_lease_time: Option<String>,
+    #[schema(minimum = 1, example = 360)]
     max_lease_time_minutes: Option<u64>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/sessions/{id}",
+    operation_id = "updateSession",
+    summary = "Set a live session's lease (from its creation)",
+    params(("id" = String, Path, format = Uuid, description = "Session id")),
+    request_body = PatchSession,
+    responses(
+        (status = 200, description = "The session with its new lease", body = SessionView),
+        (status = 400, description = "Body is not valid JSON for UpdateSession (invalid_body)", body = ErrorBody),
+        (status = 404, description = "No such session (session_not_found)", body = ErrorBody),
+        (status = 409, description = "The session has ended (session_ended)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB (body_too_large)", body = ErrorBody),
+        (status = 422, description = "Lease out of range or below the time elapsed (invalid_lease)", body = ErrorBody),
+    )
+)]
 async fn patch_session(
     State(ctx): State<Arc<HostContext>>,
     Advertised(addr): Advertised,
     Path(id): Path<String>,
     b: Result<Json<PatchSession>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionView>, ApiError> {
     let id = parse_id(&id)?;
     let req = body(b)?;
     let lease = LeaseField {
@@ -381,11 +476,22 @@ async fn patch_session(
     Ok(Json(view(&ctx, &session, &addr)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/stop",
+    operation_id = "stopSession",
+    summary = "Stop a session (stopping an ended one is fine)",
+    params(("id" = String, Path, format = Uuid, description = "Session id")),
+    responses(
+        (status = 200, description = "The session, stopped", body = SessionView),
+        (status = 404, description = "No such session (session_not_found)", body = ErrorBody),
+    )
+)]
 async fn stop(
     State(ctx): State<Arc<HostContext>>,
     Advertised(addr): Advertised,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionView>, ApiError> {
     let id = parse_id(&id)?;
     let s = ctx.sessions.clone();
     let session = blocking(move || s.stop(id, StopReason::Stopped)).await?;
@@ -453,37 +559,39 @@ fn advertised_address(
 /// The JSON view of a session (`Session` in the OpenAPI document). Live sessions carry their
 /// connection details, token included: the API key holder is the app's backend, which hands
 /// them to its device.
-fn view(ctx: &HostContext, s: &Snapshot, quic_address: &str) -> Value {
+fn view(ctx: &HostContext, s: &Snapshot, quic_address: &str) -> SessionView {
     let r = &s.record;
     let end = r.stopped_at_ms.unwrap_or(s.as_of_ms);
-    let mut v = json!({
-        "id": r.id.to_string(),
-        "status": r.status.as_str(),
-        "size": r.size,
-        "models": r.models,
-        "createdAt": rfc3339(r.created_at_ms),
-        "readyAt": r.ready_at_ms.map(rfc3339),
-        "maxLeaseTime": farview_session::format_lease(r.max_lease_ms),
-        "elapsedTime": farview_session::format_lease(end.saturating_sub(r.created_at_ms)),
-        "stoppedAt": r.stopped_at_ms.map(rfc3339),
-        "stopReason": r.stop_reason,
-        "device": r.device,
-        "counters": { "framesSent": r.frames_sent, "modelsLoaded": r.models_loaded },
-    });
-    if !r.status.is_final() {
-        v["connection"] = json!({
-            "quicAddress": quic_address,
-            "fingerprint": ctx.sessions.fingerprint,
-            "webTransport": {
-                "path": farview_protocol::WEBTRANSPORT_PATH,
-                "certificateHashes": ctx.web_certs.as_ref().map(|w| w.hashes()).unwrap_or_default(),
+    SessionView {
+        id: r.id.to_string(),
+        status: r.status.as_str(),
+        size: r.size.clone(),
+        models: r.models.clone(),
+        created_at: rfc3339(r.created_at_ms),
+        ready_at: r.ready_at_ms.map(rfc3339),
+        max_lease_time: farview_session::format_lease(r.max_lease_ms),
+        elapsed_time: farview_session::format_lease(end.saturating_sub(r.created_at_ms)),
+        stopped_at: r.stopped_at_ms.map(rfc3339),
+        stop_reason: r.stop_reason.clone(),
+        device: r.device.clone(),
+        counters: CountersView {
+            frames_sent: r.frames_sent,
+            models_loaded: r.models_loaded,
+        },
+        connection: (!r.status.is_final()).then(|| ConnectionView {
+            quic_address: quic_address.to_owned(),
+            fingerprint: ctx.sessions.fingerprint.clone(),
+            token: s.token.clone(),
+            web_transport: WebTransportView {
+                path: farview_protocol::WEBTRANSPORT_PATH,
+                certificate_hashes: ctx
+                    .web_certs
+                    .as_ref()
+                    .map(|w| w.hashes())
+                    .unwrap_or_default(),
             },
-        });
-        if let Some(t) = &s.token {
-            v["connection"]["token"] = Value::String(t.clone());
-        }
+        }),
     }
-    v
 }
 
 /// RFC 3339 UTC timestamp with milliseconds, from ms since the Unix epoch (through `time`).
@@ -498,10 +606,29 @@ pub(crate) fn rfc3339(ms: u64) -> String {
         .unwrap_or_else(|| "9999-12-31T23:59:59.999Z".to_owned())
 }
 
+/// The API's description is public (it holds no data), so tools read it without a key.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    operation_id = "openapi",
+    summary = "This document (no API key needed)",
+    security(()),
+    responses((status = 200, description = "OpenAPI document", content_type = "application/json"))
+)]
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOCUMENT.get_or_init(openapi_document).clone();
+    ([(header::CONTENT_TYPE, "application/json")], doc).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "health",
+    summary = "Health (no API key needed)",
+    security(()),
+    responses((status = 200, description = "Status, version, adapter, fingerprint, connections and live sessions", body = Object))
+)]
 async fn health(State(ctx): State<Arc<HostContext>>) -> Json<Value> {
     Json(json!({
         "status": "ok",
@@ -514,6 +641,14 @@ async fn health(State(ctx): State<Arc<HostContext>>) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    summary = "Prometheus metrics (no API key needed)",
+    security(()),
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"))
+)]
 async fn metrics(State(ctx): State<Arc<HostContext>>) -> Response {
     let sessions = ctx.sessions.clone();
     let metrics = ctx.metrics.clone();

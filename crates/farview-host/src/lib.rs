@@ -2,6 +2,7 @@
 //! and serves devices until [`HostHandle::shutdown`]. The `farview-host` binary is a thin wrapper;
 //! tests start hosts in-process on free ports.
 
+mod api_doc;
 mod catalog;
 mod config;
 mod connection;
@@ -45,7 +46,7 @@ pub use config::{
     ToneMappingChoice,
 };
 pub use farview_session::{Clock, ManualClock, SystemClock};
-pub use http::{OPENAPI, ROUTES};
+pub use http::openapi_document;
 pub use tap::{FrameTap, TappedFrame};
 pub use tls::{FINGERPRINT_FILE, fingerprint};
 
