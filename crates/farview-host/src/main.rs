@@ -4,11 +4,30 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
+    quiet_mesa_device_select();
     farview_host::limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(run())
+}
+
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` connects to a Wayland or X
+/// display to put "the display's GPU" first, and on a headless host prints
+/// "error: XDG_RUNTIME_DIR is invalid or not set" on stderr, outside the log, at every start.
+/// The host chooses its adapter itself (`adapter`), so the layer has nothing to add: it is
+/// turned off unless the operator configured it (`NODEVICE_SELECT`, `MESA_VK_DEVICE_SELECT*`).
+#[allow(unsafe_code)]
+fn quiet_mesa_device_select() {
+    let configured = std::env::vars_os().any(|(k, _)| {
+        k.to_str()
+            .is_some_and(|k| k == "NODEVICE_SELECT" || k.starts_with("MESA_VK_DEVICE_SELECT"))
+    });
+    if !configured {
+        // SAFETY: called first thing in `main`, before the runtime or any other thread exists,
+        // so nothing reads the environment concurrently.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
 }
 
 async fn run() -> anyhow::Result<()> {
