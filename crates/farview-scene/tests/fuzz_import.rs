@@ -110,6 +110,39 @@ fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
     b
 }
 
+/// A `.gltf` with its external buffers (and images) inlined as data URIs. With `ktx2`, its one
+/// texture samples that KTX2 file through `KHR_texture_basisu` instead of its own image.
+fn embedded(path: &Path, ktx2: Option<&Path>) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let dir = path.parent().unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    for key in ["buffers", "images"] {
+        let items = v.get_mut(key).and_then(serde_json::Value::as_array_mut);
+        for item in items.into_iter().flatten() {
+            let Some(uri) = item["uri"].as_str() else {
+                continue;
+            };
+            // A meshopt fallback buffer is never read: drop its file, as a GLB would.
+            if item["extensions"]["EXT_meshopt_compression"]["fallback"] == true {
+                item.as_object_mut().unwrap().remove("uri");
+                continue;
+            }
+            let bytes = std::fs::read(dir.join(uri)).unwrap();
+            item["uri"] = format!("data:application/octet-stream;base64,{}", b64(&bytes)).into();
+        }
+    }
+    if let Some(ktx2) = ktx2 {
+        let bytes = std::fs::read(ktx2).unwrap();
+        v["images"][0] = serde_json::json!({
+            "uri": format!("data:image/ktx2;base64,{}", b64(&bytes))
+        });
+        v["textures"][0]["extensions"] = serde_json::json!({"KHR_texture_basisu": {"source": 0}});
+        v["extensionsUsed"] = serde_json::json!(["KHR_texture_basisu"]);
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
 #[test]
 fn mutated_models_never_panic_or_hang() {
     let secs: u64 = std::env::var("FARVIEW_FUZZ_SECS")
@@ -137,10 +170,26 @@ fn mutated_models_never_panic_or_hang() {
             std::fs::read(assets.join("BoxTextured").join(f)).unwrap(),
         );
     }
+    let compressed = assets.join("compressed");
     let seeds: Vec<Vec<u8>> = vec![
         std::fs::read(assets.join("BoxTextured/BoxTextured.gltf")).unwrap(),
         std::fs::read(assets.join("Fox/Fox.glb")).unwrap(),
         farview_scene::synthetic::grid_glb(3),
+        // Compressed data inside the seed (data URIs), so mutations reach the decoders.
+        embedded(&compressed.join("Box-Draco/Box.gltf"), None),
+        embedded(
+            &compressed.join("MeshoptFallbackBox/meshopt-fallback.gltf"),
+            None,
+        ),
+        embedded(
+            &compressed.join("BoxTexturedWebp/BoxTexturedWebp.gltf"),
+            None,
+        ),
+        embedded(
+            &assets.join("BoxTextured/BoxTextured.gltf"),
+            Some(&compressed.join("ktx2/StainedGlassLamp_bulbs_occlusion-rough-metal.ktx2")),
+        ),
+        std::fs::read(compressed.join("SimpleInstancing/SimpleInstancing.glb")).unwrap(),
     ];
     // Tight limits: a mutated count must hit a limit, not the allocator.
     let limits = ImportLimits {
@@ -151,6 +200,17 @@ fn mutated_models_never_panic_or_hang() {
         max_nodes: 1024,
         max_total_vertices: 1 << 20,
     };
+    for (i, s) in seeds.iter().enumerate() {
+        let mut resolve = |uri: &str| {
+            files
+                .get(uri)
+                .cloned()
+                .ok_or_else(|| ImportError::NotFound(uri.to_owned()))
+        };
+        if let Err(e) = import_gltf(s, &mut resolve, &limits) {
+            panic!("seed {i} does not import before mutation: {e}");
+        }
+    }
     let mut rng = Rng(seed);
     let deadline = Instant::now() + Duration::from_secs(secs);
     let (mut runs, mut ok, mut slowest) = (0u64, 0u64, Duration::ZERO);

@@ -13,8 +13,9 @@ use crate::model::{Mesh, Model, ModelExtras, ModelNode, Transform};
 
 use super::ImportLimits;
 use super::accessor::{check_accessor, view_range};
-use super::error::{ImportError, ImportProblem, invalid};
+use super::error::{ImportError, ImportProblem, invalid, limit, over};
 use super::material::{check_material_references, import_materials};
+use super::meshopt;
 use super::primitive::{Budget, import_primitive};
 use super::sandbox::load_uri;
 
@@ -148,7 +149,8 @@ pub(super) fn import_document(
     let json = doc.as_json();
 
     step(10)?;
-    let buffers = load_buffers(gltf, resolve, limits.max_file_bytes)?;
+    let mut buffers = load_buffers(gltf, resolve, limits.max_file_bytes)?;
+    meshopt::decode_views(json, &mut buffers, limits)?;
     for view in doc.views() {
         view_range(&view, &buffers)?;
     }
@@ -197,7 +199,7 @@ pub(super) fn import_document(
             extras.morph_targets = extras
                 .morph_targets
                 .saturating_add(prim.morph_targets().len() as u32);
-            match import_primitive(&mesh, &prim, &buffers, &materials, &mut budget)
+            match import_primitive(doc, &mesh, &prim, &buffers, &materials, &mut budget)
                 .map_err(|e| e.in_primitive(mesh.index(), prim.index()))?
             {
                 Some(p) => primitives.push(p),
@@ -216,7 +218,8 @@ pub(super) fn import_document(
         });
     }
 
-    let (nodes, roots) = import_nodes(doc)?;
+    let (mut nodes, roots) = import_nodes(doc)?;
+    expand_instances(doc, &buffers, &mut nodes, limits.max_nodes)?;
     extras.animations = doc
         .animations()
         .map(|a| {
@@ -257,7 +260,19 @@ fn load_buffers(
             buffer: b.index(),
             problem,
         };
+        let fallback = gltf
+            .document
+            .as_json()
+            .buffers
+            .get(b.index())
+            .is_some_and(meshopt::is_fallback);
         let data = match b.source() {
+            // Every view of a fallback buffer is decoded from compressed data: its own bytes
+            // (a file, or none at all) are not read, and it starts as zeros of its length.
+            _ if fallback => {
+                over("fallback buffer size", b.length() as u64, max_bytes).map_err(fail)?;
+                vec![0; b.length()]
+            }
             gltf::buffer::Source::Bin => gltf.blob.clone().ok_or_else(|| {
                 fail(invalid(
                     "refers to a GLB binary chunk the file does not have",
@@ -342,6 +357,109 @@ fn import_nodes(doc: &gltf::Document) -> Result<(Vec<ModelNode>, Vec<usize>), Im
         None => (0..count).filter(is_root).collect(),
     };
     Ok((nodes, roots))
+}
+
+/// `EXT_mesh_gpu_instancing`: a node that draws its mesh once per instance gets one child per
+/// instance, holding the mesh and the instance's transform (relative to the node, as the
+/// extension defines), so bounds, raycasts and overrides see every instance. The GPU mesh is
+/// still uploaded once; drawing the children as one instanced draw is the renderer's business.
+/// Instances count against the node limit.
+fn expand_instances(
+    doc: &gltf::Document,
+    buffers: &[Vec<u8>],
+    nodes: &mut Vec<ModelNode>,
+    max_nodes: usize,
+) -> Result<(), ImportError> {
+    const EXT: &str = "EXT_mesh_gpu_instancing";
+    for (i, jn) in doc.as_json().nodes.iter().enumerate() {
+        let Some(attributes) = jn
+            .extensions
+            .as_ref()
+            .and_then(|e| e.others.get(EXT))
+            .and_then(|e| e.get("attributes"))
+            .and_then(serde_json::Value::as_object)
+        else {
+            continue;
+        };
+        let node_error = |why: String| ImportError::Node {
+            node: i,
+            problem: ImportProblem::Invalid(why),
+        };
+        let accessor = |name: &str| -> Result<Option<gltf::Accessor<'_>>, ImportError> {
+            let Some(v) = attributes.get(name) else {
+                return Ok(None);
+            };
+            v.as_u64()
+                .and_then(|a| usize::try_from(a).ok())
+                .and_then(|a| doc.accessors().nth(a))
+                .map(Some)
+                .ok_or_else(|| {
+                    node_error(format!(
+                        "has {EXT} {name} accessor {v}, which does not exist"
+                    ))
+                })
+        };
+        let translations = accessor("TRANSLATION")?
+            .map(|a| super::accessor::read_vec::<3>(&a, buffers))
+            .transpose()?;
+        let rotations = accessor("ROTATION")?
+            .map(|a| super::accessor::read_vec::<4>(&a, buffers))
+            .transpose()?;
+        let scales = accessor("SCALE")?
+            .map(|a| super::accessor::read_vec::<3>(&a, buffers))
+            .transpose()?;
+        let lens = [&translations, &scales]
+            .into_iter()
+            .flatten()
+            .map(Vec::len)
+            .chain(rotations.iter().map(Vec::len));
+        let mut count = None;
+        for len in lens {
+            if *count.get_or_insert(len) != len {
+                return Err(node_error(format!(
+                    "has {EXT} attributes of different counts"
+                )));
+            }
+        }
+        let Some(count) = count else { continue };
+        let Some(mesh) = nodes.get_mut(i).and_then(|n| n.mesh.take()) else {
+            continue;
+        };
+        limit(
+            "node count with instances",
+            (nodes.len() + count) as u64,
+            max_nodes as u64,
+        )?;
+        for k in 0..count {
+            let local = Transform {
+                translation: translations
+                    .as_ref()
+                    .map_or(Vec3::ZERO, |t| Vec3::from_array(t[k])),
+                rotation: rotations
+                    .as_ref()
+                    .map_or(Quat::IDENTITY, |r| Quat::from_array(r[k]).normalize()),
+                scale: scales
+                    .as_ref()
+                    .map_or(Vec3::ONE, |s| Vec3::from_array(s[k])),
+            };
+            if !local.is_finite() {
+                return Err(node_error(format!(
+                    "has {EXT} instance {k} with a non-finite transform"
+                )));
+            }
+            let child = nodes.len();
+            nodes.push(ModelNode {
+                name: None,
+                local,
+                mesh: Some(mesh),
+                children: Vec::new(),
+            });
+            if let Some(n) = nodes.get_mut(i) {
+                n.children.push(child);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn node_transform(n: &gltf::Node<'_>) -> Option<Transform> {

@@ -1,6 +1,11 @@
 //! Texture images: bytes from a buffer view or URI, the format and size read from the header
-//! before decoding (PNG and JPEG only), decoded texels capped over the whole model, then decoded
-//! to RGBA8.
+//! before decoding (PNG, JPEG, WebP from `EXT_texture_webp`, and KTX2 with Basis Universal from
+//! `KHR_texture_basisu`), decoded texels capped over the whole model, then decoded to RGBA8.
+//!
+//! KTX2 is transcoded to RGBA8 here, on the CPU, whatever the adapter: the scene crate holds no
+//! GPU, and the renderer's texture path (mipmaps it generates, the texel cap above) takes RGBA8.
+//! A block-compressed upload (BC7/ASTC straight from the transcoder) would quarter the GPU memory
+//! of such textures on hardware; it is left for when an adapter that samples them is measured.
 //!
 //! Errors name the image only; the caller adds the texture and material that use it
 //! ([`ImportError::for_texture`]).
@@ -61,14 +66,17 @@ pub(super) fn load_image(
         (None, Some(uri)) => load_uri(uri, resolve, limits.max_bytes, fail)?,
         (None, None) => return Err(fail(invalid("has neither uri nor bufferView"))),
     };
+    if bytes.starts_with(&KTX2_MAGIC) {
+        return load_ktx2(index, img, &bytes, limits, textures).map_err(fail);
+    }
     let reader = image::ImageReader::new(Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| fail(invalid(format!("cannot be read: {e}"))))?;
     match reader.format() {
-        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
-        _ if declared_png_or_jpeg(img) => {
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::WebP) => {}
+        _ if let Some(declared) = declared_format(img) => {
             return Err(fail(invalid(format!(
-                "is declared PNG/JPEG but its {} bytes are neither",
+                "is declared {declared} but its {} bytes are not",
                 bytes.len()
             ))));
         }
@@ -77,28 +85,10 @@ pub(super) fn load_image(
             return Ok(None);
         }
     }
-    over(
-        "texture count",
-        textures.len() as u64 + 1,
-        limits.max_textures as u64,
-    )
-    .map_err(fail)?;
     let (w, h) = reader
         .into_dimensions()
         .map_err(|e| fail(invalid(format!("has an unreadable header: {e}"))))?;
-    let max_dim = u64::from(limits.max_dim);
-    over("width", u64::from(w), max_dim).map_err(fail)?;
-    over("height", u64::from(h), max_dim).map_err(fail)?;
-    let texels: u64 = textures
-        .iter()
-        .map(|t| u64::from(t.width) * u64::from(t.height))
-        .sum();
-    over(
-        "decoded texels of the model with it",
-        texels + u64::from(w) * u64::from(h),
-        4 * max_dim * max_dim,
-    )
-    .map_err(fail)?;
+    reserve_texels(w, h, limits, textures).map_err(fail)?;
     let decoded = image::ImageReader::new(Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| fail(invalid(format!("cannot be read: {e}"))))?
@@ -114,27 +104,110 @@ pub(super) fn load_image(
     Ok(Some(textures.len() - 1))
 }
 
-/// True when the file says an image is PNG or JPEG (MIME type, data URI type or file extension),
-/// so bytes in another format mean a corrupt image rather than an unsupported one.
-fn declared_png_or_jpeg(img: &gltf::json::Image) -> bool {
-    const MIME: [&str; 2] = ["image/png", "image/jpeg"];
-    if img
-        .mime_type
-        .as_ref()
-        .is_some_and(|m| MIME.contains(&m.0.as_str()))
-    {
-        return true;
+/// The 12-byte identifier every KTX2 file starts with.
+const KTX2_MAGIC: [u8; 12] = *b"\xABKTX 20\xBB\r\n\x1A\n";
+
+/// Checks the texture count, the side limit and the model's decoded-texel cap for a `w × h`
+/// image, before it is decoded.
+fn reserve_texels(
+    w: u32,
+    h: u32,
+    limits: &ImageLimits,
+    textures: &[Texture],
+) -> Result<(), ImportProblem> {
+    over(
+        "texture count",
+        textures.len() as u64 + 1,
+        limits.max_textures as u64,
+    )?;
+    let max_dim = u64::from(limits.max_dim);
+    over("width", u64::from(w), max_dim)?;
+    over("height", u64::from(h), max_dim)?;
+    if w == 0 || h == 0 {
+        return Err(invalid(format!("is {w}x{h} pixels")));
     }
-    let Some(uri) = img.uri.as_deref() else {
-        return false;
-    };
+    let texels: u64 = textures
+        .iter()
+        .map(|t| u64::from(t.width) * u64::from(t.height))
+        .sum();
+    over(
+        "decoded texels of the model with it",
+        texels + u64::from(w) * u64::from(h),
+        4 * max_dim * max_dim,
+    )
+}
+
+/// A KTX2 image (`KHR_texture_basisu`): its header is read and the size checked before level 0
+/// is transcoded to RGBA8. The transcoder is pure Rust and checks every offset in the file, so a
+/// hostile container fails with its error; levels below 0 are not read (mipmaps are generated
+/// from level 0 like every other texture's).
+fn load_ktx2(
+    index: usize,
+    img: &gltf::json::Image,
+    bytes: &[u8],
+    limits: &ImageLimits,
+    textures: &mut Vec<Texture>,
+) -> Result<Option<usize>, ImportProblem> {
+    let ktx = basisu::Transcoder::new(bytes).map_err(|e| {
+        invalid(format!(
+            "is a KTX2 file without a Basis Universal payload the transcoder reads ({e:?})"
+        ))
+    })?;
+    let (w, h) = ktx.base_dimensions();
+    if ktx.is_video() || ktx.layer_count() > 1 || ktx.face_count() != 1 {
+        tracing::warn!(
+            image = index,
+            "KTX2 video, array or cube texture not supported; material drawn without it"
+        );
+        return Ok(None);
+    }
+    reserve_texels(w, h, limits, textures)?;
+    let rgba8 = ktx
+        .transcode(0, basisu::TargetFormat::Rgba32, basisu::DecodeFlags::NONE)
+        .map_err(|e| invalid(format!("cannot be transcoded from KTX2 ({e:?})")))?;
+    if rgba8.len() as u64 != u64::from(w) * u64::from(h) * 4 {
+        return Err(invalid(format!(
+            "transcoded to {} bytes for {w}x{h} pixels",
+            rgba8.len()
+        )));
+    }
+    textures.push(Texture {
+        name: img.name.clone(),
+        width: w,
+        height: h,
+        rgba8,
+    });
+    Ok(Some(textures.len() - 1))
+}
+
+/// The format the file says an image is in (MIME type, data URI type or file extension), so
+/// bytes in another format mean a corrupt image rather than an unsupported one.
+fn declared_format(img: &gltf::json::Image) -> Option<&'static str> {
+    const KNOWN: [(&str, &str, &[&str]); 4] = [
+        ("image/png", "PNG", &[".png"]),
+        ("image/jpeg", "JPEG", &[".jpg", ".jpeg"]),
+        ("image/webp", "WebP", &[".webp"]),
+        ("image/ktx2", "KTX2", &[".ktx2"]),
+    ];
+    if let Some(m) = img.mime_type.as_ref()
+        && let Some((_, name, _)) = KNOWN.iter().find(|(mime, _, _)| *mime == m.0)
+    {
+        return Some(name);
+    }
+    let uri = img.uri.as_deref()?;
     if let Some(rest) = uri.strip_prefix("data:") {
-        return MIME.iter().any(|m| rest.starts_with(m));
+        return KNOWN
+            .iter()
+            .find(|(mime, _, _)| rest.starts_with(mime))
+            .map(|(_, name, _)| *name);
     }
     let path = uri
         .split(['?', '#'])
         .next()
         .unwrap_or(uri)
         .to_ascii_lowercase();
-    [".png", ".jpg", ".jpeg"].iter().any(|e| path.ends_with(e))
+    KNOWN
+        .iter()
+        .find(|(_, _, exts)| exts.iter().any(|e| path.ends_with(e)))
+        .map(|(_, name, _)| *name)
 }

@@ -23,6 +23,7 @@ use crate::model::{
 use super::ImportLimits;
 use super::error::{ImportError, ImportProblem, invalid};
 use super::image::{ImageLimits, load_image};
+use super::texture_source::image_of;
 
 const CLEARCOAT: &str = "KHR_materials_clearcoat";
 const SHEEN: &str = "KHR_materials_sheen";
@@ -393,9 +394,10 @@ pub(super) fn check_material_references(root: &json::Root) -> Result<(), ImportE
                     problem: invalid(format!("has a {} texture that does not exist", slot.name())),
                 });
             };
-            if texture.source.value() >= root.images.len() {
+            let image = image_of(texture);
+            if image >= root.images.len() {
                 return Err(ImportError::Image {
-                    image: texture.source.value(),
+                    image,
                     texture: Some(t),
                     material: Some(m),
                     problem: invalid("does not exist"),
@@ -453,7 +455,7 @@ pub(super) fn import_materials(
                     invalid(format!("has a {} texture that does not exist", slot.name())),
                 )
             })?;
-            let image = texture.source.value();
+            let image = image_of(texture);
             let decoded = match image_slots.get(&image) {
                 Some(decoded) => *decoded,
                 None => {

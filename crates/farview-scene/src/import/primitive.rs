@@ -12,8 +12,47 @@ use gltf::mesh::Mode;
 use crate::model::{Aabb, Material, Primitive};
 
 use super::accessor::{read_indices, read_vec};
+use super::draco::{self, DracoPrimitive};
 use super::error::{ImportError, ImportProblem, invalid, over};
 use super::tangent;
+
+/// Where a primitive's vertex data comes from: its accessors' buffer views, or for the accessors
+/// a Draco stream stands in for, the decoded stream.
+pub(super) struct Source<'a> {
+    pub(super) buffers: &'a [Vec<u8>],
+    pub(super) draco: Option<&'a DracoPrimitive>,
+}
+
+impl Source<'_> {
+    /// An accessor as `N`-component f32 vectors.
+    pub(super) fn vec<const N: usize>(
+        &self,
+        acc: &gltf::Accessor<'_>,
+    ) -> Result<Vec<[f32; N]>, ImportError> {
+        match self.draco.and_then(|d| d.read::<N>(acc)) {
+            Some(r) => r.map_err(|problem| ImportError::Accessor {
+                mesh: None,
+                primitive: None,
+                accessor: acc.index(),
+                problem,
+            }),
+            None => read_vec::<N>(acc, self.buffers),
+        }
+    }
+
+    /// The primitive's index accessor (each below `vertices`), or the Draco stream's faces.
+    fn indices(
+        &self,
+        acc: Option<gltf::Accessor<'_>>,
+        vertices: usize,
+    ) -> Result<Vec<u32>, ImportError> {
+        match (self.draco, acc) {
+            (Some(d), _) => Ok(d.indices().to_vec()),
+            (None, Some(a)) => read_indices(&a, self.buffers, vertices),
+            (None, None) => Ok((0..vertices as u32).collect()),
+        }
+    }
+}
 
 /// Vertices and triangle-list indices the model's primitives will hold, reserved before reading.
 pub(super) struct Budget {
@@ -61,10 +100,7 @@ fn variant_materials(prim: &gltf::Primitive<'_>) -> Vec<(usize, usize)> {
 
 /// Reads a `TANGENT` accessor: VEC4 of floats (or, with `KHR_mesh_quantization`, normalized
 /// bytes or shorts), every value finite.
-fn read_tangents(
-    acc: &gltf::Accessor<'_>,
-    buffers: &[Vec<u8>],
-) -> Result<Vec<[f32; 4]>, ImportError> {
+fn read_tangents(acc: &gltf::Accessor<'_>, src: &Source<'_>) -> Result<Vec<[f32; 4]>, ImportError> {
     let fail = |problem| ImportError::Accessor {
         mesh: None,
         primitive: None,
@@ -88,7 +124,7 @@ fn read_tangents(
             }
         ))));
     }
-    let tangents = read_vec::<4>(acc, buffers)?;
+    let tangents = src.vec::<4>(acc)?;
     if tangents.iter().flatten().any(|v| !v.is_finite()) {
         return Err(fail(invalid("holds non-finite tangents")));
     }
@@ -105,6 +141,7 @@ fn copy_vertex<T: Copy>(attribute: &mut Vec<T>, s: usize) {
 /// The primitive as a triangle list, or `None` for points and lines (not drawn). `materials`
 /// are the model's, to see whether the primitive's (or one of its variants') has a normal map.
 pub(super) fn import_primitive(
+    doc: &gltf::Document,
     mesh: &gltf::Mesh<'_>,
     prim: &gltf::Primitive<'_>,
     buffers: &[Vec<u8>],
@@ -145,7 +182,24 @@ pub(super) fn import_primitive(
         out_indices.max(pos_acc.count() as u64)
     };
     budget.take(out_vertices, out_indices).map_err(fail)?;
-    let positions: Vec<[f32; 3]> = read_vec::<3>(&pos_acc, buffers)?;
+    let json_prim = doc
+        .as_json()
+        .meshes
+        .get(mesh.index())
+        .and_then(|m| m.primitives.get(prim.index()))
+        .ok_or_else(|| fail(invalid("does not exist")))?;
+    let decoded = draco::decode(doc, prim, json_prim, buffers).map_err(fail)?;
+    if let Some(d) = &decoded {
+        // What the stream decoded beyond what the accessors declared (reserved above).
+        let extra_vertices = (d.points() as u64).saturating_sub(pos_acc.count() as u64);
+        let extra_indices = (d.indices().len() as u64).saturating_sub(out_indices);
+        budget.take(extra_vertices, extra_indices).map_err(fail)?;
+    }
+    let src = Source {
+        buffers,
+        draco: decoded.as_ref(),
+    };
+    let positions: Vec<[f32; 3]> = src.vec::<3>(&pos_acc)?;
     if positions.iter().flatten().any(|v| !v.is_finite()) {
         return Err(ImportError::Accessor {
             mesh: None,
@@ -156,24 +210,25 @@ pub(super) fn import_primitive(
     }
     let n = positions.len();
     let mut normals = match prim.get(&gltf::Semantic::Normals) {
-        Some(a) => Some(read_vec::<3>(&a, buffers)?),
+        Some(a) => Some(src.vec::<3>(&a)?),
         None => None,
     };
     let has_uvs = prim.get(&gltf::Semantic::TexCoords(0)).is_some();
     let mut uvs = match prim.get(&gltf::Semantic::TexCoords(0)) {
-        Some(a) => read_vec::<2>(&a, buffers)?,
+        Some(a) => src.vec::<2>(&a)?,
         None => vec![[0.0; 2]; n],
     };
     let mut uvs1 = match prim.get(&gltf::Semantic::TexCoords(1)) {
-        Some(a) => read_vec::<2>(&a, buffers)?,
+        Some(a) => src.vec::<2>(&a)?,
         None => Vec::new(),
     };
     let mut colors: Vec<[f32; 4]> = match prim.get(&gltf::Semantic::Colors(0)) {
-        Some(a) if a.dimensions() == Dimensions::Vec3 => read_vec::<3>(&a, buffers)?
+        Some(a) if a.dimensions() == Dimensions::Vec3 => src
+            .vec::<3>(&a)?
             .into_iter()
             .map(|[r, g, b]| [r, g, b, 1.0])
             .collect(),
-        Some(a) => read_vec::<4>(&a, buffers)?,
+        Some(a) => src.vec::<4>(&a)?,
         None => Vec::new(),
     };
     let variant_materials = variant_materials(prim);
@@ -190,7 +245,7 @@ pub(super) fn import_primitive(
     // Without normals the file's tangents are ignored (as the specification says): flat normals
     // get generated tangents.
     let mut tangents = match prim.get(&gltf::Semantic::Tangents) {
-        Some(a) if normal_map.is_some() && normals.is_some() => read_tangents(&a, buffers)?,
+        Some(a) if normal_map.is_some() && normals.is_some() => read_tangents(&a, &src)?,
         _ => Vec::new(),
     };
     if normals.as_ref().is_some_and(|v| v.len() != n)
@@ -203,10 +258,7 @@ pub(super) fn import_primitive(
             "has attributes that disagree on vertex count",
         )));
     }
-    let raw = match prim.indices() {
-        Some(a) => read_indices(&a, buffers, n)?,
-        None => (0..n as u32).collect(),
-    };
+    let raw = src.indices(prim.indices(), n)?;
     let mut indices = match mode {
         Mode::TriangleStrip => (2..raw.len())
             .flat_map(|i| {
