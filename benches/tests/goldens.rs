@@ -67,3 +67,59 @@ fn frames_match_the_reference_viewer() {
         mean(|s| s.psnr)
     );
 }
+
+/// Compressed variants of golden models and the golden scene whose camera they share.
+const COMPRESSED_VARIANTS: &[(&str, &str)] = &[
+    ("Box/glTF-Draco/Box.gltf", "Box"),
+    ("Duck/glTF-Draco/Duck.gltf", "Duck"),
+    ("DuckMeshopt/glTF-Meshopt/Duck-vp-12-vt-12-vn-12.glb", "Duck"),
+    ("CesiumMilkTruck/glTF-Draco/CesiumMilkTruck.gltf", "CesiumMilkTruck"),
+    ("BoxTexturedWebp/glTF/BoxTexturedWebp.gltf", "BoxTextured"),
+];
+
+/// The bar: a compressed variant renders the picture its plain variant does.
+const COMPRESSED_MIN_SSIM: f64 = 0.98;
+
+#[test]
+fn compressed_variants_render_like_their_plain_models() {
+    let Some(corpus) = golden::corpus_root() else {
+        eprintln!("SKIPPED: no corpus (set FARVIEW_CORPUS or place ../shared/corpus/khronos)");
+        return;
+    };
+    let gpu = GpuContext::new(AdapterChoice::Software).expect("software adapter");
+    let env = Environment::load_default(&gpu).expect("default environment");
+    let lighting = golden::reference_lighting(env);
+    let scenes = golden::scenes().unwrap();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compressed");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut report = Vec::new();
+    for (model, name) in COMPRESSED_VARIANTS {
+        let plain = scenes.iter().find(|s| s.name == *name).unwrap();
+        let compressed = golden::GoldenScene {
+            model: (*model).to_owned(),
+            ..plain.clone()
+        };
+        let q = RenderQuality::default();
+        let a = golden::render(&gpu, &lighting, q, &corpus, plain).unwrap();
+        let b = golden::render(&gpu, &lighting, q, &corpus, &compressed).unwrap();
+        let (w, h) = (plain.width, plain.height);
+        let file = model.replace('/', "_");
+        golden::write_png(&out.join(format!("{file}.png")), &b, w, h).unwrap();
+        let ssim = golden::ssim(&a, &b, w, h);
+        let reference = golden::read_png(
+            &golden::goldens_dir().join("png").join(format!("{name}.png")),
+            w,
+            h,
+        )
+        .unwrap();
+        let vs_golden = golden::ssim(&b, &reference, w, h);
+        report.push(format!(
+            "{model:60} SSIM {ssim:.4} vs plain, {vs_golden:.4} vs golden"
+        ));
+        assert!(
+            ssim >= COMPRESSED_MIN_SSIM && vs_golden >= MIN_SSIM,
+            "{model}: SSIM {ssim:.4} against {name}, {vs_golden:.4} against its golden"
+        );
+    }
+    eprintln!("{}\nframes in {out:?}", report.join("\n"));
+}
