@@ -66,6 +66,7 @@ fn quad(
         meshes: vec![Mesh {
             name: None,
             primitives: vec![prim],
+            ..Mesh::default()
         }],
         materials,
         textures,
@@ -74,6 +75,7 @@ fn quad(
             local: Transform::IDENTITY,
             mesh: Some(0),
             children: vec![],
+            ..ModelNode::default()
         }],
         roots: vec![0],
         ..Model::default()

@@ -184,6 +184,7 @@ fn quad_scene(material: farview_scene::Material, colors: Vec<[f32; 4]>) -> Scene
         meshes: vec![Mesh {
             name: None,
             primitives: vec![prim],
+            ..Mesh::default()
         }],
         materials: vec![farview_scene::Material {
             base_color_texture: material
@@ -208,6 +209,7 @@ fn quad_scene(material: farview_scene::Material, colors: Vec<[f32; 4]>) -> Scene
             local: Transform::IDENTITY,
             mesh: Some(0),
             children: vec![],
+            ..ModelNode::default()
         }],
         roots: vec![0],
         ..Model::default()
@@ -452,6 +454,7 @@ fn transmissive_glass_shows_the_geometry_behind_it() {
                 local: Transform::IDENTITY,
                 mesh: Some(0),
                 children: vec![],
+                ..ModelNode::default()
             }],
             roots: vec![0],
             ..Model::default()

@@ -5,6 +5,7 @@
 //! (like rend3's `load_gltf`), so it is testable on its own and hostile files are rejected before
 //! anything is allocated for them.
 
+pub mod animation;
 mod import;
 mod model;
 mod raycast;
@@ -17,13 +18,14 @@ pub use import::{
     import_gltf, import_gltf_with,
 };
 pub use model::{
-    Aabb, AlphaMode, Clearcoat, Filter, Material, Mesh, Model, ModelExtras, ModelNode, Primitive,
-    Sampler, Sheen, Specular, Texture, TextureRef, Transform, Transmission, UV_IDENTITY, Volume,
-    Wrap,
+    Aabb, AlphaMode, Clearcoat, Filter, Material, Mesh, Model, ModelExtras, ModelNode, MorphTarget,
+    Primitive, Sampler, Sheen, Skin, Specular, Texture, TextureRef, Transform, Transmission,
+    UV_IDENTITY, Volume, Wrap,
 };
 pub use raycast::{Bvh, Ray};
 pub use scene::{
-    CutPlaneId, Drawable, Entity, EntityId, HierarchyEntry, Hit, LightId, MAX_CUT_PLANES,
-    MAX_LIGHTS, ModelId, ModelInfo, Scene, SceneError, SceneStats, ViewFit,
+    AnimationCommand, AnimationInfo, AnimationState, CutPlaneId, Deformed, DeformedPrimitive,
+    Drawable, Entity, EntityId, HierarchyEntry, Hit, LightId, MAX_CUT_PLANES, MAX_LIGHTS, ModelId,
+    ModelInfo, Scene, SceneError, SceneStats, ViewFit,
 };
 pub use state::{CutPlane, DrawState, Light, LightKind, MaterialOverride, StateOverride};

@@ -150,6 +150,37 @@ pub struct Primitive {
     pub variant_materials: Vec<(usize, usize)>,
     /// Bounds of `positions` in the mesh's space.
     pub bounds: Aabb,
+    /// Skin joints (`JOINTS_0`, indices into the node's skin), same length as `positions`, or
+    /// empty when the primitive is not skinned.
+    pub joints: Vec<[u16; 4]>,
+    /// Skin weights (`WEIGHTS_0`, summing to 1), same length as `joints`.
+    pub weights: Vec<[f32; 4]>,
+    /// Morph targets, in the file's order.
+    pub targets: Vec<MorphTarget>,
+}
+
+/// One morph target of a primitive: displacements added with the target's weight. Each list is
+/// empty or as long as the primitive's positions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MorphTarget {
+    /// Position displacements.
+    pub positions: Vec<[f32; 3]>,
+    /// Normal displacements.
+    pub normals: Vec<[f32; 3]>,
+    /// Tangent displacements (xyz).
+    pub tangents: Vec<[f32; 3]>,
+}
+
+/// A glTF skin: the joints (nodes) whose motion deforms a mesh, with their inverse bind
+/// matrices.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Skin {
+    /// Name from the file, if any.
+    pub name: Option<String>,
+    /// Joint nodes (indices into [`Model::nodes`]); a vertex's joint index selects one.
+    pub joints: Vec<usize>,
+    /// One per joint: from the mesh's bind space to the joint's space.
+    pub inverse_bind: Vec<glam::Mat4>,
 }
 
 impl Primitive {
@@ -178,6 +209,8 @@ pub struct Mesh {
     pub name: Option<String>,
     /// The primitives.
     pub primitives: Vec<Primitive>,
+    /// Default morph target weights (as many as the primitives' targets; zeros when absent).
+    pub weights: Vec<f32>,
 }
 
 /// How a texture is addressed outside 0..1 (glTF sampler `wrapS`/`wrapT`).
@@ -484,6 +517,10 @@ pub struct ModelNode {
     pub mesh: Option<usize>,
     /// Indices into [`Model::nodes`]; the hierarchy is a forest (import rejects cycles).
     pub children: Vec<usize>,
+    /// Index into [`Model::skins`] when the node's mesh is skinned.
+    pub skin: Option<usize>,
+    /// Morph weights of this node's mesh instance, overriding the mesh's defaults.
+    pub weights: Option<Vec<f32>>,
 }
 
 /// An imported model: immutable CPU assets plus the node tree of its default scene.
@@ -501,6 +538,10 @@ pub struct Model {
     pub roots: Vec<usize>,
     /// `KHR_materials_variants` names, in index order (empty without the extension).
     pub variants: Vec<String>,
+    /// Skins.
+    pub skins: Vec<Skin>,
+    /// Keyframe animations.
+    pub animations: Vec<crate::animation::Animation>,
     /// Extensions the file uses that the host ignores (reported to the client).
     pub ignored_extensions: Vec<String>,
     /// What the file holds beyond drawable geometry.

@@ -171,6 +171,22 @@ pub enum ImportError {
         /// What is wrong.
         problem: ImportProblem,
     },
+    /// A skin's joints or inverse bind matrices are invalid.
+    #[error("skin {skin}: {problem}")]
+    Skin {
+        /// Index into the file's `skins`.
+        skin: usize,
+        /// What is wrong.
+        problem: ImportProblem,
+    },
+    /// An animation's channel or sampler is invalid.
+    #[error("animation {animation}: {problem}")]
+    Animation {
+        /// Index into the file's `animations`.
+        animation: usize,
+        /// What is wrong.
+        problem: ImportProblem,
+    },
 }
 
 fn used_by(mesh: Option<usize>, primitive: Option<usize>) -> String {
@@ -211,7 +227,9 @@ impl ImportError {
             | Self::Primitive { problem, .. }
             | Self::Material { problem, .. }
             | Self::Image { problem, .. }
-            | Self::Node { problem, .. } => match problem {
+            | Self::Node { problem, .. }
+            | Self::Skin { problem, .. }
+            | Self::Animation { problem, .. } => match problem {
                 ImportProblem::Invalid(_) => ImportErrorKind::Malformed,
                 ImportProblem::Limit { .. } => ImportErrorKind::LimitExceeded,
             },

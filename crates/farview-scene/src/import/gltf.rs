@@ -13,6 +13,7 @@ use crate::model::{Mesh, Model, ModelExtras, ModelNode, Transform};
 
 use super::ImportLimits;
 use super::accessor::{check_accessor, view_range};
+use super::animation::{import_animations, import_skins};
 use super::error::{ImportError, ImportProblem, invalid, limit, over};
 use super::material::{check_material_references, import_materials};
 use super::meshopt;
@@ -212,20 +213,40 @@ pub(super) fn import_document(
                 None => {}
             }
         }
+        // Default morph weights: the file's, padded or cut to the primitives' target count.
+        let targets = primitives
+            .iter()
+            .map(|p| p.targets.len())
+            .max()
+            .unwrap_or(0);
+        let mut weights: Vec<f32> = mesh
+            .weights()
+            .unwrap_or(&[])
+            .iter()
+            .map(|w| if w.is_finite() { *w } else { 0.0 })
+            .collect();
+        weights.resize(targets, 0.0);
         meshes.push(Mesh {
             name: mesh.name().map(str::to_owned),
             primitives,
+            weights,
         });
     }
 
     let (mut nodes, roots) = import_nodes(doc)?;
+    let skins = import_skins(doc, &buffers, nodes.len())?;
+    let animations = import_animations(
+        doc,
+        &buffers,
+        &nodes,
+        &meshes,
+        limits.max_accessor_count.saturating_mul(4),
+        &mut extras.warnings,
+    )?;
     expand_instances(doc, &buffers, &mut nodes, limits.max_nodes)?;
-    extras.animations = doc
-        .animations()
-        .map(|a| {
-            a.name()
-                .map_or_else(|| format!("animation {}", a.index()), str::to_owned)
-        })
+    extras.animations = animations
+        .iter()
+        .map(|a| a.name.clone())
         .take(1024)
         .collect();
     extras.skins = json.skins.len() as u32;
@@ -246,6 +267,8 @@ pub(super) fn import_document(
             .collect(),
         ignored_extensions: Vec::new(),
         extras,
+        skins,
+        animations,
     })
 }
 
@@ -336,6 +359,12 @@ fn import_nodes(doc: &gltf::Document) -> Result<(Vec<ModelNode>, Vec<usize>), Im
             local,
             mesh: n.mesh().map(|m| m.index()),
             children,
+            skin: jn.skin.map(|s| s.value()).filter(|&s| s < json.skins.len()),
+            weights: n.weights().map(|w| {
+                w.iter()
+                    .map(|v| if v.is_finite() { *v } else { 0.0 })
+                    .collect()
+            }),
         });
     }
     let mut reached = vec![false; count];
@@ -453,6 +482,8 @@ fn expand_instances(
                 local,
                 mesh: Some(mesh),
                 children: Vec::new(),
+                skin: None,
+                weights: None,
             });
             if let Some(n) = nodes.get_mut(i) {
                 n.children.push(child);

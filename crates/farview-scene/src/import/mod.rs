@@ -22,6 +22,7 @@
 //! a whole.
 
 mod accessor;
+mod animation;
 mod draco;
 mod error;
 mod gltf;

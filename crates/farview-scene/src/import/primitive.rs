@@ -9,7 +9,7 @@ use glam::Vec3;
 use gltf::accessor::{DataType, Dimensions};
 use gltf::mesh::Mode;
 
-use crate::model::{Aabb, Material, Primitive};
+use crate::model::{Aabb, Material, MorphTarget, Primitive};
 
 use super::accessor::{read_indices, read_vec};
 use super::draco::{self, DracoPrimitive};
@@ -131,6 +131,120 @@ fn read_tangents(acc: &gltf::Accessor<'_>, src: &Source<'_>) -> Result<Vec<[f32;
     Ok(tangents)
 }
 
+/// Most morph targets a primitive may have (real files use a handful; each costs a copy of
+/// the vertex data).
+const MAX_TARGETS: usize = 64;
+
+/// Per-vertex joint indices and weights.
+type SkinAttributes = (Vec<[u16; 4]>, Vec<[f32; 4]>);
+
+/// `JOINTS_0` and `WEIGHTS_0` when both are present: joint indices as integers (checked against
+/// the skin when drawn), weights normalized to sum to 1. Empty lists when the primitive is not
+/// skinned.
+fn read_skin(
+    prim: &gltf::Primitive<'_>,
+    src: &Source<'_>,
+    n: usize,
+) -> Result<SkinAttributes, ImportError> {
+    let (Some(j), Some(w)) = (
+        prim.get(&gltf::Semantic::Joints(0)),
+        prim.get(&gltf::Semantic::Weights(0)),
+    ) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let fail = |acc: &gltf::Accessor<'_>, why: &str| ImportError::Accessor {
+        mesh: None,
+        primitive: None,
+        accessor: acc.index(),
+        problem: invalid(why),
+    };
+    if !matches!(j.data_type(), DataType::U8 | DataType::U16) || j.normalized() {
+        return Err(fail(
+            &j,
+            "holds JOINTS_0 that are not unsigned byte or short integers",
+        ));
+    }
+    let joints: Vec<[u16; 4]> = src
+        .vec::<4>(&j)?
+        .into_iter()
+        .map(|v| v.map(|x| x as u16))
+        .collect();
+    let weights: Vec<[f32; 4]> = src
+        .vec::<4>(&w)?
+        .into_iter()
+        .map(|v| {
+            let v = v.map(|x| if x.is_finite() { x.max(0.0) } else { 0.0 });
+            let sum: f32 = v.iter().sum();
+            if sum > 0.0 {
+                v.map(|x| x / sum)
+            } else {
+                [1.0, 0.0, 0.0, 0.0]
+            }
+        })
+        .collect();
+    if joints.len() != n || weights.len() != n {
+        return Err(fail(
+            &j,
+            "has JOINTS_0/WEIGHTS_0 counts that disagree with POSITION",
+        ));
+    }
+    Ok((joints, weights))
+}
+
+/// The primitive's morph targets, their memory charged to the vertex budget first.
+fn read_targets(
+    prim: &gltf::Primitive<'_>,
+    src: &Source<'_>,
+    n: usize,
+    budget: &mut Budget,
+) -> Result<Vec<MorphTarget>, ImportError> {
+    let count = prim.morph_targets().len();
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let problem = |p| ImportError::Primitive {
+        mesh: 0,
+        primitive: 0,
+        problem: p,
+    };
+    over("morph targets", count as u64, MAX_TARGETS as u64).map_err(problem)?;
+    budget
+        .take((n as u64).saturating_mul(count as u64), 0)
+        .map_err(problem)?;
+    let mut targets = Vec::with_capacity(count);
+    for t in prim.morph_targets() {
+        let read = |a: Option<gltf::Accessor<'_>>| -> Result<Vec<[f32; 3]>, ImportError> {
+            let Some(a) = a else { return Ok(Vec::new()) };
+            let v = src.vec::<3>(&a)?;
+            if v.len() != n || v.iter().flatten().any(|x| !x.is_finite()) {
+                return Err(problem(invalid(format!(
+                    "has a morph target accessor {} with {} values (non-finite or not {n})",
+                    a.index(),
+                    v.len()
+                ))));
+            }
+            Ok(v)
+        };
+        targets.push(MorphTarget {
+            positions: read(t.positions())?,
+            normals: read(t.normals())?,
+            tangents: read(t.tangents())?,
+        });
+    }
+    Ok(targets)
+}
+
+/// An attribute expanded to one value per index (empty stays empty).
+fn gather<T: Copy>(attribute: &[T], indices: &[u32]) -> Vec<T> {
+    if attribute.is_empty() {
+        return Vec::new();
+    }
+    indices
+        .iter()
+        .filter_map(|&i| attribute.get(i as usize).copied())
+        .collect()
+}
+
 /// Appends a copy of vertex `s`'s value to an attribute (nothing for an absent one).
 fn copy_vertex<T: Copy>(attribute: &mut Vec<T>, s: usize) {
     if let Some(v) = attribute.get(s).copied() {
@@ -231,6 +345,11 @@ pub(super) fn import_primitive(
         Some(a) => src.vec::<4>(&a)?,
         None => Vec::new(),
     };
+    let (mut joints, mut weights) = read_skin(prim, &src, n)?;
+    let mut targets = read_targets(prim, &src, n, budget).map_err(|e| match e {
+        ImportError::Primitive { problem, .. } => fail(problem),
+        other => other,
+    })?;
     let variant_materials = variant_materials(prim);
     // The normal map whose UV set tangents follow: the material's, else a variant's.
     let normal_map = prim
@@ -305,6 +424,13 @@ pub(super) fn import_primitive(
                 }
             }
         }
+        joints = gather(&joints, &indices);
+        weights = gather(&weights, &indices);
+        for t in &mut targets {
+            t.positions = gather(&t.positions, &indices);
+            t.normals = gather(&t.normals, &indices);
+            t.tangents = gather(&t.tangents, &indices);
+        }
         indices = (0..p2.len() as u32).collect();
         positions = p2;
         uvs = u2;
@@ -332,6 +458,13 @@ pub(super) fn import_primitive(
                         copy_vertex(&mut uvs, s);
                         copy_vertex(&mut uvs1, s);
                         copy_vertex(&mut colors, s);
+                        copy_vertex(&mut joints, s);
+                        copy_vertex(&mut weights, s);
+                        for t in &mut targets {
+                            copy_vertex(&mut t.positions, s);
+                            copy_vertex(&mut t.normals, s);
+                            copy_vertex(&mut t.tangents, s);
+                        }
                     }
                     tangents = generated;
                 }
@@ -364,5 +497,8 @@ pub(super) fn import_primitive(
         material: prim.material().index(),
         variant_materials,
         bounds,
+        joints,
+        weights,
+        targets,
     }))
 }

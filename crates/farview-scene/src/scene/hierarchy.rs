@@ -64,6 +64,7 @@ impl Scene {
                 state: StateOverride::default(),
                 material: MaterialOverride::default(),
                 instance_of,
+                deform: None,
             },
         );
         match parent.and_then(|p| self.entities.get_mut(&p)) {
@@ -147,6 +148,43 @@ impl Scene {
             node_entities.insert(node_index, id);
             stack.extend(node.children.iter().rev().map(|&c| (c, id)));
         }
+        // Skinned and morphed meshes, and the instance record animation needs.
+        let mut node_list = vec![None; model.nodes.len()];
+        for (&n, &id) in &node_entities {
+            if let Some(slot) = node_list.get_mut(n) {
+                *slot = Some(id);
+            }
+        }
+        for (n, node) in model.nodes.iter().enumerate() {
+            let (Some(Some(id)), Some(mesh)) = (
+                node_list.get(n).copied(),
+                node.mesh.and_then(|m| model.meshes.get(m)),
+            ) else {
+                continue;
+            };
+            let skinned = node.skin.is_some_and(|s| s < model.skins.len())
+                && mesh.primitives.iter().any(|p| !p.joints.is_empty());
+            if !skinned && mesh.weights.is_empty() {
+                continue;
+            }
+            if let Some(e) = self.entities.get_mut(&id) {
+                e.deform = Some(Box::new(super::animate::Deform {
+                    root,
+                    skin: node.skin.filter(|_| skinned),
+                    weights: super::animate::rest_weights(&model, n),
+                    output: None,
+                }));
+                self.deformable.push(id);
+            }
+        }
+        self.instances.insert(
+            root,
+            super::animate::Instance {
+                model: model_id,
+                nodes: node_list,
+                playback: None,
+            },
+        );
         self.mark_dirty(root);
         self.update_world_transforms();
         let bounds = self.world_bounds(root).unwrap_or(Aabb::EMPTY);
@@ -215,6 +253,12 @@ impl Scene {
                 }
             }
         }
+        if !self.deformable.is_empty() {
+            let entities = &self.entities;
+            self.deformable.retain(|d| entities.contains_key(d));
+        }
+        let entities = &self.entities;
+        self.instances.retain(|root, _| entities.contains_key(root));
         self.revision += 1;
         Ok(removed)
     }
@@ -307,9 +351,15 @@ impl Scene {
         Ok(())
     }
 
-    /// Recomputes stale world matrices (iteratively: deep trees are fine). Cheap when nothing
-    /// changed; only the changed subtrees are walked unless many changed.
+    /// Recomputes stale world matrices (iteratively: deep trees are fine), then the posed
+    /// vertices of skinned and morphed meshes. Cheap when nothing changed; only the changed
+    /// subtrees are walked unless many changed.
     pub fn update_world_transforms(&mut self) {
+        self.update_world_matrices();
+        self.update_deformations();
+    }
+
+    fn update_world_matrices(&mut self) {
         // Dirty entities read their parent's world matrix when they are reached, not when the
         // walk starts: a parent that is dirty too may be recomputed first, and a subtree reached
         // from a stale ancestor is walked again from that ancestor, so the order is irrelevant.

@@ -7,6 +7,7 @@
 //! material overrides, drawables, stats), [`lights`] (lights and cut planes), [`spatial`]
 //! (bounds and raycasts).
 
+mod animate;
 mod framing;
 mod hierarchy;
 mod lights;
@@ -15,6 +16,7 @@ mod spatial;
 #[cfg(test)]
 mod tests;
 
+pub use animate::{AnimationCommand, AnimationInfo, AnimationState, Deformed, DeformedPrimitive};
 pub use framing::ViewFit;
 
 use std::collections::HashMap;
@@ -67,6 +69,8 @@ pub struct Entity {
     pub material: MaterialOverride,
     /// The model instance this entity was created for (keeps the model's assets alive).
     instance_of: Option<ModelId>,
+    /// Skin and morph inputs and the posed vertices, for a skinned or morphed mesh.
+    deform: Option<Box<animate::Deform>>,
 }
 
 /// Something the renderer draws this frame.
@@ -210,6 +214,12 @@ pub struct Scene {
     revision: u64,
     /// Subtrees whose world matrices are stale; `None` after too many: recompute everything.
     dirty: Option<Vec<EntityId>>,
+    /// Model instances by root entity (node-to-entity maps, the animation playing).
+    instances: HashMap<EntityId, animate::Instance>,
+    /// Entities with a skinned or morphed mesh.
+    deformable: Vec<EntityId>,
+    /// The revision the posed vertices were computed at.
+    deform_revision: u64,
 }
 
 impl Default for Scene {
@@ -237,6 +247,9 @@ impl Scene {
             max_entities,
             revision: 0,
             dirty: Some(Vec::new()),
+            instances: HashMap::new(),
+            deformable: Vec::new(),
+            deform_revision: 0,
         }
     }
 

@@ -22,8 +22,14 @@ impl Scene {
             };
             if let Some(mesh) = self.mesh_of(e) {
                 let m = to_space * e.world;
-                for p in &mesh.primitives {
-                    bounds = bounds.union(&p.bounds.transformed(&m));
+                // A skinned or morphed mesh's bounds are those of its current pose.
+                match e.deform.as_ref().and_then(|d| d.output.as_ref()) {
+                    Some(posed) => bounds = bounds.union(&posed.bounds.transformed(&m)),
+                    None => {
+                        for p in &mesh.primitives {
+                            bounds = bounds.union(&p.bounds.transformed(&m));
+                        }
+                    }
                 }
             }
             stack.extend(e.children.iter().copied());

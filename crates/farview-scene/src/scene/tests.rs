@@ -27,6 +27,7 @@ fn triangle_model() -> Model {
         meshes: vec![Mesh {
             name: None,
             primitives: vec![prim],
+            ..Mesh::default()
         }],
         nodes: vec![
             ModelNode {
@@ -37,6 +38,7 @@ fn triangle_model() -> Model {
                 },
                 mesh: None,
                 children: vec![1],
+                ..ModelNode::default()
             },
             ModelNode {
                 name: Some("child".into()),
@@ -46,6 +48,7 @@ fn triangle_model() -> Model {
                 },
                 mesh: Some(0),
                 children: vec![],
+                ..ModelNode::default()
             },
         ],
         roots: vec![0],

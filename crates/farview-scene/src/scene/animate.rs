@@ -1,0 +1,488 @@
+//! Animation of model instances: which animation plays on which instance, the pose it sets on
+//! the instance's node entities each frame, and the deformed vertices of skinned and morphed
+//! meshes (computed on the CPU, once per change, for the renderer to upload and for bounds).
+//!
+//! Skinning runs here rather than in a vertex shader so that it is the same on every backend
+//! (wgpu's GL path has no vertex-stage storage buffers on every driver), and so that bounds
+//! follow the animated pose exactly. Its cost is measured in `benches/` (BrainStem).
+
+use std::sync::Arc;
+
+use glam::{Mat4, Quat, Vec3, Vec4};
+
+use crate::animation::{ChannelPath, Playback};
+use crate::model::{Aabb, Model};
+
+use super::{EntityId, ModelId, Scene, SceneError};
+
+/// What an instance needs to be animated: its nodes' entities.
+#[derive(Debug, Clone)]
+pub(super) struct Instance {
+    pub(super) model: ModelId,
+    /// Entity of each model node (`None` when the node's entity was destroyed).
+    pub(super) nodes: Vec<Option<EntityId>>,
+    pub(super) playback: Option<Playback>,
+}
+
+/// A deformable entity's inputs: its instance (for joint lookup), skin and morph weights.
+#[derive(Debug, Clone)]
+pub(crate) struct Deform {
+    pub(super) root: EntityId,
+    pub(super) skin: Option<usize>,
+    pub(super) weights: Vec<f32>,
+    pub(super) output: Option<Arc<Deformed>>,
+}
+
+/// The vertices of a skinned or morphed mesh in its pose, in the mesh's space (the entity's
+/// world matrix still applies), one entry per primitive of the mesh.
+#[derive(Debug, Clone, Default)]
+pub struct Deformed {
+    /// Bumped whenever the vertices change.
+    pub revision: u64,
+    /// Per primitive.
+    pub primitives: Vec<DeformedPrimitive>,
+    /// Bounds of every primitive's positions.
+    pub bounds: Aabb,
+}
+
+/// One primitive's posed vertices.
+#[derive(Debug, Clone, Default)]
+pub struct DeformedPrimitive {
+    /// Positions.
+    pub positions: Vec<[f32; 3]>,
+    /// Normals (unit).
+    pub normals: Vec<[f32; 3]>,
+    /// Tangents (xyz unit, w handedness), or empty when the primitive has none.
+    pub tangents: Vec<[f32; 4]>,
+}
+
+/// An animation as the client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnimationInfo {
+    /// Name (from the file, or `animation N`).
+    pub name: String,
+    /// Length in seconds.
+    pub duration: f32,
+}
+
+/// What to do with an instance's animation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AnimationCommand {
+    /// Starts animation `index` from `start` seconds.
+    Play {
+        /// Index into the instance's animations.
+        index: usize,
+        /// Rate (1 = real time; negative plays backwards).
+        speed: f32,
+        /// Wrap at the ends (else stop there).
+        looping: bool,
+        /// Start time, seconds.
+        start: f32,
+    },
+    /// Stops time (the pose stays).
+    Pause,
+    /// Lets time run again.
+    Resume,
+    /// Jumps to a time, seconds (clamped to the animation).
+    Seek(f32),
+    /// Changes the rate.
+    Speed(f32),
+    /// Stops the animation and returns the nodes to their rest pose.
+    Stop,
+}
+
+/// Where an instance's animation is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnimationState {
+    /// The animation, when one is set.
+    pub index: Option<usize>,
+    /// Its time, seconds.
+    pub time: f32,
+    /// Its rate.
+    pub speed: f32,
+    /// Whether time runs.
+    pub playing: bool,
+    /// Whether it wraps.
+    pub looping: bool,
+}
+
+impl Scene {
+    fn instance(&self, root: EntityId) -> Result<&Instance, SceneError> {
+        self.get(root)?;
+        self.instances.get(&root).ok_or_else(|| {
+            SceneError::InvalidArgument(format!(
+                "entity {} is not the root of a loaded model",
+                root.0
+            ))
+        })
+    }
+
+    /// The animations of the model instance rooted at `root`.
+    pub fn animations(&self, root: EntityId) -> Result<Vec<AnimationInfo>, SceneError> {
+        let inst = self.instance(root)?;
+        let model = self
+            .model(inst.model)
+            .ok_or(SceneError::NoSuchModel(inst.model.0))?;
+        Ok(model
+            .animations
+            .iter()
+            .map(|a| AnimationInfo {
+                name: a.name.clone(),
+                duration: a.duration,
+            })
+            .collect())
+    }
+
+    /// The animation state of the instance rooted at `root`.
+    pub fn animation_state(&self, root: EntityId) -> Result<AnimationState, SceneError> {
+        let p = self.instance(root)?.playback;
+        Ok(AnimationState {
+            index: p.map(|p| p.animation),
+            time: p.map_or(0.0, |p| p.time),
+            speed: p.map_or(1.0, |p| p.speed),
+            playing: p.is_some_and(|p| p.playing),
+            looping: p.is_some_and(|p| p.looping),
+        })
+    }
+
+    /// Applies an animation command to the instance rooted at `root`; the pose is set at once.
+    pub fn animate(&mut self, root: EntityId, command: AnimationCommand) -> Result<(), SceneError> {
+        let inst = self.instance(root)?;
+        let model = self
+            .model(inst.model)
+            .cloned()
+            .ok_or(SceneError::NoSuchModel(inst.model.0))?;
+        let finite = |v: f32, what: &str| {
+            if v.is_finite() {
+                Ok(v)
+            } else {
+                Err(SceneError::InvalidArgument(format!(
+                    "{what} must be finite"
+                )))
+            }
+        };
+        let mut playback = inst.playback;
+        let need = |p: Option<Playback>| {
+            p.ok_or_else(|| {
+                SceneError::InvalidArgument("no animation is set; play one first".into())
+            })
+        };
+        match command {
+            AnimationCommand::Play {
+                index,
+                speed,
+                looping,
+                start,
+            } => {
+                let anim = model.animations.get(index).ok_or_else(|| {
+                    SceneError::InvalidArgument(format!(
+                        "animation {index} does not exist (the model has {})",
+                        model.animations.len()
+                    ))
+                })?;
+                let speed = finite(speed, "speed")?;
+                let start = finite(start, "start")?.clamp(0.0, anim.duration);
+                if playback.is_some_and(|p| p.animation != index) {
+                    self.rest_pose(root, &model);
+                }
+                playback = Some(Playback {
+                    animation: index,
+                    time: start,
+                    speed,
+                    looping,
+                    playing: true,
+                });
+            }
+            AnimationCommand::Pause => {
+                let mut p = need(playback)?;
+                p.playing = false;
+                playback = Some(p);
+            }
+            AnimationCommand::Resume => {
+                let mut p = need(playback)?;
+                p.playing = true;
+                playback = Some(p);
+            }
+            AnimationCommand::Seek(t) => {
+                let mut p = need(playback)?;
+                let duration = model
+                    .animations
+                    .get(p.animation)
+                    .map_or(0.0, |a| a.duration);
+                p.time = finite(t, "time")?.clamp(0.0, duration);
+                playback = Some(p);
+            }
+            AnimationCommand::Speed(s) => {
+                let mut p = need(playback)?;
+                p.speed = finite(s, "speed")?;
+                playback = Some(p);
+            }
+            AnimationCommand::Stop => {
+                playback = None;
+                self.rest_pose(root, &model);
+            }
+        }
+        if let Some(inst) = self.instances.get_mut(&root) {
+            inst.playback = playback;
+        }
+        self.apply_pose(root, &model);
+        Ok(())
+    }
+
+    /// Advances every playing animation by `dt` seconds and sets the poses; true when any pose
+    /// changed (the frame must be drawn again).
+    pub fn advance_animations(&mut self, dt: f32) -> bool {
+        let playing: Vec<EntityId> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.playback.is_some_and(|p| p.playing))
+            .map(|(r, _)| *r)
+            .collect();
+        for root in &playing {
+            let Some(inst) = self.instances.get(root) else {
+                continue;
+            };
+            let Some(model) = self.model(inst.model).cloned() else {
+                continue;
+            };
+            if let Some(p) = self
+                .instances
+                .get_mut(root)
+                .and_then(|i| i.playback.as_mut())
+            {
+                let duration = model
+                    .animations
+                    .get(p.animation)
+                    .map_or(0.0, |a| a.duration);
+                p.advance(dt, duration);
+            }
+            self.apply_pose(*root, &model);
+        }
+        !playing.is_empty()
+    }
+
+    /// True when some animation's time is running.
+    pub fn is_animating(&self) -> bool {
+        self.instances
+            .values()
+            .any(|i| i.playback.is_some_and(|p| p.playing))
+    }
+
+    /// Sets the instance's node entities to the animation's values at its time.
+    fn apply_pose(&mut self, root: EntityId, model: &Model) {
+        let Some(inst) = self.instances.get(&root) else {
+            return;
+        };
+        let Some(p) = inst.playback else { return };
+        let Some(anim) = model.animations.get(p.animation) else {
+            return;
+        };
+        let nodes = inst.nodes.clone();
+        let mut buf = [0.0f32; 4];
+        let mut weights = Vec::new();
+        for ch in &anim.channels {
+            let Some(Some(id)) = nodes.get(ch.node).copied() else {
+                continue;
+            };
+            if ch.path == ChannelPath::Weights {
+                weights.resize(ch.components, 0.0);
+                ch.sample(p.time, &mut weights);
+                if let Some(d) = self.entities.get_mut(&id).and_then(|e| e.deform.as_mut()) {
+                    d.weights.clone_from(&weights);
+                    d.output = None;
+                }
+                self.mark_dirty(id);
+                continue;
+            }
+            ch.sample(p.time, &mut buf[..ch.components]);
+            let Some(e) = self.entities.get_mut(&id) else {
+                continue;
+            };
+            match ch.path {
+                ChannelPath::Translation => e.local.translation = Vec3::from_slice(&buf[..3]),
+                ChannelPath::Rotation => e.local.rotation = Quat::from_slice(&buf),
+                ChannelPath::Scale => e.local.scale = Vec3::from_slice(&buf[..3]),
+                ChannelPath::Weights => {}
+            }
+            self.mark_dirty(id);
+        }
+    }
+
+    /// Puts the instance's nodes back at the file's transforms and weights.
+    fn rest_pose(&mut self, root: EntityId, model: &Model) {
+        let Some(inst) = self.instances.get(&root) else {
+            return;
+        };
+        let nodes = inst.nodes.clone();
+        for (n, id) in nodes.iter().enumerate() {
+            let (Some(id), Some(node)) = (id, model.nodes.get(n)) else {
+                continue;
+            };
+            if let Some(e) = self.entities.get_mut(id) {
+                e.local = node.local;
+                if let Some(d) = e.deform.as_mut() {
+                    d.weights = rest_weights(model, n);
+                    d.output = None;
+                }
+            }
+            self.mark_dirty(*id);
+        }
+    }
+
+    /// Recomputes the posed vertices of deformable entities whose inputs may have changed
+    /// (anything moved since the last time); called by [`Scene::update_world_transforms`].
+    pub(super) fn update_deformations(&mut self) {
+        if self.deform_revision == self.revision || self.deformable.is_empty() {
+            return;
+        }
+        self.deform_revision = self.revision;
+        let ids = self.deformable.clone();
+        for id in ids {
+            let Some(e) = self.entities.get(&id) else {
+                continue;
+            };
+            let (Some((model_id, mesh)), Some(d)) = (e.mesh, e.deform.as_ref()) else {
+                continue;
+            };
+            let Some(model) = self.model(model_id).cloned() else {
+                continue;
+            };
+            let joints = d
+                .skin
+                .and_then(|s| model.skins.get(s))
+                .map(|skin| self.joint_matrices(d.root, e.world, skin))
+                .unwrap_or_default();
+            let revision = d.output.as_ref().map_or(0, |o| o.revision) + 1;
+            let Some(mesh) = model.meshes.get(mesh) else {
+                continue;
+            };
+            let out = deform(mesh, &d.weights, &joints, revision);
+            if let Some(d) = self.entities.get_mut(&id).and_then(|e| e.deform.as_mut()) {
+                d.output = Some(Arc::new(out));
+            }
+        }
+    }
+
+    /// Joint matrices of `skin` for a mesh drawn with world matrix `mesh_world`: from the
+    /// mesh's bind space to its posed space.
+    fn joint_matrices(
+        &self,
+        root: EntityId,
+        mesh_world: Mat4,
+        skin: &crate::model::Skin,
+    ) -> Vec<Mat4> {
+        let inv = mesh_world.inverse();
+        let inv = if inv.is_finite() { inv } else { Mat4::IDENTITY };
+        let nodes = self
+            .instances
+            .get(&root)
+            .map(|i| i.nodes.as_slice())
+            .unwrap_or(&[]);
+        skin.joints
+            .iter()
+            .zip(&skin.inverse_bind)
+            .map(|(&j, ibm)| {
+                let world = nodes
+                    .get(j)
+                    .copied()
+                    .flatten()
+                    .and_then(|id| self.entities.get(&id))
+                    .map_or(Mat4::IDENTITY, |e| e.world);
+                inv * world * *ibm
+            })
+            .collect()
+    }
+
+    /// The posed vertices of a deformable entity, when it is one.
+    pub fn deformation(&self, id: EntityId) -> Option<&Arc<Deformed>> {
+        self.entities.get(&id)?.deform.as_ref()?.output.as_ref()
+    }
+}
+
+/// A node's morph weights at rest: its own, else its mesh's.
+pub(super) fn rest_weights(model: &Model, node: usize) -> Vec<f32> {
+    let Some(n) = model.nodes.get(node) else {
+        return Vec::new();
+    };
+    let mesh_weights = n
+        .mesh
+        .and_then(|m| model.meshes.get(m))
+        .map_or(&[][..], |m| m.weights.as_slice());
+    let mut w = n.weights.clone().unwrap_or_else(|| mesh_weights.to_vec());
+    w.resize(mesh_weights.len(), 0.0);
+    w
+}
+
+/// Morphs then skins every primitive of `mesh`.
+fn deform(mesh: &crate::model::Mesh, weights: &[f32], joints: &[Mat4], revision: u64) -> Deformed {
+    let mut bounds = Aabb::EMPTY;
+    let primitives = mesh
+        .primitives
+        .iter()
+        .map(|p| {
+            let mut positions = p.positions.clone();
+            let mut normals = p.normals.clone();
+            let mut tangents = p.tangents.clone();
+            for (t, &w) in p.targets.iter().zip(weights) {
+                if w == 0.0 {
+                    continue;
+                }
+                for (v, d) in positions.iter_mut().zip(&t.positions) {
+                    for c in 0..3 {
+                        v[c] += w * d[c];
+                    }
+                }
+                for (v, d) in normals.iter_mut().zip(&t.normals) {
+                    for c in 0..3 {
+                        v[c] += w * d[c];
+                    }
+                }
+                for (v, d) in tangents.iter_mut().zip(&t.tangents) {
+                    for c in 0..3 {
+                        v[c] += w * d[c];
+                    }
+                }
+            }
+            if !joints.is_empty() && !p.joints.is_empty() {
+                for (i, (j, w)) in p.joints.iter().zip(&p.weights).enumerate() {
+                    let mut m = Mat4::ZERO;
+                    for k in 0..4 {
+                        if w[k] > 0.0 {
+                            m += *joints.get(usize::from(j[k])).unwrap_or(&Mat4::IDENTITY) * w[k];
+                        }
+                    }
+                    if let Some(v) = positions.get_mut(i) {
+                        *v = m.transform_point3(Vec3::from_array(*v)).to_array();
+                    }
+                    if let Some(n) = normals.get_mut(i) {
+                        *n = m.transform_vector3(Vec3::from_array(*n)).to_array();
+                    }
+                    if let Some(t) = tangents.get_mut(i) {
+                        let v = m.transform_vector3(Vec3::new(t[0], t[1], t[2]));
+                        *t = [v.x, v.y, v.z, t[3]];
+                    }
+                }
+            }
+            for n in &mut normals {
+                *n = Vec3::from_array(*n).normalize_or(Vec3::Z).to_array();
+            }
+            for t in &mut tangents {
+                let v = Vec4::from_array(*t).truncate().normalize_or_zero();
+                *t = [v.x, v.y, v.z, t[3]];
+            }
+            bounds = bounds.union(&Aabb::from_points(
+                positions.iter().map(|p| Vec3::from_array(*p)),
+            ));
+            super::animate::DeformedPrimitive {
+                positions,
+                normals,
+                tangents,
+            }
+        })
+        .collect();
+    Deformed {
+        revision,
+        primitives,
+        bounds,
+    }
+}
