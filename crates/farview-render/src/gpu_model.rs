@@ -29,6 +29,27 @@ impl Vertex {
         5 => Float32x4
     ];
 
+    /// The interleaved vertices of `p` with the given positions, normals and tangents (its
+    /// own, or posed ones of the same length).
+    pub(crate) fn build<'a>(
+        p: &'a farview_scene::Primitive,
+        positions: &'a [[f32; 3]],
+        normals: &'a [[f32; 3]],
+        tangents: &'a [[f32; 4]],
+    ) -> impl Iterator<Item = Vertex> + 'a {
+        positions
+            .iter()
+            .enumerate()
+            .map(move |(i, &position)| Vertex {
+                position,
+                normal: normals.get(i).copied().unwrap_or([0.0, 0.0, 1.0]),
+                uv: p.uvs.get(i).copied().unwrap_or([0.0, 0.0]),
+                color: p.colors.get(i).copied().unwrap_or([1.0; 4]),
+                uv1: p.uvs1.get(i).copied().unwrap_or([0.0, 0.0]),
+                tangent: tangents.get(i).copied().unwrap_or([0.0; 4]),
+            })
+    }
+
     pub(crate) fn layout() -> wgpu::VertexBufferLayout<'static> {
         wgpu::VertexBufferLayout {
             array_stride: std::mem::size_of::<Vertex>() as u64,
@@ -39,6 +60,8 @@ impl Vertex {
 }
 
 pub(crate) struct GpuPrimitive {
+    /// Index of the primitive in the model's mesh (empty ones are not uploaded).
+    pub(crate) source: usize,
     pub(crate) vertices: wgpu::Buffer,
     pub(crate) indices: wgpu::Buffer,
     pub(crate) index_count: u32,
@@ -140,23 +163,12 @@ impl GpuModel {
         let mut meshes = Vec::with_capacity(model.meshes.len());
         for mesh in &model.meshes {
             let mut prims = Vec::with_capacity(mesh.primitives.len());
-            for p in &mesh.primitives {
+            for (source, p) in mesh.primitives.iter().enumerate() {
                 if p.indices.is_empty() || p.positions.is_empty() {
                     continue;
                 }
-                let verts: Vec<Vertex> = p
-                    .positions
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &position)| Vertex {
-                        position,
-                        normal: p.normals.get(i).copied().unwrap_or([0.0, 0.0, 1.0]),
-                        uv: p.uvs.get(i).copied().unwrap_or([0.0, 0.0]),
-                        color: p.colors.get(i).copied().unwrap_or([1.0; 4]),
-                        uv1: p.uvs1.get(i).copied().unwrap_or([0.0, 0.0]),
-                        tangent: p.tangents.get(i).copied().unwrap_or([0.0; 4]),
-                    })
-                    .collect();
+                let verts: Vec<Vertex> =
+                    Vertex::build(p, &p.positions, &p.normals, &p.tangents).collect();
                 let vertices = cx
                     .device
                     .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -184,6 +196,7 @@ impl GpuModel {
                     .copied()
                     .collect();
                 prims.push(GpuPrimitive {
+                    source,
                     vertices,
                     indices,
                     index_count: p.indices.len() as u32,

@@ -23,6 +23,7 @@ mod lighting;
 mod materials;
 mod mesh_pass;
 mod models;
+mod posed;
 mod readback;
 mod renderer;
 mod shaders;

@@ -15,6 +15,7 @@ use crate::blit::Blit;
 use crate::environment_binding::EnvironmentBinding;
 use crate::gpu_model::GpuMaterial;
 use crate::models::GpuModelStore;
+use crate::posed::PosedVertices;
 use crate::targets::{COLOR_FORMAT, DEPTH_FORMAT, FrameTargets};
 use crate::transmission::TransmissionFrame;
 use crate::uniforms::{DrawUniform, FrameLook, Globals, uniform_entry};
@@ -49,6 +50,8 @@ pub(crate) struct MeshPass {
     draw_bind_group: wgpu::BindGroup,
     draw_capacity: usize,
     draw_scratch: Vec<u8>,
+    /// Vertex buffers of skinned and morphed meshes in their pose.
+    posed: PosedVertices,
 }
 
 /// Which pipeline a primitive draws with.
@@ -305,12 +308,14 @@ impl MeshPass {
             draw_bind_group,
             draw_capacity: INITIAL_DRAWS,
             draw_scratch: Vec::new(),
+            posed: PosedVertices::default(),
         }
     }
 
     /// GPU memory of the per-draw uniform buffer and the transmission frame.
     pub(crate) fn bytes(&self) -> u64 {
         self.draw_capacity as u64 * self.draw_stride
+            + self.posed.bytes()
             + self
                 .transmission
                 .as_ref()
@@ -354,6 +359,7 @@ impl MeshPass {
                 false
             }
         });
+        stats.posed_bytes = self.posed.prepare(device, queue, scene, &drawables, store);
         if drawables.len() > MAX_DRAWS {
             return Err(RenderError::Gpu(format!(
                 "{} draws exceed the limit of {MAX_DRAWS}",
@@ -493,14 +499,16 @@ impl MeshPass {
                     bound_pipeline = true;
                 }
                 pass.set_bind_group(1, &self.draw_bind_group, &[(i * stride) as u32]);
-                for p in prims {
-                    pass.set_vertex_buffer(0, p.vertices.slice(..));
+                for (pi, p) in prims.iter().enumerate() {
+                    let vertices = self.posed.get(d.entity, pi).unwrap_or(&p.vertices);
+                    pass.set_vertex_buffer(0, vertices.slice(..));
                     pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
                     pass.draw_indexed(0..p.index_count, 0, 0..1);
                     stats.draws += 1;
                 }
             }
         }
+        self.posed.end_frame();
         Ok(stats)
     }
 
@@ -571,7 +579,7 @@ impl MeshPass {
                     continue;
                 };
                 let mut bound = false;
-                for p in prims {
+                for (pi, p) in prims.iter().enumerate() {
                     let Some(material) = model.materials.get(p.material_for(d.state.variant))
                     else {
                         continue;
@@ -596,7 +604,8 @@ impl MeshPass {
                         current_pipeline = Some(key);
                     }
                     pass.set_bind_group(2, &material.bind_group, &[]);
-                    pass.set_vertex_buffer(0, p.vertices.slice(..));
+                    let vertices = self.posed.get(d.entity, pi).unwrap_or(&p.vertices);
+                    pass.set_vertex_buffer(0, vertices.slice(..));
                     pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
                     pass.draw_indexed(0..p.index_count, 0, 0..1);
                     stats.draws += 1;

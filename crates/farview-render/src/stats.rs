@@ -13,4 +13,6 @@ pub struct RenderStats {
     /// store (not [inserted](crate::FrameRenderer::insert_model) yet). Each such model is logged once
     /// at debug level.
     pub skipped_entities: u32,
+    /// Bytes of posed vertices (skinned and morphed meshes) uploaded for this frame.
+    pub posed_bytes: u64,
 }

@@ -447,6 +447,7 @@ fn transmissive_glass_shows_the_geometry_behind_it() {
                 name: None,
                 // Red behind the left half; the glass across the whole view in front.
                 primitives: vec![quad(-3.0, 0.0, -1.0, 0), quad(-3.0, 3.0, 0.0, 1)],
+                ..Mesh::default()
             }],
             materials: vec![red, glass],
             nodes: vec![ModelNode {
@@ -499,4 +500,50 @@ fn transmissive_glass_shows_the_geometry_behind_it() {
         left[0] > left[1] + 60 && left[0] + 20 < sharp_red,
         "a dimmer red than {sharp_red}: {left:?}"
     );
+}
+
+/// The mean absolute difference of two RGBA frames over their colour channels.
+fn mean_difference(a: &[u8], b: &[u8]) -> f64 {
+    let total: u64 = a
+        .chunks_exact(4)
+        .zip(b.chunks_exact(4))
+        .map(|(p, q)| (0..3).map(|i| u64::from(p[i].abs_diff(q[i]))).sum::<u64>())
+        .sum();
+    total as f64 / (a.len() / 4 * 3) as f64
+}
+
+#[test]
+fn an_animated_skin_is_drawn_in_its_pose() {
+    let gpu = gpu();
+    let (mut scene, info) = scene("Fox/Fox.glb");
+    let cam = camera_for(&info);
+    let mut r = FrameRenderer::new(&gpu, 320, 240, Lighting::default()).unwrap();
+    let rest = r.render_blocking(&scene, &cam).unwrap();
+    let play = |index, start| farview_scene::AnimationCommand::Play {
+        index,
+        speed: 1.0,
+        looping: true,
+        start,
+    };
+    scene.animate(info.root, play(2, 0.3)).unwrap();
+    scene.update_world_transforms();
+    let run = r.render_blocking(&scene, &cam).unwrap();
+    assert!(r.stats().posed_bytes > 0, "the posed vertices were uploaded");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    image::save_buffer(out.join("fox-run-0.3.png"), &run, 320, 240, image::ColorType::Rgba8)
+        .unwrap();
+    let moved = mean_difference(&rest, &run);
+    assert!(moved > 1.0, "the run pose looks like the rest pose ({moved:.2})");
+    // Same time again: the same picture (the pose is a function of time, nothing accumulates).
+    scene.animate(info.root, play(2, 0.3)).unwrap();
+    scene.update_world_transforms();
+    let again = r.render_blocking(&scene, &cam).unwrap();
+    assert_eq!(mean_difference(&run, &again), 0.0);
+    // Stop: back to the rest pose, exactly.
+    scene
+        .animate(info.root, farview_scene::AnimationCommand::Stop)
+        .unwrap();
+    scene.update_world_transforms();
+    let back = r.render_blocking(&scene, &cam).unwrap();
+    assert!(mean_difference(&rest, &back) < 0.01);
 }
