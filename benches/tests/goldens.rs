@@ -72,8 +72,14 @@ fn frames_match_the_reference_viewer() {
 const COMPRESSED_VARIANTS: &[(&str, &str)] = &[
     ("Box/glTF-Draco/Box.gltf", "Box"),
     ("Duck/glTF-Draco/Duck.gltf", "Duck"),
-    ("DuckMeshopt/glTF-Meshopt/Duck-vp-12-vt-12-vn-12.glb", "Duck"),
-    ("CesiumMilkTruck/glTF-Draco/CesiumMilkTruck.gltf", "CesiumMilkTruck"),
+    (
+        "DuckMeshopt/glTF-Meshopt/Duck-vp-12-vt-12-vn-12.glb",
+        "Duck",
+    ),
+    (
+        "CesiumMilkTruck/glTF-Draco/CesiumMilkTruck.gltf",
+        "CesiumMilkTruck",
+    ),
     ("BoxTexturedWebp/glTF/BoxTexturedWebp.gltf", "BoxTextured"),
 ];
 
@@ -107,7 +113,9 @@ fn compressed_variants_render_like_their_plain_models() {
         golden::write_png(&out.join(format!("{file}.png")), &b, w, h).unwrap();
         let ssim = golden::ssim(&a, &b, w, h);
         let reference = golden::read_png(
-            &golden::goldens_dir().join("png").join(format!("{name}.png")),
+            &golden::goldens_dir()
+                .join("png")
+                .join(format!("{name}.png")),
             w,
             h,
         )

@@ -2,10 +2,19 @@
 """Compute explicit golden-render cameras for glTF models (stdlib only).
 
     python3 tools/reference/cameras.py [scenes.in.json] [out scenes.json]
+    python3 tools/reference/cameras.py --animations [animations.in.json] [out animations.json]
     python3 tools/reference/cameras.py --model path/to/model.glb [--dir x,y,z]
 
-Defaults: tools/reference/scenes.in.json -> goldens/scenes.json, models relative
-to the corpus root (env FARVIEW_CORPUS, default /work/shared/corpus/khronos).
+Defaults: tools/reference/scenes.in.json -> goldens/scenes.json (still images, rest
+pose), with --animations tools/reference/animations.in.json -> goldens/animations.json
+(animation poses at fixed times); models relative to the corpus root (env
+FARVIEW_CORPUS, default /work/shared/corpus/khronos).
+
+Optional per-scene input fields, carried into the manifest: "draco": true
+(KHR_draco_mesh_compression, rendered with &draco=1), "ktx": true
+(KHR_texture_basisu, &ktx=1), "margin" (default 1.05, written out only when set).
+Animation scenes also need "animation" (an index, a list of indices, or "all")
+and "time" (seconds); see tools/reference/README.md.
 
 Camera convention (shared by the Sample Viewer reference page and Farview):
   * AABB: world-space box of the default scene (gltf.scene, else 0) built from
@@ -15,7 +24,7 @@ Camera convention (shared by the Sample Viewer reference page and Farview):
     targets and animations are ignored (rest pose).
   * target = AABB centre, r = half the AABB diagonal, yfov = 45 deg,
     d = normalize(direction) (default +Z),
-    dist = r / sin(yfov/2) * 1.05, eye = target + d * dist,
+    dist = r / sin(yfov/2) * margin (default 1.05), eye = target + d * dist,
     znear = max(dist - 2r, dist * 0.01), zfar = dist + 2r.
   * view = lookAt(eye, target, up=+Y) (right-handed, camera looks down -Z),
     projection = OpenGL-style perspective(yfov, aspect=width/height, znear, zfar).
@@ -31,6 +40,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_CORPUS = os.environ.get("FARVIEW_CORPUS", "/work/shared/corpus/khronos")
 DEFAULT_IN = os.path.join(HERE, "scenes.in.json")
 DEFAULT_OUT = os.path.join(REPO, "goldens", "scenes.json")
+DEFAULT_ANIM_IN = os.path.join(HERE, "animations.in.json")
+DEFAULT_ANIM_OUT = os.path.join(REPO, "goldens", "animations.json")
 YFOV_DEG = 45.0
 MARGIN = 1.05
 
@@ -142,7 +153,7 @@ def fmt(x):
     return float("%.7g" % x)
 
 
-def camera_for(gltf, direction=(0.0, 0.0, 1.0), yfov_deg=YFOV_DEG):
+def camera_for(gltf, direction=(0.0, 0.0, 1.0), yfov_deg=YFOV_DEG, margin=MARGIN):
     lo, hi, scene_index = scene_aabb(gltf)
     target = [(a + b) / 2 for a, b in zip(lo, hi)]
     r = 0.5 * math.sqrt(sum((b - a) ** 2 for a, b in zip(lo, hi)))
@@ -152,7 +163,7 @@ def camera_for(gltf, direction=(0.0, 0.0, 1.0), yfov_deg=YFOV_DEG):
     if abs(d[1]) > 0.999:
         raise ValueError("direction parallel to +Y up vector")
     yfov = math.radians(yfov_deg)
-    dist = r / math.sin(yfov / 2) * MARGIN
+    dist = r / math.sin(yfov / 2) * margin
     eye = [t + dc * dist for t, dc in zip(target, d)]
     znear = max(dist - 2 * r, dist * 0.01)
     zfar = dist + 2 * r
@@ -168,6 +179,75 @@ def camera_for(gltf, direction=(0.0, 0.0, 1.0), yfov_deg=YFOV_DEG):
     }
 
 
+def animation_selection(gltf, e):
+    """Resolve an entry's "animation" (index, list of indices or "all") and check "time"."""
+    anims = gltf.get("animations") or []
+    a = e.get("animation")
+    if a == "all":
+        idx = list(range(len(anims)))
+    elif isinstance(a, int) and not isinstance(a, bool):
+        idx = [a]
+    elif isinstance(a, list) and a and all(isinstance(i, int) and not isinstance(i, bool) for i in a):
+        idx = list(a)
+    else:
+        raise ValueError(f"{e['name']}: \"animation\" must be an index, a non-empty list of indices or \"all\", not {a!r}")
+    if not idx or any(i < 0 or i >= len(anims) for i in idx) or len(set(idx)) != len(idx):
+        raise ValueError(f"{e['name']}: animation {a!r} not valid for a file with {len(anims)} animations")
+    t = e.get("time")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+        raise ValueError(f"{e['name']}: \"time\" must be a number of seconds >= 0, not {t!r}")
+    accessors = gltf.get("accessors", [])
+    durations = []
+    for i in idx:
+        # the viewer's gltfAnimation.maxTime: the largest input (time) over the animation's channels
+        durations.append(max(float(accessors[anims[i]["samplers"][c["sampler"]]["input"]]["max"][0])
+                             for c in anims[i]["channels"]))
+    for i, d in zip(idx, durations):
+        if t >= d:
+            print(f"cameras.py: warning: {e['name']}: time {t} >= duration {d:.7g} of animation {i}; "
+                  f"the viewer wraps it to {math.fmod(t, d):.7g}", file=sys.stderr)
+    return idx, [anims[i].get("name", "") for i in idx], [fmt(d) for d in durations]
+
+
+def manifest_entry(e, corpus, animation=False):
+    path = os.path.join(corpus, e["model"])
+    gltf = load_gltf_json(path)
+    margin = e.get("margin", MARGIN)
+    cam = camera_for(gltf, e.get("direction", [0, 0, 1]), margin=margin)
+    scene = {"name": e["name"], "model": e["model"]}
+    if animation:
+        idx, names, durations = animation_selection(gltf, e)
+        scene["animation"] = e["animation"]
+        scene["animation_indices"] = idx
+        scene["time"] = e["time"]
+    scene.update({
+        "eye": cam["eye"],
+        "target": cam["target"],
+        "yfov_deg": cam["yfov_deg"],
+        "znear": cam["znear"],
+        "zfar": cam["zfar"],
+        "width": e.get("width", 512),
+        "height": e.get("height", 512),
+        "features": e.get("features", []),
+    })
+    for flag in ("draco", "ktx"):
+        if e.get(flag):
+            scene[flag] = True
+    scene.update({
+        "scene": cam["scene"],
+        "aabb_min": cam["aabb_min"],
+        "aabb_max": cam["aabb_max"],
+    })
+    if "margin" in e:
+        scene["margin"] = margin
+    if animation:
+        scene["animation_names"] = names
+        scene["animation_durations"] = durations
+    if "license" in e:
+        scene["license"] = e["license"]
+    return scene
+
+
 def main(argv):
     if len(argv) >= 2 and argv[1] == "--model":
         direction = (0, 0, 1)
@@ -175,36 +255,22 @@ def main(argv):
             direction = [float(v) for v in argv[4].split(",")]
         print(json.dumps(camera_for(load_gltf_json(argv[2]), direction), indent=2))
         return 0
-    src = argv[1] if len(argv) > 1 else DEFAULT_IN
-    dst = argv[2] if len(argv) > 2 else DEFAULT_OUT
+    animation = len(argv) >= 2 and argv[1] == "--animations"
+    if animation:
+        argv = argv[:1] + argv[2:]
+    src = argv[1] if len(argv) > 1 else (DEFAULT_ANIM_IN if animation else DEFAULT_IN)
+    dst = argv[2] if len(argv) > 2 else (DEFAULT_ANIM_OUT if animation else DEFAULT_OUT)
     corpus = DEFAULT_CORPUS
     with open(src) as f:
         entries = json.load(f)
-    out = []
-    for e in entries:
-        path = os.path.join(corpus, e["model"])
-        cam = camera_for(load_gltf_json(path), e.get("direction", [0, 0, 1]))
-        scene = {
-            "name": e["name"],
-            "model": e["model"],
-            "eye": cam["eye"],
-            "target": cam["target"],
-            "yfov_deg": cam["yfov_deg"],
-            "znear": cam["znear"],
-            "zfar": cam["zfar"],
-            "width": e.get("width", 512),
-            "height": e.get("height", 512),
-            "features": e.get("features", []),
-            "scene": cam["scene"],
-            "aabb_min": cam["aabb_min"],
-            "aabb_max": cam["aabb_max"],
-        }
-        if "license" in e:
-            scene["license"] = e["license"]
-        out.append(scene)
+    names = [e["name"] for e in entries]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SystemExit(f"cameras.py: duplicate scene names in {src}: {dup}")
+    out = [manifest_entry(e, corpus, animation) for e in entries]
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
     with open(dst, "w") as f:
-        f.write("[\n" + ",\n".join("  " + json.dumps(s) for s in out) + "\n]\n")
+        f.write(json.dumps(out, indent=2) + "\n")
     print(f"wrote {len(out)} scenes to {dst}")
     return 0
 

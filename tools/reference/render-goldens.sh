@@ -2,10 +2,15 @@
 # Render Farview's golden images with the Khronos glTF Sample Viewer (headless Chromium, SwiftShader).
 #
 #   tools/reference/render-goldens.sh [NAME ...]      # all scenes of goldens/scenes.json, or only NAMEs
+#   tools/reference/render-goldens.sh --animations [NAME ...]
+#                                                     # goldens/animations.json -> goldens/png/anim/
 #
 # Env: FORCE=1 re-render existing PNGs; CORPUS (default /work/shared/corpus/khronos);
 #      REF_CACHE (default $HOME/.cache/farview-reference); REF_PORT (default 8765);
-#      SCENES (default goldens/scenes.json); OUT_DIR (default goldens/png); CHROMIUM (default /usr/bin/chromium).
+#      SCENES (default goldens/scenes.json, with --animations goldens/animations.json);
+#      OUT_DIR (default goldens/png, with --animations goldens/png/anim); CHROMIUM (default /usr/bin/chromium).
+# Scene fields turned into page options: "draco": true -> &draco=1, "ktx": true -> &ktx=1,
+#   "animation_indices": [i, ...] + "time": T -> &anim=i,...&time=T (absent: rest pose).
 # Slow (80-120 s a model, IBL prefiltering on the CPU); renders strictly one model at a time.
 set -euo pipefail
 
@@ -14,6 +19,11 @@ REPO=$(cd "$HERE/../.." && pwd)
 CORPUS=${CORPUS:-/work/shared/corpus/khronos}
 REF_CACHE=${REF_CACHE:-$HOME/.cache/farview-reference}
 REF_PORT=${REF_PORT:-8765}
+if [ "${1:-}" = "--animations" ]; then
+  shift
+  SCENES=${SCENES:-$REPO/goldens/animations.json}
+  OUT_DIR=${OUT_DIR:-$REPO/goldens/png/anim}
+fi
 SCENES=${SCENES:-$REPO/goldens/scenes.json}
 OUT_DIR=${OUT_DIR:-$REPO/goldens/png}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
@@ -80,6 +90,15 @@ for s in scenes:
     f = lambda v: ",".join(repr(float(x)) for x in v)
     q = "&eye=%s&target=%s&yfov=%r&znear=%r&zfar=%r" % (f(s["eye"]), f(s["target"]),
         float(s["yfov_deg"]), float(s["znear"]), float(s["zfar"]))
+    for flag in ("draco", "ktx"):
+        if s.get(flag):
+            q += "&%s=1" % flag
+    if "animation_indices" in s or "time" in s:
+        idx = s.get("animation_indices")
+        if not idx or "time" not in s:
+            sys.exit(f"render-goldens: {s['name']}: an animation scene needs animation_indices and time "
+                     f"(regenerate the manifest: python3 tools/reference/cameras.py --animations)")
+        q += "&anim=%s&time=%r" % (",".join(str(int(i)) for i in idx), float(s["time"]))
     print("\t".join([s["name"], s["model"], q, str(s.get("width", 512))]))
 PY
 )

@@ -32,8 +32,9 @@ mod stats;
 pub use connection::{ConnectOptions, Connection, Frame, LoadProgress, PendingReply};
 pub use error::ClientError;
 pub use farview_protocol::{
-    CameraPose, CutPlane, EntityBounds, EntityNode, EntityTransform, ErrorCode, FIT_VIEW_DIRECTION,
-    FrameHeader, Light, LightKind, LoadedModel, LookState, LookUpdate, MaterialOverride, ModelFile,
+    AnimationCommand, AnimationInfo, AnimationState, CameraPose, CutPlane, EntityBounds,
+    EntityNode, EntityTransform, ErrorCode, FIT_VIEW_DIRECTION, FrameAnimation, FrameHeader, Light,
+    LightKind, LoadedModel, LookState, LookUpdate, MaterialOverride, ModelCamera, ModelFile,
     NO_ENVIRONMENT, OutlineSettings, RayHit, Reply, Request, SceneStats, StateOverride, StreamInfo,
     ToneMapping, TransformUpdate, WireError,
 };

@@ -21,9 +21,9 @@
 use std::sync::atomic::Ordering;
 
 use farview_protocol::{
-    CameraPose, CutPlane, EntityBounds, EntityNode, EntityTransform, Light, LoadedModel, LookState,
-    LookUpdate, MaterialOverride, RayHit, RayQuery, Reply, Request, SceneStats, StateOverride,
-    TransformUpdate, UPLOAD_MAGIC,
+    AnimationCommand, AnimationInfo, AnimationState, CameraPose, CutPlane, EntityBounds,
+    EntityNode, EntityTransform, Light, LoadedModel, LookState, LookUpdate, MaterialOverride,
+    RayHit, RayQuery, Reply, Request, SceneStats, StateOverride, TransformUpdate, UPLOAD_MAGIC,
 };
 
 use crate::connection::PendingReply;
@@ -339,6 +339,51 @@ impl Connection {
         direction: Option<[f32; 3]>,
     ) -> Result<CameraPose, ClientError> {
         match self.request(Request::FitView { entity, direction }).await? {
+            (_, Reply::CameraFitted(pose)) => Ok(pose),
+            (_, other) => Err(unexpected("CameraFitted", other)),
+        }
+    }
+
+    /// The animations of the model rooted at `root` (its `LoadedModel::root_entity`), in the
+    /// order [`Self::animate`] indexes them.
+    pub async fn list_animations(&self, root: u64) -> Result<Vec<AnimationInfo>, ClientError> {
+        match self.request(Request::ListAnimations { root }).await? {
+            (_, Reply::Animations(list)) => Ok(list),
+            (_, other) => Err(unexpected("Animations", other)),
+        }
+    }
+
+    /// Plays, pauses, seeks, re-times or stops the animation of the model rooted at `root`.
+    /// One animation plays per model; the host answers with the state after the command, and
+    /// frames from then on show it (their header's `animation` names the time shown).
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: farview_client::Connection) -> Result<(), farview_client::ClientError> {
+    /// use farview_client::AnimationCommand;
+    /// let fox = conn.load_model("Fox/Fox.glb").await?;
+    /// let walk = conn.list_animations(fox.root_entity).await?
+    ///     .iter().position(|a| a.name == "Walk").unwrap_or(0) as u32;
+    /// conn.animate(fox.root_entity, AnimationCommand::Play {
+    ///     index: walk, speed: 1.0, looping: true, start_s: 0.0,
+    /// }).await?;
+    /// conn.animate(fox.root_entity, AnimationCommand::SetSpeed { speed: 0.5 }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn animate(
+        &self,
+        root: u64,
+        command: AnimationCommand,
+    ) -> Result<AnimationState, ClientError> {
+        match self.request(Request::Animate { root, command }).await? {
+            (_, Reply::AnimationState(state)) => Ok(state),
+            (_, other) => Err(unexpected("AnimationState", other)),
+        }
+    }
+
+    /// Looks through camera `camera` of the model rooted at `root` (an index into
+    /// `LoadedModel::camera_list`), as the camera's node is placed now; answers the pose set.
+    pub async fn view_camera(&self, root: u64, camera: u32) -> Result<CameraPose, ClientError> {
+        match self.request(Request::ViewCamera { root, camera }).await? {
             (_, Reply::CameraFitted(pose)) => Ok(pose),
             (_, other) => Err(unexpected("CameraFitted", other)),
         }

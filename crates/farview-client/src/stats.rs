@@ -196,6 +196,7 @@ mod tests {
                 width: 64,
                 height: 64,
                 keyframe: false,
+                animation: None,
             },
             data: Vec::new(),
             received_us: rx,

@@ -202,5 +202,6 @@ pub(crate) fn loaded(added: &AddedModel, shared: bool, started: Instant) -> Load
         lights: info.lights_added,
         warnings: x.warnings.clone(),
         variants: added.variants.clone(),
+        camera_list: added.cameras.clone(),
     }
 }

@@ -3,8 +3,9 @@
 //! state that the next frame draws, in request order.
 
 use farview_protocol::{
-    CameraPose, EntityBounds, EntityNode, ErrorCode, FIT_VIEW_DIRECTION, MAX_CHILDREN_LISTED,
-    MAX_RAY_HITS, MAX_TRANSFORM_BATCH, Reply, Request, WireError,
+    AnimationCommand, AnimationInfo, AnimationState, CameraPose, EntityBounds, EntityNode,
+    ErrorCode, FIT_VIEW_DIRECTION, MAX_CHILDREN_LISTED, MAX_RAY_HITS, MAX_TRANSFORM_BATCH, Reply,
+    Request, WireError,
 };
 use farview_render::{Camera, FrameRenderer};
 use farview_scene::{
@@ -143,6 +144,63 @@ fn fit_view(
         fov_y: camera.fov_y,
         near: fit.near,
         far: fit.far,
+    };
+    Ok(CameraPose {
+        position: camera.position.to_array(),
+        rotation: camera.rotation.to_array(),
+        fov_y: camera.fov_y,
+        near: camera.near,
+        far: camera.far,
+    })
+}
+
+/// Looks through a model's glTF camera as it is placed now: the node's world position and
+/// orientation (scale removed), the camera's field of view and planes. An infinite far plane
+/// becomes one past everything in the scene.
+fn view_camera(
+    root: EntityId,
+    index: u32,
+    scene: &mut Scene,
+    camera: &mut Camera,
+) -> Result<CameraPose, WireError> {
+    scene.update_world_transforms();
+    let cameras = scene.model_cameras(root).map_err(scene_error)?;
+    let count = cameras.len();
+    let (cam, entity) = cameras.into_iter().nth(index as usize).ok_or_else(|| {
+        invalid(format!(
+            "camera {index} does not exist (the model has {count})"
+        ))
+    })?;
+    let entity = entity.ok_or_else(|| invalid(format!("camera {index}'s node was destroyed")))?;
+    let world = scene
+        .entity(entity)
+        .map(|e| e.world)
+        .ok_or(scene_error(SceneError::NoSuchEntity(entity.0)))?;
+    let (_, rotation, position) = world.to_scale_rotation_translation();
+    if !(position.is_finite() && rotation.is_finite()) {
+        return Err(invalid(format!(
+            "camera {index}'s node has a degenerate transform"
+        )));
+    }
+    let far = cam.zfar.unwrap_or_else(|| {
+        let everything = scene
+            .roots()
+            .iter()
+            .filter_map(|r| scene.world_bounds(*r).ok())
+            .fold(Aabb::EMPTY, |a, b| a.union(&b));
+        let reach = if everything.is_empty() {
+            0.0
+        } else {
+            (everything.center() - position).length() + everything.size().length()
+        };
+        (reach * 1.5).max(cam.znear * 1000.0)
+    });
+    *camera = Camera {
+        position,
+        rotation: rotation.normalize(),
+        fov_y: cam.yfov,
+        near: cam.znear,
+        far,
     };
     Ok(CameraPose {
         position: camera.position.to_array(),
@@ -332,6 +390,54 @@ pub(crate) fn execute(
         ))),
         Request::FitView { entity, direction } => {
             fit_view(entity, direction, scene, renderer, view.camera).map(Reply::CameraFitted)
+        }
+        Request::ListAnimations { root } => scene
+            .animations(EntityId(root))
+            .map(|list| {
+                Reply::Animations(
+                    list.into_iter()
+                        .map(|a| AnimationInfo {
+                            name: a.name,
+                            duration_s: a.duration,
+                        })
+                        .collect(),
+                )
+            })
+            .map_err(scene_error),
+        Request::Animate { root, command } => {
+            let root = EntityId(root);
+            let command = match command {
+                AnimationCommand::Play {
+                    index,
+                    speed,
+                    looping,
+                    start_s,
+                } => farview_scene::AnimationCommand::Play {
+                    index: index as usize,
+                    speed,
+                    looping,
+                    start: start_s,
+                },
+                AnimationCommand::Pause => farview_scene::AnimationCommand::Pause,
+                AnimationCommand::Resume => farview_scene::AnimationCommand::Resume,
+                AnimationCommand::Seek { time_s } => farview_scene::AnimationCommand::Seek(time_s),
+                AnimationCommand::SetSpeed { speed } => {
+                    farview_scene::AnimationCommand::Speed(speed)
+                }
+                AnimationCommand::Stop => farview_scene::AnimationCommand::Stop,
+            };
+            scene.animate(root, command).map_err(scene_error)?;
+            let s = scene.animation_state(root).map_err(scene_error)?;
+            Ok(Reply::AnimationState(AnimationState {
+                index: s.index.map(|i| i as u32),
+                time_s: s.time,
+                speed: s.speed,
+                playing: s.playing,
+                looping: s.looping,
+            }))
+        }
+        Request::ViewCamera { root, camera } => {
+            view_camera(EntityId(root), camera, scene, view.camera).map(Reply::CameraFitted)
         }
         other => Err(WireError::new(
             ErrorCode::INTERNAL,

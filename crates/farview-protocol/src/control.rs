@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::ErrorCode;
 use crate::look::{LookState, LookUpdate};
 use crate::scene::{
-    CutPlane, EntityBounds, EntityNode, EntityTransform, Light, MaterialOverride, RayHit, RayQuery,
-    SceneStats, StateOverride, TransformUpdate,
+    AnimationCommand, AnimationInfo, AnimationState, CutPlane, EntityBounds, EntityNode,
+    EntityTransform, Light, MaterialOverride, ModelCamera, RayHit, RayQuery, SceneStats,
+    StateOverride, TransformUpdate,
 };
 
 /// A message from the device on the control stream.
@@ -188,6 +189,30 @@ pub enum Request {
     /// The models a device may load: glTF files under the host's assets root (version 4);
     /// answered with [`Reply::Models`].
     ListModels,
+    /// The animations of the model whose root entity is `root` (version 5); answered with
+    /// [`Reply::Animations`].
+    ListAnimations {
+        /// A model's root entity (`LoadedModel::root_entity`).
+        root: u64,
+    },
+    /// Plays, pauses, seeks, re-times or stops the animation of the model rooted at `root`
+    /// (version 5); answered with [`Reply::AnimationState`]. Frames with
+    /// `last_command_seq >= seq` show the change.
+    Animate {
+        /// A model's root entity.
+        root: u64,
+        /// What to do.
+        command: AnimationCommand,
+    },
+    /// Looks through camera `camera` (an index into `LoadedModel::camera_list`) of the model
+    /// rooted at `root`, as it is placed now (version 5); answered with
+    /// [`Reply::CameraFitted`] holding the pose in use.
+    ViewCamera {
+        /// A model's root entity.
+        root: u64,
+        /// Index into the model's cameras.
+        camera: u32,
+    },
 }
 
 /// The direction [`Request::FitView`] frames from by default: +Z (the front in glTF), a little
@@ -243,7 +268,10 @@ impl Request {
             | Self::Raycast { .. }
             | Self::GetStats
             | Self::GetLook
-            | Self::FitView { .. } => Route::Scene,
+            | Self::FitView { .. }
+            | Self::ListAnimations { .. }
+            | Self::Animate { .. }
+            | Self::ViewCamera { .. } => Route::Scene,
         }
     }
 }
@@ -309,6 +337,9 @@ impl CameraPose {
 }
 
 /// A message from the host on the control stream.
+// Control messages are built once per request, not per frame: the size of the largest reply
+// (a model load's) costs nothing that boxing it would save, and would change the public type.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ServerMessage {
     /// The answer to the request with sequence number `seq`.
@@ -392,6 +423,10 @@ pub enum Reply {
         /// True when there were more.
         truncated: bool,
     },
+    /// Answer to `ListAnimations`.
+    Animations(Vec<AnimationInfo>),
+    /// Answer to `Animate`: the state after the command.
+    AnimationState(AnimationState),
 }
 
 /// A model file a host offers.
@@ -465,11 +500,11 @@ pub struct LoadedModel {
     pub hierarchy: Vec<EntityNode>,
     /// True when the model's assets were already loaded in this session and are shared.
     pub shared_assets: bool,
-    /// Animation names (imported as data; the bind pose is rendered).
+    /// Animation names, in the order `Animate` indexes them (version 5: they play).
     pub animations: Vec<String>,
-    /// Skins (imported as data).
+    /// Skins.
     pub skins: u32,
-    /// Morph targets over all primitives (imported as data).
+    /// Morph targets over all primitives.
     pub morph_targets: u32,
     /// Cameras defined in the file.
     pub cameras: u32,
@@ -480,6 +515,8 @@ pub struct LoadedModel {
     /// `KHR_materials_variants` names, in index order (the index is what
     /// [`StateOverride::variant`] selects); empty without the extension.
     pub variants: Vec<String>,
+    /// The file's perspective cameras, in the order `ViewCamera` indexes them (version 5).
+    pub camera_list: Vec<ModelCamera>,
 }
 
 /// Events the host sends without a request.

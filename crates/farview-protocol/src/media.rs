@@ -76,16 +76,32 @@ pub struct FrameHeader {
     pub height: u16,
     /// True when the access unit is an IDR (decoding can start here).
     pub keyframe: bool,
+    /// The animation time shown (version 5 hosts, header bytes 64..80): the root entity of the
+    /// animated model and its animation's time in microseconds, for the lowest-numbered root
+    /// with an animation set; `None` when nothing is animated (or from older hosts).
+    pub animation: Option<FrameAnimation>,
+}
+
+/// Which animation time a frame shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameAnimation {
+    /// The model's root entity.
+    pub root: u64,
+    /// The animation's time, microseconds.
+    pub time_us: u64,
 }
 
 impl FrameHeader {
-    /// Encoded size of a version-1 header.
-    pub const LEN: usize = 64;
+    /// Encoded size of the header this crate writes: the 64 bytes of version 1, then the
+    /// animation shown (root, time; both `u64::MAX` for none).
+    pub const LEN: usize = 80;
+    /// Where the animation fields start.
+    const ANIMATION_AT: usize = 64;
     /// Fewest header bytes a version-1 reader needs; later versions may send more.
     const MIN_LEN: usize = 61;
     const FLAG_KEYFRAME: u8 = 1;
 
-    /// Encodes the header (64 bytes).
+    /// Encodes the header (80 bytes).
     pub fn encode(&self) -> [u8; Self::LEN] {
         let mut b = [0u8; Self::LEN];
         let words = [
@@ -107,10 +123,17 @@ impl FrameHeader {
         } else {
             0
         };
+        let (root, time) = self
+            .animation
+            .map_or((u64::MAX, u64::MAX), |a| (a.root, a.time_us));
+        let at = Self::ANIMATION_AT;
+        b[at..at + 8].copy_from_slice(&root.to_be_bytes());
+        b[at + 8..at + 16].copy_from_slice(&time.to_be_bytes());
         b
     }
 
-    /// Decodes a header of at least 61 bytes (extra trailing bytes from newer hosts are ignored).
+    /// Decodes a header of at least 61 bytes; the animation fields when the header has them
+    /// (extra trailing bytes from newer hosts are ignored).
     pub fn decode(b: &[u8]) -> Result<Self, ProtocolError> {
         if b.len() < Self::MIN_LEN {
             return Err(ProtocolError::Malformed(format!(
@@ -129,6 +152,11 @@ impl FrameHeader {
             width: u16::from_be_bytes([b[56], b[57]]),
             height: u16::from_be_bytes([b[58], b[59]]),
             keyframe: b[60] & Self::FLAG_KEYFRAME != 0,
+            animation: b
+                .get(Self::ANIMATION_AT..Self::ANIMATION_AT + 16)
+                .map(|a| (be_u64(a), be_u64(&a[8..])))
+                .filter(|&(root, time)| root != u64::MAX && time != u64::MAX)
+                .map(|(root, time_us)| FrameAnimation { root, time_us }),
         })
     }
 

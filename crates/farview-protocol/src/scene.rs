@@ -185,3 +185,76 @@ pub struct SceneStats {
     /// GPU memory the session's renderer holds, bytes.
     pub gpu_bytes: u64,
 }
+
+/// One animation of a loaded model (version 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnimationInfo {
+    /// Name from the file, or `animation N`.
+    pub name: String,
+    /// Length in seconds.
+    pub duration_s: f32,
+}
+
+/// What to do with a model instance's animation (version 5). One animation plays per instance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum AnimationCommand {
+    /// Starts animation `index` (of [`crate::Reply::Animations`]) at `start_s` seconds.
+    Play {
+        /// Which animation.
+        index: u32,
+        /// Rate: 1 is real time, negative plays backwards.
+        speed: f32,
+        /// Wrap at the ends; otherwise it stops at the end it plays towards.
+        looping: bool,
+        /// Start time, seconds (clamped to the animation).
+        start_s: f32,
+    },
+    /// Stops time; the pose stays.
+    Pause,
+    /// Lets time run again.
+    Resume,
+    /// Jumps to a time, seconds (clamped to the animation).
+    Seek {
+        /// The time.
+        time_s: f32,
+    },
+    /// Changes the rate.
+    SetSpeed {
+        /// Rate: 1 is real time, negative plays backwards.
+        speed: f32,
+    },
+    /// Stops the animation; the model returns to its rest pose.
+    Stop,
+}
+
+/// Where a model instance's animation is (version 5).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AnimationState {
+    /// The animation set, if any.
+    pub index: Option<u32>,
+    /// Its time, seconds.
+    pub time_s: f32,
+    /// Its rate.
+    pub speed: f32,
+    /// Whether time runs.
+    pub playing: bool,
+    /// Whether it wraps at the ends.
+    pub looping: bool,
+}
+
+/// A camera defined in a glTF file, as placed in the scene (version 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCamera {
+    /// Name from the file.
+    pub name: Option<String>,
+    /// The entity of the node holding it (it looks down that node's -Z).
+    pub entity: u64,
+    /// Vertical field of view, radians (only perspective cameras are listed).
+    pub yfov: f32,
+    /// Near plane.
+    pub znear: f32,
+    /// Far plane (`None`: infinite in the file; the host picks one from the scene's bounds).
+    pub zfar: Option<f32>,
+    /// Aspect ratio the file asks for, if any (the stream keeps its own).
+    pub aspect_ratio: Option<f32>,
+}

@@ -227,6 +227,25 @@ fn all_server_messages() -> Vec<ServerMessage> {
             lights: 0,
             warnings: vec!["1 line primitive not drawn".into()],
             variants: vec!["red".into(), "blue".into()],
+            camera_list: vec![ModelCamera {
+                name: Some("front".into()),
+                entity: 8,
+                yfov: 0.7,
+                znear: 0.1,
+                zfar: None,
+                aspect_ratio: Some(1.5),
+            }],
+        }),
+        Reply::Animations(vec![AnimationInfo {
+            name: "Walk".into(),
+            duration_s: 0.7,
+        }]),
+        Reply::AnimationState(AnimationState {
+            index: Some(1),
+            time_s: 0.25,
+            speed: -1.0,
+            playing: true,
+            looping: false,
         }),
         Reply::EntityCreated { entity: 9 },
         Reply::Destroyed { entities: 3 },
@@ -385,6 +404,17 @@ fn golden_bytes_match_the_documented_format() {
     .unwrap();
     assert_eq!(list, [0, 0, 0, 2, 7, 29]);
 
+    // Version 5 appended ListAnimations = 30, Animate = 31, ViewCamera = 32.
+    let animate = encode_message(&ClientMessage {
+        seq: 8,
+        request: Request::Animate {
+            root: 3,
+            command: AnimationCommand::Seek { time_s: 1.0 },
+        },
+    })
+    .unwrap();
+    assert_eq!(&animate[4..8], &[8, 31, 3, 3]);
+
     let h = FrameHeader {
         frame_number: 1,
         group: 2,
@@ -396,11 +426,23 @@ fn golden_bytes_match_the_documented_format() {
         width: 1280,
         height: 720,
         keyframe: true,
+        animation: Some(FrameAnimation {
+            root: 9,
+            time_us: 1_500_000,
+        }),
     };
     let prefix = h.record_prefix(10).unwrap();
-    assert_eq!(&prefix[..6], &[0, 0, 0, 76, 0, 64]);
+    // 80-byte headers: the version-1 fields, then the animation shown.
+    assert_eq!(&prefix[..6], &[0, 0, 0, 92, 0, 80]);
     assert_eq!(&prefix[6..14], &1u64.to_be_bytes());
     assert_eq!(&prefix[62..67], &[0x05, 0x00, 0x02, 0xD0, 1]);
+    assert_eq!(&prefix[70..78], &9u64.to_be_bytes());
+    assert_eq!(&prefix[78..86], &1_500_000u64.to_be_bytes());
+    // A version-1 reader's 64 bytes still decode, with no animation.
+    let old = FrameHeader::decode(&prefix[6..70]).unwrap();
+    assert_eq!(old.animation, None);
+    assert_eq!(old.frame_number, 1);
+    assert_eq!(FrameHeader::decode(&prefix[6..]).unwrap(), h);
     assert_eq!(
         MediaStreamHeader {
             version: 1,
@@ -428,8 +470,8 @@ fn frame_records_round_trip_and_tolerate_longer_headers() {
     assert_eq!(FrameRecord::check_len(len).unwrap(), bytes.len() - 4);
     assert_eq!(FrameRecord::decode(&bytes[4..]).unwrap(), rec);
 
-    // A newer host sends an 80-byte header: an old reader still finds the payload.
-    let mut body = vec![0, 80];
+    // A newer host sends a 96-byte header: this reader still finds the payload.
+    let mut body = vec![0, 96];
     body.extend_from_slice(&rec.header.encode());
     body.extend_from_slice(&[0xEE; 16]);
     body.extend_from_slice(&rec.payload);

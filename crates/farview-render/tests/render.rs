@@ -528,12 +528,24 @@ fn an_animated_skin_is_drawn_in_its_pose() {
     scene.animate(info.root, play(2, 0.3)).unwrap();
     scene.update_world_transforms();
     let run = r.render_blocking(&scene, &cam).unwrap();
-    assert!(r.stats().posed_bytes > 0, "the posed vertices were uploaded");
+    assert!(
+        r.stats().posed_bytes > 0,
+        "the posed vertices were uploaded"
+    );
     let out = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    image::save_buffer(out.join("fox-run-0.3.png"), &run, 320, 240, image::ColorType::Rgba8)
-        .unwrap();
+    image::save_buffer(
+        out.join("fox-run-0.3.png"),
+        &run,
+        320,
+        240,
+        image::ColorType::Rgba8,
+    )
+    .unwrap();
     let moved = mean_difference(&rest, &run);
-    assert!(moved > 1.0, "the run pose looks like the rest pose ({moved:.2})");
+    assert!(
+        moved > 1.0,
+        "the run pose looks like the rest pose ({moved:.2})"
+    );
     // Same time again: the same picture (the pose is a function of time, nothing accumulates).
     scene.animate(info.root, play(2, 0.3)).unwrap();
     scene.update_world_transforms();

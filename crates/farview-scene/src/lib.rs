@@ -18,9 +18,9 @@ pub use import::{
     import_gltf, import_gltf_with,
 };
 pub use model::{
-    Aabb, AlphaMode, Clearcoat, Filter, Material, Mesh, Model, ModelExtras, ModelNode, MorphTarget,
-    Primitive, Sampler, Sheen, Skin, Specular, Texture, TextureRef, Transform, Transmission,
-    UV_IDENTITY, Volume, Wrap,
+    Aabb, AlphaMode, Clearcoat, Filter, Material, Mesh, Model, ModelCamera, ModelExtras, ModelNode,
+    MorphTarget, Primitive, Sampler, Sheen, Skin, Specular, Texture, TextureRef, Transform,
+    Transmission, UV_IDENTITY, Volume, Wrap,
 };
 pub use raycast::{Bvh, Ray};
 pub use scene::{

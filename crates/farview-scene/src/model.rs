@@ -171,6 +171,23 @@ pub struct MorphTarget {
     pub tangents: Vec<[f32; 3]>,
 }
 
+/// A perspective camera of the file, on a node (it looks down the node's -Z, +Y up).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCamera {
+    /// Name from the file, if any.
+    pub name: Option<String>,
+    /// The node holding it (index into [`Model::nodes`]).
+    pub node: usize,
+    /// Vertical field of view, radians.
+    pub yfov: f32,
+    /// Near plane.
+    pub znear: f32,
+    /// Far plane; `None` for an infinite projection.
+    pub zfar: Option<f32>,
+    /// Aspect ratio the file asks for.
+    pub aspect_ratio: Option<f32>,
+}
+
 /// A glTF skin: the joints (nodes) whose motion deforms a mesh, with their inverse bind
 /// matrices.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -542,6 +559,8 @@ pub struct Model {
     pub skins: Vec<Skin>,
     /// Keyframe animations.
     pub animations: Vec<crate::animation::Animation>,
+    /// Perspective cameras, in node order.
+    pub cameras: Vec<ModelCamera>,
     /// Extensions the file uses that the host ignores (reported to the client).
     pub ignored_extensions: Vec<String>,
     /// What the file holds beyond drawable geometry.

@@ -104,6 +104,7 @@ struct RawMeta {
     last_seq: u64,
     render_start_us: u64,
     render_end_us: u64,
+    animation: Option<farview_protocol::FrameAnimation>,
 }
 
 impl RawMeta {
@@ -113,6 +114,7 @@ impl RawMeta {
             last_seq: raw.last_seq,
             render_start_us: raw.render_start_us,
             render_end_us: raw.render_end_us,
+            animation: raw.animation,
         }
     }
 }
@@ -136,6 +138,7 @@ fn forward(
         width: i420.width() as u16,
         height: i420.height() as u16,
         keyframe: encoded.keyframe,
+        animation: meta.animation,
     };
     let sent = net.try_send(NetFrame {
         header,

@@ -138,6 +138,7 @@ mod tests {
             width: 16,
             height: 16,
             keyframe,
+            animation: None,
         }
     }
 

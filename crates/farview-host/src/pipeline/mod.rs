@@ -88,6 +88,8 @@ pub(crate) enum RenderCommand {
 pub(crate) struct AddedModel {
     pub(crate) info: ModelInfo,
     pub(crate) variants: Vec<String>,
+    /// The file's cameras as placed in the scene.
+    pub(crate) cameras: Vec<farview_protocol::ModelCamera>,
 }
 
 /// The device connection frames currently go to.
@@ -107,6 +109,8 @@ pub(crate) struct RawFrame {
     /// RGBA rows `stride` apart, or a packed I420 frame when `i420`.
     rgba: Vec<u8>,
     i420: bool,
+    /// The animation time the frame shows.
+    animation: Option<farview_protocol::FrameAnimation>,
 }
 
 /// An encoded frame on its way to the network.

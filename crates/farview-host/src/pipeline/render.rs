@@ -129,6 +129,7 @@ impl RenderStage {
             self.clock.now(),
         );
         let mut number = 0u64;
+        let mut animated_at = self.clock.now();
         loop {
             // Apply everything that arrived, in order, then wait for the tick while listening.
             loop {
@@ -148,6 +149,13 @@ impl RenderStage {
                 return Ok(());
             }
             let now = self.clock.now();
+            // Animations run on the frame clock; a playing one changes every frame.
+            if scene.is_animating() {
+                let dt = now.saturating_duration_since(animated_at);
+                scene.advance_animations(dt.as_secs_f32());
+                st.changed = true;
+            }
+            animated_at = now;
             match pacer.on_tick(
                 now,
                 shared.streaming.load(Ordering::Relaxed),
@@ -213,6 +221,12 @@ impl RenderStage {
             stride: frame.stride,
             rgba,
             i420: frame.i420,
+            animation: scene
+                .shown_animation()
+                .map(|(root, t)| farview_protocol::FrameAnimation {
+                    root: root.0,
+                    time_us: (f64::from(t) * 1e6).round() as u64,
+                }),
         }))
     }
 }
@@ -396,7 +410,26 @@ fn added(scene: &Scene, info: farview_scene::ModelInfo) -> AddedModel {
         .model(info.model)
         .map(|m| m.variants.clone())
         .unwrap_or_default();
-    AddedModel { info, variants }
+    let cameras = scene
+        .model_cameras(info.root)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(c, entity)| {
+            Some(farview_protocol::ModelCamera {
+                name: c.name,
+                entity: entity?.0,
+                yfov: c.yfov,
+                znear: c.znear,
+                zfar: c.zfar,
+                aspect_ratio: c.aspect_ratio,
+            })
+        })
+        .collect();
+    AddedModel {
+        info,
+        variants,
+        cameras,
+    }
 }
 
 /// Models in the scene, for the session's counters. Only model-changing commands call it: a

@@ -9,7 +9,7 @@
 
 use glam::{Mat4, Quat, Vec3};
 
-use crate::model::{Mesh, Model, ModelExtras, ModelNode, Transform};
+use crate::model::{Mesh, Model, ModelCamera, ModelExtras, ModelNode, Transform};
 
 use super::ImportLimits;
 use super::accessor::{check_accessor, view_range};
@@ -251,6 +251,7 @@ pub(super) fn import_document(
         .collect();
     extras.skins = json.skins.len() as u32;
     extras.cameras = json.cameras.len() as u32;
+    let cameras = import_cameras(json, &mut extras.warnings);
     extras.lights = import_lights(doc);
     step(100)?;
     Ok(Model {
@@ -269,6 +270,7 @@ pub(super) fn import_document(
         extras,
         skins,
         animations,
+        cameras,
     })
 }
 
@@ -491,6 +493,40 @@ fn expand_instances(
         }
     }
     Ok(())
+}
+
+/// The perspective cameras placed on nodes, with values a renderer can use (out-of-range ones
+/// clamped); orthographic cameras are left out with a warning.
+fn import_cameras(json: &gltf::json::Root, warnings: &mut Vec<String>) -> Vec<ModelCamera> {
+    use gltf::json::validation::Checked;
+    let mut out = Vec::new();
+    for (node, jn) in json.nodes.iter().enumerate() {
+        let Some(camera) = jn.camera.and_then(|c| json.cameras.get(c.value())) else {
+            continue;
+        };
+        match (&camera.type_, &camera.perspective) {
+            (Checked::Valid(gltf::json::camera::Type::Perspective), Some(p)) => {
+                let finite = |v: f32, d: f32| if v.is_finite() { v } else { d };
+                let znear = finite(p.znear, 0.01).max(1e-6);
+                out.push(ModelCamera {
+                    name: camera.name.clone(),
+                    node,
+                    yfov: finite(p.yfov, 0.8).clamp(0.01, 3.1),
+                    znear,
+                    zfar: p.zfar.filter(|f| f.is_finite() && *f > znear),
+                    aspect_ratio: p.aspect_ratio.filter(|a| a.is_finite() && *a > 0.0),
+                });
+            }
+            _ if warnings.len() < 32 => warnings.push(format!(
+                "node {node}: orthographic camera not offered (only perspective cameras are)"
+            )),
+            _ => {}
+        }
+        if out.len() >= 256 {
+            break;
+        }
+    }
+    out
 }
 
 fn node_transform(n: &gltf::Node<'_>) -> Option<Transform> {

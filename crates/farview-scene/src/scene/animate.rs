@@ -261,6 +261,15 @@ impl Scene {
         !playing.is_empty()
     }
 
+    /// The animation a frame shows: the lowest-numbered model root with an animation set, and
+    /// that animation's time in seconds.
+    pub fn shown_animation(&self) -> Option<(EntityId, f32)> {
+        self.instances
+            .iter()
+            .filter_map(|(root, i)| Some((*root, i.playback?.time)))
+            .min_by_key(|(root, _)| *root)
+    }
+
     /// True when some animation's time is running.
     pub fn is_animating(&self) -> bool {
         self.instances
@@ -391,6 +400,23 @@ impl Scene {
                 inv * world * *ibm
             })
             .collect()
+    }
+
+    /// The file's cameras of the instance rooted at `root`, each with the entity of its node
+    /// (`None` when that entity was destroyed).
+    pub fn model_cameras(
+        &self,
+        root: EntityId,
+    ) -> Result<Vec<(crate::model::ModelCamera, Option<EntityId>)>, SceneError> {
+        let inst = self.instance(root)?;
+        let model = self
+            .model(inst.model)
+            .ok_or(SceneError::NoSuchModel(inst.model.0))?;
+        Ok(model
+            .cameras
+            .iter()
+            .map(|c| (c.clone(), inst.nodes.get(c.node).copied().flatten()))
+            .collect())
     }
 
     /// The posed vertices of a deformable entity, when it is one.
