@@ -55,6 +55,45 @@ impl GoldenScene {
     }
 }
 
+/// One scene of `goldens/animations.json`: a still scene posed by animations at a time.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AnimatedScene {
+    /// Camera, size and model, as for stills; the golden is `goldens/png/anim/<name>.png`.
+    #[serde(flatten)]
+    pub scene: GoldenScene,
+    /// The animations applied (each drives its own nodes).
+    pub animation_indices: Vec<usize>,
+    /// The animation time, seconds.
+    pub time: f32,
+}
+
+/// Reads `goldens/animations.json`.
+pub fn animated_scenes() -> anyhow::Result<Vec<AnimatedScene>> {
+    let path = goldens_dir().join("animations.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {path:?}"))
+}
+
+/// Renders an animated scene as its golden was: the model posed by its animations at `time`.
+pub fn render_animated(
+    gpu: &GpuContext,
+    lighting: &Lighting,
+    quality: RenderQuality,
+    corpus: &Path,
+    animated: &AnimatedScene,
+) -> anyhow::Result<Vec<u8>> {
+    let scene = &animated.scene;
+    let mut s = load_scene(corpus, scene)?;
+    let root = *s.roots().last().context("the model has no root")?;
+    for &index in &animated.animation_indices {
+        s.pose_at(root, index, animated.time)?;
+    }
+    s.update_world_transforms();
+    let mut r =
+        FrameRenderer::with_quality(gpu, scene.width, scene.height, lighting.clone(), quality)?;
+    Ok(r.render_blocking(&s, &scene.camera())?)
+}
+
 /// The repository's `goldens/` directory.
 pub fn goldens_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../goldens")

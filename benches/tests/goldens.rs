@@ -131,3 +131,47 @@ fn compressed_variants_render_like_their_plain_models() {
     }
     eprintln!("{}\nframes in {out:?}", report.join("\n"));
 }
+
+/// Animated frames: skins, morph targets and keyframes at set times against the Sample Viewer
+/// rendering the same times (`goldens/animations.json`).
+#[test]
+fn animated_frames_match_the_reference_viewer() {
+    let Some(corpus) = golden::corpus_root() else {
+        eprintln!("SKIPPED: no corpus (set FARVIEW_CORPUS or place ../shared/corpus/khronos)");
+        return;
+    };
+    let gpu = GpuContext::new(AdapterChoice::Software).expect("software adapter");
+    let env = Environment::load_default(&gpu).expect("default environment");
+    let lighting = golden::reference_lighting(env);
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("goldens-anim");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut report = Vec::new();
+    let mut low = Vec::new();
+    for a in golden::animated_scenes().unwrap() {
+        let s = &a.scene;
+        let ours = golden::render_animated(&gpu, &lighting, RenderQuality::default(), &corpus, &a)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+        golden::write_png(
+            &out.join(format!("{}.png", s.name)),
+            &ours,
+            s.width,
+            s.height,
+        )
+        .unwrap();
+        let path = golden::goldens_dir()
+            .join("png/anim")
+            .join(format!("{}.png", s.name));
+        let reference = golden::read_png(&path, s.width, s.height).unwrap();
+        let ssim = golden::ssim(&ours, &reference, s.width, s.height);
+        let psnr = golden::psnr(&ours, &reference);
+        report.push(format!(
+            "{:20} t={:.2} SSIM {ssim:.4} PSNR {psnr:.2}",
+            s.name, a.time
+        ));
+        if ssim < MIN_SSIM {
+            low.push(format!("{} {ssim:.3}", s.name));
+        }
+    }
+    eprintln!("{}\nframes in {out:?}", report.join("\n"));
+    assert!(low.is_empty(), "below SSIM {MIN_SSIM}: {low:?}");
+}

@@ -92,7 +92,9 @@ async fn a_device_plays_pauses_seeks_and_stops_an_animation() {
     let times: Vec<u64> = running
         .iter()
         .map(|(h, _)| {
-            let a = h.animation.expect("a playing animation is named in the header");
+            let a = h
+                .animation
+                .expect("a playing animation is named in the header");
             assert_eq!(a.root, fox.root_entity);
             a.time_us
         })
@@ -154,9 +156,14 @@ async fn a_device_plays_pauses_seeks_and_stops_an_animation() {
     );
     assert_eq!(
         code(
-            conn.animate(fox.root_entity, AnimationCommand::SetSpeed { speed: f32::INFINITY })
-                .await
-                .unwrap_err()
+            conn.animate(
+                fox.root_entity,
+                AnimationCommand::SetSpeed {
+                    speed: f32::INFINITY
+                }
+            )
+            .await
+            .unwrap_err()
         ),
         ErrorCode::INVALID_ARGUMENT
     );

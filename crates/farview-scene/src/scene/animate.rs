@@ -277,13 +277,38 @@ impl Scene {
             .any(|i| i.playback.is_some_and(|p| p.playing))
     }
 
-    /// Sets the instance's node entities to the animation's values at its time.
+    /// Sets the instance's node entities to its animation's values at its time.
     fn apply_pose(&mut self, root: EntityId, model: &Model) {
+        let Some(p) = self.instances.get(&root).and_then(|i| i.playback) else {
+            return;
+        };
+        self.set_pose(root, model, p.animation, p.time);
+    }
+
+    /// Poses the instance rooted at `root` as animation `index` is at `time` seconds, without
+    /// changing what plays. Several animations that drive different nodes (as in Khronos'
+    /// InterpolationTest) can be posed one after the other; a playing animation sets its own
+    /// nodes again on the next frame.
+    pub fn pose_at(&mut self, root: EntityId, index: usize, time: f32) -> Result<(), SceneError> {
+        let inst = self.instance(root)?;
+        let model = self
+            .model(inst.model)
+            .cloned()
+            .ok_or(SceneError::NoSuchModel(inst.model.0))?;
+        if index >= model.animations.len() || !time.is_finite() {
+            return Err(SceneError::InvalidArgument(format!(
+                "animation {index} at {time} s: no such animation or a non-finite time"
+            )));
+        }
+        self.set_pose(root, &model, index, time);
+        Ok(())
+    }
+
+    fn set_pose(&mut self, root: EntityId, model: &Model, index: usize, time: f32) {
         let Some(inst) = self.instances.get(&root) else {
             return;
         };
-        let Some(p) = inst.playback else { return };
-        let Some(anim) = model.animations.get(p.animation) else {
+        let Some(anim) = model.animations.get(index) else {
             return;
         };
         let nodes = inst.nodes.clone();
@@ -295,7 +320,7 @@ impl Scene {
             };
             if ch.path == ChannelPath::Weights {
                 weights.resize(ch.components, 0.0);
-                ch.sample(p.time, &mut weights);
+                ch.sample(time, &mut weights);
                 if let Some(d) = self.entities.get_mut(&id).and_then(|e| e.deform.as_mut()) {
                     d.weights.clone_from(&weights);
                     d.output = None;
@@ -303,7 +328,7 @@ impl Scene {
                 self.mark_dirty(id);
                 continue;
             }
-            ch.sample(p.time, &mut buf[..ch.components]);
+            ch.sample(time, &mut buf[..ch.components]);
             let Some(e) = self.entities.get_mut(&id) else {
                 continue;
             };
