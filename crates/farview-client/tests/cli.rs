@@ -698,5 +698,41 @@ async fn stream_flags_set_the_look_and_the_host_frames_the_model() {
     ))
     .await;
     assert!(!out.status.success(), "an unknown tone mapping is refused");
+
+    // A model's animations are listed, and one plays by name; an unknown one is refused with
+    // the list.
+    let fox = |animation: &str| -> Vec<String> {
+        let out = dir.path().join("fox.h264");
+        let args = [
+            "stream",
+            "--addr",
+            &host.quic_addr.to_string(),
+            "--fingerprint",
+            &host.fingerprint,
+            "--model",
+            "Fox/Fox.glb",
+            "--frames",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+            "--animation",
+            animation,
+        ];
+        args.iter().map(|s| s.to_string()).collect()
+    };
+    let out = farview(fox("walk")).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("animations: Survey, Walk, Run"),
+        "stderr: {err}"
+    );
+    let out = farview(fox("Dance")).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has no animation \"Dance\" (it has: Survey, Walk, Run)"),
+        "stderr: {err}"
+    );
     host.shutdown().await;
 }

@@ -165,7 +165,7 @@ impl Playback {
             return;
         }
         let t = self.time + dt * self.speed;
-        self.time = if duration <= 0.0 {
+        self.time = if duration <= 0.0 || !t.is_finite() {
             0.0
         } else if self.looping {
             t.rem_euclid(duration)

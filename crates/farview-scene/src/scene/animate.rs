@@ -15,6 +15,9 @@ use crate::model::{Aabb, Model};
 
 use super::{EntityId, ModelId, Scene, SceneError};
 
+/// The fastest rate an animation may play at, either way.
+pub const MAX_ANIMATION_SPEED: f32 = 1000.0;
+
 /// What an instance needs to be animated: its nodes' entities.
 #[derive(Debug, Clone)]
 pub(super) struct Instance {
@@ -161,6 +164,16 @@ impl Scene {
                 )))
             }
         };
+        let rate = |v: f32| {
+            let v = finite(v, "speed")?;
+            if v.abs() <= MAX_ANIMATION_SPEED {
+                Ok(v)
+            } else {
+                Err(SceneError::InvalidArgument(format!(
+                    "speed {v} is beyond ±{MAX_ANIMATION_SPEED}"
+                )))
+            }
+        };
         let mut playback = inst.playback;
         let need = |p: Option<Playback>| {
             p.ok_or_else(|| {
@@ -180,7 +193,7 @@ impl Scene {
                         model.animations.len()
                     ))
                 })?;
-                let speed = finite(speed, "speed")?;
+                let speed = rate(speed)?;
                 let start = finite(start, "start")?.clamp(0.0, anim.duration);
                 if playback.is_some_and(|p| p.animation != index) {
                     self.rest_pose(root, &model);
@@ -214,7 +227,7 @@ impl Scene {
             }
             AnimationCommand::Speed(s) => {
                 let mut p = need(playback)?;
-                p.speed = finite(s, "speed")?;
+                p.speed = rate(s)?;
                 playback = Some(p);
             }
             AnimationCommand::Stop => {

@@ -16,7 +16,10 @@ mod spatial;
 #[cfg(test)]
 mod tests;
 
-pub use animate::{AnimationCommand, AnimationInfo, AnimationState, Deformed, DeformedPrimitive};
+pub use animate::{
+    AnimationCommand, AnimationInfo, AnimationState, Deformed, DeformedPrimitive,
+    MAX_ANIMATION_SPEED,
+};
 pub use framing::ViewFit;
 
 use std::collections::HashMap;

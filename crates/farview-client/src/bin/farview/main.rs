@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Connect, load a model, move the camera and write the stream (H.264, MP4, PNGs).
-    Stream(stream::StreamArgs),
+    Stream(Box<stream::StreamArgs>),
     /// List the models the host can load (paths under its assets root, with sizes).
     Models(stream::ConnectArgs),
     /// Create, inspect, extend and stop sessions through the host's session API.
@@ -118,7 +118,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let api = api_client(&cli)?;
     match cli.command {
-        Command::Stream(args) => stream::stream(args, api.as_ref()).await,
+        Command::Stream(args) => stream::stream(*args, api.as_ref()).await,
         Command::Models(args) => stream::models(args, api.as_ref()).await,
         Command::Session(cmd) => {
             let Some(api) = api.filter(|_| cli.api_key.is_some()) else {

@@ -65,6 +65,13 @@ pub(crate) struct StreamArgs {
     /// With `--png`: one snapshot every this many frames (the first frame is always one).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     every: u64,
+    /// Play this animation of the model, looping: its name (`farview stream` prints the
+    /// model's animations) or its index.
+    #[arg(long)]
+    animation: Option<String>,
+    /// With `--animation`: its rate (1 is real time, negative plays backwards).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    animation_speed: f32,
     /// Full turns of the camera around the model over the run (0: still camera).
     #[arg(long, default_value_t = 1.0)]
     orbits: f32,
@@ -313,6 +320,42 @@ async fn record(
         model.textures,
         model.load_time_us as f64 / 1000.0
     );
+    if !model.animations.is_empty() {
+        eprintln!("animations: {}", model.animations.join(", "));
+    }
+    if let Some(wanted) = &args.animation {
+        let index = model
+            .animations
+            .iter()
+            .position(|a| a.eq_ignore_ascii_case(wanted))
+            .or_else(|| {
+                wanted
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < model.animations.len())
+            })
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} has no animation {wanted:?} (it has: {})",
+                    args.model,
+                    if model.animations.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        model.animations.join(", ")
+                    }
+                )
+            })?;
+        conn.animate(
+            model.root_entity,
+            farview_client::AnimationCommand::Play {
+                index: index as u32,
+                speed: args.animation_speed,
+                looping: true,
+                start_s: 0.0,
+            },
+        )
+        .await?;
+    }
 
     // The host frames the model (its bounds, the stream's aspect) from the asked direction; a
     // given distance moves the camera along that direction. The output starts at a keyframe
