@@ -984,14 +984,24 @@ async fn the_host_lists_the_models_it_offers_and_each_loads() {
     let (models, truncated) = conn.list_models().await.unwrap();
     assert!(!truncated);
     let paths: Vec<&str> = models.iter().map(|m| m.path.as_str()).collect();
-    assert_eq!(paths, ["BoxTextured/BoxTextured.gltf", "Fox/Fox.glb"]);
+    assert_eq!(
+        paths,
+        [
+            "BoxTextured/BoxTextured.gltf",
+            "Fox/Fox.glb",
+            "compressed/Box-Draco/Box.gltf",
+            "compressed/BoxTexturedWebp/BoxTexturedWebp.gltf",
+            "compressed/MeshoptFallbackBox/meshopt-fallback.gltf",
+            "compressed/SimpleInstancing/SimpleInstancing.glb",
+        ]
+    );
     for m in &models {
         let on_disk = std::fs::metadata(host.assets.join(&m.path)).unwrap().len();
         assert_eq!(m.bytes, on_disk, "{}", m.path);
+        // What the list names is what LoadModel takes, compressed files included.
+        let loaded = conn.load_model(&m.path).await.unwrap();
+        assert!(loaded.triangles > 0, "{}", m.path);
     }
-    // What the list names is what LoadModel takes.
-    let loaded = conn.load_model(&models[0].path).await.unwrap();
-    assert!(loaded.triangles > 0);
     conn.close().await;
     host.finish().await;
 }

@@ -101,9 +101,13 @@ impl PosedVertices {
         written
     }
 
-    /// The posed buffer of an entity's primitive, when it has one this frame.
+    /// The posed buffer of an entity's primitive, when it was prepared this frame (a buffer of
+    /// an earlier frame's pose is never drawn).
     pub(crate) fn get(&self, entity: EntityId, primitive: usize) -> Option<&wgpu::Buffer> {
-        self.buffers.get(&(entity, primitive)).map(|b| &b.buffer)
+        self.buffers
+            .get(&(entity, primitive))
+            .filter(|b| b.used)
+            .map(|b| &b.buffer)
     }
 
     /// Drops the buffers not drawn this frame and clears the marks for the next.

@@ -559,3 +559,92 @@ fn an_animated_skin_is_drawn_in_its_pose() {
     let back = r.render_blocking(&scene, &cam).unwrap();
     assert!(mean_difference(&rest, &back) < 0.01);
 }
+
+/// The x centre of the pixels that are not background, in 0..1.
+fn centre_x(rgba: &[u8], width: usize) -> f64 {
+    let bg = background_u8();
+    let (mut sum, mut n) = (0.0f64, 0.0f64);
+    for (i, p) in rgba.chunks_exact(4).enumerate() {
+        if (0..3).any(|c| p[c].abs_diff(bg[c]) > 3) {
+            sum += (i % width) as f64;
+            n += 1.0;
+        }
+    }
+    sum / n.max(1.0) / width as f64
+}
+
+#[test]
+fn morph_weights_move_the_drawn_mesh_every_time_they_change() {
+    use farview_scene::animation::{Animation, Channel, ChannelPath, Interpolation};
+    use farview_scene::{Aabb, Mesh, Model, ModelNode, MorphTarget, Primitive};
+    // A quad whose one morph target slides it 1 m to the right; a 1 s animation drives the
+    // weight 0 → 1.
+    let quad = Primitive {
+        positions: vec![
+            [-0.5, -0.5, 0.0],
+            [0.5, -0.5, 0.0],
+            [0.5, 0.5, 0.0],
+            [-0.5, 0.5, 0.0],
+        ],
+        normals: vec![[0.0, 0.0, 1.0]; 4],
+        uvs: vec![[0.0, 0.0]; 4],
+        indices: vec![0, 1, 2, 0, 2, 3],
+        bounds: Aabb {
+            min: Vec3::new(-0.5, -0.5, 0.0),
+            max: Vec3::new(0.5, 0.5, 0.0),
+        },
+        targets: vec![MorphTarget {
+            positions: vec![[1.0, 0.0, 0.0]; 4],
+            ..MorphTarget::default()
+        }],
+        ..Primitive::default()
+    };
+    let model = Model {
+        meshes: vec![Mesh {
+            primitives: vec![quad],
+            weights: vec![0.0],
+            ..Mesh::default()
+        }],
+        nodes: vec![ModelNode {
+            mesh: Some(0),
+            ..ModelNode::default()
+        }],
+        roots: vec![0],
+        animations: vec![Animation {
+            name: "slide".into(),
+            channels: vec![Channel {
+                node: 0,
+                path: ChannelPath::Weights,
+                interpolation: Interpolation::Linear,
+                times: vec![0.0, 1.0],
+                values: vec![0.0, 1.0],
+                components: 1,
+            }],
+            duration: 1.0,
+        }],
+        ..Model::default()
+    };
+    let gpu = gpu();
+    let mut scene = Scene::default();
+    let info = scene.add_model("quad", model).unwrap();
+    let cam = Camera::looking_at(
+        Vec3::new(0.5, 0.0, 4.0),
+        Vec3::new(0.5, 0.0, 0.0),
+        0.8,
+        0.1,
+        10.0,
+    );
+    let mut r = FrameRenderer::new(&gpu, 160, 120, Lighting::default()).unwrap();
+    let mut at = |scene: &mut Scene, t: f32| {
+        scene.pose_at(info.root, 0, t).unwrap();
+        scene.update_world_transforms();
+        r.render_blocking(scene, &cam).unwrap()
+    };
+    // One renderer throughout: each new weight must reach its posed vertex buffer.
+    let start = at(&mut scene, 0.0);
+    let end = at(&mut scene, 1.0);
+    let back = at(&mut scene, 0.0);
+    let (x0, x1) = (centre_x(&start, 160), centre_x(&end, 160));
+    assert!(x1 - x0 > 0.1, "the quad slid right: {x0:.3} -> {x1:.3}");
+    assert_eq!(mean_difference(&start, &back), 0.0, "and back");
+}

@@ -264,3 +264,28 @@ fn fox_plays_its_three_animations_and_its_bounds_follow() {
         );
     }
 }
+
+#[test]
+fn posed_copies_are_bounded_per_scene() {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets");
+    let model = import_file(&assets, "Fox/Fox.glb", &ImportLimits::default()).unwrap();
+    let per_fox = model.vertex_count();
+    let mut scene = Scene::default();
+    let info = scene.add_model("fox", model).unwrap();
+    // Instances share the model's assets, but each holds its own posed copy: the scene stops
+    // taking them at its bound, with a typed error, and keeps working.
+    let mut instances = 1;
+    let err = loop {
+        match scene.instantiate("again", info.model) {
+            Ok(_) => instances += 1,
+            Err(e) => break e,
+        }
+        assert!(instances < 10_000, "no bound on posed vertices");
+    };
+    assert!(err.to_string().contains("posed"), "{err}");
+    assert!(instances * per_fox <= 8_000_000);
+    assert!((instances + 1) * per_fox > 8_000_000);
+    // Destroying instances gives their share back.
+    scene.destroy(info.root).unwrap();
+    scene.instantiate("after", info.model).unwrap();
+}

@@ -235,3 +235,42 @@ fn damaged_compressed_files_fail_with_typed_errors() {
     assert_eq!(err.kind(), ImportErrorKind::Malformed, "{err}");
     assert!(err.to_string().contains("KTX2"), "{err}");
 }
+
+#[test]
+fn declared_sizes_are_bounded_over_the_whole_file() {
+    let tight = ImportLimits {
+        max_file_bytes: 1024,
+        ..ImportLimits::default()
+    };
+    // Three fallback buffers of 1000 bytes: each within the file limit, together over it.
+    let buffers: Vec<serde_json::Value> = (0..3)
+        .map(|_| {
+            serde_json::json!({"byteLength": 1000,
+                "extensions": {"EXT_meshopt_compression": {"fallback": true}}})
+        })
+        .collect();
+    let json = serde_json::json!({
+        "asset": {"version": "2.0"},
+        "extensionsUsed": ["EXT_meshopt_compression"],
+        "buffers": buffers,
+    });
+    let err = import_gltf(
+        &serde_json::to_vec(&json).unwrap(),
+        &mut |u: &str| Err(ImportError::NotFound(u.into())),
+        &tight,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ImportErrorKind::LimitExceeded, "{err}");
+    // More animations than a device is ever listed.
+    let animations: Vec<serde_json::Value> = (0..1025)
+        .map(|_| serde_json::json!({"channels": [], "samplers": []}))
+        .collect();
+    let json = serde_json::json!({"asset": {"version": "2.0"}, "animations": animations});
+    let err = import_gltf(
+        &serde_json::to_vec(&json).unwrap(),
+        &mut |u: &str| Err(ImportError::NotFound(u.into())),
+        &ImportLimits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ImportErrorKind::LimitExceeded, "{err}");
+}

@@ -14,6 +14,20 @@ use crate::model::{Mesh, ModelNode, Skin};
 use super::accessor::read_vec;
 use super::error::{ImportError, ImportProblem, invalid, over};
 
+/// Most animations in one file (each is listed to the device).
+const MAX_ANIMATIONS: usize = 1024;
+
+/// Longest animation name kept, in bytes (longer ones are cut at a character boundary).
+const MAX_NAME: usize = 256;
+
+fn short_name(name: &str) -> String {
+    let mut end = name.len().min(MAX_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}
+
 /// Most joints in one skin.
 const MAX_JOINTS: usize = 1024;
 
@@ -79,6 +93,15 @@ pub(super) fn import_animations(
 ) -> Result<Vec<Animation>, ImportError> {
     let mut total = 0u64;
     let mut out = Vec::new();
+    over(
+        "animations",
+        doc.as_json().animations.len() as u64,
+        MAX_ANIMATIONS as u64,
+    )
+    .map_err(|problem| ImportError::Animation {
+        animation: MAX_ANIMATIONS,
+        problem,
+    })?;
     for (index, anim) in doc.as_json().animations.iter().enumerate() {
         let fail = |problem: ImportProblem| ImportError::Animation {
             animation: index,
@@ -197,8 +220,8 @@ pub(super) fn import_animations(
         out.push(Animation {
             name: anim
                 .name
-                .clone()
-                .unwrap_or_else(|| format!("animation {index}")),
+                .as_deref()
+                .map_or_else(|| format!("animation {index}"), short_name),
             channels,
             duration,
         });

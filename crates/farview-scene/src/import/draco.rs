@@ -157,6 +157,11 @@ pub(super) fn decode(
             })?,
         });
     }
+    // POSITION must come from the stream: its point count is the primitive's vertex count,
+    // which every other attribute and the faces are held to.
+    if !ids.contains_key("POSITION") {
+        return Err(invalid(format!("has {EXT} without POSITION")));
+    }
     let points = points.ok_or_else(|| invalid(format!("has {EXT} without POSITION")))?;
     let mut indices = Vec::with_capacity(mesh.get_faces().len().saturating_mul(3));
     for face in mesh.get_faces() {

@@ -280,6 +280,9 @@ fn load_buffers(
     max_bytes: u64,
 ) -> Result<Vec<Vec<u8>>, ImportError> {
     let mut buffers = Vec::with_capacity(gltf.document.as_json().buffers.len());
+    // All buffers together, however many a file declares (fallback buffers are allocated, and
+    // a GLB chunk is copied per buffer that names it).
+    let mut total = 0u64;
     for b in gltf.document.buffers() {
         let fail = |problem| ImportError::Buffer {
             buffer: b.index(),
@@ -305,6 +308,8 @@ fn load_buffers(
             })?,
             gltf::buffer::Source::Uri(uri) => load_uri(uri, resolve, max_bytes, fail)?,
         };
+        total = total.saturating_add(data.len() as u64);
+        over("all buffers", total, max_bytes.saturating_mul(2)).map_err(fail)?;
         if data.len() < b.length() {
             return Err(fail(invalid(format!(
                 "declares {} bytes but holds {}",

@@ -148,11 +148,16 @@ fn load_ktx2(
     limits: &ImageLimits,
     textures: &mut Vec<Texture>,
 ) -> Result<Option<usize>, ImportProblem> {
-    let ktx = basisu::Transcoder::new(bytes).map_err(|e| {
-        invalid(format!(
-            "is a KTX2 file without a Basis Universal payload the transcoder reads ({e:?})"
-        ))
-    })?;
+    // The transcoder is a young pure-Rust port: a panic inside it on a hostile file is caught
+    // and reported as a damaged image, like a decoding error.
+    let panicked = || invalid("is a KTX2 file the transcoder could not handle (it panicked)");
+    let ktx = std::panic::catch_unwind(|| basisu::Transcoder::new(bytes))
+        .map_err(|_| panicked())?
+        .map_err(|e| {
+            invalid(format!(
+                "is a KTX2 file without a Basis Universal payload the transcoder reads ({e:?})"
+            ))
+        })?;
     let (w, h) = ktx.base_dimensions();
     if ktx.is_video() || ktx.layer_count() > 1 || ktx.face_count() != 1 {
         tracing::warn!(
@@ -162,9 +167,11 @@ fn load_ktx2(
         return Ok(None);
     }
     reserve_texels(w, h, limits, textures)?;
-    let rgba8 = ktx
-        .transcode(0, basisu::TargetFormat::Rgba32, basisu::DecodeFlags::NONE)
-        .map_err(|e| invalid(format!("cannot be transcoded from KTX2 ({e:?})")))?;
+    let rgba8 = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ktx.transcode(0, basisu::TargetFormat::Rgba32, basisu::DecodeFlags::NONE)
+    }))
+    .map_err(|_| panicked())?
+    .map_err(|e| invalid(format!("cannot be transcoded from KTX2 ({e:?})")))?;
     if rgba8.len() as u64 != u64::from(w) * u64::from(h) * 4 {
         return Err(invalid(format!(
             "transcoded to {} bytes for {w}x{h} pixels",

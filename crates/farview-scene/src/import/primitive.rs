@@ -47,7 +47,20 @@ impl Source<'_> {
         vertices: usize,
     ) -> Result<Vec<u32>, ImportError> {
         match (self.draco, acc) {
-            (Some(d), _) => Ok(d.indices().to_vec()),
+            (Some(d), _) => {
+                // The stream's faces index its own points, which must be the primitive's
+                // vertices (checked where POSITION is read); a mismatch is refused here too.
+                match d.indices().iter().find(|&&i| i as usize >= vertices) {
+                    Some(bad) => Err(ImportError::Primitive {
+                        mesh: 0,
+                        primitive: 0,
+                        problem: invalid(format!(
+                            "has a Draco face on point {bad}, past its {vertices} vertices"
+                        )),
+                    }),
+                    None => Ok(d.indices().to_vec()),
+                }
+            }
             (None, Some(a)) => read_indices(&a, self.buffers, vertices),
             (None, None) => Ok((0..vertices as u32).collect()),
         }
@@ -424,6 +437,11 @@ pub(super) fn import_primitive(
                 }
             }
         }
+        // Each target grows with the vertices: charge what the expansion adds.
+        let added = (indices.len() as u64).saturating_sub(n as u64);
+        budget
+            .take(added.saturating_mul(targets.len() as u64), 0)
+            .map_err(fail)?;
         joints = gather(&joints, &indices);
         weights = gather(&weights, &indices);
         for t in &mut targets {
@@ -450,7 +468,10 @@ pub(super) fn import_primitive(
                 Some(set) => {
                     let (generated, sources) =
                         tangent::generate(&positions, &normals, set, &mut indices);
-                    budget.take(sources.len() as u64, 0).map_err(fail)?;
+                    let per_vertex = 1 + targets.len() as u64;
+                    budget
+                        .take((sources.len() as u64).saturating_mul(per_vertex), 0)
+                        .map_err(fail)?;
                     for &s in &sources {
                         let s = s as usize;
                         copy_vertex(&mut positions, s);

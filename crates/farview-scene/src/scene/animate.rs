@@ -34,6 +34,11 @@ pub(crate) struct Deform {
     pub(super) skin: Option<usize>,
     pub(super) weights: Vec<f32>,
     pub(super) output: Option<Arc<Deformed>>,
+    /// The joint matrices and weights `output` was computed from: equal inputs skip the work.
+    pub(super) inputs: (Vec<Mat4>, Vec<f32>),
+    /// Counts recomputations; only ever goes up, so a renderer never mistakes a new pose for
+    /// one it has uploaded.
+    pub(super) revision: u64,
 }
 
 /// The vertices of a skinned or morphed mesh in its pose, in the mesh's space (the entity's
@@ -283,11 +288,19 @@ impl Scene {
             .min_by_key(|(root, _)| *root)
     }
 
-    /// True when some animation's time is running.
+    /// True when some animation's time is running and moves something (a rate of 0 or an
+    /// animation of no length changes nothing, so frames need not be redrawn for it).
     pub fn is_animating(&self) -> bool {
-        self.instances
-            .values()
-            .any(|i| i.playback.is_some_and(|p| p.playing))
+        self.instances.values().any(|i| {
+            i.playback.is_some_and(|p| {
+                p.playing
+                    && p.speed != 0.0
+                    && self
+                        .model(i.model)
+                        .and_then(|m| m.animations.get(p.animation))
+                        .is_some_and(|a| a.duration > 0.0)
+            })
+        })
     }
 
     /// Sets the instance's node entities to its animation's values at its time.
@@ -336,7 +349,7 @@ impl Scene {
                 ch.sample(time, &mut weights);
                 if let Some(d) = self.entities.get_mut(&id).and_then(|e| e.deform.as_mut()) {
                     d.weights.clone_from(&weights);
-                    d.output = None;
+                    self.deform_dirty.push(id);
                 }
                 self.mark_dirty(id);
                 continue;
@@ -369,21 +382,23 @@ impl Scene {
                 e.local = node.local;
                 if let Some(d) = e.deform.as_mut() {
                     d.weights = rest_weights(model, n);
-                    d.output = None;
+                    self.deform_dirty.push(*id);
                 }
             }
             self.mark_dirty(*id);
         }
     }
 
-    /// Recomputes the posed vertices of deformable entities whose inputs may have changed
-    /// (anything moved since the last time); called by [`Scene::update_world_transforms`].
+    /// Recomputes the posed vertices of deformable entities whose inputs may have changed (a
+    /// joint or the entity moved, or its weights changed); called by
+    /// [`Scene::update_world_transforms`].
     pub(super) fn update_deformations(&mut self) {
-        if self.deform_revision == self.revision || self.deformable.is_empty() {
+        if self.deform_dirty.is_empty() {
             return;
         }
-        self.deform_revision = self.revision;
-        let ids = self.deformable.clone();
+        let mut ids = std::mem::take(&mut self.deform_dirty);
+        ids.sort_unstable();
+        ids.dedup();
         for id in ids {
             let Some(e) = self.entities.get(&id) else {
                 continue;
@@ -399,13 +414,23 @@ impl Scene {
                 .and_then(|s| model.skins.get(s))
                 .map(|skin| self.joint_matrices(d.root, e.world, skin))
                 .unwrap_or_default();
-            let revision = d.output.as_ref().map_or(0, |o| o.revision) + 1;
+            if d.output.is_some() && d.inputs.0 == joints && d.inputs.1 == d.weights {
+                continue;
+            }
+            let revision = d.revision + 1;
+            let weights = d.weights.clone();
             let Some(mesh) = model.meshes.get(mesh) else {
                 continue;
             };
-            let out = deform(mesh, &d.weights, &joints, revision);
+            // A pose whose numbers overflowed (huge but finite animation values) keeps the
+            // last good one rather than drawing and bounding infinities.
+            let Some(out) = deform(mesh, &weights, &joints, revision) else {
+                continue;
+            };
             if let Some(d) = self.entities.get_mut(&id).and_then(|e| e.deform.as_mut()) {
                 d.output = Some(Arc::new(out));
+                d.inputs = (joints, weights);
+                d.revision = revision;
             }
         }
     }
@@ -463,6 +488,35 @@ impl Scene {
     }
 }
 
+/// Most posed vertices (over all skinned and morphed mesh instances) one scene holds: about
+/// 320 MB of posed copies, and as much in GPU buffers.
+pub(super) const MAX_POSED_VERTICES: u64 = 8_000_000;
+
+/// Whether `node` draws a deformable mesh: `Some(true)` skinned (and maybe morphed),
+/// `Some(false)` morphed only, `None` neither.
+pub(super) fn deformable(model: &Model, node: &crate::model::ModelNode) -> Option<bool> {
+    let mesh = node.mesh.and_then(|m| model.meshes.get(m))?;
+    let skinned = node.skin.is_some_and(|s| s < model.skins.len())
+        && mesh.primitives.iter().any(|p| !p.joints.is_empty());
+    (skinned || !mesh.weights.is_empty()).then_some(skinned)
+}
+
+/// Vertices an instance of `model` holds posed copies of.
+pub(super) fn posed_vertices(model: &Model) -> u64 {
+    model
+        .nodes
+        .iter()
+        .filter(|n| deformable(model, n).is_some())
+        .filter_map(|n| n.mesh.and_then(|m| model.meshes.get(m)))
+        .map(|m| {
+            m.primitives
+                .iter()
+                .map(|p| p.positions.len() as u64)
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// A node's morph weights at rest: its own, else its mesh's.
 pub(super) fn rest_weights(model: &Model, node: usize) -> Vec<f32> {
     let Some(n) = model.nodes.get(node) else {
@@ -478,7 +532,12 @@ pub(super) fn rest_weights(model: &Model, node: usize) -> Vec<f32> {
 }
 
 /// Morphs then skins every primitive of `mesh`.
-fn deform(mesh: &crate::model::Mesh, weights: &[f32], joints: &[Mat4], revision: u64) -> Deformed {
+fn deform(
+    mesh: &crate::model::Mesh,
+    weights: &[f32],
+    joints: &[Mat4],
+    revision: u64,
+) -> Option<Deformed> {
     let mut bounds = Aabb::EMPTY;
     let primitives = mesh
         .primitives
@@ -519,7 +578,17 @@ fn deform(mesh: &crate::model::Mesh, weights: &[f32], joints: &[Mat4], revision:
                         *v = m.transform_point3(Vec3::from_array(*v)).to_array();
                     }
                     if let Some(n) = normals.get_mut(i) {
-                        *n = m.transform_vector3(Vec3::from_array(*n)).to_array();
+                        // Normals go through the cofactor matrix (the inverse transpose up to
+                        // scale, normalized below), so they stay perpendicular under
+                        // non-uniform joint scale.
+                        let (a, b, c) = (
+                            m.x_axis.truncate(),
+                            m.y_axis.truncate(),
+                            m.z_axis.truncate(),
+                        );
+                        let sign = a.dot(b.cross(c)).signum();
+                        let cof = glam::Mat3::from_cols(b.cross(c), c.cross(a), a.cross(b));
+                        *n = (cof * Vec3::from_array(*n) * sign).to_array();
                     }
                     if let Some(t) = tangents.get_mut(i) {
                         let v = m.transform_vector3(Vec3::new(t[0], t[1], t[2]));
@@ -544,9 +613,9 @@ fn deform(mesh: &crate::model::Mesh, weights: &[f32], joints: &[Mat4], revision:
             }
         })
         .collect();
-    Deformed {
+    (bounds.min.is_finite() && bounds.max.is_finite()).then_some(Deformed {
         revision,
         primitives,
         bounds,
-    }
+    })
 }

@@ -102,6 +102,16 @@ impl Scene {
         if self.entities.len() + needed > self.max_entities {
             return Err(SceneError::TooManyEntities(self.max_entities));
         }
+        // Each skinned or morphed mesh instance holds its own posed copy of its vertices (and
+        // a GPU buffer of them): bounded per scene, like entities.
+        let posed = super::animate::posed_vertices(&model);
+        if self.posed_vertices.saturating_add(posed) > super::animate::MAX_POSED_VERTICES {
+            return Err(SceneError::TooMany(
+                "posed (skinned or morphed) vertices",
+                super::animate::MAX_POSED_VERTICES as usize,
+            ));
+        }
+        self.posed_vertices += posed;
         let root = self.spawn_inner(
             Some(name.to_owned()),
             None,
@@ -156,23 +166,34 @@ impl Scene {
             }
         }
         for (n, node) in model.nodes.iter().enumerate() {
-            let (Some(Some(id)), Some(mesh)) = (
-                node_list.get(n).copied(),
-                node.mesh.and_then(|m| model.meshes.get(m)),
-            ) else {
+            let Some(Some(id)) = node_list.get(n).copied() else {
                 continue;
             };
-            let skinned = node.skin.is_some_and(|s| s < model.skins.len())
-                && mesh.primitives.iter().any(|p| !p.joints.is_empty());
-            if !skinned && mesh.weights.is_empty() {
+            let Some(skinned) = super::animate::deformable(&model, node) else {
                 continue;
+            };
+            // Its pose follows its joints' world matrices and its own.
+            let skin_joints = node
+                .skin
+                .filter(|_| skinned)
+                .and_then(|s| model.skins.get(s))
+                .map_or(&[][..], |s| s.joints.as_slice());
+            for joint in skin_joints
+                .iter()
+                .filter_map(|&j| node_list.get(j).copied().flatten())
+            {
+                self.joint_users.entry(joint).or_default().push(id);
             }
+            self.joint_users.entry(id).or_default().push(id);
+            self.deform_dirty.push(id);
             if let Some(e) = self.entities.get_mut(&id) {
                 e.deform = Some(Box::new(super::animate::Deform {
                     root,
                     skin: node.skin.filter(|_| skinned),
                     weights: super::animate::rest_weights(&model, n),
                     output: None,
+                    inputs: (Vec::new(), Vec::new()),
+                    revision: 0,
                 }));
                 self.deformable.push(id);
             }
@@ -255,10 +276,37 @@ impl Scene {
         }
         if !self.deformable.is_empty() {
             let entities = &self.entities;
-            self.deformable.retain(|d| entities.contains_key(d));
+            let mut freed = 0u64;
+            self.deformable.retain(|d| {
+                entities.contains_key(d) || {
+                    freed += 1;
+                    false
+                }
+            });
+            // Recount what the remaining posed copies hold.
+            if freed > 0 {
+                self.posed_vertices = self
+                    .deformable
+                    .iter()
+                    .filter_map(|d| self.entities.get(d))
+                    .filter_map(|e| self.mesh_of(e))
+                    .map(|m| {
+                        m.primitives
+                            .iter()
+                            .map(|p| p.positions.len() as u64)
+                            .sum::<u64>()
+                    })
+                    .sum();
+            }
         }
         let entities = &self.entities;
         self.instances.retain(|root, _| entities.contains_key(root));
+        if !self.joint_users.is_empty() {
+            self.joint_users.retain(|joint, users| {
+                users.retain(|u| entities.contains_key(u));
+                entities.contains_key(joint) && !users.is_empty()
+            });
+        }
         self.revision += 1;
         Ok(removed)
     }
@@ -387,6 +435,9 @@ impl Scene {
                 e.world = parent_world * e.local.to_matrix();
                 let w = e.world;
                 stack.extend(e.children.iter().map(|&c| (c, Some(w))));
+            }
+            if let Some(users) = self.joint_users.get(&id) {
+                self.deform_dirty.extend_from_slice(users);
             }
         }
     }

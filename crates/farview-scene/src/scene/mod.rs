@@ -221,8 +221,13 @@ pub struct Scene {
     instances: HashMap<EntityId, animate::Instance>,
     /// Entities with a skinned or morphed mesh.
     deformable: Vec<EntityId>,
-    /// The revision the posed vertices were computed at.
-    deform_revision: u64,
+    /// Deformable entities whose posed vertices depend on an entity's world matrix (its joints,
+    /// and itself), by that entity.
+    joint_users: HashMap<EntityId, Vec<EntityId>>,
+    /// Deformable entities to pose again at the next update.
+    deform_dirty: Vec<EntityId>,
+    /// Vertices the deformable entities hold posed copies of.
+    posed_vertices: u64,
 }
 
 impl Default for Scene {
@@ -252,7 +257,9 @@ impl Scene {
             dirty: Some(Vec::new()),
             instances: HashMap::new(),
             deformable: Vec::new(),
-            deform_revision: 0,
+            joint_users: HashMap::new(),
+            deform_dirty: Vec::new(),
+            posed_vertices: 0,
         }
     }
 
