@@ -15,15 +15,24 @@ const MEAN_SSIM: f64 = 0.97;
 const MEAN_PSNR: f64 = 30.0;
 /// The round trip may cost this much SSIM on top (≈ 0.01 at a high bitrate).
 const H264_SSIM_SLACK: f64 = 0.015;
-#[test]
-fn frames_match_the_reference_viewer() {
+/// The corpus, the software adapter and the goldens' lighting; `None` (saying so) without the
+/// corpus.
+fn reference_setup() -> Option<(PathBuf, GpuContext, farview_render::Lighting)> {
     let Some(corpus) = golden::corpus_root() else {
         eprintln!("SKIPPED: no corpus (set FARVIEW_CORPUS or place ../shared/corpus/khronos)");
-        return;
+        return None;
     };
     let gpu = GpuContext::new(AdapterChoice::Software).expect("software adapter");
     let env = Environment::load_default(&gpu).expect("default environment");
     let lighting = golden::reference_lighting(env);
+    Some((corpus, gpu, lighting))
+}
+
+#[test]
+fn frames_match_the_reference_viewer() {
+    let Some((corpus, gpu, lighting)) = reference_setup() else {
+        return;
+    };
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("goldens");
     let (scores, missing) = golden::run_suite(
         &gpu,
@@ -88,13 +97,9 @@ const COMPRESSED_MIN_SSIM: f64 = 0.98;
 
 #[test]
 fn compressed_variants_render_like_their_plain_models() {
-    let Some(corpus) = golden::corpus_root() else {
-        eprintln!("SKIPPED: no corpus (set FARVIEW_CORPUS or place ../shared/corpus/khronos)");
+    let Some((corpus, gpu, lighting)) = reference_setup() else {
         return;
     };
-    let gpu = GpuContext::new(AdapterChoice::Software).expect("software adapter");
-    let env = Environment::load_default(&gpu).expect("default environment");
-    let lighting = golden::reference_lighting(env);
     let scenes = golden::scenes().unwrap();
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compressed");
     std::fs::create_dir_all(&out).unwrap();
@@ -136,13 +141,9 @@ fn compressed_variants_render_like_their_plain_models() {
 /// rendering the same times (`goldens/animations.json`).
 #[test]
 fn animated_frames_match_the_reference_viewer() {
-    let Some(corpus) = golden::corpus_root() else {
-        eprintln!("SKIPPED: no corpus (set FARVIEW_CORPUS or place ../shared/corpus/khronos)");
+    let Some((corpus, gpu, lighting)) = reference_setup() else {
         return;
     };
-    let gpu = GpuContext::new(AdapterChoice::Software).expect("software adapter");
-    let env = Environment::load_default(&gpu).expect("default environment");
-    let lighting = golden::reference_lighting(env);
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("goldens-anim");
     std::fs::create_dir_all(&out).unwrap();
     let mut report = Vec::new();

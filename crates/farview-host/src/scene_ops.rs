@@ -145,13 +145,7 @@ fn fit_view(
         near: fit.near,
         far: fit.far,
     };
-    Ok(CameraPose {
-        position: camera.position.to_array(),
-        rotation: camera.rotation.to_array(),
-        fov_y: camera.fov_y,
-        near: camera.near,
-        far: camera.far,
-    })
+    Ok(pose_of(camera))
 }
 
 /// Looks through a model's glTF camera as it is placed now: the node's world position and
@@ -202,13 +196,18 @@ fn view_camera(
         near: cam.znear,
         far,
     };
-    Ok(CameraPose {
+    Ok(pose_of(camera))
+}
+
+/// The wire form of the camera in use.
+fn pose_of(camera: &Camera) -> CameraPose {
+    CameraPose {
         position: camera.position.to_array(),
         rotation: camera.rotation.to_array(),
         fov_y: camera.fov_y,
         near: camera.near,
         far: camera.far,
-    })
+    }
 }
 
 /// Runs one scene request. Anything that fails leaves the scene as it was.

@@ -174,7 +174,14 @@ async fn the_viewer_streams_orbits_selects_and_shows_the_end_in_chromium() {
     // The load field offers the host's models.
     assert_eq!(
         report["orbited"]["models"],
-        serde_json::json!(["BoxTextured/BoxTextured.gltf", "Fox/Fox.glb"])
+        serde_json::json!([
+            "BoxTextured/BoxTextured.gltf",
+            "Fox/Fox.glb",
+            "compressed/Box-Draco/Box.gltf",
+            "compressed/BoxTexturedWebp/BoxTexturedWebp.gltf",
+            "compressed/MeshoptFallbackBox/meshopt-fallback.gltf",
+            "compressed/SimpleInstancing/SimpleInstancing.glb"
+        ])
     );
     assert_eq!(report["orbited"]["errors"], 0, "decoder errors");
     // The orbit's camera change reached a decoded frame, and was measured.
