@@ -139,7 +139,13 @@ impl RenderStage {
                 match self.commands.recv_timeout(wait) {
                     Ok(cmd) => {
                         st.changed = true;
+                        let was_animating = scene.is_animating();
                         apply(cmd, &mut scene, &mut self.renderer, &mut st, shared);
+                        // An animation that starts now starts its clock now, not at the last
+                        // tick.
+                        if !was_animating && scene.is_animating() {
+                            animated_at = self.clock.now();
+                        }
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => break,
                     Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
