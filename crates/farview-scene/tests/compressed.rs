@@ -274,3 +274,28 @@ fn declared_sizes_are_bounded_over_the_whole_file() {
     .unwrap_err();
     assert_eq!(err.kind(), ImportErrorKind::LimitExceeded, "{err}");
 }
+
+#[test]
+fn an_extension_image_that_cannot_be_drawn_falls_back_to_the_core_source() {
+    use base64::Engine;
+    // BoxTextured whose texture prefers an extension image in a format not decoded (GIF bytes,
+    // undeclared): the core PNG is drawn instead.
+    let gltf = String::from_utf8(read("BoxTextured/BoxTextured.gltf")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&gltf).unwrap();
+    let gif =
+        base64::engine::general_purpose::STANDARD.encode(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;");
+    v["images"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"uri": format!("data:application/octet-stream;base64,{gif}")}));
+    v["textures"][0]["extensions"] = serde_json::json!({"EXT_texture_webp": {"source": 1}});
+    v["extensionsUsed"] = serde_json::json!(["EXT_texture_webp"]);
+    let files = vec![
+        ("BoxTextured0.bin", read("BoxTextured/BoxTextured0.bin")),
+        ("CesiumLogoFlat.png", read("BoxTextured/CesiumLogoFlat.png")),
+    ];
+    let m = import_with(&serde_json::to_vec(&v).unwrap(), &files).unwrap();
+    assert!(m.materials[0].base_color_texture.is_some());
+    assert_eq!(m.textures.len(), 1);
+    assert_eq!((m.textures[0].width, m.textures[0].height), (256, 256));
+}

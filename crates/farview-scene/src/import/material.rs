@@ -455,17 +455,24 @@ pub(super) fn import_materials(
                     invalid(format!("has a {} texture that does not exist", slot.name())),
                 )
             })?;
-            let image = image_of(texture);
-            let decoded = match image_slots.get(&image) {
-                Some(decoded) => *decoded,
-                None => {
-                    let decoded =
-                        load_image(image, doc, buffers, resolve, &image_limits, &mut textures)
-                            .map_err(|e| e.for_texture(info.texture, i))?;
-                    image_slots.insert(image, decoded);
-                    decoded
+            // The extension's image, then the core one when that cannot be drawn (a KTX2
+            // video, array or cube).
+            let mut decoded = None;
+            for image in [image_of(texture), texture.source.value()] {
+                decoded = match image_slots.get(&image) {
+                    Some(decoded) => *decoded,
+                    None => {
+                        let decoded =
+                            load_image(image, doc, buffers, resolve, &image_limits, &mut textures)
+                                .map_err(|e| e.for_texture(info.texture, i))?;
+                        image_slots.insert(image, decoded);
+                        decoded
+                    }
+                };
+                if decoded.is_some() {
+                    break;
                 }
-            };
+            }
             if let (Some(decoded), Some(r)) = (decoded, refs.get_mut(*slot as usize)) {
                 let (tex_coord, transform) = uv_transform(info.tex_coord, info.transform.as_ref());
                 *r = Some(TextureRef {
