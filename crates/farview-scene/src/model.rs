@@ -567,7 +567,8 @@ pub struct Model {
     pub extras: ModelExtras,
 }
 
-/// Parts of a file imported as data only, and what import had to leave out.
+/// A summary of what a file holds beyond drawable geometry (counts and names, for the load
+/// result), and what import had to leave out.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelExtras {
     /// Animation names (index order; unnamed ones as `animation N`).

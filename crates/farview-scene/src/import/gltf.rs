@@ -1,7 +1,7 @@
 //! Walking a parsed glTF document into a [`Model`]: references checked by item, buffers loaded,
 //! every accessor range checked, then materials and their textures ([`super::material`]), meshes,
-//! material variants, the node hierarchy and the parts kept as data only (lights, animations,
-//! skins, cameras).
+//! material variants, the node hierarchy with its instances, skins, animations
+//! ([`super::animation`]), cameras and lights.
 //!
 //! The hierarchy is walked iteratively and its work is bounded by the node count
 //! ([`ImportLimits::max_nodes`]), not by depth: a valid chain of any depth within the node limit

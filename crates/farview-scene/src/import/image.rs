@@ -162,7 +162,7 @@ fn load_ktx2(
     if ktx.is_video() || ktx.layer_count() > 1 || ktx.face_count() != 1 {
         tracing::warn!(
             image = index,
-            "KTX2 video, array or cube texture not supported; material drawn without it"
+            "KTX2 video, array or cube texture not supported; the core source is used if any"
         );
         return Ok(None);
     }
