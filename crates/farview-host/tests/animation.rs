@@ -182,7 +182,7 @@ fn triangle_with_camera() -> Vec<u8> {
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();
-    let mut json = serde_json::to_vec(&serde_json::json!({
+    let json = serde_json::to_vec(&serde_json::json!({
         "asset": {"version": "2.0"},
         "buffers": [{"byteLength": 36}],
         "bufferViews": [{"buffer": 0, "byteLength": 36}],
@@ -195,21 +195,7 @@ fn triangle_with_camera() -> Vec<u8> {
         "scenes": [{"nodes": [0, 1]}]
     }))
     .unwrap();
-    while !json.len().is_multiple_of(4) {
-        json.push(b' ');
-    }
-    let total = 12 + 8 + json.len() + 8 + bin.len();
-    let mut glb = Vec::with_capacity(total);
-    glb.extend_from_slice(b"glTF");
-    glb.extend_from_slice(&2u32.to_le_bytes());
-    glb.extend_from_slice(&(total as u32).to_le_bytes());
-    glb.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    glb.extend_from_slice(b"JSON");
-    glb.extend_from_slice(&json);
-    glb.extend_from_slice(&(bin.len() as u32).to_le_bytes());
-    glb.extend_from_slice(b"BIN\0");
-    glb.extend_from_slice(&bin);
-    glb
+    farview_scene::synthetic::glb(&json, &bin)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,25 +45,31 @@ pub fn grid_glb(quads: u32) -> Vec<u8> {
         o3 = pl + nl + ul,
         total = pl + nl + ul + il,
     );
-    let mut json = json.into_bytes();
-    while !json.len().is_multiple_of(4) {
-        json.push(b' ');
-    }
-    let bin_len = pl + nl + ul + il;
-    let total = 12 + 8 + json.len() + 8 + bin_len;
+    let mut bin = pos;
+    bin.extend_from_slice(&nrm);
+    bin.extend_from_slice(&uv);
+    bin.extend_from_slice(&idx);
+    glb(json.as_bytes(), &bin)
+}
+
+/// A GLB container around `json` (the glTF JSON, padded here to 4 bytes) and `bin` (the binary
+/// chunk its buffer 0 refers to, padded with zeros).
+pub fn glb(json: &[u8], bin: &[u8]) -> Vec<u8> {
+    let pad = |n: usize| n.next_multiple_of(4);
+    let (json_len, bin_len) = (pad(json.len()), pad(bin.len()));
+    let total = 12 + 8 + json_len + 8 + bin_len;
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(b"glTF");
     out.extend_from_slice(&2u32.to_le_bytes());
     out.extend_from_slice(&(total as u32).to_le_bytes());
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(json_len as u32).to_le_bytes());
     out.extend_from_slice(b"JSON");
-    out.extend_from_slice(&json);
+    out.extend_from_slice(json);
+    out.resize(out.len() + json_len - json.len(), b' ');
     out.extend_from_slice(&(bin_len as u32).to_le_bytes());
     out.extend_from_slice(b"BIN\0");
-    out.extend_from_slice(&pos);
-    out.extend_from_slice(&nrm);
-    out.extend_from_slice(&uv);
-    out.extend_from_slice(&idx);
+    out.extend_from_slice(bin);
+    out.resize(out.len() + bin_len - bin.len(), 0);
     out
 }
 
