@@ -87,7 +87,7 @@ impl OpenH264Encoder {
         check(&settings)?;
         let mut inner = Encoder::with_api_config(OpenH264API::from_source(), config(&settings))
             .map_err(|e| EncodeError::Encoder(e.to_string()))?;
-        crate::openh264_log::route_to_tracing(&mut inner);
+        crate::openh264_raw::route_to_tracing(&mut inner);
         Ok(Self {
             inner,
             settings,
@@ -129,11 +129,10 @@ impl VideoEncoder for OpenH264Encoder {
         Ok(EncodedFrame { data, keyframe })
     }
 
-    /// openh264 0.9's safe API has no runtime bitrate setter (`ENCODER_OPTION_BITRATE` is only
-    /// reachable through its unsafe raw API, and this crate denies `unsafe`), so this
-    /// **recreates the encoder**: the next frame is an IDR with fresh SPS/PPS, and rate control
-    /// starts over. Callers should therefore not change the bitrate on every frame; setting the
-    /// current value again is a no-op.
+    /// Changes the rate controller's target on the running encoder (openh264's
+    /// `ENCODER_OPTION_BITRATE`, see `openh264_raw`): no IDR, rate control carries on. Before
+    /// the first frame openh264 refuses the option (it initialises lazily), and the encoder is
+    /// recreated instead, which costs nothing then. Setting the current value again is a no-op.
     fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), EncodeError> {
         let settings = EncoderSettings {
             bitrate_bps,
@@ -143,6 +142,15 @@ impl VideoEncoder for OpenH264Encoder {
         if bitrate_bps == self.settings.bitrate_bps {
             return Ok(());
         }
+        if self.frames > 0 && crate::openh264_raw::set_bitrate(&mut self.inner, bitrate_bps) {
+            tracing::debug!(
+                from = self.settings.bitrate_bps,
+                to = bitrate_bps,
+                "openh264: bitrate changed on the running encoder"
+            );
+            self.settings = settings;
+            return Ok(());
+        }
         tracing::debug!(
             from = self.settings.bitrate_bps,
             to = bitrate_bps,
@@ -150,7 +158,7 @@ impl VideoEncoder for OpenH264Encoder {
         );
         self.inner = Encoder::with_api_config(OpenH264API::from_source(), config(&settings))
             .map_err(|e| EncodeError::Encoder(e.to_string()))?;
-        crate::openh264_log::route_to_tracing(&mut self.inner);
+        crate::openh264_raw::route_to_tracing(&mut self.inner);
         self.settings = settings;
         self.frames = 0;
         Ok(())

@@ -14,7 +14,7 @@
 mod color;
 mod error;
 mod h264;
-mod openh264_log;
+mod openh264_raw;
 mod quality;
 
 pub use color::{I420Frame, i420_to_rgba, rgba_to_i420, rgba_to_i420_threaded};

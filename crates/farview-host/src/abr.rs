@@ -10,7 +10,8 @@
 //! - **Probe up** (target × 1.1, at most every 2 s, and only after 2 s without a back-off) while
 //!   loss stays under 0.5 % and the RTT stays within 1.5 × the lowest plus 10 ms.
 //! - Stay within the session size's `[min, max]`, and only report a change of at least 10 %:
-//!   every change re-creates the encoder and costs an IDR, so small wiggles are not worth it.
+//!   the encoder takes a new rate without an IDR, but its rate control settles over a few
+//!   frames after each change, so small wiggles are not worth it.
 //!
 //! Like GCC/SCReAM in spirit (loss- and delay-based, multiplicative decrease, slow additive-ish
 //! increase) but deliberately simple; `docs/protocol.md` does not depend on it.

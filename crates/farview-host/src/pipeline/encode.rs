@@ -66,8 +66,8 @@ pub(crate) fn encode_loop(
         let want = shared.target_bitrate.load(Ordering::Relaxed);
         let have = shared.applied_bitrate.load(Ordering::Relaxed);
         if want != have && want > 0 {
-            // openh264 re-creates its encoder for a new rate (its runtime option is unsafe-only),
-            // so the next frame is an IDR; the controller changes the rate sparingly.
+            // openh264 takes the new rate on the running encoder (no IDR); only before its first
+            // frame is it recreated, which costs nothing then.
             encoder
                 .set_bitrate(u32::try_from(want).unwrap_or(u32::MAX))
                 .map_err(|e| e.to_string())?;

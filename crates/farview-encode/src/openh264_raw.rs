@@ -1,9 +1,13 @@
-//! openh264 prints its warnings with its own `printf` to stderr (at encoder start: "bitrate
-//! can't be controlled ... without enabling skip frame", which is by design here: every rendered
-//! frame is sent). Operators read logs through `tracing`, so its messages are routed there.
+//! The two openh264 options the `openh264` crate's safe API lacks, set through its raw API. This
+//! module is the one place in the crate that uses `unsafe`, for these two options:
 //!
-//! The `openh264` crate's safe API has no option for this; its raw API does. This module is
-//! the one place in the crate that uses `unsafe`, for that one option.
+//! - **Trace routing.** openh264 prints its warnings with its own `printf` to stderr (at encoder
+//!   start: "bitrate can't be controlled ... without enabling skip frame", which is by design
+//!   here: every rendered frame is sent). Operators read logs through `tracing`, so its
+//!   messages are routed there.
+//! - **Runtime bitrate.** `ENCODER_OPTION_BITRATE` changes the rate controller's target on the
+//!   running encoder. Without it a bitrate change meant a new encoder, whose first frame is an
+//!   IDR: a frame-size spike on exactly the congested link that asked for fewer bits.
 
 #![allow(unsafe_code)]
 
@@ -11,8 +15,8 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 
 use openh264::encoder::Encoder;
 use openh264_sys2::{
-    ENCODER_OPTION_TRACE_CALLBACK, WELS_LOG_ERROR, WELS_LOG_INFO, WELS_LOG_WARNING,
-    WelsTraceCallback,
+    ENCODER_OPTION_BITRATE, ENCODER_OPTION_TRACE_CALLBACK, SBitrateInfo, SPATIAL_LAYER_ALL,
+    WELS_LOG_ERROR, WELS_LOG_INFO, WELS_LOG_WARNING, WelsTraceCallback,
 };
 
 /// openh264's trace callback: one formatted, NUL-terminated message per call.
@@ -47,6 +51,24 @@ pub(crate) fn route_to_tracing(encoder: &mut Encoder) {
             ENCODER_OPTION_TRACE_CALLBACK,
             (&raw const callback).cast_mut().cast(),
         );
+    }
+}
+
+/// Sets the target bitrate of a running encoder without restarting it (no IDR); false when
+/// openh264 refuses, as it does before its first frame (it initialises lazily on it), and the
+/// caller then recreates the encoder instead.
+pub(crate) fn set_bitrate(encoder: &mut Encoder, bitrate_bps: u32) -> bool {
+    let mut info = SBitrateInfo {
+        iLayer: SPATIAL_LAYER_ALL,
+        iBitrate: c_int::try_from(bitrate_bps).unwrap_or(c_int::MAX),
+    };
+    // SAFETY: the encoder is created (its raw API holds a live `ISVCEncoder`); `info` is a
+    // valid `SBitrateInfo` that outlives the call, which reads it and keeps no pointer to it;
+    // openh264 checks its initialisation state and the values itself and answers with a
+    // return code, which is checked.
+    unsafe {
+        let raw = encoder.raw_api();
+        raw.set_option(ENCODER_OPTION_BITRATE, (&raw mut info).cast()) == 0
     }
 }
 
