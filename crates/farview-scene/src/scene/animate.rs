@@ -331,13 +331,18 @@ impl Scene {
     }
 
     fn set_pose(&mut self, root: EntityId, model: &Model, index: usize, time: f32) {
-        let Some(inst) = self.instances.get(&root) else {
-            return;
-        };
         let Some(anim) = model.animations.get(index) else {
             return;
         };
-        let nodes = inst.nodes.clone();
+        // Taken out of the instance for the loop (no copy per frame), put back after.
+        let Some(nodes) = self
+            .instances
+            .get_mut(&root)
+            .map(|i| std::mem::take(&mut i.nodes))
+        else {
+            return;
+        };
+        let mut touched = Vec::with_capacity(anim.channels.len());
         let mut buf = [0.0f32; 4];
         let mut weights = Vec::new();
         for ch in &anim.channels {
@@ -351,7 +356,7 @@ impl Scene {
                     d.weights.clone_from(&weights);
                     self.deform_dirty.push(id);
                 }
-                self.mark_dirty(id);
+                touched.push(id);
                 continue;
             }
             ch.sample(time, &mut buf[..ch.components]);
@@ -364,6 +369,16 @@ impl Scene {
                 ChannelPath::Scale => e.local.scale = Vec3::from_slice(&buf[..3]),
                 ChannelPath::Weights => {}
             }
+            touched.push(id);
+        }
+        if let Some(inst) = self.instances.get_mut(&root) {
+            inst.nodes = nodes;
+        }
+        // A node usually has translation, rotation and scale channels: marked once, its
+        // subtree is walked once.
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched {
             self.mark_dirty(id);
         }
     }
