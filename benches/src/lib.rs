@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
+pub mod clips;
 pub mod golden;
+pub mod rd;
 
 use farview_render::Camera;
 use farview_scene::{ImportLimits, ModelInfo, Scene};

@@ -23,4 +23,12 @@ pub enum EncodeError {
     /// The encoder failed.
     #[error("encoder: {0}")]
     Encoder(String),
+    /// The configuration names an encoder this build does not have.
+    #[error("unknown encoder {name:?}: this build has auto, {known}")]
+    UnknownBackend {
+        /// The name asked for (cut at 64 characters).
+        name: String,
+        /// The backends compiled in.
+        known: String,
+    },
 }

@@ -11,16 +11,18 @@
 //! IDR at the start and whenever a client asks (joining or recovering from loss), and a colour
 //! conversion cheap enough for the per-frame path (about 1 ms at 720p on one core).
 
+mod backend;
 mod color;
 mod error;
 mod h264;
 mod openh264_raw;
 mod quality;
 
+pub use backend::{BACKENDS, EncoderKind, create_encoder};
 pub use color::{I420Frame, i420_to_rgba, rgba_to_i420, rgba_to_i420_threaded};
 pub use error::EncodeError;
 pub use h264::OpenH264Encoder;
-pub use quality::psnr_rgba;
+pub use quality::{Residue, background_residue, psnr_rgba};
 
 /// Encoder settings.
 #[derive(Debug, Clone, PartialEq)]

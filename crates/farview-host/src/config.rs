@@ -307,16 +307,45 @@ pub struct StreamConfig {
     /// hardware adapter, the CPU on a software rasterizer, where the compute pass measured 8x
     /// slower than the CPU path). Widths that are not a multiple of 8 always use the CPU.
     pub color_conversion: ColorConversion,
-    /// Frame pacing: skip rendering (and sending) while neither the scene nor the camera changed
-    /// and no keyframe is wanted; one frame per second keeps the stream alive. Saves the GPU and
-    /// the bandwidth of a static view; off by default so the stream's rate stays constant.
+    /// Frame pacing: frames follow input. A change (a pose, a scene command) starts its frame as
+    /// soon as it arrives, within the frame-rate cap, instead of waiting for the next tick; while
+    /// neither the scene nor the camera changes and no keyframe is wanted nothing is rendered or
+    /// sent, but one frame per second keeps the stream alive. On by default: command-to-frame
+    /// drops by about half a frame interval, and a static view costs no GPU or bandwidth. Off:
+    /// a frame on every tick, a constant rate.
     pub skip_unchanged_frames: bool,
+    /// The H.264 encoder: `auto` (the default: the best backend this build has and this
+    /// machine runs; today openh264) or `openh264`. Hardware backends (NVENC, VA-API) join
+    /// through `farview_encode::create_encoder`; see `docs/encoders.md`.
+    pub encoder: EncoderChoice,
     /// openh264 threads (0: as many as cores). More than one only helps with several slices
     /// per picture (`encoder_max_slice_bytes`); see `benches/README.md` for what it measured.
     pub encoder_threads: u16,
     /// Split each picture into slices of at most this many bytes; 0 (the default) keeps one
     /// slice per picture, the lowest latency.
     pub encoder_max_slice_bytes: u32,
+}
+
+/// See [`StreamConfig::encoder`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderChoice {
+    /// The best backend available.
+    #[default]
+    Auto,
+    /// openh264 (software).
+    #[serde(rename = "openh264")]
+    OpenH264,
+}
+
+impl EncoderChoice {
+    /// The encode crate's name for it.
+    pub fn kind(self) -> farview_encode::EncoderKind {
+        match self {
+            Self::Auto => farview_encode::EncoderKind::Auto,
+            Self::OpenH264 => farview_encode::EncoderKind::OpenH264,
+        }
+    }
 }
 
 /// See [`StreamConfig::color_conversion`].
@@ -354,7 +383,8 @@ impl Default for StreamConfig {
             keyframe_interval_s: 0.0,
             max_frame_age_ms: 250,
             color_conversion: ColorConversion::Auto,
-            skip_unchanged_frames: false,
+            skip_unchanged_frames: true,
+            encoder: EncoderChoice::Auto,
             encoder_threads: 1,
             encoder_max_slice_bytes: 0,
         }

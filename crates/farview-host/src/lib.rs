@@ -41,8 +41,8 @@ mod abr;
 mod alloc;
 pub use alloc::limit_malloc_arenas;
 pub use config::{
-    Cli, ColorConversion, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, LogFormat,
-    QualityChoice, RenderConfig, SessionsConfig, SizeConfig, StreamConfig, TlsConfig,
+    Cli, ColorConversion, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, EncoderChoice,
+    LogFormat, QualityChoice, RenderConfig, SessionsConfig, SizeConfig, StreamConfig, TlsConfig,
     ToneMappingChoice,
 };
 pub use farview_session::{Clock, ManualClock, SystemClock};

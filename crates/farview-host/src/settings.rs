@@ -23,6 +23,8 @@ pub(crate) struct StreamSettings {
     /// Skip rendering while neither the scene nor the camera changed (one frame per second
     /// keeps the stream alive).
     pub(crate) skip_unchanged_frames: bool,
+    /// The encoder backend.
+    pub(crate) encoder: farview_encode::EncoderKind,
     /// openh264 threads.
     pub(crate) encoder_threads: u16,
     /// Slice size limit in bytes; 0: one slice per picture.
@@ -62,6 +64,7 @@ impl StreamSettings {
                 (bitrate_bps / 8).max(100_000)
             },
             skip_unchanged_frames: stream.skip_unchanged_frames,
+            encoder: stream.encoder.kind(),
             encoder_threads: stream.encoder_threads,
             encoder_max_slice_bytes: stream.encoder_max_slice_bytes,
             gpu_color_conversion: stream.color_conversion.on_gpu(software_adapter),

@@ -94,6 +94,9 @@ impl TestHost {
                 height: HEIGHT,
                 fps: 30.0,
                 bitrate_bps: 4_000_000,
+                // Most tests count frames of a still view: a frame on every tick. Tests of
+                // input-driven pacing (the default) turn it back on.
+                skip_unchanged_frames: false,
                 ..StreamConfig::default()
             },
             ..Config::default()

@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 
 use farview_encode::{
-    EncodeError, EncodedFrame, EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder,
-    rgba_to_i420,
+    EncodeError, EncodedFrame, EncoderSettings, I420Frame, VideoEncoder, rgba_to_i420,
 };
 use farview_protocol::FrameHeader;
 
@@ -16,18 +15,21 @@ use super::stats::{Shared, Stage};
 use super::{NetFrame, RawFrame, StreamSettings};
 use crate::metrics::DropReason;
 
-/// The encoder for a stream. openh264 is the only backend today; hardware backends will be
-/// chosen here (first the GPU vendor's, then openh264 as the portable fallback).
+/// The encoder for a stream, of the backend the configuration names (`auto`: the best this
+/// build and machine have; see `farview_encode::create_encoder`).
 pub(crate) fn encoder_for(s: &StreamSettings) -> Result<Box<dyn VideoEncoder>, EncodeError> {
-    Ok(Box::new(OpenH264Encoder::new(EncoderSettings {
-        width: s.width,
-        height: s.height,
-        bitrate_bps: s.bitrate_bps,
-        max_fps: s.fps,
-        keyframe_interval: s.keyframe_interval_frames,
-        threads: s.encoder_threads,
-        max_slice_bytes: (s.encoder_max_slice_bytes > 0).then_some(s.encoder_max_slice_bytes),
-    })?))
+    farview_encode::create_encoder(
+        s.encoder,
+        EncoderSettings {
+            width: s.width,
+            height: s.height,
+            bitrate_bps: s.bitrate_bps,
+            max_fps: s.fps,
+            keyframe_interval: s.keyframe_interval_frames,
+            threads: s.encoder_threads,
+            max_slice_bytes: (s.encoder_max_slice_bytes > 0).then_some(s.encoder_max_slice_bytes),
+        },
+    )
 }
 
 /// Runs until the render stage stops or the sender goes away; flushes the encoder at the end.

@@ -231,7 +231,7 @@ impl Pipeline {
                 tracing::warn!(error = %e, "GPU colour conversion unavailable; converting on the CPU");
                 false
             });
-        tracing::debug!(gpu_convert, encoder = encoder.name(), "pipeline stages");
+        tracing::info!(gpu_convert, encoder = encoder.name(), "pipeline stages");
         let uploader = renderer.uploader();
         metrics
             .encoder_bitrate_bps

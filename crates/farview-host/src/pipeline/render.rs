@@ -32,7 +32,14 @@ pub(crate) enum Tick {
     Render,
 }
 
-/// Frame pacing: the tick schedule and the skip-unchanged rule.
+/// Frame pacing: the tick schedule, the skip-unchanged rule, and frames started by input.
+///
+/// At a constant rate (`skip_unchanged` off) a frame starts on every tick, so a change waits for
+/// the next one, half an interval on average. With `skip_unchanged` on (the default) ticks only
+/// look for work, and a change that arrives between them starts its frame at once, as soon as
+/// one interval has passed since the last frame started: that interval is the frame-rate cap,
+/// and the hand-off to the encoder (a one-slot channel) keeps a burst of input from running
+/// ahead of it. Command-to-frame then approaches the stages' sum instead of sum + half a tick.
 #[derive(Debug)]
 pub(crate) struct Pacer {
     interval: Duration,
@@ -52,8 +59,21 @@ impl Pacer {
     }
 
     /// When the next tick is due.
+    #[cfg(test)]
     pub(crate) fn next_tick(&self) -> Instant {
         self.next_tick
+    }
+
+    /// When the render thread should next decide, given whether a change is waiting for a frame
+    /// (a command arrived since the last frame, with a device streaming): at the next tick, or,
+    /// when frames follow input, as soon as the frame-rate cap allows.
+    pub(crate) fn due(&self, change_pending: bool) -> Instant {
+        match self.last_render {
+            Some(last) if self.skip_unchanged && change_pending => {
+                (last + self.interval).min(self.next_tick)
+            }
+            _ => self.next_tick,
+        }
     }
 
     /// Decides the tick that is due at `now`. A stage that fell behind restarts the schedule
@@ -79,6 +99,10 @@ impl Pacer {
             .is_some_and(|t| now.saturating_duration_since(t) < KEEPALIVE);
         if self.skip_unchanged && !changed && !keyframe_wanted && recent {
             return Tick::Skip;
+        }
+        if self.skip_unchanged {
+            // Ticks follow the frames that input started.
+            self.next_tick = now + self.interval;
         }
         self.last_render = Some(now);
         Tick::Render
@@ -133,8 +157,9 @@ impl RenderStage {
         loop {
             // Apply everything that arrived, in order, then wait for the tick while listening.
             loop {
+                let pending = st.changed && shared.streaming.load(Ordering::Relaxed);
                 let wait = pacer
-                    .next_tick()
+                    .due(pending)
                     .saturating_duration_since(self.clock.now());
                 match self.commands.recv_timeout(wait) {
                     Ok(cmd) => {
@@ -500,5 +525,41 @@ mod tests {
         assert_eq!(p.on_tick(now, true, false, true), Tick::Render);
         now = p.next_tick();
         assert_eq!(p.on_tick(now, true, false, false), Tick::Skip);
+    }
+
+    #[test]
+    fn a_change_starts_a_frame_at_once_within_the_frame_rate_cap() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(60.0, true, t0);
+        assert_eq!(p.on_tick(t0, true, true, false), Tick::Render);
+        // Nothing pending: wake at the next tick (to look at keyframe requests), skip it.
+        assert_eq!(p.due(false), t0 + p.interval);
+        let mut now = p.next_tick();
+        assert_eq!(p.on_tick(now, true, false, false), Tick::Skip);
+        // A change 5 ms after that tick is due at once: the last frame started over an
+        // interval ago, and the frame does not wait for the next tick.
+        let arrived = now + Duration::from_millis(5);
+        assert!(p.due(true) <= arrived);
+        assert_eq!(p.on_tick(arrived, true, true, false), Tick::Render);
+        // The schedule follows that frame: the next is one interval later, not earlier, even
+        // for a change that arrives 1 ms after it (the cap).
+        assert_eq!(p.next_tick(), arrived + p.interval);
+        assert_eq!(p.due(true), arrived + p.interval);
+        // A stream of changes faster than the cap renders at the cap: 60 frames a second.
+        now = arrived;
+        let mut frames = 0;
+        while now < arrived + Duration::from_secs(1) {
+            let next = p.due(true);
+            now = now.max(next);
+            if p.on_tick(now, true, true, false) == Tick::Render {
+                frames += 1;
+            }
+            now += Duration::from_millis(3);
+        }
+        assert!((55..=61).contains(&frames), "{frames} frames in a second");
+        // At a constant rate a change still waits for the tick.
+        let mut c = Pacer::new(60.0, false, t0);
+        c.on_tick(t0, true, true, false);
+        assert_eq!(c.due(true), c.next_tick());
     }
 }
