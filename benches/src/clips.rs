@@ -115,12 +115,12 @@ impl ClipScene {
             cam
         };
         Ok(match self.clip {
-            Clip::HelmetClose => orbit(base, (t * 20.0).to_radians(), 0.42 - 0.04 * t),
+            Clip::HelmetClose => orbit(base, (t * 20.0).to_radians(), 0.3 - 0.03 * t),
             Clip::FastOrbit => orbit(base, i as f32 * 6f32.to_radians(), 1.0),
             Clip::Forest => {
                 let yaw = (t * 30.0).to_radians();
                 let eye = Vec3::new(-20.0 + 10.0 * t, 7.0, 25.0 - 10.0 * t);
-                let ahead = Quat::from_rotation_y(-yaw) * Vec3::new(0.45, -0.22, -1.0);
+                let ahead = Quat::from_rotation_y(-yaw) * Vec3::new(0.45, -0.4, -1.0);
                 Camera::looking_at(eye, eye + ahead, 50f32.to_radians(), 0.1, 200.0)
             }
             Clip::FoxWalk => {

@@ -145,6 +145,9 @@ pub fn plot(path: &Path, panels: &[Panel], columns: usize) -> anyhow::Result<()>
             chart
                 .configure_mesh()
                 .x_desc("kbit/s (log)")
+                .x_labels(8)
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .y_label_formatter(&|v| format!("{v:.0}"))
                 .y_desc("Y-PSNR dB")
                 .label_style(("sans-serif", 13))
                 .draw()

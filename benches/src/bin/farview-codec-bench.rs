@@ -57,6 +57,12 @@ struct Args {
     /// Skip the RD figures (only residue and rate-step checks).
     #[arg(long)]
     no_rd: bool,
+    /// Write each clip's first and last frame here as PNG (to look at what was measured).
+    #[arg(long)]
+    png: Option<PathBuf>,
+    /// Skip the residue and rate-step checks (only the RD figures).
+    #[arg(long)]
+    no_checks: bool,
 }
 
 /// One encoder run over one clip at one target.
@@ -287,6 +293,22 @@ fn rd_figures(args: &Args, gpu: &GpuContext) -> anyhow::Result<()> {
         for size in &args.sizes {
             let (w, h) = parse_size(size)?;
             let frames = render_clip(gpu, clip, w, h, args.frames, args.fps)?;
+            if let Some(dir) = &args.png {
+                std::fs::create_dir_all(dir)?;
+                for (k, f) in [
+                    (0, &frames[0]),
+                    (frames.len() - 1, &frames[frames.len() - 1]),
+                ] {
+                    let name = format!("{clip:?}-{size}-{k}.png").to_lowercase();
+                    image::save_buffer(
+                        dir.join(name),
+                        &farview_encode::i420_to_rgba(f),
+                        w,
+                        h,
+                        image::ColorType::Rgba8,
+                    )?;
+                }
+            }
             let raw = dir.path().join("in.yuv");
             {
                 let mut f = std::io::BufWriter::new(std::fs::File::create(&raw)?);
@@ -464,7 +486,9 @@ fn main() -> anyhow::Result<()> {
     if !args.no_rd {
         rd_figures(&args, &gpu)?;
     }
-    residue(&gpu, args.fps)?;
-    rate_steps(&gpu, args.fps)?;
+    if !args.no_checks {
+        residue(&gpu, args.fps)?;
+        rate_steps(&gpu, args.fps)?;
+    }
     Ok(())
 }

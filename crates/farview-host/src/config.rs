@@ -1045,4 +1045,20 @@ mod tests {
             })
         ));
     }
+
+    #[test]
+    fn the_encoder_is_chosen_by_name_and_an_unknown_one_is_refused_naming_the_choices() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.toml");
+        std::fs::write(&file, "[stream]\nencoder = \"openh264\"\n").unwrap();
+        let c = Config::from_file(&file).unwrap();
+        assert_eq!(c.stream.encoder, EncoderChoice::OpenH264);
+        assert_eq!(Config::default().stream.encoder, EncoderChoice::Auto);
+        std::fs::write(&file, "[stream]\nencoder = \"nvenc\"\n").unwrap();
+        let e = Config::from_file(&file).unwrap_err().to_string();
+        assert!(
+            e.contains("nvenc") && e.contains("auto") && e.contains("openh264"),
+            "{e}"
+        );
+    }
 }

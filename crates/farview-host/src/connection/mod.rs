@@ -48,8 +48,23 @@ pub(crate) async fn serve(conn: Session, codec: ControlCodec, host: Arc<HostCont
     } else {
         tracing::info!(code = code.0, reason = %shown, "closing connection");
     }
+    if code == CloseCode::REFUSED {
+        // The refusal reply was acknowledged, but a browser page may not have read it yet, and
+        // a closing WebTransport session discards unread stream data (and, when the close
+        // capsule is not processed within web-transport-quinn's 100 ms grace, its reason
+        // too): a loaded machine then showed "connection lost" instead of "in use". Give the
+        // device a moment to read the reply and close first.
+        tokio::select! {
+            _ = conn.closed() => {}
+            () = tokio::time::sleep(REFUSAL_LINGER) => {}
+        }
+    }
     conn.close(code.0, reason.as_bytes());
 }
+
+/// How long a refused connection stays open for its device to read why (it usually closes
+/// sooner itself).
+const REFUSAL_LINGER: Duration = Duration::from_millis(1500);
 
 async fn run(conn: &Session, codec: ControlCodec, host: &HostContext) -> Close {
     let mut state = ControlState::with_codec(now(), codec);

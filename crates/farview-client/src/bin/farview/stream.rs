@@ -441,8 +441,15 @@ async fn receive(
             let (fps, mbps) = rates(tally);
             bar.set_message(format!("{fps:.1} fps  {mbps:.2} Mbit/s"));
         }
-        if orbit.turns != 0.0 {
-            let progress = tally.written as f32 / args.frames as f32;
+        // The host renders when input arrives (a still view gets a keepalive frame a second),
+        // so the CLI sends its camera with every frame, as a headset sends its pose: a still
+        // camera repeats its pose and `--frames N` still takes N frame intervals.
+        {
+            let progress = if orbit.turns != 0.0 {
+                tally.written as f32 / args.frames as f32
+            } else {
+                0.0
+            };
             match orbit.distance {
                 Some(d) => {
                     conn.set_camera(orbit.pose(progress, bounds, d, fitted))
