@@ -22,7 +22,7 @@ use farview_benches::clips::{Clip, ClipScene};
 use farview_benches::rd::{Panel, RdPoint, bd_rate, plot};
 use farview_encode::{
     EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder, background_residue, i420_to_rgba,
-    rgba_to_i420,
+    psnr_plane, rgba_to_i420,
 };
 use farview_render::{AdapterChoice, FrameRenderer, GpuContext, Lighting};
 
@@ -71,20 +71,6 @@ struct Run {
     worst_psnr: f64,
     ms_per_frame: f64,
     p99_over_mean: f64,
-}
-
-fn psnr_y(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum::<f64>()
-        / a.len().max(1) as f64;
-    if mse == 0.0 {
-        99.0
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
 }
 
 /// Decodes an H.264 file with ffmpeg to I420 frames.
@@ -152,7 +138,7 @@ fn measure(
     let psnr: Vec<f64> = frames
         .iter()
         .zip(&decoded)
-        .map(|(s, d)| psnr_y(s.y(), &d[..s.y().len()]))
+        .map(|(s, d)| psnr_plane(s.y(), &d[..s.y().len()]))
         .collect();
     let bytes = std::fs::metadata(path)?.len() as f64;
     Ok(Run {

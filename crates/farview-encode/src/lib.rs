@@ -22,7 +22,7 @@ pub use backend::{BACKENDS, EncoderKind, create_encoder};
 pub use color::{I420Frame, i420_to_rgba, rgba_to_i420, rgba_to_i420_threaded};
 pub use error::EncodeError;
 pub use h264::OpenH264Encoder;
-pub use quality::{Residue, background_residue, psnr_rgba};
+pub use quality::{Residue, background_residue, psnr_plane, psnr_rgba};
 
 /// Encoder settings.
 #[derive(Debug, Clone, PartialEq)]

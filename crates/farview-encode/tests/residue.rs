@@ -10,7 +10,7 @@ use std::process::Command;
 
 use farview_encode::{
     EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder, background_residue, i420_to_rgba,
-    rgba_to_i420,
+    psnr_plane, rgba_to_i420,
 };
 use farview_render::{AdapterChoice, Camera, FrameRenderer, GpuContext, Lighting};
 use farview_scene::{ImportLimits, Scene};
@@ -19,16 +19,6 @@ use glam::{Quat, Vec3};
 const W: u32 = 1280;
 const H: u32 = 720;
 const FRAMES: usize = 90;
-
-fn psnr_y(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
-}
 
 #[test]
 fn a_walking_model_leaves_no_residue_on_the_background() {
@@ -108,7 +98,7 @@ fn a_walking_model_leaves_no_residue_on_the_background() {
     {
         let mut decoded = I420Frame::new(W, H).unwrap();
         decoded.copy_from_packed(bytes).unwrap();
-        let psnr = psnr_y(source.y(), decoded.y());
+        let psnr = psnr_plane(source.y(), decoded.y());
         let residue =
             background_residue(&i420_to_rgba(&decoded), rgba, W as usize, H as usize, 12, 4)
                 .unwrap();
