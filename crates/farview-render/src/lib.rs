@@ -14,6 +14,7 @@
 mod blit;
 mod camera;
 mod context;
+mod cull;
 mod environment;
 mod environment_binding;
 mod error;

@@ -12,6 +12,7 @@
 use farview_scene::{Drawable, Scene};
 
 use crate::blit::Blit;
+use crate::cull::Frustum;
 use crate::environment_binding::EnvironmentBinding;
 use crate::gpu_model::GpuMaterial;
 use crate::models::GpuModelStore;
@@ -52,6 +53,8 @@ pub(crate) struct MeshPass {
     draw_scratch: Vec<u8>,
     /// Vertex buffers of skinned and morphed meshes in their pose.
     posed: PosedVertices,
+    /// Leave out draws outside the view (on by default; off only to compare).
+    pub(crate) frustum_culling: bool,
 }
 
 /// Which pipeline a primitive draws with.
@@ -309,6 +312,7 @@ impl MeshPass {
             draw_capacity: INITIAL_DRAWS,
             draw_scratch: Vec::new(),
             posed: PosedVertices::default(),
+            frustum_culling: true,
         }
     }
 
@@ -359,6 +363,13 @@ impl MeshPass {
                 false
             }
         });
+        if self.frustum_culling {
+            let (w, h) = look.viewport;
+            let frustum = Frustum::new(camera.view_proj(w as f32 / h.max(1) as f32));
+            let before = drawables.len();
+            drawables.retain(|d| d.state.selected || frustum.may_see(&scene.drawable_bounds(d)));
+            stats.culled = (before - drawables.len()) as u32;
+        }
         stats.posed_bytes = self.posed.prepare(device, queue, scene, &drawables, store);
         if drawables.len() > MAX_DRAWS {
             return Err(RenderError::Gpu(format!(

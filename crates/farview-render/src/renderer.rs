@@ -193,6 +193,12 @@ impl FrameRenderer {
         Ok(())
     }
 
+    /// Turns frustum culling (on by default) off or on: with it off every draw is submitted,
+    /// which only comparisons and benches want.
+    pub fn set_frustum_culling(&mut self, on: bool) {
+        self.mesh.frustum_culling = on;
+    }
+
     /// Counters of the last submitted frame.
     pub fn stats(&self) -> RenderStats {
         self.stats

@@ -13,6 +13,9 @@ pub struct RenderStats {
     /// store (not [inserted](crate::FrameRenderer::insert_model) yet). Each such model is logged once
     /// at debug level.
     pub skipped_entities: u32,
+    /// Draws left out because their bounds lie wholly outside the camera's view (frustum
+    /// culling; selected entities are always drawn, their outline may reach into view).
+    pub culled: u32,
     /// Bytes of posed vertices (skinned and morphed meshes) uploaded for this frame.
     pub posed_bytes: u64,
 }

@@ -648,3 +648,83 @@ fn morph_weights_move_the_drawn_mesh_every_time_they_change() {
     assert!(x1 - x0 > 0.1, "the quad slid right: {x0:.3} -> {x1:.3}");
     assert_eq!(mean_difference(&start, &back), 0.0, "and back");
 }
+
+/// Culling leaves out only what cannot be seen: the same frame, pixel for pixel, with and
+/// without it, in a forest that reaches far beyond the view on every side, and with a walking
+/// (skinned) fox straddling the frame's right edge, whose posed bounds are what counts.
+#[test]
+fn frustum_culling_changes_no_pixel() {
+    let gpu = gpu();
+    let glb = farview_scene::synthetic::forest_glb(1000);
+    let model = farview_scene::import_gltf(
+        &glb,
+        &mut |_| Err(farview_scene::ImportError::NotFound("none".into())),
+        &ImportLimits::default(),
+    )
+    .unwrap();
+    let mut scene = Scene::default();
+    scene.add_model("forest", model).unwrap();
+    let fox =
+        farview_scene::import_file(assets(), "Fox/Fox.glb", &ImportLimits::default()).unwrap();
+    let fox = scene.add_model("Fox/Fox.glb", fox).unwrap();
+    // Scaled to about 0.8 units and centred where the frame's right edge cuts it, one unit
+    // ahead, in front of the trees.
+    let place = |scene: &mut Scene, scale: f32, translation: Vec3| {
+        let t = farview_scene::Transform {
+            translation,
+            rotation: glam::Quat::from_rotation_y(1.2),
+            scale: Vec3::splat(scale),
+        };
+        scene.set_local_transform(fox.root, t).unwrap();
+        scene.update_world_transforms();
+        scene.world_bounds(fox.root).unwrap()
+    };
+    let b = place(&mut scene, 0.01, Vec3::ZERO);
+    let scale = 0.01 * 0.8 / b.size().max_element();
+    let b = place(&mut scene, scale, Vec3::ZERO);
+    let target = Vec3::new(1.0, 1.2, 1.0);
+    place(&mut scene, scale, target - b.center());
+    scene.pose_at(fox.root, 1, 0.4).unwrap();
+    // Inside the forest at head height, looking along a row.
+    let cam = Camera::looking_at(
+        Vec3::new(0.0, 1.6, 2.0),
+        Vec3::new(0.0, 0.8, -10.0),
+        60f32.to_radians(),
+        0.1,
+        200.0,
+    );
+    let (w, h) = (320, 180);
+    let mut r = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    let culled_frame = r.render_blocking(&scene, &cam).unwrap();
+    let culled = r.stats();
+    r.set_frustum_culling(false);
+    let full_frame = r.render_blocking(&scene, &cam).unwrap();
+    let full = r.stats();
+    eprintln!(
+        "draws {} of {} ({} culled), triangles {} of {}",
+        culled.draws, full.draws, culled.culled, culled.triangles, full.triangles
+    );
+    assert_eq!(full.culled, 0);
+    assert!(
+        culled.culled > 500,
+        "most of 1000 trees lie outside a 60° view: {} culled",
+        culled.culled
+    );
+    assert!(culled.triangles < full.triangles / 2);
+    let differing = culled_frame
+        .chunks_exact(4)
+        .zip(full_frame.chunks_exact(4))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(differing, 0, "culling changed {differing} pixels");
+    // The fox is in the picture (part of it), so the check covered a skinned draw at the edge.
+    let orange = culled_frame
+        .chunks_exact(4)
+        // Fox orange (about 123, 74, 17 here), not trunk brown (g - b about 30).
+        .filter(|p| p[0] > 90 && p[0] > p[1] + 35 && p[1] > p[2] + 45)
+        .count();
+    assert!(
+        orange > 50,
+        "the fox should show at the right edge: {orange} orange pixels"
+    );
+}

@@ -37,6 +37,26 @@ impl Scene {
         Ok(bounds)
     }
 
+    /// World-space bounds of what one drawable draws: its mesh's primitives, or its current
+    /// pose when skinned or morphed, under its world matrix. Empty when the entity or mesh is
+    /// gone. Renderers cull with it, so it must never be smaller than what is drawn.
+    pub fn drawable_bounds(&self, d: &super::Drawable) -> Aabb {
+        let Some(e) = self.entities.get(&d.entity) else {
+            return Aabb::EMPTY;
+        };
+        match e.deform.as_ref().and_then(|x| x.output.as_ref()) {
+            Some(posed) => posed.bounds.transformed(&d.world),
+            None => self
+                .model(d.model)
+                .and_then(|m| m.meshes.get(d.mesh))
+                .map_or(Aabb::EMPTY, |mesh| {
+                    mesh.primitives
+                        .iter()
+                        .fold(Aabb::EMPTY, |b, p| b.union(&p.bounds.transformed(&d.world)))
+                }),
+        }
+    }
+
     /// World-space bounds of an entity's subtree (empty when nothing in it has geometry). Call
     /// [`Self::update_world_transforms`] first after changes.
     pub fn world_bounds(&self, id: EntityId) -> Result<Aabb, SceneError> {
