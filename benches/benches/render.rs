@@ -27,6 +27,51 @@ fn render(c: &mut Criterion) {
     }
 }
 
+/// Inside the generated 1,000-tree forest at head height (most trees behind or beside the
+/// camera): a frame with frustum culling against one that submits every draw (issue #15).
+fn forest_culling(c: &mut Criterion) {
+    let glb = farview_scene::synthetic::forest_glb(1000);
+    let model = farview_scene::import_gltf(
+        &glb,
+        &mut |_| Err(farview_scene::ImportError::NotFound("none".into())),
+        &farview_scene::ImportLimits::default(),
+    )
+    .unwrap();
+    let mut scene = farview_scene::Scene::default();
+    scene.add_model("forest", model).unwrap();
+    let camera = farview_render::Camera::looking_at(
+        glam::Vec3::new(0.0, 1.6, 2.0),
+        glam::Vec3::new(0.0, 0.8, -10.0),
+        60f32.to_radians(),
+        0.1,
+        200.0,
+    );
+    let gpu = GpuContext::new(AdapterChoice::Auto).unwrap();
+    let mut r = FrameRenderer::new(&gpu, 1280, 720, Lighting::default()).unwrap();
+    r.upload_missing(&scene).unwrap();
+    let mut group = c.benchmark_group("forest_walk_720p");
+    group.sample_size(20);
+    let mut buf = Vec::new();
+    for culling in [true, false] {
+        r.set_frustum_culling(culling);
+        r.submit(&scene, &camera, 0).unwrap();
+        r.collect(true, &mut buf).unwrap().unwrap();
+        let s = r.stats();
+        eprintln!(
+            "forest, culling {culling}: {} draws, {} triangles, {} culled",
+            s.draws, s.triangles, s.culled
+        );
+        let name = if culling { "culled" } else { "every draw" };
+        group.bench_function(format!("{name} ({})", gpu.info().name), |b| {
+            b.iter(|| {
+                r.submit(&scene, &camera, 0).unwrap();
+                r.collect(true, &mut buf).unwrap().unwrap();
+            })
+        });
+    }
+    group.finish();
+}
+
 fn bench_model(
     c: &mut Criterion,
     group_name: &str,
@@ -83,5 +128,5 @@ fn bench_model(
     group.finish();
 }
 
-criterion_group!(benches, render);
+criterion_group!(benches, render, forest_culling);
 criterion_main!(benches);
