@@ -31,12 +31,8 @@ fn render(c: &mut Criterion) {
 /// camera): a frame with frustum culling against one that submits every draw (issue #15).
 fn forest_culling(c: &mut Criterion) {
     let glb = farview_scene::synthetic::forest_glb(1000);
-    let model = farview_scene::import_gltf(
-        &glb,
-        &mut |_| Err(farview_scene::ImportError::NotFound("none".into())),
-        &farview_scene::ImportLimits::default(),
-    )
-    .unwrap();
+    let model =
+        farview_scene::synthetic::import(&glb, &farview_scene::ImportLimits::default()).unwrap();
     let mut scene = farview_scene::Scene::default();
     scene.add_model("forest", model).unwrap();
     let camera = farview_render::Camera::looking_at(

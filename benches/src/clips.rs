@@ -69,11 +69,7 @@ impl ClipScene {
             }
             Clip::Forest => {
                 let glb = farview_scene::synthetic::forest_glb(1000);
-                let model = farview_scene::import_gltf(
-                    &glb,
-                    &mut |_| Err(farview_scene::ImportError::NotFound("none".into())),
-                    &limits,
-                )?;
+                let model = farview_scene::synthetic::import(&glb, &limits)?;
                 (model, "forest")
             }
             Clip::FoxWalk => (

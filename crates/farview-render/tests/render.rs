@@ -656,12 +656,7 @@ fn morph_weights_move_the_drawn_mesh_every_time_they_change() {
 fn frustum_culling_changes_no_pixel() {
     let gpu = gpu();
     let glb = farview_scene::synthetic::forest_glb(1000);
-    let model = farview_scene::import_gltf(
-        &glb,
-        &mut |_| Err(farview_scene::ImportError::NotFound("none".into())),
-        &ImportLimits::default(),
-    )
-    .unwrap();
+    let model = farview_scene::synthetic::import(&glb, &ImportLimits::default()).unwrap();
     let mut scene = Scene::default();
     scene.add_model("forest", model).unwrap();
     let fox =

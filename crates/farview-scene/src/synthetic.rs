@@ -216,6 +216,23 @@ pub fn forest_glb(trees: u32) -> Vec<u8> {
     glb(json.as_bytes(), &bin)
 }
 
+/// Imports a generated GLB: it carries its buffer and references no file, so any URI in it
+/// is refused.
+pub fn import(
+    glb: &[u8],
+    limits: &crate::ImportLimits,
+) -> Result<crate::Model, crate::ImportError> {
+    crate::import_gltf(
+        glb,
+        &mut |uri| {
+            Err(crate::ImportError::NotFound(format!(
+                "a generated model has no file {uri}"
+            )))
+        },
+        limits,
+    )
+}
+
 /// A GLB container around `json` (the glTF JSON, padded here to 4 bytes) and `bin` (the binary
 /// chunk its buffer 0 refers to, padded with zeros).
 pub fn glb(json: &[u8], bin: &[u8]) -> Vec<u8> {
@@ -243,12 +260,7 @@ mod tests {
     #[test]
     fn forest_imports_with_a_tree_per_node() {
         let glb = super::forest_glb(1000);
-        let model = crate::import_gltf(
-            &glb,
-            &mut |_| Err(crate::ImportError::NotFound("none".into())),
-            &crate::ImportLimits::default(),
-        )
-        .unwrap();
+        let model = super::import(&glb, &crate::ImportLimits::default()).unwrap();
         let mut scene = crate::Scene::default();
         let info = scene.add_model("forest", model).unwrap();
         // Ground (2) + 1000 trees x (12 trunk + 20 crown triangles).
@@ -261,12 +273,7 @@ mod tests {
     #[test]
     fn grid_imports_with_the_expected_counts() {
         let glb = super::grid_glb(10);
-        let model = crate::import_gltf(
-            &glb,
-            &mut |_| Err(crate::ImportError::NotFound("none".into())),
-            &crate::ImportLimits::default(),
-        )
-        .unwrap();
+        let model = super::import(&glb, &crate::ImportLimits::default()).unwrap();
         assert_eq!(model.triangle_count(), 200);
         assert_eq!(model.vertex_count(), 121);
     }
