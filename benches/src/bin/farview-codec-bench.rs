@@ -241,13 +241,15 @@ fn parse_size(s: &str) -> anyhow::Result<(u32, u32)> {
     Ok((w.parse()?, h.parse()?))
 }
 
+/// Renders `n` frames of `clip` and converts them to I420; `keep` may take the RGBA of any
+/// frame (the residue check compares decoded frames with what was rendered).
 fn render_clip(
     gpu: &GpuContext,
     clip: Clip,
-    w: u32,
-    h: u32,
+    (w, h): (u32, u32),
     n: usize,
     fps: f32,
+    mut keep: impl FnMut(usize, Vec<u8>),
 ) -> anyhow::Result<Vec<I420Frame>> {
     let mut scene = ClipScene::new(clip)?;
     let mut renderer = FrameRenderer::new(gpu, w, h, Lighting::default())?;
@@ -257,6 +259,7 @@ fn render_clip(
         let mut f = I420Frame::new(w, h)?;
         rgba_to_i420(&rgba, w as usize * 4, &mut f)?;
         frames.push(f);
+        keep(i, rgba);
     }
     Ok(frames)
 }
@@ -278,7 +281,7 @@ fn rd_figures(args: &Args, gpu: &GpuContext) -> anyhow::Result<()> {
     for &clip in &args.clips {
         for size in &args.sizes {
             let (w, h) = parse_size(size)?;
-            let frames = render_clip(gpu, clip, w, h, args.frames, args.fps)?;
+            let frames = render_clip(gpu, clip, (w, h), args.frames, args.fps, |_, _| {})?;
             if let Some(dir) = &args.png {
                 std::fs::create_dir_all(dir)?;
                 for (k, f) in [
@@ -366,19 +369,12 @@ fn rd_figures(args: &Args, gpu: &GpuContext) -> anyhow::Result<()> {
 /// 12 levels off the rendered frame, 4 px or more away from the model), as issue #14 counts it.
 fn residue(gpu: &GpuContext, fps: f32) -> anyhow::Result<()> {
     let (w, h, n) = (1280u32, 720u32, 300usize);
-    let mut scene = ClipScene::new(Clip::FoxWalk)?;
-    let mut renderer = FrameRenderer::new(gpu, w, h, Lighting::default())?;
-    let mut frames = Vec::with_capacity(n);
     let mut sampled = Vec::new();
-    for i in 0..n {
-        let rgba = scene.render(&mut renderer, i, n, fps)?;
-        let mut f = I420Frame::new(w, h)?;
-        rgba_to_i420(&rgba, w as usize * 4, &mut f)?;
-        frames.push(f);
+    let frames = render_clip(gpu, Clip::FoxWalk, (w, h), n, fps, |i, rgba| {
         if i % 10 == 0 {
             sampled.push((i, rgba));
         }
-    }
+    })?;
     println!("\n## Residue on the demo's clip (fox walking, one orbit, {n} frames at 720p)\n");
     println!(
         "| bitrate | stray px over 30 sampled frames | worst frame (index: px) | worst frame Y-PSNR | actual kbit/s |"
@@ -418,7 +414,7 @@ fn residue(gpu: &GpuContext, fps: f32) -> anyhow::Result<()> {
 fn rate_steps(gpu: &GpuContext, fps: f32) -> anyhow::Result<()> {
     let (w, h, n) = (1280u32, 720u32, 180usize);
     // Slow motion, where an IDR costs many times a P-frame: the case a spike hurts.
-    let frames = render_clip(gpu, Clip::HelmetClose, w, h, n, fps)?;
+    let frames = render_clip(gpu, Clip::HelmetClose, (w, h), n, fps, |_, _| {})?;
     let steps = [(60usize, 2_000_000u32), (120, 8_000_000)];
     println!(
         "\n## Frame sizes at bitrate steps (helmet close-up 720p, 8 → 2 Mbit/s at frame 60, back to 8 at 120; the first frame, an IDR either way, left out)\n"

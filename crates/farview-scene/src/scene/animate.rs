@@ -125,12 +125,20 @@ impl Scene {
         })
     }
 
-    /// The animations of the model instance rooted at `root`.
-    pub fn animations(&self, root: EntityId) -> Result<Vec<AnimationInfo>, SceneError> {
+    /// The instance rooted at `root` and its model (an `Arc`, so a caller may keep it while it
+    /// changes the scene).
+    fn instance_model(&self, root: EntityId) -> Result<(&Instance, Arc<Model>), SceneError> {
         let inst = self.instance(root)?;
         let model = self
             .model(inst.model)
+            .cloned()
             .ok_or(SceneError::NoSuchModel(inst.model.0))?;
+        Ok((inst, model))
+    }
+
+    /// The animations of the model instance rooted at `root`.
+    pub fn animations(&self, root: EntityId) -> Result<Vec<AnimationInfo>, SceneError> {
+        let (_, model) = self.instance_model(root)?;
         Ok(model
             .animations
             .iter()
@@ -155,11 +163,7 @@ impl Scene {
 
     /// Applies an animation command to the instance rooted at `root`; the pose is set at once.
     pub fn animate(&mut self, root: EntityId, command: AnimationCommand) -> Result<(), SceneError> {
-        let inst = self.instance(root)?;
-        let model = self
-            .model(inst.model)
-            .cloned()
-            .ok_or(SceneError::NoSuchModel(inst.model.0))?;
+        let (inst, model) = self.instance_model(root)?;
         let finite = |v: f32, what: &str| {
             if v.is_finite() {
                 Ok(v)
@@ -316,11 +320,7 @@ impl Scene {
     /// InterpolationTest) can be posed one after the other; a playing animation sets its own
     /// nodes again on the next frame.
     pub fn pose_at(&mut self, root: EntityId, index: usize, time: f32) -> Result<(), SceneError> {
-        let inst = self.instance(root)?;
-        let model = self
-            .model(inst.model)
-            .cloned()
-            .ok_or(SceneError::NoSuchModel(inst.model.0))?;
+        let (_, model) = self.instance_model(root)?;
         if index >= model.animations.len() || !time.is_finite() {
             return Err(SceneError::InvalidArgument(format!(
                 "animation {index} at {time} s: no such animation or a non-finite time"
@@ -486,10 +486,7 @@ impl Scene {
         &self,
         root: EntityId,
     ) -> Result<Vec<(crate::model::ModelCamera, Option<EntityId>)>, SceneError> {
-        let inst = self.instance(root)?;
-        let model = self
-            .model(inst.model)
-            .ok_or(SceneError::NoSuchModel(inst.model.0))?;
+        let (inst, model) = self.instance_model(root)?;
         Ok(model
             .cameras
             .iter()
