@@ -67,10 +67,12 @@ struct Globals {
     cut_planes: array<vec4<f32>, MAX_CUT_PLANES>,
 };
 
+// What a batch of instances shares (the vertex stage reads each instance's matrices from
+// its vertex attributes).
 struct Draw {
+    // The first instance's world matrix: the fragment stage scales transmission thickness by
+    // it, and transmissive meshes are never batched.
     model: mat4x4<f32>,
-    // Inverse transpose of the model matrix, for normals under non-uniform scale.
-    normal: mat4x4<f32>,
     // Overrides: w < 0 means "keep the material's".
     base_color: vec4<f32>,
     emissive: vec4<f32>,
@@ -145,7 +147,25 @@ struct VertexIn {
     @location(3) color: vec4<f32>,
     @location(4) uv1: vec2<f32>,
     @location(5) tangent: vec4<f32>,
+    // Per instance: the world matrix and the inverse transpose of its upper 3x3 (for normals
+    // under non-uniform scale). Every draw is instanced, so a mesh repeated N times with the
+    // same state is one draw.
+    @location(6) model0: vec4<f32>,
+    @location(7) model1: vec4<f32>,
+    @location(8) model2: vec4<f32>,
+    @location(9) model3: vec4<f32>,
+    @location(10) normal0: vec3<f32>,
+    @location(11) normal1: vec3<f32>,
+    @location(12) normal2: vec3<f32>,
 };
+
+fn model_of(v: VertexIn) -> mat4x4<f32> {
+    return mat4x4<f32>(v.model0, v.model1, v.model2, v.model3);
+}
+
+fn normal_of(v: VertexIn) -> mat3x3<f32> {
+    return mat3x3<f32>(v.normal0, v.normal1, v.normal2);
+}
 
 struct VertexOut {
     @builtin(position) clip: vec4<f32>,
@@ -161,13 +181,14 @@ struct VertexOut {
 @vertex
 fn vs_main(v: VertexIn) -> VertexOut {
     var out: VertexOut;
-    let world = draw.model * vec4<f32>(v.position, 1.0);
+    let model = model_of(v);
+    let world = model * vec4<f32>(v.position, 1.0);
     out.clip = globals.view_proj * world;
-    let n = normalize((draw.normal * vec4<f32>(v.normal, 0.0)).xyz);
+    let n = normalize(normal_of(v) * v.normal);
     out.normal = n;
     // A zero tangent (the primitive has no normal map) stays zero; the fragment stage then
     // uses the geometric normal alone.
-    let t = (draw.model * vec4<f32>(v.tangent.xyz, 0.0)).xyz;
+    let t = (model * vec4<f32>(v.tangent.xyz, 0.0)).xyz;
     out.tangent = t;
     out.bitangent = cross(n, t) * v.tangent.w;
     out.uv = v.uv;
@@ -188,16 +209,17 @@ struct OutlineOut {
 @vertex
 fn vs_outline(v: VertexIn) -> OutlineOut {
     var out: OutlineOut;
-    let world = draw.model * vec4<f32>(v.position, 1.0);
+    let model = model_of(v);
+    let world = model * vec4<f32>(v.position, 1.0);
     var clip = globals.view_proj * world;
     // Push out along the normal as seen on screen; where the normal faces the camera (flat
     // parts, whose screen normal is too short to give a direction), away from the entity's
     // origin on screen instead.
-    let n = normalize((draw.normal * vec4<f32>(v.normal, 0.0)).xyz);
+    let n = normalize(normal_of(v) * v.normal);
     let n_clip = globals.view_proj * vec4<f32>(n, 0.0);
     var dir = n_clip.xy;
     if (length(n_clip.xy) < 0.5 * length(n_clip.xyw)) {
-        let origin = globals.view_proj * vec4<f32>(draw.model[3].xyz, 1.0);
+        let origin = globals.view_proj * vec4<f32>(model[3].xyz, 1.0);
         dir = clip.xy / max(clip.w, 1e-6) - origin.xy / max(origin.w, 1e-6);
     }
     let len = length(dir);
@@ -735,13 +757,13 @@ struct FastOut {
 @vertex
 fn vs_fast(v: VertexIn) -> FastOut {
     var out: FastOut;
-    let world = draw.model * vec4<f32>(v.position, 1.0);
+    let world = model_of(v) * vec4<f32>(v.position, 1.0);
     out.clip = globals.view_proj * world;
     out.world = world.xyz;
     out.uv = v.uv;
     out.uv1 = v.uv1;
     out.color = v.color;
-    let n = normalize((draw.normal * vec4<f32>(v.normal, 0.0)).xyz);
+    let n = normalize(normal_of(v) * v.normal);
     let view = normalize(globals.camera_pos.xyz - world.xyz);
     let roughness = clamp(roughness_factor(), 0.0, 1.0);
     let n_v = clamped_dot(n, view);

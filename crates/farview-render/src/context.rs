@@ -67,6 +67,8 @@ struct Inner {
     /// Formats that take 4x multisampling on this adapter.
     msaa4: Vec<wgpu::TextureFormat>,
     anisotropic: bool,
+    /// Compute shaders with the storage buffers the deform pass binds.
+    compute: bool,
     lost: Arc<LostFlag>,
 }
 
@@ -151,10 +153,13 @@ impl GpuContext {
                 .contains(wgpu::TextureFormatFeatureFlags::MULTISAMPLE_X4)
         })
         .collect();
-        let anisotropic = adapter
-            .get_downlevel_capabilities()
-            .flags
-            .contains(wgpu::DownlevelFlags::ANISOTROPIC_FILTERING);
+        let downlevel = adapter.get_downlevel_capabilities().flags;
+        let anisotropic = downlevel.contains(wgpu::DownlevelFlags::ANISOTROPIC_FILTERING);
+        let compute = downlevel.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+            && limits.max_storage_buffers_per_shader_stage >= 4
+            && limits.max_compute_workgroup_size_x >= 64
+            && limits.max_compute_invocations_per_workgroup >= 64
+            && limits.max_compute_workgroups_per_dimension > 0;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("farview"),
@@ -201,6 +206,7 @@ impl GpuContext {
                 limits,
                 msaa4,
                 anisotropic,
+                compute,
                 lost,
             }),
         })
@@ -233,6 +239,14 @@ impl GpuContext {
     /// The adapter's description.
     pub fn info(&self) -> &wgpu::AdapterInfo {
         &self.inner.info
+    }
+
+    /// The largest storage binding, when the device runs the compute shaders that pose skinned
+    /// and morphed meshes (`None`: they are posed on the CPU).
+    pub(crate) fn gpu_posing_binding(&self) -> Option<u64> {
+        self.inner
+            .compute
+            .then_some(self.inner.limits.max_storage_buffer_binding_size)
     }
 
     /// The limits the device was created with.

@@ -69,6 +69,80 @@ pub(crate) struct GpuPrimitive {
     pub(crate) material: usize,
     /// `KHR_materials_variants`: (variant, material index) pairs.
     pub(crate) variants: Vec<(usize, usize)>,
+    /// What the GPU poses a skinned or morphed primitive from (when the renderer poses on the
+    /// GPU).
+    pub(crate) deform: Option<DeformSource>,
+}
+
+/// A deformable primitive's skin and morph data, laid out for `shaders/deform.wgsl`: per vertex
+/// its joint indices (as u32 bits) and weights when skinned, then per target, per vertex, its
+/// position, normal and tangent displacements (vec4 each).
+pub(crate) struct DeformSource {
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) vertex_count: u32,
+    pub(crate) skinned: bool,
+    pub(crate) targets: u32,
+    /// Where the targets start, in vec4 units.
+    pub(crate) targets_offset: u32,
+}
+
+impl DeformSource {
+    /// The source of `p`, or `None` when it has neither joints nor targets, or its data would
+    /// not fit one storage binding of `max_binding` bytes (it is then posed on the CPU).
+    fn new(device: &wgpu::Device, p: &farview_scene::Primitive, max_binding: u64) -> Option<Self> {
+        let n = p.positions.len();
+        let skinned = !p.joints.is_empty() && p.joints.len() == n && p.weights.len() == n;
+        if !skinned && p.targets.is_empty() {
+            return None;
+        }
+        let vec4s = if skinned { 2 * n } else { 0 } + 3 * n * p.targets.len();
+        let bytes = (vec4s.max(1) * 16) as u64;
+        if bytes > max_binding || n as u64 * std::mem::size_of::<Vertex>() as u64 > max_binding {
+            return None;
+        }
+        let mut data: Vec<[f32; 4]> = Vec::with_capacity(vec4s.max(1));
+        if skinned {
+            for (j, w) in p.joints.iter().zip(&p.weights) {
+                data.push(j.map(|j| f32::from_bits(u32::from(j))));
+                data.push(*w);
+            }
+        }
+        let targets_offset = data.len() as u32;
+        // The CPU path morphs only the attributes the primitive has; a missing one gets no
+        // displacement here either.
+        let (has_normals, has_tangents) = (!p.normals.is_empty(), !p.tangents.is_empty());
+        for t in &p.targets {
+            for i in 0..n {
+                let d = |v: &Vec<[f32; 3]>, has: bool| {
+                    v.get(i)
+                        .filter(|_| has)
+                        .map_or([0.0; 4], |d| [d[0], d[1], d[2], 0.0])
+                };
+                data.push(d(&t.positions, true));
+                data.push(d(&t.normals, has_normals));
+                data.push(d(&t.tangents, has_tangents));
+            }
+        }
+        if data.is_empty() {
+            data.push([0.0; 4]);
+        }
+        let buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("deform source"),
+            contents: bytemuck::cast_slice(&data),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        Some(Self {
+            buffer,
+            vertex_count: n as u32,
+            skinned,
+            targets: p.targets.len() as u32,
+            targets_offset,
+        })
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.buffer.size()
+    }
 }
 
 impl GpuPrimitive {
@@ -107,6 +181,9 @@ pub(crate) struct UploadContext<'a> {
     pub(crate) queue: &'a wgpu::Queue,
     pub(crate) materials: &'a MaterialShared,
     pub(crate) max_texture: u32,
+    /// Largest storage binding, when the renderer poses skinned and morphed meshes on the GPU
+    /// (`None`: it does not, and uploads no deform sources).
+    pub(crate) gpu_posing: Option<u64>,
 }
 
 impl GpuModel {
@@ -169,13 +246,23 @@ impl GpuModel {
                 }
                 let verts: Vec<Vertex> =
                     Vertex::build(p, &p.positions, &p.normals, &p.tangents).collect();
+                let deform = cx
+                    .gpu_posing
+                    .and_then(|max| DeformSource::new(cx.device, p, max));
+                // A deformable primitive's bind pose is also the deform pass's input.
+                let usage = if deform.is_some() {
+                    wgpu::BufferUsages::VERTEX | wgpu::BufferUsages::STORAGE
+                } else {
+                    wgpu::BufferUsages::VERTEX
+                };
                 let vertices = cx
                     .device
                     .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                         label: Some("vertices"),
                         contents: bytemuck::cast_slice(&verts),
-                        usage: wgpu::BufferUsages::VERTEX,
+                        usage,
                     });
+                bytes += deform.as_ref().map_or(0, DeformSource::bytes);
                 let indices = cx
                     .device
                     .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -202,6 +289,7 @@ impl GpuModel {
                     index_count: p.indices.len() as u32,
                     material,
                     variants,
+                    deform,
                 });
             }
             meshes.push(prims);

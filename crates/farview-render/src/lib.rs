@@ -20,6 +20,7 @@ mod environment_binding;
 mod error;
 mod gpu_model;
 mod i420;
+mod instances;
 mod lighting;
 mod materials;
 mod mesh_pass;

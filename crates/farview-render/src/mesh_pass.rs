@@ -9,21 +9,27 @@
 //! selected meshes again, pushed out along their normals) lands only outside what is visible of
 //! them.
 
-use farview_scene::{Drawable, Scene};
+use farview_scene::{DrawState, Drawable, Scene};
 
 use crate::blit::Blit;
 use crate::cull::Frustum;
 use crate::environment_binding::EnvironmentBinding;
 use crate::gpu_model::GpuMaterial;
+use crate::instances::Instances;
 use crate::models::GpuModelStore;
 use crate::posed::PosedVertices;
 use crate::targets::{COLOR_FORMAT, DEPTH_FORMAT, FrameTargets};
 use crate::transmission::TransmissionFrame;
-use crate::uniforms::{DrawUniform, FrameLook, Globals, uniform_entry};
+use crate::uniforms::{DrawUniform, FrameLook, Globals, InstanceData, uniform_entry};
 use crate::{Camera, GpuContext, MESH_SHADER, RenderError, RenderStats, Shading};
 
-/// Upper bound on draws per frame; a scene over it is an error, not an allocation storm.
+/// Upper bound on draws (batches) per frame; a scene over it is an error, not an allocation
+/// storm.
 const MAX_DRAWS: usize = 1 << 20;
+/// Distinct draw states told apart when instances are grouped into batches.
+const MAX_BATCH_STATES: usize = 32;
+/// Upper bound on mesh instances per frame (112 bytes each in the instance buffer).
+const MAX_INSTANCES: usize = 1 << 22;
 /// Per-draw uniform blocks allocated up front; the buffer doubles as scenes grow.
 const INITIAL_DRAWS: usize = 64;
 
@@ -52,9 +58,14 @@ pub(crate) struct MeshPass {
     draw_capacity: usize,
     draw_scratch: Vec<u8>,
     /// Vertex buffers of skinned and morphed meshes in their pose.
-    posed: PosedVertices,
+    pub(crate) posed: PosedVertices,
+    /// The frame's per-instance matrices.
+    instances: Instances,
     /// Leave out draws outside the view (on by default; off only to compare).
     pub(crate) frustum_culling: bool,
+    /// Draw repeated meshes with the same state as one instanced draw (on by default; off
+    /// only to compare).
+    pub(crate) batching: bool,
 }
 
 /// Which pipeline a primitive draws with.
@@ -240,7 +251,10 @@ impl MeshPass {
                 module: &shader,
                 entry_point: Some("vs_outline"),
                 compilation_options: Default::default(),
-                buffers: &[Some(crate::gpu_model::Vertex::layout())],
+                buffers: &[
+                    Some(crate::gpu_model::Vertex::layout()),
+                    Some(InstanceData::layout()),
+                ],
             },
             primitive: Default::default(),
             // Over everything (an outline shows a selection behind other geometry too), but
@@ -311,8 +325,10 @@ impl MeshPass {
             draw_bind_group,
             draw_capacity: INITIAL_DRAWS,
             draw_scratch: Vec::new(),
-            posed: PosedVertices::default(),
+            posed: PosedVertices::new(device, ctx.gpu_posing_binding().is_some()),
+            instances: Instances::default(),
             frustum_culling: true,
+            batching: true,
         }
     }
 
@@ -320,6 +336,7 @@ impl MeshPass {
     pub(crate) fn bytes(&self) -> u64 {
         self.draw_capacity as u64 * self.draw_stride
             + self.posed.bytes()
+            + self.instances.bytes()
             + self
                 .transmission
                 .as_ref()
@@ -370,51 +387,60 @@ impl MeshPass {
             drawables.retain(|d| d.state.selected || frustum.may_see(&scene.drawable_bounds(d)));
             stats.culled = (before - drawables.len()) as u32;
         }
-        stats.posed_bytes = self.posed.prepare(device, queue, scene, &drawables, store);
-        if drawables.len() > MAX_DRAWS {
+        let posed = self
+            .posed
+            .prepare(device, queue, encoder, scene, &drawables, store);
+        stats.posed_bytes = posed.bytes;
+        stats.gpu_posed_vertices = posed.gpu_vertices;
+        if drawables.len() > MAX_INSTANCES {
             return Err(RenderError::Gpu(format!(
-                "{} draws exceed the limit of {MAX_DRAWS}",
+                "{} mesh instances exceed the limit of {MAX_INSTANCES}",
                 drawables.len()
             )));
         }
-        let eye = camera.position;
-        let depth = |d: &Drawable| (d.world.w_axis.truncate() - eye).length_squared();
-        let in_order: Vec<usize> = (0..drawables.len()).collect();
-        let mut far_to_near = in_order.clone();
-        far_to_near.sort_by(|&a, &b| depth(&drawables[b]).total_cmp(&depth(&drawables[a])));
-        if drawables.len() > self.draw_capacity {
-            let capacity = drawables.len().next_power_of_two();
+        let batching = self.batching;
+        let frame = FrameDraws::new(
+            drawables,
+            store,
+            |d| batching && scene.deformation(d.entity).is_none(),
+            camera.position,
+            self.shading,
+            globals.cut_planes_active(),
+        );
+        if frame.batches.len() > MAX_DRAWS {
+            return Err(RenderError::Gpu(format!(
+                "{} draws exceed the limit of {MAX_DRAWS}",
+                frame.batches.len()
+            )));
+        }
+        if frame.batches.len() > self.draw_capacity {
+            let capacity = frame.batches.len().next_power_of_two();
             (self.draw_buffer, self.draw_bind_group) =
                 draw_resources(device, &self.draw_layout, self.draw_stride, capacity);
             self.draw_capacity = capacity;
         }
         let stride = self.draw_stride as usize;
         self.draw_scratch.clear();
-        self.draw_scratch.resize(drawables.len() * stride, 0);
-        for (chunk, d) in self.draw_scratch.chunks_exact_mut(stride).zip(&drawables) {
+        self.draw_scratch.resize(frame.batches.len() * stride, 0);
+        for (chunk, b) in self
+            .draw_scratch
+            .chunks_exact_mut(stride)
+            .zip(&frame.batches)
+        {
+            let d = &frame.drawables[b.start];
             let u = DrawUniform::new(&d.world, &d.state);
             chunk[..std::mem::size_of::<DrawUniform>()].copy_from_slice(bytemuck::bytes_of(&u));
         }
         if !self.draw_scratch.is_empty() {
             queue.write_buffer(&self.draw_buffer, 0, &self.draw_scratch);
         }
+        self.instances.write(device, queue, &frame.drawables);
 
-        let frame = FrameDraws {
-            // A negative determinant mirrors the mesh: its triangles wind clockwise on screen.
-            mirrored: drawables
-                .iter()
-                .map(|d| d.world.determinant() < 0.0)
-                .collect(),
-            drawables,
-            in_order,
-            far_to_near,
-            shading: self.shading,
-            cutting: globals.cut_planes_active(),
-        };
         // Pipelines this frame needs that are not made yet (mirrored, clipping), and whether
         // anything in it is transmissive.
         let mut transmissive = false;
-        for (i, d) in frame.drawables.iter().enumerate() {
+        for b in &frame.batches {
+            let (i, d) = (b.start, &frame.drawables[b.start]);
             let Some(model) = store.get(d.model) else {
                 continue;
             };
@@ -509,13 +535,15 @@ impl MeshPass {
                     pass.set_stencil_reference(1);
                     bound_pipeline = true;
                 }
-                pass.set_bind_group(1, &self.draw_bind_group, &[(i * stride) as u32]);
+                pass.set_bind_group(1, &self.draw_bind_group, &[frame.uniform_offset(i, stride)]);
+                self.instances.bind(&mut pass, i);
                 for (pi, p) in prims.iter().enumerate() {
                     let vertices = self.posed.get(d.entity, pi).unwrap_or(&p.vertices);
                     pass.set_vertex_buffer(0, vertices.slice(..));
                     pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
                     pass.draw_indexed(0..p.index_count, 0, 0..1);
                     stats.draws += 1;
+                    stats.instances += 1;
                 }
             }
         }
@@ -576,12 +604,15 @@ impl MeshPass {
                 pass.draw(0..3, 0..1);
                 current_pipeline = None;
             }
-            let order: &[usize] = if blended_pass {
-                &frame.far_to_near
+            // Opaque draws go batch by batch, each batch's instances in one draw; blended ones
+            // one instance at a time, far to near, so blending composes over what is behind.
+            let runs: &mut dyn Iterator<Item = std::ops::Range<usize>> = if blended_pass {
+                &mut frame.far_to_near.iter().map(|&i| i..i + 1)
             } else {
-                &frame.in_order
+                &mut frame.batches.iter().cloned()
             };
-            for &i in order {
+            for run in runs {
+                let i = run.start;
                 let d = &frame.drawables[i];
                 let Some(model) = store.get(d.model) else {
                     continue;
@@ -589,6 +620,7 @@ impl MeshPass {
                 let Some(prims) = model.meshes.get(d.mesh) else {
                     continue;
                 };
+                let count = run.len() as u32;
                 let mut bound = false;
                 for (pi, p) in prims.iter().enumerate() {
                     let Some(material) = model.materials.get(p.material_for(d.state.variant))
@@ -603,8 +635,13 @@ impl MeshPass {
                         continue;
                     }
                     if !bound {
-                        pass.set_bind_group(1, &self.draw_bind_group, &[(i * stride) as u32]);
+                        pass.set_bind_group(
+                            1,
+                            &self.draw_bind_group,
+                            &[frame.uniform_offset(i, stride)],
+                        );
                         pass.set_stencil_reference(u32::from(d.state.selected));
+                        self.instances.bind(pass, i);
                         bound = true;
                     }
                     let key = key.index();
@@ -615,29 +652,121 @@ impl MeshPass {
                         current_pipeline = Some(key);
                     }
                     pass.set_bind_group(2, &material.bind_group, &[]);
+                    // A posed entity is never batched (its batch is itself).
                     let vertices = self.posed.get(d.entity, pi).unwrap_or(&p.vertices);
                     pass.set_vertex_buffer(0, vertices.slice(..));
                     pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
-                    pass.draw_indexed(0..p.index_count, 0, 0..1);
+                    pass.draw_indexed(0..p.index_count, 0, 0..count);
                     stats.draws += 1;
-                    stats.triangles += u64::from(p.index_count / 3);
+                    stats.instances += count;
+                    stats.triangles += u64::from(p.index_count / 3) * u64::from(count);
                 }
             }
         }
     }
 }
 
-/// The draws of one frame, in the orders the passes walk them.
+/// The draws of one frame, in the orders the passes walk them. `drawables` is sorted so that
+/// instances of one mesh sit together: a run of them with the same state is a batch, drawn
+/// opaque as one instanced draw.
 struct FrameDraws {
     drawables: Vec<Drawable>,
     mirrored: Vec<bool>,
-    in_order: Vec<usize>,
+    /// Runs of `drawables` drawn together; their uniform block is the batch's index.
+    batches: Vec<std::ops::Range<usize>>,
+    /// The batch of each drawable.
+    batch_of: Vec<u32>,
     far_to_near: Vec<usize>,
     shading: Shading,
     cutting: bool,
 }
 
 impl FrameDraws {
+    fn new(
+        mut drawables: Vec<Drawable>,
+        store: &GpuModelStore,
+        batchable: impl Fn(&Drawable) -> bool,
+        eye: glam::Vec3,
+        shading: Shading,
+        cutting: bool,
+    ) -> Self {
+        // A negative determinant mirrors the mesh: its triangles wind clockwise on screen, so
+        // it draws with other pipelines and never shares a batch with unmirrored instances.
+        let is_mirrored = |d: &Drawable| d.world.determinant() < 0.0;
+        // Instances of a mesh with the same state next to each other. States are told apart
+        // by a linear search over the first few distinct ones (a scene has a handful: the
+        // default and the overrides a client set); past those, a state sorts by itself.
+        let mut states: Vec<DrawState> = Vec::new();
+        let mut state_index = |s: &DrawState| match states.iter().position(|k| k == s) {
+            Some(i) => i,
+            None if states.len() < MAX_BATCH_STATES => {
+                states.push(*s);
+                states.len() - 1
+            }
+            None => MAX_BATCH_STATES,
+        };
+        let mut keyed: Vec<_> = drawables
+            .drain(..)
+            .map(|d| ((d.model, d.mesh, is_mirrored(&d), state_index(&d.state)), d))
+            .collect();
+        // Stable: a scene's order is kept within each batch.
+        keyed.sort_by_key(|(k, _)| *k);
+        drawables.extend(keyed.into_iter().map(|(_, d)| d));
+        let mirrored: Vec<bool> = drawables.iter().map(is_mirrored).collect();
+        // Transmissive materials read their entity's scale from the batch's uniform, and a
+        // posed entity draws its own vertex buffer: neither shares a draw.
+        let shareable = |d: &Drawable| {
+            batchable(d)
+                && store.get(d.model).is_some_and(|m| {
+                    m.meshes.get(d.mesh).is_some_and(|prims| {
+                        prims.iter().all(|p| {
+                            m.materials
+                                .get(p.material_for(d.state.variant))
+                                .is_none_or(|mat| !mat.transmissive)
+                        })
+                    })
+                })
+        };
+        let mut batches: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut batch_of = Vec::with_capacity(drawables.len());
+        let mut open = false;
+        for (i, d) in drawables.iter().enumerate() {
+            let joins = open
+                && batches.last().is_some_and(|b| {
+                    let first = &drawables[b.start];
+                    first.model == d.model
+                        && first.mesh == d.mesh
+                        && mirrored[b.start] == mirrored[i]
+                        && first.state == d.state
+                });
+            let share = shareable(d);
+            match batches.last_mut() {
+                Some(b) if joins && share => b.end = i + 1,
+                _ => batches.push(i..i + 1),
+            }
+            open = share;
+            batch_of.push((batches.len() - 1) as u32);
+        }
+        let depth = |d: &Drawable| (d.world.w_axis.truncate() - eye).length_squared();
+        let mut far_to_near: Vec<usize> = (0..drawables.len()).collect();
+        far_to_near.sort_by(|&a, &b| depth(&drawables[b]).total_cmp(&depth(&drawables[a])));
+        Self {
+            drawables,
+            mirrored,
+            batches,
+            batch_of,
+            far_to_near,
+            shading,
+            cutting,
+        }
+    }
+
+    /// Dynamic offset of the uniform block drawable `i` draws with (its batch's).
+    fn uniform_offset(&self, i: usize, stride: usize) -> u32 {
+        let batch = self.batch_of.get(i).copied().unwrap_or(0) as usize;
+        (batch * stride) as u32
+    }
+
     /// The pipeline drawable `i` draws `material` with.
     fn key(&self, i: usize, material: &GpuMaterial) -> PipelineKey {
         let d = &self.drawables[i];
@@ -851,7 +980,10 @@ fn make_pipeline(
                 module: shader,
                 entry_point: Some(vs),
                 compilation_options: Default::default(),
-                buffers: &[Some(crate::gpu_model::Vertex::layout())],
+                buffers: &[
+                    Some(crate::gpu_model::Vertex::layout()),
+                    Some(InstanceData::layout()),
+                ],
             },
             primitive: wgpu::PrimitiveState {
                 topology: wgpu::PrimitiveTopology::TriangleList,

@@ -62,6 +62,7 @@ impl ModelUploader {
             queue: self.ctx.queue(),
             materials: &self.shared,
             max_texture: self.ctx.limits().max_texture_dimension_2d,
+            gpu_posing: self.ctx.gpu_posing_binding(),
         };
         GpuModel::upload(&cx, model).map(UploadedModel)
     }

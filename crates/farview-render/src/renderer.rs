@@ -199,6 +199,25 @@ impl FrameRenderer {
         self.mesh.frustum_culling = on;
     }
 
+    /// Whether skinned and morphed meshes are posed on the GPU (the device runs compute
+    /// shaders, and [`Self::set_gpu_posing`] did not turn it off). A host that sees `true`
+    /// tells its scene not to pose on the CPU ([`Scene::set_cpu_posing`]).
+    pub fn gpu_posing(&self) -> bool {
+        self.mesh.posed.poses_on_gpu()
+    }
+
+    /// Turns GPU posing (on where the device can) off or on: with it off, the scene's CPU pose
+    /// is uploaded, which only comparisons and benches want (the scene must pose on the CPU).
+    pub fn set_gpu_posing(&mut self, on: bool) {
+        self.mesh.posed.set_use_gpu(on);
+    }
+
+    /// Turns instanced batching (on by default) off or on: with it off, every mesh instance is
+    /// its own draw, which only comparisons and benches want.
+    pub fn set_instancing(&mut self, on: bool) {
+        self.mesh.batching = on;
+    }
+
     /// Counters of the last submitted frame.
     pub fn stats(&self) -> RenderStats {
         self.stats

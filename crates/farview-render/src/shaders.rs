@@ -13,6 +13,9 @@ pub(crate) const IBL_PANORAMA_SHADER: &str = include_str!("../../../shaders/ibl_
 /// The environment bake's mip and prefilter passes (`shaders/ibl_filter.wgsl`).
 pub(crate) const IBL_FILTER_SHADER: &str = include_str!("../../../shaders/ibl_filter.wgsl");
 
+/// Skinning and morphing on the GPU (`shaders/deform.wgsl`).
+pub(crate) const DEFORM_SHADER: &str = include_str!("../../../shaders/deform.wgsl");
+
 /// The texture-over-target pass of mips and upscaling (`shaders/blit.wgsl`).
 pub(crate) const BLIT_SHADER: &str = include_str!("../../../shaders/blit.wgsl");
 

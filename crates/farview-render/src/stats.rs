@@ -5,6 +5,9 @@
 pub struct RenderStats {
     /// Draw calls.
     pub draws: u32,
+    /// Mesh instances drawn by them, counted per primitive: more than `draws` when repeated
+    /// meshes with the same state were batched into instanced draws.
+    pub instances: u32,
     /// Triangles submitted.
     pub triangles: u64,
     /// Bytes of GPU memory this renderer holds (targets, readback ring, models, uniforms).
@@ -16,6 +19,10 @@ pub struct RenderStats {
     /// Draws left out because their bounds lie wholly outside the camera's view (frustum
     /// culling; selected entities are always drawn, their outline may reach into view).
     pub culled: u32,
-    /// Bytes of posed vertices (skinned and morphed meshes) uploaded for this frame.
+    /// Bytes uploaded for this frame's skinned and morphed meshes: their posed vertices when
+    /// posed on the CPU, their joint matrices and weights when posed on the GPU.
     pub posed_bytes: u64,
+    /// Vertices the GPU skinned or morphed for this frame (0 when nothing moved, or when posed
+    /// on the CPU).
+    pub gpu_posed_vertices: u64,
 }

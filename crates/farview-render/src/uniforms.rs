@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 use farview_scene::{DrawState, Light, LightKind, MAX_CUT_PLANES, MAX_LIGHTS, Scene};
-use glam::{Mat4, Vec3};
+use glam::{Mat3, Mat4, Vec3};
 
 use crate::{Camera, Lighting};
 
@@ -140,7 +140,6 @@ fn finite_or(v: f32, fallback: f32) -> f32 {
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(crate) struct DrawUniform {
     model: [[f32; 4]; 4],
-    normal: [[f32; 4]; 4],
     base_color: [f32; 4],
     emissive: [f32; 4],
     params: [f32; 4],
@@ -155,7 +154,6 @@ impl DrawUniform {
             .map_or([0.0, 0.0, 0.0, -1.0], |e| [e[0], e[1], e[2], 0.0]);
         Self {
             model: world.to_cols_array_2d(),
-            normal: normal_matrix(world).to_cols_array_2d(),
             base_color: m.base_color.unwrap_or([0.0, 0.0, 0.0, -1.0]),
             emissive: e,
             params: [
@@ -169,12 +167,45 @@ impl DrawUniform {
     }
 }
 
-fn normal_matrix(world: &Mat4) -> Mat4 {
-    let det = world.determinant();
+/// Per-instance vertex data (vertex buffer 1, stepped per instance): the world matrix and the
+/// inverse transpose of its 3x3 part. Instances of one batch sit next to each other in the
+/// frame's instance buffer, so one draw covers them all.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct InstanceData {
+    model: [[f32; 4]; 4],
+    normal: [[f32; 3]; 3],
+}
+
+impl InstanceData {
+    const ATTRIBUTES: [wgpu::VertexAttribute; 7] = wgpu::vertex_attr_array![
+        6 => Float32x4, 7 => Float32x4, 8 => Float32x4, 9 => Float32x4,
+        10 => Float32x3, 11 => Float32x3, 12 => Float32x3
+    ];
+
+    pub(crate) fn new(world: &Mat4) -> Self {
+        Self {
+            model: world.to_cols_array_2d(),
+            normal: normal_matrix(world).to_cols_array_2d(),
+        }
+    }
+
+    pub(crate) fn layout() -> wgpu::VertexBufferLayout<'static> {
+        wgpu::VertexBufferLayout {
+            array_stride: std::mem::size_of::<Self>() as u64,
+            step_mode: wgpu::VertexStepMode::Instance,
+            attributes: &Self::ATTRIBUTES,
+        }
+    }
+}
+
+fn normal_matrix(world: &Mat4) -> Mat3 {
+    let m = Mat3::from_mat4(*world);
+    let det = m.determinant();
     if det.abs() > f32::EPSILON && det.is_finite() {
-        world.inverse().transpose()
+        m.inverse().transpose()
     } else {
-        *world
+        m
     }
 }
 

@@ -723,3 +723,178 @@ fn frustum_culling_changes_no_pixel() {
         "the fox should show at the right edge: {orange} orange pixels"
     );
 }
+
+/// Repeated meshes with the same state are one instanced draw, and batching changes no pixel:
+/// a forest (a thousand trees sharing a few meshes), some trees mirrored (they draw with other
+/// pipelines and never share a batch with unmirrored ones), some tinted (another state, another
+/// batch) and a skinned fox (its own posed vertices, never batched).
+#[test]
+fn instancing_changes_no_pixel() {
+    let gpu = gpu();
+    let glb = farview_scene::synthetic::forest_glb(1000);
+    let model = farview_scene::synthetic::import(&glb, &ImportLimits::default()).unwrap();
+    let mut scene = Scene::default();
+    let forest = scene.add_model("forest", model).unwrap();
+    let trees = scene.children(forest.root).unwrap().to_vec();
+    assert!(trees.len() > 1000, "{} children", trees.len());
+    for (i, &t) in trees.iter().enumerate() {
+        if i % 7 == 3 {
+            let mut local = scene.entity(t).unwrap().local;
+            local.scale.x = -local.scale.x;
+            scene.set_local_transform(t, local).unwrap();
+        }
+        if i % 11 == 5 {
+            scene
+                .set_state_override(
+                    t,
+                    farview_scene::StateOverride {
+                        tint: Some([1.0, 0.2, 0.2, 0.6]),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+        }
+    }
+    let fox =
+        farview_scene::import_file(assets(), "Fox/Fox.glb", &ImportLimits::default()).unwrap();
+    let fox = scene.add_model("Fox/Fox.glb", fox).unwrap();
+    scene
+        .set_local_transform(
+            fox.root,
+            farview_scene::Transform {
+                translation: Vec3::new(0.0, 0.0, -2.0),
+                rotation: glam::Quat::IDENTITY,
+                scale: Vec3::splat(0.01),
+            },
+        )
+        .unwrap();
+    scene.pose_at(fox.root, 1, 0.4).unwrap();
+    scene.update_world_transforms();
+    let cam = Camera::looking_at(
+        Vec3::new(0.0, 6.0, 8.0),
+        Vec3::new(0.0, 0.0, -12.0),
+        60f32.to_radians(),
+        0.1,
+        200.0,
+    );
+    let (w, h) = (320, 180);
+    let mut r = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    let batched_frame = r.render_blocking(&scene, &cam).unwrap();
+    let batched = r.stats();
+    r.set_instancing(false);
+    let single_frame = r.render_blocking(&scene, &cam).unwrap();
+    let single = r.stats();
+    eprintln!(
+        "batched: {} draws for {} instances; unbatched: {} draws",
+        batched.draws, batched.instances, single.draws
+    );
+    assert_eq!(single.draws, single.instances);
+    assert_eq!(batched.instances, single.instances);
+    assert_eq!(batched.triangles, single.triangles);
+    assert!(
+        batched.draws * 10 < single.draws,
+        "a few meshes in three states and two windings: {} draws of {}",
+        batched.draws,
+        single.draws
+    );
+    let differing = batched_frame
+        .chunks_exact(4)
+        .zip(single_frame.chunks_exact(4))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(differing, 0, "batching changed {differing} pixels");
+    // The tinted trees drew with their own state: without the tints, the picture changes.
+    for (i, &t) in trees.iter().enumerate() {
+        if i % 11 == 5 {
+            scene
+                .set_state_override(t, farview_scene::StateOverride::default())
+                .unwrap();
+        }
+    }
+    r.set_instancing(true);
+    let untinted = r.render_blocking(&scene, &cam).unwrap();
+    let retinted = batched_frame
+        .chunks_exact(4)
+        .zip(untinted.chunks_exact(4))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(retinted > 200, "tints changed only {retinted} pixels");
+}
+
+/// Skinning on the GPU (the deform compute pass) draws what skinning on the CPU draws: Fox in
+/// each of its animations, posed both ways by one renderer, and by a scene that does not pose
+/// on the CPU at all (only joint matrices reach the GPU then).
+#[test]
+fn gpu_posing_draws_what_cpu_posing_draws() {
+    let gpu = gpu();
+    let (mut boxed, boxed_info) = scene("Fox/Fox.glb");
+    let (rest_scene, _) = scene("Fox/Fox.glb");
+    let (mut scene, info) = scene("Fox/Fox.glb");
+    boxed.set_cpu_posing(false);
+    let cam = camera_for(&info);
+    let (w, h) = (320, 240);
+    let mut r = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    // Its own renderer: posed buffers are kept by entity id, and the two scenes' ids coincide.
+    let mut boxed_renderer = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    assert!(
+        r.gpu_posing(),
+        "llvmpipe and lavapipe run compute shaders; this test is about the GPU path"
+    );
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for (index, t) in [(0, 0.6), (1, 0.4), (2, 0.3)] {
+        scene.pose_at(info.root, index, t).unwrap();
+        scene.update_world_transforms();
+        boxed.pose_at(boxed_info.root, index, t).unwrap();
+        boxed.update_world_transforms();
+        r.set_gpu_posing(true);
+        let on_gpu = r.render_blocking(&scene, &cam).unwrap();
+        let gpu_stats = r.stats();
+        let gpu_only = boxed_renderer.render_blocking(&boxed, &cam).unwrap();
+        let boxed_stats = boxed_renderer.stats();
+        r.set_gpu_posing(false);
+        let on_cpu = r.render_blocking(&scene, &cam).unwrap();
+        let cpu_stats = r.stats();
+        image::save_buffer(
+            out.join(format!("fox-gpu-posed-{index}.png")),
+            &on_gpu,
+            w,
+            h,
+            image::ColorType::Rgba8,
+        )
+        .unwrap();
+        assert!(gpu_stats.gpu_posed_vertices > 1000, "{gpu_stats:?}");
+        assert!(boxed_stats.gpu_posed_vertices > 1000, "{boxed_stats:?}");
+        assert_eq!(cpu_stats.gpu_posed_vertices, 0);
+        // Joint matrices and weights, not vertices, cross to the GPU.
+        assert!(
+            gpu_stats.posed_bytes * 20 < cpu_stats.posed_bytes,
+            "{} bytes on the GPU path, {} on the CPU path",
+            gpu_stats.posed_bytes,
+            cpu_stats.posed_bytes
+        );
+        // The two sides round differently in the last bits; no pixel may differ visibly.
+        for (name, frame) in [("gpu", &on_gpu), ("gpu, no cpu pose", &gpu_only)] {
+            let worst = frame
+                .chunks_exact(4)
+                .zip(on_cpu.chunks_exact(4))
+                .map(|(a, b)| (0..3).map(|i| a[i].abs_diff(b[i])).max().unwrap_or(0))
+                .max()
+                .unwrap_or(0);
+            let differing = frame
+                .chunks_exact(4)
+                .zip(on_cpu.chunks_exact(4))
+                .filter(|(a, b)| a != b)
+                .count();
+            eprintln!("animation {index}: {name}: {differing} pixels differ, worst {worst}");
+            assert!(
+                differing < 40 && mean_difference(frame, &on_cpu) < 0.05,
+                "animation {index}, {name}: {differing} pixels differ (worst by {worst})"
+            );
+        }
+        let rest = r.render_blocking(&rest_scene, &cam).unwrap();
+        assert!(
+            mean_difference(&rest, &on_gpu) > 0.5,
+            "animation {index} moved the fox"
+        );
+    }
+}

@@ -289,3 +289,48 @@ fn posed_copies_are_bounded_per_scene() {
     scene.destroy(info.root).unwrap();
     scene.instantiate("after", info.model).unwrap();
 }
+
+/// Without posed vertices (a renderer posing on the GPU), bounds come from per-joint boxes:
+/// they must hold every posed vertex (culling relies on it) and stay close to the exact box.
+/// Fox through its three animations, and the hand-made triangle that is morphed and skinned.
+#[test]
+fn bounds_without_cpu_posing_hold_the_pose() {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets");
+    let fox = import_file(&assets, "Fox/Fox.glb", &ImportLimits::default()).unwrap();
+    let triangle =
+        import_gltf(&rigged_triangle(), &mut no_files, &ImportLimits::default()).unwrap();
+    let cases = [
+        (fox, vec![(0, 0.6), (1, 0.4), (2, 0.3), (2, 0.0)]),
+        (triangle, vec![(0, 0.0), (0, 0.5), (0, 1.0)]),
+    ];
+    for (model, poses) in cases {
+        let mut exact = Scene::default();
+        let mut boxed = Scene::default();
+        boxed.set_cpu_posing(false);
+        let a = exact.add_model("m", model.clone()).unwrap();
+        let b = boxed.add_model("m", model).unwrap();
+        for (index, t) in poses {
+            for (scene, root) in [(&mut exact, a.root), (&mut boxed, b.root)] {
+                scene.pose_at(root, index, t).unwrap();
+                scene.update_world_transforms();
+            }
+            let e = exact.world_bounds(a.root).unwrap();
+            let g = boxed.world_bounds(b.root).unwrap();
+            let slack = 1e-4 * e.size().max_element().max(1.0);
+            assert!(
+                g.min.cmple(e.min + slack).all() && g.max.cmpge(e.max - slack).all(),
+                "animation {index} at {t}: {g:?} does not hold {e:?}"
+            );
+            let ratio = g.size() / e.size().max(Vec3::splat(1e-3));
+            assert!(
+                ratio.max_element() < 1.6,
+                "animation {index} at {t}: {g:?} is far larger than {e:?}"
+            );
+            // The GPU's inputs are there, and the CPU's vertices only where asked for.
+            let mesh = b.hierarchy.iter().find(|h| h.has_mesh).unwrap().entity;
+            assert!(boxed.deformation(mesh).is_none());
+            let inputs = boxed.deform_inputs(mesh).unwrap();
+            assert!(inputs.revision > 0);
+        }
+    }
+}

@@ -140,6 +140,9 @@ impl RenderStage {
     pub(crate) fn run(mut self, shared: &Shared) -> Result<(), String> {
         self.renderer.set_readback_timeout(READBACK_BUDGET);
         let mut scene = Scene::default();
+        // Skinned and morphed meshes are posed once: by the GPU where it can, else by the
+        // scene on the CPU.
+        scene.set_cpu_posing(!self.renderer.gpu_posing());
         let mut st = RenderState {
             camera: Camera::default(),
             environment: std::mem::take(&mut self.environment),

@@ -1,10 +1,13 @@
 //! Animation of model instances: which animation plays on which instance, the pose it sets on
-//! the instance's node entities each frame, and the deformed vertices of skinned and morphed
-//! meshes (computed on the CPU, once per change, for the renderer to upload and for bounds).
+//! the instance's node entities each frame, and the inputs of skinned and morphed meshes (joint
+//! matrices and morph weights, with a revision that goes up when they change).
 //!
-//! Skinning runs here rather than in a vertex shader so that it is the same on every backend
-//! (wgpu's GL path has no vertex-stage storage buffers on every driver), and so that bounds
-//! follow the animated pose exactly. Its cost is measured in `benches/` (BrainStem).
+//! A renderer that can run compute shaders skins and morphs on the GPU from those inputs
+//! ([`Scene::deform_inputs`]); the posed vertices are then never computed here, and bounds
+//! come from per-joint boxes ([`DeformBounds`]): never smaller than the pose, a little larger.
+//! For renderers that cannot, and for exact bounds, the scene computes the posed vertices on
+//! the CPU once per change ([`Scene::set_cpu_posing`], on by default; [`Scene::deformation`]).
+//! Both costs are measured in `benches/` (BrainStem).
 
 use std::sync::Arc;
 
@@ -34,8 +37,13 @@ pub(crate) struct Deform {
     pub(super) skin: Option<usize>,
     pub(super) weights: Vec<f32>,
     pub(super) output: Option<Arc<Deformed>>,
-    /// The joint matrices and weights `output` was computed from: equal inputs skip the work.
+    /// The joint matrices and weights of the current pose: equal inputs skip the work.
     pub(super) inputs: (Vec<Mat4>, Vec<f32>),
+    /// Bounds of the current pose in the mesh's space (exact when posed on the CPU, from
+    /// [`DeformBounds`] otherwise); `None` before the first pose.
+    pub(super) bounds: Option<Aabb>,
+    /// Per-primitive boxes for bounds without posed vertices, made on first use.
+    pub(super) boxes: Option<Arc<[DeformBounds]>>,
     /// Counts recomputations; only ever goes up, so a renderer never mistakes a new pose for
     /// one it has uploaded.
     pub(super) revision: u64,
@@ -51,6 +59,113 @@ pub struct Deformed {
     pub primitives: Vec<DeformedPrimitive>,
     /// Bounds of every primitive's positions.
     pub bounds: Aabb,
+}
+
+/// What a GPU needs to pose a deformable entity: the joint matrices (mesh bind space to posed
+/// mesh space, indexed like the skin's joints; empty when not skinned) and the morph weights.
+#[derive(Debug, Clone, Copy)]
+pub struct DeformInputs<'a> {
+    /// Goes up whenever the joints or weights change (never repeats for one entity).
+    pub revision: u64,
+    /// Joint matrices.
+    pub joints: &'a [Mat4],
+    /// Morph target weights.
+    pub weights: &'a [f32],
+}
+
+/// Boxes that bound a primitive's pose without posing its vertices: the bind-pose box of the
+/// vertices each joint moves, and the box of each morph target's displacements. A skinned
+/// vertex is a weighted sum of its joints' transforms of it; with weights that sum to one that
+/// lies inside the union of the joints' transformed boxes, and with any other sum inside that
+/// union scaled towards the origin (`weight_sums` widens the box for it).
+#[derive(Debug, Clone, Default)]
+pub struct DeformBounds {
+    /// Bind-pose box of the vertices each joint slot influences (empty when none does).
+    joints: Vec<Aabb>,
+    /// Smallest and largest sum of a vertex's joint weights.
+    weight_sums: (f32, f32),
+    /// Box of each morph target's position displacements.
+    targets: Vec<Aabb>,
+    /// The primitive's bind-pose box.
+    rest: Aabb,
+}
+
+impl DeformBounds {
+    /// The boxes of `p` (one pass over its vertices and targets).
+    pub fn new(p: &crate::model::Primitive) -> Self {
+        let mut joints: Vec<Aabb> = Vec::new();
+        let mut sums = (f32::INFINITY, f32::NEG_INFINITY);
+        for (v, (j, w)) in p.positions.iter().zip(p.joints.iter().zip(&p.weights)) {
+            let v = Vec3::from_array(*v);
+            let mut sum = 0.0;
+            for k in 0..4 {
+                if w[k] > 0.0 {
+                    sum += w[k];
+                    let slot = usize::from(j[k]);
+                    if joints.len() <= slot {
+                        joints.resize(slot + 1, Aabb::EMPTY);
+                    }
+                    let b = &mut joints[slot];
+                    *b = Aabb {
+                        min: b.min.min(v),
+                        max: b.max.max(v),
+                    };
+                }
+            }
+            sums = (sums.0.min(sum), sums.1.max(sum));
+        }
+        let targets = p
+            .targets
+            .iter()
+            .map(|t| Aabb::from_points(t.positions.iter().map(|d| Vec3::from_array(*d))))
+            .collect();
+        Self {
+            joints,
+            weight_sums: if sums.0 <= sums.1 { sums } else { (1.0, 1.0) },
+            targets,
+            rest: p.bounds,
+        }
+    }
+
+    /// A box that holds every vertex of the primitive posed with `joints` and `weights`.
+    pub fn pose(&self, weights: &[f32], joints: &[Mat4]) -> Aabb {
+        // Morphing moves each vertex by the weighted sum of its displacements, which lies in
+        // the weighted sum of the targets' boxes.
+        let (mut lo, mut hi) = (Vec3::ZERO, Vec3::ZERO);
+        for (t, &w) in self.targets.iter().zip(weights) {
+            if w == 0.0 || t.is_empty() {
+                continue;
+            }
+            let (a, b) = (t.min * w, t.max * w);
+            lo += a.min(b);
+            hi += a.max(b);
+        }
+        let grow = |b: &Aabb| Aabb {
+            min: b.min + lo,
+            max: b.max + hi,
+        };
+        if joints.is_empty() || self.joints.is_empty() {
+            return grow(&self.rest);
+        }
+        let mut out = Aabb::EMPTY;
+        for (slot, b) in self.joints.iter().enumerate() {
+            if b.is_empty() {
+                continue;
+            }
+            let m = joints.get(slot).copied().unwrap_or(Mat4::IDENTITY);
+            out = out.union(&grow(b).transformed(&m));
+        }
+        let (min_sum, max_sum) = self.weight_sums;
+        if (min_sum - 1.0).abs() > 1e-4 || (max_sum - 1.0).abs() > 1e-4 {
+            // s * q for s in [0, max_sum] lies between the origin and max_sum times the box.
+            let scaled = Aabb {
+                min: out.min * max_sum.max(0.0),
+                max: out.max * max_sum.max(0.0),
+            };
+            out = Aabb::from_points([out.min, out.max, scaled.min, scaled.max, Vec3::ZERO]);
+        }
+        out
+    }
 }
 
 /// One primitive's posed vertices.
@@ -429,7 +544,7 @@ impl Scene {
                 .and_then(|s| model.skins.get(s))
                 .map(|skin| self.joint_matrices(d.root, e.world, skin))
                 .unwrap_or_default();
-            if d.output.is_some() && d.inputs.0 == joints && d.inputs.1 == d.weights {
+            if d.bounds.is_some() && d.inputs.0 == joints && d.inputs.1 == d.weights {
                 continue;
             }
             let revision = d.revision + 1;
@@ -437,13 +552,34 @@ impl Scene {
             let Some(mesh) = model.meshes.get(mesh) else {
                 continue;
             };
-            // A pose whose numbers overflowed (huge but finite animation values) keeps the
-            // last good one rather than drawing and bounding infinities.
-            let Some(out) = deform(mesh, &weights, &joints, revision) else {
-                continue;
+            let (output, bounds, boxes) = if self.cpu_posing {
+                // A pose whose numbers overflowed (huge but finite animation values) keeps the
+                // last good one rather than drawing and bounding infinities.
+                let Some(out) = deform(mesh, &weights, &joints, revision) else {
+                    continue;
+                };
+                let bounds = out.bounds;
+                (Some(Arc::new(out)), bounds, d.boxes.clone())
+            } else {
+                let boxes = d.boxes.clone().unwrap_or_else(|| {
+                    mesh.primitives
+                        .iter()
+                        .map(DeformBounds::new)
+                        .collect::<Vec<_>>()
+                        .into()
+                });
+                let bounds = boxes
+                    .iter()
+                    .fold(Aabb::EMPTY, |b, p| b.union(&p.pose(&weights, &joints)));
+                if !(bounds.min.is_finite() && bounds.max.is_finite()) {
+                    continue;
+                }
+                (None, bounds, Some(boxes))
             };
             if let Some(d) = self.entities.get_mut(&id).and_then(|e| e.deform.as_mut()) {
-                d.output = Some(Arc::new(out));
+                d.output = output;
+                d.bounds = Some(bounds);
+                d.boxes = boxes;
                 d.inputs = (joints, weights);
                 d.revision = revision;
             }
@@ -494,9 +630,45 @@ impl Scene {
             .collect())
     }
 
-    /// The posed vertices of a deformable entity, when it is one.
+    /// The posed vertices of a deformable entity, when it is one and the scene poses on the
+    /// CPU ([`Self::set_cpu_posing`]).
     pub fn deformation(&self, id: EntityId) -> Option<&Arc<Deformed>> {
         self.entities.get(&id)?.deform.as_ref()?.output.as_ref()
+    }
+
+    /// The joint matrices and morph weights of a deformable entity's current pose (after
+    /// [`Self::update_world_transforms`]), for a renderer that poses on the GPU.
+    pub fn deform_inputs(&self, id: EntityId) -> Option<DeformInputs<'_>> {
+        let d = self.entities.get(&id)?.deform.as_ref()?;
+        d.bounds?;
+        Some(DeformInputs {
+            revision: d.revision,
+            joints: &d.inputs.0,
+            weights: &d.inputs.1,
+        })
+    }
+
+    /// Whether the scene computes posed vertices on the CPU (on by default). A host whose
+    /// renderer skins on the GPU turns it off: the per-vertex work is then not done twice, and
+    /// bounds of posed meshes come from per-joint boxes (a little larger than the pose).
+    pub fn set_cpu_posing(&mut self, on: bool) {
+        if self.cpu_posing == on {
+            return;
+        }
+        self.cpu_posing = on;
+        for id in self.deformable.clone() {
+            if let Some(d) = self.entities.get_mut(&id).and_then(|e| e.deform.as_mut()) {
+                // Posed again (or dropped) at the next update, whatever the inputs.
+                d.output = None;
+                d.bounds = None;
+                self.deform_dirty.push(id);
+            }
+        }
+    }
+
+    /// See [`Self::set_cpu_posing`].
+    pub fn cpu_posing(&self) -> bool {
+        self.cpu_posing
     }
 }
 

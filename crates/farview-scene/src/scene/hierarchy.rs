@@ -193,6 +193,8 @@ impl Scene {
                     weights: super::animate::rest_weights(&model, n),
                     output: None,
                     inputs: (Vec::new(), Vec::new()),
+                    bounds: None,
+                    boxes: None,
                     revision: 0,
                 }));
                 self.deformable.push(id);

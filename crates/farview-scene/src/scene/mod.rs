@@ -17,8 +17,8 @@ mod spatial;
 mod tests;
 
 pub use animate::{
-    AnimationCommand, AnimationInfo, AnimationState, Deformed, DeformedPrimitive,
-    MAX_ANIMATION_SPEED,
+    AnimationCommand, AnimationInfo, AnimationState, DeformBounds, DeformInputs, Deformed,
+    DeformedPrimitive, MAX_ANIMATION_SPEED,
 };
 pub use framing::ViewFit;
 
@@ -228,6 +228,8 @@ pub struct Scene {
     deform_dirty: Vec<EntityId>,
     /// Vertices the deformable entities hold posed copies of.
     posed_vertices: u64,
+    /// Compute posed vertices on the CPU (see [`Scene::set_cpu_posing`]).
+    cpu_posing: bool,
 }
 
 impl Default for Scene {
@@ -260,6 +262,7 @@ impl Scene {
             joint_users: HashMap::new(),
             deform_dirty: Vec::new(),
             posed_vertices: 0,
+            cpu_posing: true,
         }
     }
 

@@ -23,8 +23,8 @@ impl Scene {
             if let Some(mesh) = self.mesh_of(e) {
                 let m = to_space * e.world;
                 // A skinned or morphed mesh's bounds are those of its current pose.
-                match e.deform.as_ref().and_then(|d| d.output.as_ref()) {
-                    Some(posed) => bounds = bounds.union(&posed.bounds.transformed(&m)),
+                match e.deform.as_ref().and_then(|d| d.bounds) {
+                    Some(posed) => bounds = bounds.union(&posed.transformed(&m)),
                     None => {
                         for p in &mesh.primitives {
                             bounds = bounds.union(&p.bounds.transformed(&m));
@@ -44,8 +44,8 @@ impl Scene {
         let Some(e) = self.entities.get(&d.entity) else {
             return Aabb::EMPTY;
         };
-        match e.deform.as_ref().and_then(|x| x.output.as_ref()) {
-            Some(posed) => posed.bounds.transformed(&d.world),
+        match e.deform.as_ref().and_then(|x| x.bounds) {
+            Some(posed) => posed.transformed(&d.world),
             None => self
                 .model(d.model)
                 .and_then(|m| m.meshes.get(d.mesh))
