@@ -72,6 +72,70 @@ struct Inner {
     lost: Arc<LostFlag>,
 }
 
+/// Which block-compressed format KTX2 (Basis Universal) textures go to the GPU in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TextureCompression {
+    /// The best the adapter samples on hardware; RGBA8 on software rasterizers.
+    #[default]
+    Auto,
+    /// Always RGBA8.
+    Off,
+    /// This format where the adapter samples it, else RGBA8 (for comparisons and tests).
+    Only(BlockFormat),
+}
+
+/// A block-compressed texture format the Basis Universal transcoder writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockFormat {
+    /// BC7 (desktop GPUs).
+    Bc7,
+    /// ASTC 4x4 (mobile and some desktop GPUs).
+    Astc4x4,
+    /// ETC2 RGBA8 (mobile GPUs, GLES).
+    Etc2,
+}
+
+impl BlockFormat {
+    /// In order of preference.
+    pub const ALL: [Self; 3] = [Self::Bc7, Self::Astc4x4, Self::Etc2];
+
+    pub(crate) fn feature(self) -> wgpu::Features {
+        match self {
+            Self::Bc7 => wgpu::Features::TEXTURE_COMPRESSION_BC,
+            Self::Astc4x4 => wgpu::Features::TEXTURE_COMPRESSION_ASTC,
+            Self::Etc2 => wgpu::Features::TEXTURE_COMPRESSION_ETC2,
+        }
+    }
+
+    /// The wgpu format, sRGB or linear.
+    pub(crate) fn texture_format(self, srgb: bool) -> wgpu::TextureFormat {
+        use wgpu::{AstcBlock, AstcChannel, TextureFormat as F};
+        match (self, srgb) {
+            (Self::Bc7, true) => F::Bc7RgbaUnormSrgb,
+            (Self::Bc7, false) => F::Bc7RgbaUnorm,
+            (Self::Astc4x4, true) => F::Astc {
+                block: AstcBlock::B4x4,
+                channel: AstcChannel::UnormSrgb,
+            },
+            (Self::Astc4x4, false) => F::Astc {
+                block: AstcBlock::B4x4,
+                channel: AstcChannel::Unorm,
+            },
+            (Self::Etc2, true) => F::Etc2Rgba8UnormSrgb,
+            (Self::Etc2, false) => F::Etc2Rgba8Unorm,
+        }
+    }
+
+    /// The transcoder's target.
+    pub(crate) fn target(self) -> basisu::TargetFormat {
+        match self {
+            Self::Bc7 => basisu::TargetFormat::Bc7Rgba,
+            Self::Astc4x4 => basisu::TargetFormat::Astc4x4Rgba,
+            Self::Etc2 => basisu::TargetFormat::Etc2Rgba,
+        }
+    }
+}
+
 /// Set by the device-lost callback.
 #[derive(Debug, Default)]
 struct LostFlag {
@@ -160,10 +224,15 @@ impl GpuContext {
             && limits.max_compute_workgroup_size_x >= 64
             && limits.max_compute_invocations_per_workgroup >= 64
             && limits.max_compute_workgroups_per_dimension > 0;
+        // Block-compressed texture formats the adapter samples, for KTX2 textures.
+        let features = adapter.features()
+            & (wgpu::Features::TEXTURE_COMPRESSION_BC
+                | wgpu::Features::TEXTURE_COMPRESSION_ASTC
+                | wgpu::Features::TEXTURE_COMPRESSION_ETC2);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("farview"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -239,6 +308,20 @@ impl GpuContext {
     /// The adapter's description.
     pub fn info(&self) -> &wgpu::AdapterInfo {
         &self.inner.info
+    }
+
+    /// The block-compressed format KTX2 textures are transcoded to under `choice`, if any.
+    /// `Auto` picks BC7, else ASTC 4x4, else ETC2 on a hardware adapter, and none on a software
+    /// rasterizer (it decodes blocks per sample, slower than reading RGBA8).
+    pub fn block_format(&self, choice: TextureCompression) -> Option<BlockFormat> {
+        let features = self.inner.device.features();
+        let has = |f: BlockFormat| features.contains(f.feature());
+        match choice {
+            TextureCompression::Off => None,
+            TextureCompression::Auto if is_software(&self.inner.info) => None,
+            TextureCompression::Auto => BlockFormat::ALL.into_iter().find(|f| has(*f)),
+            TextureCompression::Only(f) => has(f).then_some(f),
+        }
     }
 
     /// The largest storage binding, when the device runs the compute shaders that pose skinned

@@ -8,7 +8,7 @@ use wgpu::util::DeviceExt;
 
 use crate::RenderError;
 use crate::materials::{MaterialShared, Slot};
-use crate::textures::{GpuTexture, upload_texture};
+use crate::textures::{GpuTexture, upload_basis, upload_texture};
 
 /// Interleaved vertex: position, normal, uv, vertex colour, second uv, tangent (72 bytes).
 #[repr(C)]
@@ -184,6 +184,8 @@ pub(crate) struct UploadContext<'a> {
     /// Largest storage binding, when the renderer poses skinned and morphed meshes on the GPU
     /// (`None`: it does not, and uploads no deform sources).
     pub(crate) gpu_posing: Option<u64>,
+    /// The format KTX2 textures are transcoded to (`None`: their RGBA8 is uploaded).
+    pub(crate) block_format: Option<crate::BlockFormat>,
 }
 
 impl GpuModel {
@@ -204,13 +206,22 @@ impl GpuModel {
         let mut textures = Vec::with_capacity(model.textures.len());
         for (tex, (color, data)) in model.textures.iter().zip(uses) {
             let mut t = GpuTexture::default();
+            let upload = |srgb: bool| {
+                if let Some(view) = cx
+                    .block_format
+                    .and_then(|f| upload_basis(cx.device, cx.queue, tex, srgb, f, cx.max_texture))
+                {
+                    return Ok(view);
+                }
+                upload_texture(cx.device, cx.queue, tex, srgb, cx.max_texture)
+            };
             if color {
-                let (view, b) = upload_texture(cx.device, cx.queue, tex, true, cx.max_texture)?;
+                let (view, b) = upload(true)?;
                 t.srgb = Some(view);
                 t.bytes += b;
             }
             if data {
-                let (view, b) = upload_texture(cx.device, cx.queue, tex, false, cx.max_texture)?;
+                let (view, b) = upload(false)?;
                 t.linear = Some(view);
                 t.bytes += b;
             }

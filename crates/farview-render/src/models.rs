@@ -38,6 +38,7 @@ impl std::fmt::Debug for UploadedModel {
 pub struct ModelUploader {
     ctx: GpuContext,
     shared: MaterialShared,
+    block_format: Option<crate::BlockFormat>,
 }
 
 impl std::fmt::Debug for ModelUploader {
@@ -47,10 +48,15 @@ impl std::fmt::Debug for ModelUploader {
 }
 
 impl ModelUploader {
-    pub(crate) fn new(ctx: &GpuContext, shared: &MaterialShared) -> Self {
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        shared: &MaterialShared,
+        compression: crate::TextureCompression,
+    ) -> Self {
         Self {
             ctx: ctx.clone(),
             shared: shared.clone(),
+            block_format: ctx.block_format(compression),
         }
     }
 
@@ -63,6 +69,7 @@ impl ModelUploader {
             materials: &self.shared,
             max_texture: self.ctx.limits().max_texture_dimension_2d,
             gpu_posing: self.ctx.gpu_posing_binding(),
+            block_format: self.block_format,
         };
         GpuModel::upload(&cx, model).map(UploadedModel)
     }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use farview_scene::{ModelId, Scene};
 
+use crate::TextureCompression;
+
 use crate::environment_binding::{self, EnvironmentBinding};
 use crate::i420::GpuI420;
 use crate::materials::MaterialShared;
@@ -87,6 +89,7 @@ pub struct FrameRenderer {
     readback: ReadbackRing,
     lighting: Lighting,
     stats: RenderStats,
+    texture_compression: TextureCompression,
 }
 
 impl std::fmt::Debug for FrameRenderer {
@@ -159,6 +162,7 @@ impl FrameRenderer {
             readback,
             lighting,
             stats: RenderStats::default(),
+            texture_compression: TextureCompression::Auto,
         })
     }
 
@@ -236,7 +240,13 @@ impl FrameRenderer {
     /// A handle that uploads models for this renderer from another thread, so a large upload
     /// never stalls the frame loop.
     pub fn uploader(&self) -> ModelUploader {
-        ModelUploader::new(&self.ctx, &self.materials)
+        ModelUploader::new(&self.ctx, &self.materials, self.texture_compression)
+    }
+
+    /// Chooses the format KTX2 textures of models uploaded from now on go to the GPU in
+    /// ([`TextureCompression::Auto`] by default).
+    pub fn set_texture_compression(&mut self, choice: TextureCompression) {
+        self.texture_compression = choice;
     }
 
     /// Uploads a model's assets on the calling thread without touching the scene or the store,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use farview_scene::{Filter, Sampler, Texture, Wrap};
 
-use crate::RenderError;
+use crate::{BlockFormat, RenderError};
 
 /// One uploaded image: a view for colour slots (sRGB) and one for data slots (linear), each
 /// present when some slot samples the image that way. (GL cannot view one texture in two
@@ -94,6 +94,99 @@ pub(crate) fn upload_texture(
         }
     }
     Ok((texture.create_view(&Default::default()), bytes))
+}
+
+/// Uploads a KTX2 texture transcoded to `format`, with the file's own mipmaps. `None` when the
+/// container does not suit a direct upload (no full mip chain, a base size that is not a whole
+/// number of 4x4 blocks, or the transcoder fails): the caller uploads its RGBA8 instead.
+pub(crate) fn upload_basis(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    tex: &Texture,
+    srgb_content: bool,
+    format: BlockFormat,
+    max_dim: u32,
+) -> Option<(wgpu::TextureView, u64)> {
+    let bytes = tex.basis.as_deref()?;
+    // Checked at import; a young pure-Rust port, so a panic is caught all the same.
+    let levels = std::panic::catch_unwind(|| {
+        let ktx = basisu::Transcoder::new(bytes).ok()?;
+        let (w, h) = ktx.base_dimensions();
+        let count = ktx.level_count();
+        if w == 0
+            || h == 0
+            || w > max_dim
+            || h > max_dim
+            || w % 4 != 0
+            || h % 4 != 0
+            || count != mip_count(w, h)
+        {
+            return None;
+        }
+        (0..count)
+            .map(|level| {
+                ktx.transcode(level, format.target(), basisu::DecodeFlags::NONE)
+                    .ok()
+            })
+            .collect::<Option<Vec<Vec<u8>>>>()
+            .map(|levels| (w, h, levels))
+    })
+    .ok()
+    .flatten();
+    let Some((width, height, levels)) = levels else {
+        tracing::debug!(
+            name = ?tex.name,
+            ?format,
+            "KTX2 texture uploaded as RGBA8: no full mip chain, or not whole 4x4 blocks"
+        );
+        return None;
+    };
+    let texture_format = format.texture_format(srgb_content);
+    let texture = device.create_texture(&wgpu::TextureDescriptor {
+        label: tex.name.as_deref(),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: levels.len() as u32,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: texture_format,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    let mut total = 0u64;
+    for (mip, data) in levels.iter().enumerate() {
+        let (w, h) = ((width >> mip).max(1), (height >> mip).max(1));
+        let (bw, bh) = (w.div_ceil(4), h.div_ceil(4));
+        // 16 bytes a block in all three formats.
+        if data.len() as u64 != u64::from(bw) * u64::from(bh) * 16 {
+            return None;
+        }
+        queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &texture,
+                mip_level: mip as u32,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            data,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(bw * 16),
+                rows_per_image: Some(bh),
+            },
+            // Whole blocks: the physical size of a level smaller than a block.
+            wgpu::Extent3d {
+                width: bw * 4,
+                height: bh * 4,
+                depth_or_array_layers: 1,
+            },
+        );
+        total += data.len() as u64;
+    }
+    Some((texture.create_view(&Default::default()), total))
 }
 
 /// Levels of a full mip chain down to 1x1.

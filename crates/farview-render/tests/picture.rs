@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use farview_render::{
-    AdapterChoice, Camera, Environment, FrameRenderer, GpuContext, Lighting, Outline,
-    RenderQuality, ToneMapping,
+    AdapterChoice, BlockFormat, Camera, Environment, FrameRenderer, GpuContext, Lighting, Outline,
+    RenderQuality, TextureCompression, ToneMapping,
 };
 use farview_scene::{
     Aabb, Light, Material, Mesh, Model, ModelNode, Primitive, Sampler, Scene, StateOverride,
@@ -28,6 +28,7 @@ fn texture(width: u32, height: u32, texels: &[[u8; 4]]) -> Texture {
         width,
         height,
         rgba8: texels.concat(),
+        basis: None,
     }
 }
 
@@ -542,5 +543,105 @@ fn a_mirrored_entity_keeps_its_front_faces() {
     for quality in [RenderQuality::MEDIUM, RenderQuality::FAST] {
         let c = px(&render(&gpu, plain_lighting(), quality, &scene), 32, 32);
         assert!(c[0] > 200 && c[1] < 20, "{quality:?}: {c:?}");
+    }
+}
+
+/// The two KTX2 textures in `assets/compressed/ktx2` (ETC1S 512², UASTC + Zstandard 256²) as
+/// a model texture: RGBA8 transcoded on the CPU, with the container kept.
+fn ktx2_texture(file: &str) -> Texture {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../assets/compressed/ktx2")
+        .join(file);
+    let bytes = std::fs::read(&path).unwrap();
+    let ktx = basisu::Transcoder::new(&bytes).unwrap();
+    let (width, height) = ktx.base_dimensions();
+    let rgba8 = ktx
+        .transcode(0, basisu::TargetFormat::Rgba32, basisu::DecodeFlags::NONE)
+        .unwrap();
+    Texture {
+        name: Some(file.into()),
+        width,
+        height,
+        rgba8,
+        basis: Some(bytes.into()),
+    }
+}
+
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let se: f64 = a
+        .chunks_exact(4)
+        .zip(b.chunks_exact(4))
+        .flat_map(|(p, q)| (0..3).map(move |i| (f64::from(p[i]) - f64::from(q[i])).powi(2)))
+        .sum();
+    let mse = se / (a.len() / 4 * 3) as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
+
+/// KTX2 textures go to the GPU block-compressed where the adapter samples a block format:
+/// a quarter of the memory, the file's own mipmaps, and the same picture as RGBA8 (the quad is
+/// drawn at about 1:1 and, farther away, from the smaller mips).
+#[test]
+fn ktx2_textures_upload_block_compressed_where_the_adapter_samples_it() {
+    let gpu = gpu();
+    let formats: Vec<BlockFormat> = BlockFormat::ALL
+        .into_iter()
+        .filter(|f| gpu.block_format(TextureCompression::Only(*f)).is_some())
+        .collect();
+    eprintln!(
+        "{}: block formats {formats:?}; auto picks {:?}",
+        gpu.info().name,
+        gpu.block_format(TextureCompression::Auto)
+    );
+    assert!(
+        !formats.is_empty(),
+        "llvmpipe and lavapipe sample BC7; this test checks the block-compressed upload"
+    );
+    let size = 256;
+    for file in [
+        "StainedGlassLamp_hardware_basecolor.ktx2",
+        "StainedGlassLamp_bulbs_occlusion-rough-metal.ktx2",
+    ] {
+        let unlit = Material {
+            base_color_texture: Some(TextureRef::new(0)),
+            unlit: true,
+            ..Material::default()
+        };
+        let texture = ktx2_texture(file);
+        let texels = u64::from(texture.width * texture.height);
+        let (scene, _) = scene_of(quad(vec![unlit], vec![texture], 0.0, 1.0, vec![]));
+        for distance in [2.5, 12.0] {
+            let cam = Camera::looking_at(Vec3::new(0.0, 0.0, distance), Vec3::ZERO, 0.8, 0.1, 50.0);
+            let frame = |choice| {
+                let mut r = FrameRenderer::with_quality(
+                    &gpu,
+                    size,
+                    size,
+                    plain_lighting(),
+                    RenderQuality::MEDIUM,
+                )
+                .unwrap();
+                r.set_texture_compression(choice);
+                let f = r.render_blocking(&scene, &cam).unwrap();
+                (f, r.stats().gpu_bytes)
+            };
+            let (plain, plain_bytes) = frame(TextureCompression::Off);
+            for &format in &formats {
+                let (blocks, block_bytes) = frame(TextureCompression::Only(format));
+                let db = psnr(&plain, &blocks);
+                eprintln!(
+                    "{file} at {distance}: {format:?} {db:.1} dB against RGBA8, GPU bytes {block_bytes} vs {plain_bytes}"
+                );
+                assert!(db > 32.0, "{file} {format:?} at {distance}: {db:.1} dB");
+                // RGBA8 with mips is 4/3 x 4 bytes a texel, a block format 4/3 x 1.
+                assert!(
+                    plain_bytes - block_bytes >= texels * 3,
+                    "{format:?}: {block_bytes} bytes vs {plain_bytes}"
+                );
+            }
+        }
     }
 }

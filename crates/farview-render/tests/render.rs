@@ -203,6 +203,7 @@ fn quad_scene(material: farview_scene::Material, colors: Vec<[f32; 4]>) -> Scene
                 [0, 255, 0, 255],
             ]
             .concat(),
+            basis: None,
         }],
         nodes: vec![ModelNode {
             name: None,

@@ -511,6 +511,11 @@ pub struct Texture {
     pub height: u32,
     /// `width * height * 4` bytes.
     pub rgba8: Vec<u8>,
+    /// The KTX2 container (`KHR_texture_basisu`) `rgba8` was transcoded from, checked at
+    /// import: a renderer whose adapter samples a block-compressed format (BC7, ASTC, ETC2)
+    /// transcodes this to it instead of uploading `rgba8` (a quarter of the GPU memory, and
+    /// the file's own mipmaps).
+    pub basis: Option<std::sync::Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for Texture {

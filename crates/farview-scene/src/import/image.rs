@@ -3,9 +3,9 @@
 //! `KHR_texture_basisu`), decoded texels capped over the whole model, then decoded to RGBA8.
 //!
 //! KTX2 is transcoded to RGBA8 here, on the CPU, whatever the adapter: the scene crate holds no
-//! GPU, and the renderer's texture path (mipmaps it generates, the texel cap above) takes RGBA8.
-//! A block-compressed upload (BC7/ASTC straight from the transcoder) would quarter the GPU memory
-//! of such textures on hardware; it is left for when an adapter that samples them is measured.
+//! GPU, and every renderer can upload RGBA8 (software rasterizers sample it fastest). The
+//! container is kept beside it ([`Texture::basis`]): a renderer on an adapter that samples BC7,
+//! ASTC or ETC2 transcodes it to that format instead.
 //!
 //! Errors name the image only; the caller adds the texture and material that use it
 //! ([`ImportError::for_texture`]).
@@ -100,6 +100,7 @@ pub(super) fn load_image(
         width: decoded.width(),
         height: decoded.height(),
         rgba8: decoded.into_raw(),
+        basis: None,
     });
     Ok(Some(textures.len() - 1))
 }
@@ -183,6 +184,7 @@ fn load_ktx2(
         width: w,
         height: h,
         rgba8,
+        basis: Some(bytes.into()),
     });
     Ok(Some(textures.len() - 1))
 }
