@@ -144,12 +144,35 @@ fn skinning(c: &mut Criterion) {
             scene.update_world_transforms();
         })
     });
-    group.bench_function("720p frame, animated (pose + skin + upload + draw)", |b| {
+    // The renderer poses on the GPU (compute) where the device can; the host then turns the
+    // scene's CPU posing off, leaving joint matrices and per-joint bounds.
+    scene.set_cpu_posing(false);
+    group.bench_function("pose, joint matrices + bounds only (1/60 s step)", |b| {
         b.iter(|| {
             scene.advance_animations(1.0 / 60.0);
             scene.update_world_transforms();
-            r.render_blocking(&scene, &camera).unwrap()
         })
+    });
+    let mut small = FrameRenderer::new(&gpu, 320, 180, Lighting::default()).unwrap();
+    for (label, cpu) in [("GPU skinning", false), ("CPU skinning + upload", true)] {
+        scene.set_cpu_posing(cpu);
+        for (size, renderer) in [("720p", &mut r), ("320x180", &mut small)] {
+            renderer.set_gpu_posing(!cpu);
+            group.bench_function(format!("{size} frame, animated, {label}"), |b| {
+                b.iter(|| {
+                    scene.advance_animations(1.0 / 60.0);
+                    scene.update_world_transforms();
+                    renderer.render_blocking(&scene, &camera).unwrap()
+                })
+            });
+        }
+    }
+    scene.set_cpu_posing(true);
+    small.set_gpu_posing(true);
+    scene.animate(info.root, AnimationCommand::Stop).unwrap();
+    scene.update_world_transforms();
+    group.bench_function("320x180 frame, still", |b| {
+        b.iter(|| small.render_blocking(&scene, &camera).unwrap())
     });
     group.finish();
 }

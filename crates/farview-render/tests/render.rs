@@ -899,3 +899,23 @@ fn gpu_posing_draws_what_cpu_posing_draws() {
         );
     }
 }
+
+/// `EXT_mesh_gpu_instancing`: the 125 instances of SimpleInstancing's one mesh are one
+/// instanced draw per primitive, and the picture is the same as with a draw each.
+#[test]
+fn gpu_instancing_extension_draws_its_instances_in_one_draw() {
+    let gpu = gpu();
+    let (scene, info) = scene("compressed/SimpleInstancing/SimpleInstancing.glb");
+    let cam = camera_for(&info);
+    let mut r = FrameRenderer::new(&gpu, 320, 240, Lighting::default()).unwrap();
+    let batched = r.render_blocking(&scene, &cam).unwrap();
+    let stats = r.stats();
+    r.set_instancing(false);
+    let single = r.render_blocking(&scene, &cam).unwrap();
+    eprintln!("{stats:?}; unbatched {:?}", r.stats());
+    assert_eq!(stats.instances, 125);
+    assert_eq!(stats.draws, 1);
+    assert_eq!(r.stats().draws, 125);
+    assert_eq!(batched, single);
+    assert!(coverage(&batched) > 0.05, "the cubes are in view");
+}

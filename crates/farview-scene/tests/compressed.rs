@@ -185,7 +185,11 @@ fn ktx2_textures_transcode_from_etc1s_and_uastc() {
         assert_eq!((t.width, t.height), (side, side), "{file}");
         assert_eq!(t.rgba8.len(), (side * side * 4) as usize);
         // The container is kept for renderers that upload a block format.
-        assert!(t.basis.as_deref().is_some_and(|b| b.starts_with(b"\xabKTX 20")));
+        assert!(
+            t.basis
+                .as_deref()
+                .is_some_and(|b| b.starts_with(b"\xabKTX 20"))
+        );
         assert!(m.materials[0].base_color_texture.is_some());
         // A real picture, not a fill or noise of one colour: many distinct colours.
         let mut colours: Vec<[u8; 4]> = t
