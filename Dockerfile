@@ -3,11 +3,12 @@
 # Run on a GPU VM (NVIDIA Container Toolkit):
 #   docker run --gpus all -p 4433:4433/udp -p 8080:8080 -v farview-data:/var/lib/farview \
 #     -e FARVIEW_API_KEYS=<key> -e FARVIEW_PUBLIC_ADDRESS=<name or IP devices reach>:4433 farview-host
-# Without a GPU it renders with Mesa's software drivers (llvmpipe/lavapipe).
+# Without a GPU it refuses to start; add -e FARVIEW_ALLOW_SOFTWARE_ADAPTER=true to render with Mesa's
+# software drivers (llvmpipe/lavapipe) instead. With several GPUs, -e FARVIEW_GPU=<index or PCI bus id>.
 
 FROM rust:1-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nasm pkg-config \
+ && apt-get install -y --no-install-recommends nasm pkg-config protobuf-compiler \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -88,6 +88,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = tempfile::tempdir()?;
     let mut config = Config {
+        // Machines without a GPU (CI) render on the software rasterizer.
+        allow_software_adapter: true,
         data_dir: data.path().into(),
         quic_addr: "127.0.0.1:0".parse()?,
         http_addr: "127.0.0.1:0".parse()?,

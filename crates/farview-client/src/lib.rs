@@ -23,6 +23,7 @@
 
 mod connection;
 mod error;
+pub mod fleet;
 mod pin;
 mod queue;
 mod scene;

@@ -127,7 +127,7 @@ pub struct SessionHandle<'a> {
 
 /// A transport error with its causes: reqwest's own message ("error sending request for url")
 /// hides whether the connection was refused, timed out or failed its certificate check.
-fn http_error(e: &reqwest::Error) -> ClientError {
+pub(crate) fn http_error(e: &reqwest::Error) -> ClientError {
     let mut message = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {

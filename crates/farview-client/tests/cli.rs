@@ -60,6 +60,8 @@ async fn api_json(api: &str, args: &[&str]) -> serde_json::Value {
 async fn cli_session_commands_and_stream_through_a_session() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
+        // Machines without a GPU (CI) render on the software rasterizer.
+        allow_software_adapter: true,
         data_dir: dir.path().join("data"),
         quic_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -447,6 +449,8 @@ async fn wait_for_connections(http: SocketAddr, want: u64, within: Duration) {
 async fn failed_stream_runs_close_their_connection_so_the_host_never_fills_up() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
+        // Machines without a GPU (CI) render on the software rasterizer.
+        allow_software_adapter: true,
         data_dir: dir.path().join("data"),
         quic_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -591,6 +595,8 @@ async fn stream_flags_set_the_look_and_the_host_frames_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let (w, h) = (320u32, 240u32);
     let mut config = Config {
+        // Machines without a GPU (CI) render on the software rasterizer.
+        allow_software_adapter: true,
         data_dir: dir.path().join("data"),
         quic_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),

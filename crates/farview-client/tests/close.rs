@@ -27,6 +27,8 @@ fn repo_root() -> PathBuf {
 /// A host with a single device slot, so a leaked connection also shows as a refusal.
 async fn one_slot_host(dir: &Path) -> HostHandle {
     let mut config = Config {
+        // Machines without a GPU (CI) render on the software rasterizer.
+        allow_software_adapter: true,
         data_dir: dir.to_path_buf(),
         quic_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use farview_render::AdapterChoice;
+use farview_render::{AdapterChoice, GpuSelector};
 use serde::{Deserialize, Serialize};
 
 /// Default QUIC (UDP) listen address.
@@ -43,6 +43,16 @@ pub struct Config {
     pub assets_root: PathBuf,
     /// Which GPU adapter to render on: auto, hardware, software, vulkan, gl.
     pub adapter: String,
+    /// Which GPU, on a machine with several: an index in PCI bus order (as `nvidia-smi`
+    /// numbers them) or a PCI bus id (`0000:65:00.0`). One host per GPU: a second host on the
+    /// same machine names another one. Unset: the best the adapter choice finds.
+    pub gpu: Option<String>,
+    /// Start on a software rasterizer (llvmpipe, lavapipe) when no GPU is found. Off by
+    /// default: a host on a GPU VM whose driver is missing should fail at start, not stream
+    /// at a tenth of the speed. `adapter = "software"` asks for one explicitly.
+    pub allow_software_adapter: bool,
+    /// Run as an Agones game server (`[agones]`).
+    pub agones: AgonesConfig,
     /// Stream settings.
     pub stream: StreamConfig,
     /// Most devices streaming at once; more are refused.
@@ -61,6 +71,34 @@ pub struct Config {
     pub render: RenderConfig,
     /// A certificate from a CA instead of the self-signed ones (`[tls]`).
     pub tls: TlsConfig,
+}
+
+/// Agones integration (`[agones]`): the host reports to the Agones SDK sidecar of its pod
+/// (Ready, health, labels), creates the session an allocation asks for, and shuts down when it
+/// ends, so the fleet replaces it. Off by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgonesConfig {
+    /// Talk to the Agones SDK server.
+    pub enabled: bool,
+    /// Its gRPC port on localhost. Unset: `AGONES_SDK_GRPC_PORT` (Agones sets it), else 9357.
+    pub sdk_port: Option<u16>,
+    /// How often the host sends a health ping while its render loops are alive.
+    pub health_interval_ms: u64,
+    /// A render loop that has not turned for this long counts as stuck: health pings stop,
+    /// and Agones marks the game server unhealthy and replaces it.
+    pub stall_after_ms: u64,
+}
+
+impl Default for AgonesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            sdk_port: None,
+            health_interval_ms: 2_000,
+            stall_after_ms: 10_000,
+        }
+    }
 }
 
 /// A real certificate (`[tls]`): PEM files, for example from a domain's CA. Both set: the host
@@ -400,6 +438,9 @@ impl Default for Config {
             http_addr: parse_addr(DEFAULT_HTTP_ADDR),
             assets_root: PathBuf::from("assets"),
             adapter: "auto".into(),
+            gpu: None,
+            allow_software_adapter: false,
+            agones: AgonesConfig::default(),
             stream: StreamConfig::default(),
             max_connections: 4,
             sessions: SessionsConfig::default(),
@@ -499,6 +540,23 @@ impl Config {
             })
     }
 
+    /// The `gpu` setting, parsed.
+    pub fn gpu_selector(&self) -> Result<Option<GpuSelector>, ConfigError> {
+        self.gpu
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|message| ConfigError::Invalid {
+                field: "gpu",
+                message,
+            })
+    }
+
+    /// Whether a software rasterizer may be rendered on: allowed, or asked for by name.
+    pub fn software_adapter_allowed(&self) -> bool {
+        self.allow_software_adapter || self.adapter.eq_ignore_ascii_case("software")
+    }
+
     /// Checks ranges so a bad value fails at start, not mid-stream.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.stream;
@@ -513,6 +571,17 @@ impl Config {
                     format!("{a:?} must be host:port (a name or an IP, then the QUIC port)"),
                 );
             }
+        }
+        self.gpu_selector()?;
+        let a = &self.agones;
+        if a.enabled && (a.health_interval_ms == 0 || a.stall_after_ms < a.health_interval_ms) {
+            return invalid(
+                "agones",
+                format!(
+                    "health_interval_ms ({}) must be > 0 and at most stall_after_ms ({})",
+                    a.health_interval_ms, a.stall_after_ms
+                ),
+            );
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return invalid(
@@ -647,6 +716,12 @@ pub struct Cli {
     /// GPU adapter: auto, hardware, software, vulkan, gl.
     #[arg(long, env = "FARVIEW_ADAPTER")]
     pub adapter: Option<String>,
+    /// Which GPU: an index in PCI bus order or a PCI bus id.
+    #[arg(long, env = "FARVIEW_GPU")]
+    pub gpu: Option<String>,
+    /// Start on a software rasterizer when no GPU is found (`true` or `false`).
+    #[arg(long, env = "FARVIEW_ALLOW_SOFTWARE_ADAPTER")]
+    pub allow_software_adapter: Option<bool>,
     /// Frame width.
     #[arg(long, env = "FARVIEW_WIDTH")]
     pub width: Option<u32>,
@@ -734,6 +809,12 @@ impl Cli {
         }
         if let Some(v) = self.adapter {
             c.adapter = v;
+        }
+        if let Some(v) = self.gpu {
+            c.gpu = Some(v);
+        }
+        if let Some(v) = self.allow_software_adapter {
+            c.allow_software_adapter = v;
         }
         if let Some(v) = self.width {
             c.stream.width = v;

@@ -7,6 +7,7 @@ mod catalog;
 mod config;
 mod connection;
 mod control;
+mod fleet;
 mod http;
 mod https;
 mod loads;
@@ -41,9 +42,9 @@ mod abr;
 mod alloc;
 pub use alloc::limit_malloc_arenas;
 pub use config::{
-    Cli, ColorConversion, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR, EncoderChoice,
-    LogFormat, QualityChoice, RenderConfig, SessionsConfig, SizeConfig, StreamConfig, TlsConfig,
-    ToneMappingChoice,
+    AgonesConfig, Cli, ColorConversion, Config, ConfigError, DEFAULT_HTTP_ADDR, DEFAULT_QUIC_ADDR,
+    EncoderChoice, LogFormat, QualityChoice, RenderConfig, SessionsConfig, SizeConfig,
+    StreamConfig, TlsConfig, ToneMappingChoice,
 };
 pub use farview_session::{Clock, ManualClock, SystemClock};
 pub use http::openapi_document;
@@ -92,6 +93,19 @@ pub enum HostError {
         path: PathBuf,
         /// What went wrong.
         message: String,
+    },
+    /// `[agones] enabled`, and the SDK server or an encoder could not be reached or made.
+    #[error(transparent)]
+    Fleet(#[from] fleet::FleetError),
+    /// Only a software rasterizer was found, and the configuration did not allow one.
+    #[error(
+        "no GPU found, only the software rasterizer {adapter}; check the GPU driver and the \
+         container's GPU access, or set allow_software_adapter = true \
+         (FARVIEW_ALLOW_SOFTWARE_ADAPTER=true, --allow-software-adapter true) to render on the CPU"
+    )]
+    SoftwareAdapter {
+        /// What was found.
+        adapter: String,
     },
     /// The assets root does not exist.
     #[error("assets root {path} is not a readable directory: {source}")]
@@ -170,6 +184,7 @@ pub struct HostHandle {
     endpoint: quinn::Endpoint,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    sessions: Arc<sessions::SessionManager>,
 }
 
 impl std::fmt::Debug for HostHandle {
@@ -196,6 +211,13 @@ impl HostHandle {
         }
     }
 
+    /// Holds every live session's render loop still for `d`, as a hung driver call would, so
+    /// tests can see health reporting stop. Not for production use.
+    #[doc(hidden)]
+    pub fn stall_render_loops_for_test(&self, d: Duration) -> usize {
+        self.sessions.stall_render_loops(d)
+    }
+
     /// Resolves when the host has been asked to shut down (Ctrl-C handling lives in the binary).
     pub async fn cancelled(&self) {
         self.shutdown.cancelled().await;
@@ -203,7 +225,7 @@ impl HostHandle {
 }
 
 /// Starts a host: opens the GPU, creates or loads the TLS identity, binds QUIC and HTTP.
-pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, HostError> {
+pub async fn start(mut config: Config, options: HostOptions) -> Result<HostHandle, HostError> {
     config.validate()?;
     let assets_root =
         std::fs::canonicalize(&config.assets_root).map_err(|source| HostError::AssetsRoot {
@@ -211,14 +233,25 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
             source,
         })?;
     let gpu = match options.gpu {
+        // The embedder chose the adapter itself.
         Some(gpu) => gpu,
         None => {
             let choice = config.adapter_choice()?;
-            tokio::task::spawn_blocking(move || GpuContext::new(choice))
-                .await
-                .map_err(|e| {
-                    farview_render::RenderError::Gpu(format!("adapter setup panicked: {e}"))
-                })??
+            let selector = config.gpu_selector()?;
+            let gpu = tokio::task::spawn_blocking(move || match selector {
+                Some(s) => GpuContext::with_gpu(choice, &s),
+                None => GpuContext::new(choice),
+            })
+            .await
+            .map_err(|e| {
+                farview_render::RenderError::Gpu(format!("adapter setup panicked: {e}"))
+            })??;
+            if gpu.is_software() && !config.software_adapter_allowed() {
+                return Err(HostError::SoftwareAdapter {
+                    adapter: gpu.summary(),
+                });
+            }
+            gpu
         }
     };
     let environments = look::Environments::open(
@@ -298,6 +331,24 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         http::Listener::Plain(http_listener)
     };
 
+    // In a fleet, Ready means able to stream: an encoder of the configured kind must come up,
+    // and devices are sent to the node's address and the port Agones mapped.
+    let fleet = if config.agones.enabled {
+        let probe = farview_encode::EncoderSettings {
+            width: 64,
+            height: 64,
+            ..Default::default()
+        };
+        farview_encode::create_encoder(config.stream.encoder.kind(), probe)
+            .map_err(|e| fleet::FleetError::new(format!("no encoder: {e}")))?;
+        let fleet = fleet::Fleet::connect(&config.agones).await?;
+        if config.public_address.is_none() {
+            config.public_address = fleet.quic_address();
+        }
+        Some(fleet)
+    } else {
+        None
+    };
     let shutdown = CancellationToken::new();
     let adapter = gpu.summary();
     let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -351,6 +402,10 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         );
     }
 
+    let mut tasks = Vec::new();
+    if let Some(fleet) = fleet {
+        tasks.push(fleet.spawn(ctx.clone(), quic_addr, http_addr, shutdown.clone()));
+    }
     let accept = tokio::spawn(accept_loop(endpoint.clone(), ctx.clone()));
     let http = tokio::spawn(http::serve(http_listener, ctx.clone()));
     let lease_clock = tokio::spawn(lease_loop(sessions, shutdown.clone()));
@@ -363,7 +418,11 @@ pub async fn start(config: Config, options: HostOptions) -> Result<HostHandle, H
         adapter,
         endpoint,
         shutdown,
-        tasks: vec![accept, http, lease_clock, rotation],
+        tasks: {
+            tasks.extend([accept, http, lease_clock, rotation]);
+            tasks
+        },
+        sessions: ctx.sessions.clone(),
     })
 }
 

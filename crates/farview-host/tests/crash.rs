@@ -28,6 +28,7 @@ impl HostProcess {
     /// Starts the binary on `config` and waits for its "listening" line.
     async fn start(config: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_farview-host"))
+            .env("FARVIEW_ALLOW_SOFTWARE_ADAPTER", "true")
             .arg("--config")
             .arg(config)
             .env("FARVIEW_LOG", "warn")

@@ -14,6 +14,7 @@ async fn json_logs_are_one_object_per_line() {
     let data = tempfile::tempdir().unwrap();
     let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets");
     let mut child = Command::new(env!("CARGO_BIN_EXE_farview-host"))
+        .env("FARVIEW_ALLOW_SOFTWARE_ADAPTER", "true")
         .args(["--log-format", "json", "--quic-addr", "127.0.0.1:0"])
         .args(["--http-addr", "127.0.0.1:0"])
         .arg("--data-dir")

@@ -50,6 +50,49 @@ impl std::fmt::Display for AdapterChoice {
     }
 }
 
+/// Which physical GPU, on a machine with several (one host per GPU).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuSelector {
+    /// The n-th hardware GPU in PCI bus order (the order `nvidia-smi` numbers them in).
+    Index(usize),
+    /// The GPU at this PCI bus id (`0000:65:00.0`; `65:00.0` matches too).
+    PciBusId(String),
+}
+
+impl FromStr for GpuSelector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Ok(i) = s.parse::<usize>() {
+            return Ok(Self::Index(i));
+        }
+        let hex_parts = |p: &str, n: usize| {
+            p.split([':', '.'])
+                .filter(|x| !x.is_empty())
+                .all(|x| x.chars().all(|c| c.is_ascii_hexdigit()))
+                && p.split([':', '.']).count() == n
+        };
+        if s.len() <= 32 && (hex_parts(s, 3) || hex_parts(s, 4)) {
+            return Ok(Self::PciBusId(s.to_ascii_lowercase()));
+        }
+        Err(format!(
+            "'{s}' is neither a GPU index (0, 1, ...) nor a PCI bus id (0000:65:00.0)"
+        ))
+    }
+}
+
+impl GpuSelector {
+    fn matches_bus(&self, bus: &str) -> bool {
+        match self {
+            Self::PciBusId(want) => {
+                let bus = bus.to_ascii_lowercase();
+                !bus.is_empty() && (bus == *want || bus.ends_with(&format!(":{want}")))
+            }
+            Self::Index(_) => false,
+        }
+    }
+}
+
 /// The wgpu device shared by every stream of a host. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct GpuContext {
@@ -180,10 +223,19 @@ fn rank(info: &wgpu::AdapterInfo, choice: AdapterChoice) -> Option<u32> {
 impl GpuContext {
     /// Opens the best adapter for `choice` and creates a device on it. Logs the adapter chosen.
     pub fn new(choice: AdapterChoice) -> Result<Self, RenderError> {
-        pollster::block_on(Self::new_async(choice))
+        pollster::block_on(Self::new_async(choice, None))
     }
 
-    async fn new_async(choice: AdapterChoice) -> Result<Self, RenderError> {
+    /// [`Self::new`] on one GPU of several: among the hardware adapters `choice` allows, the
+    /// one `gpu` names. Fails, listing what was found, when none matches.
+    pub fn with_gpu(choice: AdapterChoice, gpu: &GpuSelector) -> Result<Self, RenderError> {
+        pollster::block_on(Self::new_async(choice, Some(gpu)))
+    }
+
+    async fn new_async(
+        choice: AdapterChoice,
+        gpu: Option<&GpuSelector>,
+    ) -> Result<Self, RenderError> {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::GL;
         let instance = wgpu::Instance::new(desc);
@@ -191,16 +243,53 @@ impl GpuContext {
         let found: Vec<String> = adapters
             .iter()
             .map(|a| a.get_info())
-            .map(|i| format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type))
+            .map(|i| {
+                format!(
+                    "{} ({:?}, {:?}, bus {})",
+                    i.name,
+                    i.backend,
+                    i.device_type,
+                    if i.device_pci_bus_id.is_empty() {
+                        "?"
+                    } else {
+                        &i.device_pci_bus_id
+                    }
+                )
+            })
             .collect();
         tracing::debug!(?found, %choice, "adapters");
-        let adapter = adapters
+        let mut candidates: Vec<(u32, wgpu::Adapter)> = adapters
             .into_iter()
             .filter_map(|a| rank(&a.get_info(), choice).map(|r| (r, a)))
+            .collect();
+        if let Some(gpu) = gpu {
+            // One physical GPU shows once per backend: keep hardware ones, ordered by PCI bus
+            // (then by rank, so the preferred backend of each GPU comes first), one per bus.
+            candidates.retain(|(_, a)| !is_software(&a.get_info()));
+            candidates.sort_by(|(ra, a), (rb, b)| {
+                (a.get_info().device_pci_bus_id, *ra).cmp(&(b.get_info().device_pci_bus_id, *rb))
+            });
+            candidates.dedup_by(|(_, a), (_, b)| {
+                let (a, b) = (a.get_info(), b.get_info());
+                !a.device_pci_bus_id.is_empty() && a.device_pci_bus_id == b.device_pci_bus_id
+            });
+            let picked = match gpu {
+                GpuSelector::Index(i) => candidates.into_iter().nth(*i),
+                bus => candidates
+                    .into_iter()
+                    .find(|(_, a)| bus.matches_bus(&a.get_info().device_pci_bus_id)),
+            };
+            candidates = picked.into_iter().collect();
+        }
+        let adapter = candidates
+            .into_iter()
             .min_by_key(|(r, _)| *r)
             .map(|(_, a)| a)
             .ok_or_else(|| RenderError::NoAdapter {
-                choice: choice.to_string(),
+                choice: match gpu {
+                    Some(g) => format!("{choice}, gpu {g:?}"),
+                    None => choice.to_string(),
+                },
                 found: found.join(", "),
             })?;
         let info = adapter.get_info();
@@ -372,6 +461,28 @@ fn desc_backends() -> wgpu::Backends {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpu_selectors_parse() {
+        assert_eq!("0".parse(), Ok(GpuSelector::Index(0)));
+        assert_eq!(" 3 ".parse(), Ok(GpuSelector::Index(3)));
+        assert_eq!(
+            "0000:65:00.0".parse(),
+            Ok(GpuSelector::PciBusId("0000:65:00.0".into()))
+        );
+        assert_eq!(
+            "65:00.0".parse(),
+            Ok(GpuSelector::PciBusId("65:00.0".into()))
+        );
+        for bad in ["", "-1", "gpu0", "65:00", "zz:00.0", "0000:65:00.0:1:2"] {
+            assert!(bad.parse::<GpuSelector>().is_err(), "{bad:?}");
+        }
+        // A short bus id matches the full one the driver reports, not another bus.
+        let short = GpuSelector::PciBusId("65:00.0".into());
+        assert!(short.matches_bus("0000:65:00.0"));
+        assert!(!short.matches_bus("0000:165:00.0"));
+        assert!(!short.matches_bus(""));
+    }
 
     #[test]
     fn choices_parse_and_print() {

@@ -36,7 +36,7 @@ mod transmission;
 mod uniforms;
 
 pub use camera::Camera;
-pub use context::{AdapterChoice, BlockFormat, GpuContext, TextureCompression};
+pub use context::{AdapterChoice, BlockFormat, GpuContext, GpuSelector, TextureCompression};
 pub use environment::{
     DEFAULT_ROTATION_DEGREES, Environment, EnvironmentLimits, EnvironmentMap, EnvironmentOptions,
     NEUTRAL_SKY_HDR, SPECULAR_MIP_COUNT,

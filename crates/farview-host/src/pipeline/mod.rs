@@ -75,6 +75,9 @@ pub(crate) enum RenderCommand {
         camera: Camera,
         reply: ReplySink,
     },
+    /// Holds the render loop still for a while, as a hung driver call would (tests of the
+    /// health reporting only: no device message maps to it).
+    Stall(std::time::Duration),
     /// A scene command or query; the reply goes straight to the device's control stream.
     Scene {
         seq: u64,
@@ -317,6 +320,11 @@ impl Pipeline {
     }
 
     /// Queues a command for the render thread without waiting.
+    /// When the render loop last turned, µs since the Unix epoch (0: not yet).
+    pub(crate) fn beat_us(&self) -> u64 {
+        self.shared.beat_us.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn command(&self, cmd: RenderCommand) -> Result<(), WireError> {
         self.commands.try_send(cmd).map_err(|e| command_error(&e))
     }

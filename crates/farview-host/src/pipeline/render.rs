@@ -158,6 +158,9 @@ impl RenderStage {
         let mut number = 0u64;
         let mut animated_at = self.clock.now();
         loop {
+            shared
+                .beat_us
+                .store(self.clock.wall_us(), Ordering::Relaxed);
             // Apply everything that arrived, in order, then wait for the tick while listening.
             loop {
                 let pending = st.changed && shared.streaming.load(Ordering::Relaxed);
@@ -418,6 +421,7 @@ fn apply(
                 });
             let _ = reply.send(result);
         }
+        RenderCommand::Stall(d) => std::thread::sleep(d),
         RenderCommand::Scene {
             seq,
             request,

@@ -66,6 +66,10 @@ pub(crate) struct Shared {
     pub(crate) target_bitrate: AtomicU64,
     /// Encoder bitrate in effect.
     pub(crate) applied_bitrate: AtomicU64,
+    /// When the render loop last turned (µs since the Unix epoch; 0 before it started): it
+    /// turns at least once a frame interval, so an old beat means a stuck loop (a hung driver
+    /// call), which the Agones health pings report.
+    pub(crate) beat_us: AtomicU64,
 }
 
 /// A pipeline stage, for [`Shared::stage`].

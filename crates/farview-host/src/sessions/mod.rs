@@ -394,4 +394,27 @@ impl SessionManager {
     pub(crate) fn live_count(&self) -> usize {
         self.live.lock().map_or(0, |l| l.len())
     }
+
+    /// The oldest last turn of the live sessions' render loops (µs since the Unix epoch), or
+    /// `None` when no session has a running pipeline.
+    pub(crate) fn oldest_render_beat_us(&self) -> Option<u64> {
+        let live = self.live.lock().ok()?;
+        live.values()
+            .filter_map(|l| l.pipeline.as_ref())
+            .map(|p| p.beat_us())
+            .filter(|&b| b > 0)
+            .min()
+    }
+
+    /// Holds every live render loop still for `d`, as a hung driver call would: tests of the
+    /// health reporting. Returns how many loops were told.
+    pub(crate) fn stall_render_loops(&self, d: Duration) -> usize {
+        let Ok(live) = self.live.lock() else {
+            return 0;
+        };
+        live.values()
+            .filter_map(|l| l.pipeline.as_ref())
+            .filter(|p| p.command(crate::pipeline::RenderCommand::Stall(d)).is_ok())
+            .count()
+    }
 }
