@@ -24,7 +24,7 @@ struct Params {
 // Bind-pose vertices: position 0..3, normal 3..6, uv 6..8, colour 8..12, uv1 12..14,
 // tangent 14..18.
 @group(0) @binding(1) var<storage, read> bind_pose: array<f32>;
-// Per vertex: joint indices (u32 bits) and weights, when skinned; then per target, per
+// Per vertex: joint indices (as f32 values) and weights, when skinned; then per target, per
 // vertex: position, normal and tangent displacements.
 @group(0) @binding(2) var<storage, read> source: array<vec4<f32>>;
 // The joint matrices (four columns each), then the morph weights, four to a vec4.
@@ -69,7 +69,7 @@ fn cs_deform(@builtin(global_invocation_id) id: vec3<u32>) {
         t += w * source[d + 2u].xyz;
     }
     if (params.skinned != 0u) {
-        let joints = bitcast<vec4<u32>>(source[i * 2u]);
+        let joints = vec4<u32>(source[i * 2u]);
         let weights = source[i * 2u + 1u];
         var m = mat4x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
         for (var c = 0u; c < 4u; c++) {

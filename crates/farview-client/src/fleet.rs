@@ -40,6 +40,9 @@ const SESSION_ID: &str = "farview.dev/session-id";
 const LEASE_MINUTES: &str = "farview.dev/lease-minutes";
 const SIZE: &str = "farview.dev/size";
 const MODELS: &str = "farview.dev/models";
+/// The host's limits on a request (`farview-host`'s `fleet::state`).
+const MAX_LEASE_MINUTES: u32 = 7 * 24 * 60;
+const MAX_MODELS: usize = 32;
 /// The host's own annotation of its certificate fingerprint (set through the SDK).
 const FINGERPRINT: &str = "agones.dev/sdk-farview-fingerprint";
 
@@ -68,6 +71,40 @@ impl SessionRequest {
         }
     }
 
+    /// Whether the host will take it: a UUID, a lease of 1 to 10,080 minutes, a size, at most
+    /// 32 models whose paths hold no comma.
+    pub fn check(&self) -> Result<(), ClientError> {
+        let bad = |why: String| Err(ClientError::Http(format!("invalid session request: {why}")));
+        if uuid::Uuid::parse_str(&self.session_id).is_err() {
+            return bad(format!("session id {:?} is not a UUID", self.session_id));
+        }
+        if !(1..=MAX_LEASE_MINUTES).contains(&self.lease_minutes) {
+            return bad(format!(
+                "a lease of {} minutes (1 to {MAX_LEASE_MINUTES})",
+                self.lease_minutes
+            ));
+        }
+        if self.size.trim().is_empty() {
+            return bad("no size".into());
+        }
+        if self.models.len() > MAX_MODELS {
+            return bad(format!(
+                "{} models (at most {MAX_MODELS})",
+                self.models.len()
+            ));
+        }
+        if let Some(m) = self
+            .models
+            .iter()
+            .find(|m| m.contains(',') || m.trim().is_empty() || m.len() > 1024)
+        {
+            return bad(format!(
+                "model path {m:?} (non-empty, no comma, at most 1 KiB)"
+            ));
+        }
+        Ok(())
+    }
+
     /// The same, preloading `models`.
     pub fn with_models<I: IntoIterator<Item = S>, S: Into<String>>(mut self, models: I) -> Self {
         self.models = models.into_iter().map(Into::into).collect();
@@ -84,7 +121,9 @@ pub struct Allocation {
     pub game_server: String,
     /// Where devices connect (`address:port`, the QUIC host port).
     pub quic_address: String,
-    /// The host's session API (`http://address:port`).
+    /// The host's session API (`http://address:port`; a host whose API serves HTTPS
+    /// (`[tls] https`) is reached with [`SessionClient::with_root_certificates`] at the same
+    /// address with `https://`).
     pub api_base: String,
     /// The host's certificate fingerprint, as the host annotated it.
     pub fingerprint: Option<String>,
@@ -190,15 +229,13 @@ impl Allocator {
         }
     }
 
-    /// Allocates a Ready host of the fleet for `request`. No Ready host: an
-    /// [`ClientError::Api`] with the allocator's status (429 or 503, `no_host`).
+    /// Allocates a Ready host of the fleet for `request` (checked first with
+    /// [`SessionRequest::check`]). No Ready host: an [`ClientError::Api`] with the allocator's
+    /// status (429 or 503, `no_host`).
     pub async fn allocate(&self, request: &SessionRequest) -> Result<Allocation, ClientError> {
-        if uuid::Uuid::parse_str(&request.session_id).is_err() {
-            return Err(ClientError::Http(format!(
-                "session id {:?} is not a UUID",
-                request.session_id
-            )));
-        }
+        // Checked here as the host checks them: a request the host refuses would cost a Ready
+        // host (it gives itself back to the fleet).
+        request.check()?;
         let mut annotations = BTreeMap::new();
         annotations.insert(SESSION_ID, request.session_id.clone());
         annotations.insert(LEASE_MINUTES, request.lease_minutes.to_string());
@@ -235,11 +272,17 @@ impl Allocator {
         }
         let r: AllocationResponse = serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Protocol(format!("unexpected allocator response: {e}")))?;
+        // An IPv6 node address goes in brackets.
+        let host = if r.address.contains(':') {
+            format!("[{}]", r.address)
+        } else {
+            r.address.clone()
+        };
         let port = |name: &str| {
             r.ports
                 .iter()
                 .find(|p| p.name == name)
-                .map(|p| format!("{}:{}", r.address, p.port))
+                .map(|p| format!("{host}:{}", p.port))
                 .ok_or_else(|| {
                     ClientError::Protocol(format!(
                         "the allocated game server {} has no port named {name}",
@@ -299,4 +342,30 @@ struct PortEntry {
 struct ResponseMetadata {
     #[serde(default)]
     annotations: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn requests_the_host_would_refuse_are_refused_here() {
+        assert!(SessionRequest::new(60, "standard").check().is_ok());
+        let bad = [
+            SessionRequest {
+                session_id: "nope".into(),
+                ..SessionRequest::new(60, "standard")
+            },
+            SessionRequest::new(0, "standard"),
+            SessionRequest::new(MAX_LEASE_MINUTES + 1, "standard"),
+            SessionRequest::new(60, " "),
+            SessionRequest::new(60, "standard").with_models(["a.glb,b.glb"]),
+            SessionRequest::new(60, "standard").with_models(vec!["m.glb"; MAX_MODELS + 1]),
+        ];
+        for r in bad {
+            assert!(r.check().is_err(), "{r:?}");
+        }
+    }
 }

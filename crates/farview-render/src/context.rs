@@ -53,7 +53,8 @@ impl std::fmt::Display for AdapterChoice {
 /// Which physical GPU, on a machine with several (one host per GPU).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GpuSelector {
-    /// The n-th hardware GPU in PCI bus order (the order `nvidia-smi` numbers them in).
+    /// The n-th hardware GPU in PCI bus order (the order `nvidia-smi` numbers them in),
+    /// counted among the Vulkan adapters where there are any.
     Index(usize),
     /// The GPU at this PCI bus id (`0000:65:00.0`; `65:00.0` matches too).
     PciBusId(String),
@@ -263,9 +264,16 @@ impl GpuContext {
             .filter_map(|a| rank(&a.get_info(), choice).map(|r| (r, a)))
             .collect();
         if let Some(gpu) = gpu {
-            // One physical GPU shows once per backend: keep hardware ones, ordered by PCI bus
-            // (then by rank, so the preferred backend of each GPU comes first), one per bus.
+            // One physical GPU shows once per backend, and GL reports no PCI bus id: number
+            // the hardware GPUs of one backend (Vulkan where there is one, the native path on
+            // GPUs), in PCI bus order, one per bus.
             candidates.retain(|(_, a)| !is_software(&a.get_info()));
+            if candidates
+                .iter()
+                .any(|(_, a)| a.get_info().backend == wgpu::Backend::Vulkan)
+            {
+                candidates.retain(|(_, a)| a.get_info().backend == wgpu::Backend::Vulkan);
+            }
             candidates.sort_by(|(ra, a), (rb, b)| {
                 (a.get_info().device_pci_bus_id, *ra).cmp(&(b.get_info().device_pci_bus_id, *rb))
             });
@@ -293,7 +301,17 @@ impl GpuContext {
                 found: found.join(", "),
             })?;
         let info = adapter.get_info();
-        let limits = wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits());
+        let offered = adapter.limits();
+        let mut limits = wgpu::Limits::downlevel_defaults().using_resolution(offered.clone());
+        // Large skinned or morphed meshes are posed from one storage binding each: as large as
+        // the adapter allows, up to 1 GiB.
+        limits.max_storage_buffer_binding_size = offered
+            .max_storage_buffer_binding_size
+            .clamp(limits.max_storage_buffer_binding_size, 1 << 30);
+        limits.max_buffer_size = offered
+            .max_buffer_size
+            .clamp(limits.max_buffer_size, 1 << 30)
+            .max(limits.max_storage_buffer_binding_size);
         let msaa4 = [
             wgpu::TextureFormat::Rgba8UnormSrgb,
             wgpu::TextureFormat::Depth24PlusStencil8,
@@ -309,10 +327,10 @@ impl GpuContext {
         let downlevel = adapter.get_downlevel_capabilities().flags;
         let anisotropic = downlevel.contains(wgpu::DownlevelFlags::ANISOTROPIC_FILTERING);
         let compute = downlevel.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-            && limits.max_storage_buffers_per_shader_stage >= 4
-            && limits.max_compute_workgroup_size_x >= 64
-            && limits.max_compute_invocations_per_workgroup >= 64
-            && limits.max_compute_workgroups_per_dimension > 0;
+            && offered.max_storage_buffers_per_shader_stage >= 4
+            && offered.max_compute_workgroup_size_x >= 64
+            && offered.max_compute_invocations_per_workgroup >= 64
+            && offered.max_compute_workgroups_per_dimension > 0;
         // Block-compressed texture formats the adapter samples, for KTX2 textures.
         let features = adapter.features()
             & (wgpu::Features::TEXTURE_COMPRESSION_BC

@@ -75,7 +75,7 @@ pub(crate) struct GpuPrimitive {
 }
 
 /// A deformable primitive's skin and morph data, laid out for `shaders/deform.wgsl`: per vertex
-/// its joint indices (as u32 bits) and weights when skinned, then per target, per vertex, its
+/// its joint indices (as f32 values) and weights when skinned, then per target, per vertex, its
 /// position, normal and tangent displacements (vec4 each).
 pub(crate) struct DeformSource {
     pub(crate) buffer: wgpu::Buffer,
@@ -98,12 +98,22 @@ impl DeformSource {
         let vec4s = if skinned { 2 * n } else { 0 } + 3 * n * p.targets.len();
         let bytes = (vec4s.max(1) * 16) as u64;
         if bytes > max_binding || n as u64 * std::mem::size_of::<Vertex>() as u64 > max_binding {
+            tracing::warn!(
+                vertices = n,
+                targets = p.targets.len(),
+                bytes,
+                max_binding,
+                "a skinned or morphed primitive too large for one storage binding: posed on the CPU \
+                 only, drawn at rest where the scene does not pose on the CPU"
+            );
             return None;
         }
         let mut data: Vec<[f32; 4]> = Vec::with_capacity(vec4s.max(1));
         if skinned {
             for (j, w) in p.joints.iter().zip(&p.weights) {
-                data.push(j.map(|j| f32::from_bits(u32::from(j))));
+                // Joint indices as f32 values (exact below 2^24), not bit patterns: a bit
+                // pattern read as f32 may be a subnormal that a driver flushes to zero.
+                data.push(j.map(f32::from));
                 data.push(*w);
             }
         }

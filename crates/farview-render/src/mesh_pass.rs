@@ -2,7 +2,7 @@
 //! fast, see [`ShaderVariant`]), back-face culled or double-sided, opaque or blended, front faces
 //! counter-clockwise or (mirrored transforms) clockwise; the background (environment) and
 //! selection outline pipelines; the per-frame globals, one dynamic-offset uniform block per
-//! draw, and the recording of a frame: opaque draws in scene order, the environment behind them, blended draws (see-through
+//! draw, and the recording of a frame: opaque draws batch by batch (instances of a mesh with one state in one draw), the environment behind them, blended draws (see-through
 //! entities, alpha-blended materials) far to near, then outlines around selected entities.
 //!
 //! Every draw writes the stencil: 1 for selected entities, 0 otherwise, so the outline (the
@@ -28,8 +28,9 @@ use crate::{Camera, GpuContext, MESH_SHADER, RenderError, RenderStats, Shading};
 const MAX_DRAWS: usize = 1 << 20;
 /// Distinct draw states told apart when instances are grouped into batches.
 const MAX_BATCH_STATES: usize = 32;
-/// Upper bound on mesh instances per frame (112 bytes each in the instance buffer).
-const MAX_INSTANCES: usize = 1 << 22;
+/// Upper bound on mesh instances per frame (100 bytes each in the instance buffer: 200 MiB at
+/// most, under wgpu's 256 MiB default buffer limit).
+const MAX_INSTANCES: usize = 1 << 21;
 /// Per-draw uniform blocks allocated up front; the buffer doubles as scenes grow.
 const INITIAL_DRAWS: usize = 64;
 
@@ -402,7 +403,7 @@ impl MeshPass {
         let frame = FrameDraws::new(
             drawables,
             store,
-            |d| batching && scene.deformation(d.entity).is_none(),
+            |d| batching && scene.deform_inputs(d.entity).is_none(),
             camera.position,
             self.shading,
             globals.cut_planes_active(),
@@ -579,7 +580,7 @@ impl MeshPass {
     }
 
     /// Records the frame's draws into a pass whose globals and environment are bound: opaque
-    /// geometry in scene order, the environment behind it, then blended geometry (see-through
+    /// geometry batch by batch (sorted by model and mesh), the environment behind it, then blended geometry (see-through
     /// entities and alpha-blended materials) far to near, so blending composes over what is
     /// behind. `behind_glass` leaves transmissive materials out (the frame they see through).
     #[allow(clippy::too_many_arguments)]
@@ -714,7 +715,8 @@ impl FrameDraws {
         drawables.extend(keyed.into_iter().map(|(_, d)| d));
         let mirrored: Vec<bool> = drawables.iter().map(is_mirrored).collect();
         // Transmissive materials read their entity's scale from the batch's uniform, and a
-        // posed entity draws its own vertex buffer: neither shares a draw.
+        // skinned or morphed entity draws its own posed vertex buffer (posed on the GPU or the
+        // CPU): neither shares a draw.
         let shareable = |d: &Drawable| {
             batchable(d)
                 && store.get(d.model).is_some_and(|m| {

@@ -770,6 +770,21 @@ fn instancing_changes_no_pixel() {
         )
         .unwrap();
     scene.pose_at(fox.root, 1, 0.4).unwrap();
+    // A second fox of the same model in another pose, both posed on the GPU only: same mesh,
+    // same state, but each draws its own posed vertices, so they must not share a draw.
+    let fox2 = scene.instantiate("Fox/Fox.glb", fox.model).unwrap();
+    scene
+        .set_local_transform(
+            fox2.root,
+            farview_scene::Transform {
+                translation: Vec3::new(1.5, 0.0, -2.0),
+                rotation: glam::Quat::IDENTITY,
+                scale: Vec3::splat(0.01),
+            },
+        )
+        .unwrap();
+    scene.pose_at(fox2.root, 2, 0.1).unwrap();
+    scene.set_cpu_posing(false);
     scene.update_world_transforms();
     let cam = Camera::looking_at(
         Vec3::new(0.0, 6.0, 8.0),

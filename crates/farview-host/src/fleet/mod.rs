@@ -115,8 +115,11 @@ impl Fleet {
             Duration::from_millis(self.config.stall_after_ms),
         );
         state.on_started(&facts);
-        let health = self.sdk.health_check();
+        let mut health = self.sdk.health_check();
         let mut watch = None;
+        // Calls that failed (the sidecar restarting, say), tried again at the next tick: all
+        // of them are idempotent.
+        let mut retry: Vec<Action> = Vec::new();
         let mut tick = tokio::time::interval(
             Duration::from_millis(self.config.health_interval_ms / 4)
                 .max(Duration::from_millis(50)),
@@ -124,7 +127,9 @@ impl Fleet {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some(action) = state.poll() {
-                self.apply(action, &ctx, &health, &mut state).await;
+                if let Some(failed) = self.apply(action, &ctx, &mut health, &mut state).await {
+                    retry.push(failed);
+                }
             }
             if watch.is_none() {
                 match self.sdk.watch_gameserver().await {
@@ -135,6 +140,11 @@ impl Fleet {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {
+                    for action in std::mem::take(&mut retry) {
+                        if let Some(failed) = self.apply(action, &ctx, &mut health, &mut state).await {
+                            retry.push(failed);
+                        }
+                    }
                     let seen = observe(&ctx, state.allocated_session()).await;
                     state.on_tick(Instant::now(), seen);
                 }
@@ -155,13 +165,15 @@ impl Fleet {
         }
     }
 
+    /// Carries out one action; the action again when it failed and is worth retrying.
     async fn apply(
         &mut self,
         action: Action,
         ctx: &Arc<HostContext>,
-        health: &tokio::sync::mpsc::Sender<()>,
+        health: &mut tokio::sync::mpsc::Sender<()>,
         state: &mut FleetState,
-    ) {
+    ) -> Option<Action> {
+        let again = action.clone();
         let result = match action {
             Action::SetLabel(key, value) => self.sdk.set_label(key, value).await,
             Action::SetAnnotation(key, value) => self.sdk.set_annotation(key, value).await,
@@ -173,9 +185,17 @@ impl Fleet {
                 r
             }
             Action::Health => {
-                // A full queue means the SDK stream is behind; the next tick tries again.
-                let _ = health.try_send(());
-                Ok(())
+                match health.try_send(()) {
+                    // Full: the SDK stream is behind; the next ping goes through.
+                    Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
+                    // The health stream ended (the sidecar went away and came back): a new one.
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => {
+                        tracing::warn!("Agones health stream closed; opening a new one");
+                        *health = self.sdk.health_check();
+                        let _ = health.try_send(());
+                    }
+                }
+                return None;
             }
             Action::CreateSession { id, request } => {
                 let sessions = ctx.sessions.clone();
@@ -191,15 +211,19 @@ impl Fleet {
                     }
                     Err(e) => state.on_session_refused(format!("session start panicked: {e}")),
                 }
-                Ok(())
+                return None;
             }
             Action::Shutdown => {
                 tracing::info!("Agones: shutting down, the fleet replaces this host");
                 self.sdk.shutdown().await
             }
         };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "Agones SDK call failed");
+        match result {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, action = ?again, "Agones SDK call failed; retrying");
+                Some(again)
+            }
         }
     }
 }

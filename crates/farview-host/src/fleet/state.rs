@@ -29,6 +29,8 @@ pub(crate) const NOTE_ERROR: &str = "farview-allocation-error";
 const MAX_LEASE_MINUTES: u64 = 7 * 24 * 60;
 /// Most models an allocation may name (the session API's own limit applies too).
 const MAX_MODELS: usize = 32;
+/// An allocated host with no live session this long is given back to the fleet.
+const ALLOCATED_IDLE: Duration = Duration::from_secs(5 * 60);
 /// Longest annotation value read.
 const MAX_VALUE_BYTES: usize = 8 * 1024;
 
@@ -73,6 +75,8 @@ enum Phase {
     Allocated {
         session: Option<Uuid>,
         had_session: bool,
+        /// When a tick last saw a live session (or the allocation, before any).
+        busy_at: Option<Instant>,
     },
     ShuttingDown,
 }
@@ -136,12 +140,14 @@ impl FleetState {
                 self.phase = Phase::Allocated {
                     session: Some(id),
                     had_session: true,
+                    busy_at: None,
                 };
             }
             Ok(None) => {
                 self.phase = Phase::Allocated {
                     session: None,
                     had_session: false,
+                    busy_at: None,
                 };
             }
             Err(why) => {
@@ -190,8 +196,13 @@ impl FleetState {
         if let Phase::Allocated {
             session,
             had_session,
+            busy_at,
         } = &mut self.phase
         {
+            if seen.live_sessions > 0 || busy_at.is_none() {
+                *busy_at = Some(now);
+            }
+            let idle = busy_at.is_some_and(|t| now.saturating_duration_since(t) >= ALLOCATED_IDLE);
             let ended = match session {
                 Some(_) => seen.session_ended.unwrap_or(false),
                 None => {
@@ -199,7 +210,9 @@ impl FleetState {
                     *had_session
                 }
             };
-            if ended && seen.live_sessions == 0 {
+            // Also when an allocation's caller never used it (or its session came and went
+            // between two ticks): nobody will.
+            if (ended || idle) && seen.live_sessions == 0 {
                 self.shut_down();
             }
         }
@@ -255,8 +268,14 @@ fn session_request(
         return Ok(None);
     };
     let get = |key: &str| notes.get(key).map(String::as_str).unwrap_or_default();
-    if notes.values().any(|v| v.len() > MAX_VALUE_BYTES) {
-        return Err(format!("an annotation is over {MAX_VALUE_BYTES} bytes"));
+    // Only the request's own annotations count (other controllers annotate too).
+    if [SESSION_ID, LEASE_MINUTES, SIZE, MODELS]
+        .iter()
+        .any(|k| notes.get(*k).is_some_and(|v| v.len() > MAX_VALUE_BYTES))
+    {
+        return Err(format!(
+            "a farview.dev annotation is over {MAX_VALUE_BYTES} bytes"
+        ));
     }
     let id =
         Uuid::parse_str(id.trim()).map_err(|_| format!("{SESSION_ID} {id:?} is not a UUID"))?;
@@ -446,6 +465,20 @@ mod tests {
             );
             assert_eq!(a.last(), Some(&Action::Shutdown));
         }
+    }
+
+    #[test]
+    fn an_allocation_nobody_uses_is_given_back() {
+        let t0 = Instant::now();
+        let mut s = FleetState::new(Duration::from_secs(2), Duration::from_secs(10));
+        s.on_started(&facts());
+        drain(&mut s);
+        s.on_game_server("Allocated", &BTreeMap::new());
+        s.on_tick(t0, seen(None, 0, None));
+        s.on_tick(t0 + ALLOCATED_IDLE / 2, seen(None, 0, None));
+        assert!(!drain(&mut s).contains(&Action::Shutdown));
+        s.on_tick(t0 + ALLOCATED_IDLE, seen(None, 0, None));
+        assert!(drain(&mut s).contains(&Action::Shutdown));
     }
 
     #[test]
