@@ -72,6 +72,9 @@ pub(crate) struct GpuPrimitive {
     /// What the GPU poses a skinned or morphed primitive from (when the renderer poses on the
     /// GPU).
     pub(crate) deform: Option<DeformSource>,
+    /// Clusters and levels of detail: `indices` holds the primitive's indices followed by the
+    /// coarser levels' ([`farview_scene::lod`]).
+    pub(crate) lod: Option<std::sync::Arc<farview_scene::lod::PrimitiveLod>>,
 }
 
 /// A deformable primitive's skin and morph data, laid out for `shaders/deform.wgsl`: per vertex
@@ -284,14 +287,25 @@ impl GpuModel {
                         usage,
                     });
                 bytes += deform.as_ref().map_or(0, DeformSource::bytes);
-                let indices = cx
-                    .device
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some("indices"),
-                        contents: bytemuck::cast_slice(&p.indices),
-                        usage: wgpu::BufferUsages::INDEX,
-                    });
-                bytes += (verts.len() * std::mem::size_of::<Vertex>() + p.indices.len() * 4) as u64;
+                // Full detail first, then the coarser levels, in one buffer.
+                let coarse = p.lod.as_ref().map_or(&[][..], |l| l.coarse.as_slice());
+                let indices = cx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("indices"),
+                    size: ((p.indices.len() + coarse.len()) * 4) as u64,
+                    usage: wgpu::BufferUsages::INDEX | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                cx.queue
+                    .write_buffer(&indices, 0, bytemuck::cast_slice(&p.indices));
+                if !coarse.is_empty() {
+                    cx.queue.write_buffer(
+                        &indices,
+                        (p.indices.len() * 4) as u64,
+                        bytemuck::cast_slice(coarse),
+                    );
+                }
+                bytes += (verts.len() * std::mem::size_of::<Vertex>()
+                    + (p.indices.len() + coarse.len()) * 4) as u64;
                 triangles += p.triangle_count() as u64;
                 let material = p
                     .material
@@ -311,6 +325,7 @@ impl GpuModel {
                     material,
                     variants,
                     deform,
+                    lod: p.lod.clone(),
                 });
             }
             meshes.push(prims);

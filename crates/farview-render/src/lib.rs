@@ -22,6 +22,7 @@ mod gpu_model;
 mod i420;
 mod instances;
 mod lighting;
+mod lod_select;
 mod materials;
 mod mesh_pass;
 mod models;

@@ -9,13 +9,14 @@
 //! selected meshes again, pushed out along their normals) lands only outside what is visible of
 //! them.
 
-use farview_scene::{DrawState, Drawable, Scene};
+use farview_scene::{DrawState, Drawable, EntityId, Scene};
 
 use crate::blit::Blit;
 use crate::cull::Frustum;
 use crate::environment_binding::EnvironmentBinding;
 use crate::gpu_model::GpuMaterial;
 use crate::instances::Instances;
+use crate::lod_select::{LodView, max_scale};
 use crate::models::GpuModelStore;
 use crate::posed::PosedVertices;
 use crate::targets::{COLOR_FORMAT, DEPTH_FORMAT, FrameTargets};
@@ -26,6 +27,9 @@ use crate::{Camera, GpuContext, MESH_SHADER, RenderError, RenderStats, Shading};
 /// Upper bound on draws (batches) per frame; a scene over it is an error, not an allocation
 /// storm.
 const MAX_DRAWS: usize = 1 << 20;
+/// Projected error a level of detail may have by default, pixels: below what a 4:2:0 H.264
+/// stream at streaming bitrates keeps.
+pub(crate) const DEFAULT_LOD_ERROR_PX: f32 = 1.0;
 /// Distinct draw states told apart when instances are grouped into batches.
 const MAX_BATCH_STATES: usize = 32;
 /// Upper bound on mesh instances per frame (100 bytes each in the instance buffer: 200 MiB at
@@ -67,6 +71,8 @@ pub(crate) struct MeshPass {
     /// Draw repeated meshes with the same state as one instanced draw (on by default; off
     /// only to compare).
     pub(crate) batching: bool,
+    /// Largest projected error of a level of detail, pixels (0: full detail everywhere).
+    pub(crate) lod_error_px: f32,
 }
 
 /// Which pipeline a primitive draws with.
@@ -330,6 +336,7 @@ impl MeshPass {
             instances: Instances::default(),
             frustum_culling: true,
             batching: true,
+            lod_error_px: DEFAULT_LOD_ERROR_PX,
         }
     }
 
@@ -381,13 +388,16 @@ impl MeshPass {
                 false
             }
         });
-        if self.frustum_culling {
-            let (w, h) = look.viewport;
-            let frustum = Frustum::new(camera.view_proj(w as f32 / h.max(1) as f32));
+        let (w, h) = look.viewport;
+        let frustum = self
+            .frustum_culling
+            .then(|| Frustum::new(camera.view_proj(w as f32 / h.max(1) as f32)));
+        if let Some(frustum) = &frustum {
             let before = drawables.len();
             drawables.retain(|d| d.state.selected || frustum.may_see(&scene.drawable_bounds(d)));
             stats.culled = (before - drawables.len()) as u32;
         }
+        let lod = LodView::new(camera, h, self.lod_error_px);
         let posed = self
             .posed
             .prepare(device, queue, encoder, scene, &drawables, store);
@@ -407,6 +417,7 @@ impl MeshPass {
             camera.position,
             self.shading,
             globals.cut_planes_active(),
+            Clusters { lod, frustum },
         );
         if frame.batches.len() > MAX_DRAWS {
             return Err(RenderError::Gpu(format!(
@@ -657,10 +668,7 @@ impl MeshPass {
                     let vertices = self.posed.get(d.entity, pi).unwrap_or(&p.vertices);
                     pass.set_vertex_buffer(0, vertices.slice(..));
                     pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
-                    pass.draw_indexed(0..p.index_count, 0, 0..count);
-                    stats.draws += 1;
-                    stats.instances += count;
-                    stats.triangles += u64::from(p.index_count / 3) * u64::from(count);
+                    frame.draw_primitive(pass, i, pi, p, count, stats);
                 }
             }
         }
@@ -680,9 +688,24 @@ struct FrameDraws {
     far_to_near: Vec<usize>,
     shading: Shading,
     cutting: bool,
+    /// Per drawable, the level each of its first 16 primitives draws (4 bits each), for
+    /// primitives of one cluster; drawables differing in it never share a batch.
+    levels: Vec<u64>,
+    clusters: Clusters,
 }
 
+/// How clustered primitives are drawn this frame: the levels' view (`None`: full detail) and
+/// the frustum clusters are culled against (`None`: culling off).
+struct Clusters {
+    lod: Option<LodView>,
+    frustum: Option<Frustum>,
+}
+
+/// Primitives whose levels a drawable's batch key holds.
+const KEYED_PRIMITIVES: usize = 16;
+
 impl FrameDraws {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         mut drawables: Vec<Drawable>,
         store: &GpuModelStore,
@@ -690,6 +713,7 @@ impl FrameDraws {
         eye: glam::Vec3,
         shading: Shading,
         cutting: bool,
+        clusters: Clusters,
     ) -> Self {
         // A negative determinant mirrors the mesh: its triangles wind clockwise on screen, so
         // it draws with other pipelines and never shares a batch with unmirrored instances.
@@ -706,12 +730,50 @@ impl FrameDraws {
             }
             None => MAX_BATCH_STATES,
         };
+        // The level each single-cluster primitive draws at this drawable's distance; a
+        // drawable with a primitive of several clusters draws cluster by cluster, alone.
+        let mut multi_cluster = std::collections::HashSet::new();
+        let levels_of = |d: &Drawable, multi: &mut std::collections::HashSet<EntityId>| {
+            let Some(prims) = store.get(d.model).and_then(|m| m.meshes.get(d.mesh)) else {
+                return 0u64;
+            };
+            let mut key = 0u64;
+            let scale = max_scale(&d.world);
+            for (pi, p) in prims.iter().enumerate() {
+                let Some(lod) = &p.lod else { continue };
+                if lod.clusters.len() != 1 {
+                    multi.insert(d.entity);
+                    continue;
+                }
+                let (Some(view), Some(c)) = (&clusters.lod, lod.clusters.first()) else {
+                    continue;
+                };
+                if pi < KEYED_PRIMITIVES {
+                    let level = view.level(&c.levels, &c.bounds.transformed(&d.world), scale);
+                    key |= (level.min(15) as u64) << (4 * pi);
+                }
+            }
+            key
+        };
         let mut keyed: Vec<_> = drawables
             .drain(..)
-            .map(|d| ((d.model, d.mesh, is_mirrored(&d), state_index(&d.state)), d))
+            .map(|d| {
+                let levels = levels_of(&d, &mut multi_cluster);
+                (
+                    (
+                        d.model,
+                        d.mesh,
+                        is_mirrored(&d),
+                        state_index(&d.state),
+                        levels,
+                    ),
+                    d,
+                )
+            })
             .collect();
         // Stable: a scene's order is kept within each batch.
         keyed.sort_by_key(|(k, _)| *k);
+        let levels: Vec<u64> = keyed.iter().map(|(k, _)| k.4).collect();
         drawables.extend(keyed.into_iter().map(|(_, d)| d));
         let mirrored: Vec<bool> = drawables.iter().map(is_mirrored).collect();
         // Transmissive materials read their entity's scale from the batch's uniform, and a
@@ -719,6 +781,7 @@ impl FrameDraws {
         // CPU): neither shares a draw.
         let shareable = |d: &Drawable| {
             batchable(d)
+                && !multi_cluster.contains(&d.entity)
                 && store.get(d.model).is_some_and(|m| {
                     m.meshes.get(d.mesh).is_some_and(|prims| {
                         prims.iter().all(|p| {
@@ -740,6 +803,7 @@ impl FrameDraws {
                         && first.mesh == d.mesh
                         && mirrored[b.start] == mirrored[i]
                         && first.state == d.state
+                        && levels[b.start] == levels[i]
                 });
             let share = shareable(d);
             match batches.last_mut() {
@@ -760,6 +824,83 @@ impl FrameDraws {
             far_to_near,
             shading,
             cutting,
+            levels,
+            clusters,
+        }
+    }
+
+    /// Draws primitive `pi` of drawable `i` (`count` instances from it): whole, at the level
+    /// its batch chose, or cluster by cluster (each culled and at its own level; runs of
+    /// neighbouring full-detail clusters in one call).
+    fn draw_primitive(
+        &self,
+        pass: &mut wgpu::RenderPass<'_>,
+        i: usize,
+        pi: usize,
+        p: &crate::gpu_model::GpuPrimitive,
+        count: u32,
+        stats: &mut RenderStats,
+    ) {
+        let mut draw = |range: std::ops::Range<u32>, stats: &mut RenderStats| {
+            pass.draw_indexed(range.clone(), 0, 0..count);
+            stats.draws += 1;
+            stats.instances += count;
+            stats.triangles += u64::from(range.len() as u32 / 3) * u64::from(count);
+        };
+        let Some(lod) = &p.lod else {
+            draw(0..p.index_count, stats);
+            return;
+        };
+        if let [cluster] = lod.clusters.as_slice() {
+            let level = if pi < KEYED_PRIMITIVES {
+                (self.levels.get(i).copied().unwrap_or(0) >> (4 * pi) & 15) as usize
+            } else {
+                0
+            };
+            let l = cluster.levels.get(level).or(cluster.levels.first());
+            if let Some(l) = l {
+                stats.coarse_draws += u32::from(level > 0);
+                draw(l.first..l.first + l.count, stats);
+            }
+            return;
+        }
+        let Some(d) = self.drawables.get(i) else {
+            return;
+        };
+        let scale = max_scale(&d.world);
+        let mut run: Option<std::ops::Range<u32>> = None;
+        for c in &lod.clusters {
+            let bounds = c.bounds.transformed(&d.world);
+            if self
+                .clusters
+                .frustum
+                .as_ref()
+                .is_some_and(|f| !f.may_see(&bounds))
+            {
+                stats.clusters_culled += 1;
+                continue;
+            }
+            let level = self
+                .clusters
+                .lod
+                .as_ref()
+                .map_or(0, |v| v.level(&c.levels, &bounds, scale));
+            let Some(l) = c.levels.get(level) else {
+                continue;
+            };
+            stats.coarse_draws += u32::from(level > 0);
+            let range = l.first..l.first + l.count;
+            match &mut run {
+                Some(r) if r.end == range.start => r.end = range.end,
+                _ => {
+                    if let Some(r) = run.replace(range) {
+                        draw(r, stats);
+                    }
+                }
+            }
+        }
+        if let Some(r) = run {
+            draw(r, stats);
         }
     }
 

@@ -216,6 +216,17 @@ impl FrameRenderer {
         self.mesh.posed.set_use_gpu(on);
     }
 
+    /// Sets the largest error a level of detail may show, in pixels (1 by default; 0 draws
+    /// full detail everywhere). A frame-time budget raises it when frames run late.
+    pub fn set_lod_error_px(&mut self, px: f32) {
+        self.mesh.lod_error_px = if px.is_finite() { px.max(0.0) } else { 0.0 };
+    }
+
+    /// See [`Self::set_lod_error_px`].
+    pub fn lod_error_px(&self) -> f32 {
+        self.mesh.lod_error_px
+    }
+
     /// Turns instanced batching (on by default) off or on: with it off, every mesh instance is
     /// its own draw, which only comparisons and benches want.
     pub fn set_instancing(&mut self, on: bool) {

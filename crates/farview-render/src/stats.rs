@@ -19,6 +19,10 @@ pub struct RenderStats {
     /// Draws left out because their bounds lie wholly outside the camera's view (frustum
     /// culling; selected entities are always drawn, their outline may reach into view).
     pub culled: u32,
+    /// Clusters of large meshes left out because they lie wholly outside the view.
+    pub clusters_culled: u32,
+    /// Draws of a coarser level of detail than the full one.
+    pub coarse_draws: u32,
     /// Bytes uploaded for this frame's skinned and morphed meshes: their posed vertices when
     /// posed on the CPU, their joint matrices and weights when posed on the GPU.
     pub posed_bytes: u64,

@@ -934,3 +934,143 @@ fn gpu_instancing_extension_draws_its_instances_in_one_draw() {
     assert_eq!(batched, single);
     assert!(coverage(&batched) > 0.05, "the cubes are in view");
 }
+
+/// A rolling heightfield of `n` x `n` vertices, 60 units wide, with levels of detail and
+/// clusters as import makes them.
+fn terrain_model(n: usize) -> farview_scene::Model {
+    use farview_scene::{Aabb, Mesh, ModelNode, Primitive};
+    let mut positions = Vec::with_capacity(n * n);
+    for z in 0..n {
+        for x in 0..n {
+            let (fx, fz) = (
+                x as f32 / (n - 1) as f32 * 60.0 - 30.0,
+                z as f32 / (n - 1) as f32 * 60.0 - 30.0,
+            );
+            let y = 3.0 * (fx * 0.21).sin() * (fz * 0.17).cos()
+                + 0.8 * (fx * 0.9 + fz * 0.7).sin()
+                + 0.25 * (fx * 2.3).sin() * (fz * 1.9).cos();
+            positions.push([fx, y, fz]);
+        }
+    }
+    // Normals from the heightfield.
+    let h = |x: usize, z: usize| positions[z.min(n - 1) * n + x.min(n - 1)][1];
+    let step = 60.0 / (n - 1) as f32;
+    let mut normals = Vec::with_capacity(n * n);
+    for z in 0..n {
+        for x in 0..n {
+            let dx = h(x + 1, z) - h(x.saturating_sub(1), z);
+            let dz = h(x, z + 1) - h(x, z.saturating_sub(1));
+            normals.push(Vec3::new(-dx, 2.0 * step, -dz).normalize().to_array());
+        }
+    }
+    let mut indices = Vec::new();
+    for z in 0..n - 1 {
+        for x in 0..n - 1 {
+            let i = (z * n + x) as u32;
+            let w = n as u32;
+            indices.extend_from_slice(&[i, i + w, i + 1, i + 1, i + w, i + w + 1]);
+        }
+    }
+    let mut prim = Primitive {
+        uvs: vec![[0.0; 2]; positions.len()],
+        bounds: Aabb::from_points(positions.iter().map(|p| Vec3::from_array(*p))),
+        normals,
+        positions,
+        indices,
+        ..Primitive::default()
+    };
+    farview_scene::lod::attach(&mut prim, 2);
+    farview_scene::Model {
+        meshes: vec![Mesh {
+            primitives: vec![prim],
+            ..Mesh::default()
+        }],
+        nodes: vec![ModelNode {
+            mesh: Some(0),
+            ..ModelNode::default()
+        }],
+        roots: vec![0],
+        ..farview_scene::Model::default()
+    }
+}
+
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let se: f64 = a
+        .chunks_exact(4)
+        .zip(b.chunks_exact(4))
+        .flat_map(|(p, q)| (0..3).map(move |i| (f64::from(p[i]) - f64::from(q[i])).powi(2)))
+        .sum();
+    let mse = se / (a.len() / 4 * 3) as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64.powi(2) / mse).log10()
+    }
+}
+
+/// Levels of detail within a 1-pixel budget look like full detail (PSNR >= 35 dB over the
+/// frame, and no pixel far off), with far fewer triangles; clusters outside the view are left
+/// out without changing a pixel.
+#[test]
+fn levels_of_detail_stay_within_their_error_and_culled_clusters_change_no_pixel() {
+    let gpu = gpu();
+    let model = terrain_model(600);
+    let lod = model.meshes[0].primitives[0].lod.clone().expect("levels");
+    assert!(lod.clusters.len() >= 32, "{} clusters", lod.clusters.len());
+    let mut scene = Scene::default();
+    scene.add_model("terrain", model).unwrap();
+    // A low sun, so every slope shows.
+    scene
+        .add_light(farview_scene::Light {
+            direction: Vec3::new(-0.6, -0.35, -0.7).normalize(),
+            ..farview_scene::Light::SUN
+        })
+        .unwrap();
+    // Low over the terrain, looking across it: near clusters full, far ones coarse, many out
+    // of view behind and beside.
+    let cam = Camera::looking_at(
+        Vec3::new(-20.0, 4.0, 20.0),
+        Vec3::new(10.0, 0.0, -10.0),
+        60f32.to_radians(),
+        0.1,
+        200.0,
+    );
+    let (w, h) = (640, 360);
+    let mut r = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    r.set_lod_error_px(0.0);
+    let full = r.render_blocking(&scene, &cam).unwrap();
+    let full_stats = r.stats();
+    r.set_frustum_culling(false);
+    let unculled = r.render_blocking(&scene, &cam).unwrap();
+    let unculled_stats = r.stats();
+    r.set_frustum_culling(true);
+    r.set_lod_error_px(1.0);
+    let lod_frame = r.render_blocking(&scene, &cam).unwrap();
+    let lod_stats = r.stats();
+    eprintln!("full {full_stats:?}\nunculled {unculled_stats:?}\nlod {lod_stats:?}");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for (name, f) in [("terrain-full.png", &full), ("terrain-lod.png", &lod_frame)] {
+        image::save_buffer(out.join(name), f, w, h, image::ColorType::Rgba8).unwrap();
+    }
+    // Culling clusters: fewer triangles, the same pixels.
+    assert!(full_stats.clusters_culled > 0 && unculled_stats.clusters_culled == 0);
+    assert!(full_stats.triangles < unculled_stats.triangles);
+    assert_eq!(full, unculled, "culled clusters changed the picture");
+    // Levels: far fewer triangles, within the budget.
+    assert!(lod_stats.coarse_draws > 0, "{lod_stats:?}");
+    assert!(
+        lod_stats.triangles * 2 < full_stats.triangles,
+        "{} of {} triangles",
+        lod_stats.triangles,
+        full_stats.triangles
+    );
+    let db = psnr(&full, &lod_frame);
+    let off = full
+        .chunks_exact(4)
+        .zip(lod_frame.chunks_exact(4))
+        .filter(|(a, b)| (0..3).any(|i| a[i].abs_diff(b[i]) > 48))
+        .count();
+    eprintln!("PSNR {db:.2} dB against full detail; {off} pixels off by more than 48");
+    assert!(db >= 35.0, "{db:.2} dB");
+    assert!(off * 1000 < (w * h) as usize, "{off} pixels far off");
+}

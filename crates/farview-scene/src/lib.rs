@@ -7,6 +7,7 @@
 
 pub mod animation;
 mod import;
+pub mod lod;
 mod model;
 mod raycast;
 mod scene;

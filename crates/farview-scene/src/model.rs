@@ -157,6 +157,9 @@ pub struct Primitive {
     pub weights: Vec<[f32; 4]>,
     /// Morph targets, in the file's order.
     pub targets: Vec<MorphTarget>,
+    /// Clusters and levels of detail, for large static primitives ([`crate::lod`]); their
+    /// level 0 is `indices`, reordered cluster by cluster.
+    pub lod: Option<std::sync::Arc<crate::lod::PrimitiveLod>>,
 }
 
 /// One morph target of a primitive: displacements added with the target's weight. Each list is

@@ -550,7 +550,12 @@ fn shared_accessors_cannot_multiply_memory() {
     let m = import_gltf(file(2).as_bytes(), &mut no_files, &limits).unwrap();
     assert_eq!(m.triangle_count(), 2_000_000);
     let p = &m.meshes[0].primitives[0];
-    assert_eq!(&p.indices[3..7], &[0, 0, 2, 0]);
+    // Index 5 is the second triangle's third vertex (clusters may have reordered triangles).
+    assert_eq!(
+        p.indices.chunks_exact(3).filter(|t| *t == [0, 0, 2]).count(),
+        1
+    );
+    assert_eq!(p.indices.iter().filter(|&&i| i == 2).count(), 1);
 }
 
 #[test]

@@ -507,7 +507,7 @@ pub(super) fn import_primitive(
             }
         });
     }
-    Ok(Some(Primitive {
+    let mut primitive = Primitive {
         positions,
         normals,
         uvs,
@@ -521,5 +521,11 @@ pub(super) fn import_primitive(
         joints,
         weights,
         targets,
-    }))
+        lod: None,
+    };
+    // Clusters and levels of detail for large static primitives: at most a third more indices
+    // than the budgeted ones.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    crate::lod::attach(&mut primitive, threads);
+    Ok(Some(primitive))
 }

@@ -1,0 +1,376 @@
+//! Levels of detail and clusters of large primitives, built at import with meshoptimizer.
+//!
+//! A primitive of at least [`LOD_MIN_TRIANGLES`] triangles is split into clusters of at most
+//! [`CLUSTER_TRIANGLES`] spatially close triangles (a median split of their centroids), its
+//! index list reordered cluster by cluster. Each cluster is simplified on its own, each level
+//! to about a quarter of the one before, with the cluster's border locked: neighbouring
+//! clusters drawn at different levels still meet without cracks, and the mesh's own open
+//! borders stay where they are. A level keeps its error (the largest distance meshoptimizer
+//! moved the surface, in the mesh's units, accumulated over the levels), so a renderer can
+//! draw the coarsest level whose error projects to under a pixel budget, and can leave out
+//! clusters outside the view. Levels share the primitive's vertices: only indices are added
+//! (a third more, at most).
+//!
+//! Skinned and morphed primitives get none: their bounds move with the pose.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use glam::Vec3;
+
+use crate::model::{Aabb, Primitive};
+
+/// Primitives smaller than this are drawn whole at full detail.
+pub const LOD_MIN_TRIANGLES: usize = 2048;
+/// Most triangles in one cluster.
+pub const CLUSTER_TRIANGLES: usize = 16 * 1024;
+/// Each level aims at this share of the one before.
+const LEVEL_RATIO: f32 = 0.25;
+/// Levels below full detail, at most.
+const MAX_COARSE_LEVELS: usize = 5;
+/// A level that keeps more than this share of the one before stops the chain (the border
+/// lock or the shape leave nothing more to take).
+const MIN_REDUCTION: f32 = 0.8;
+/// A level with fewer triangles than this ends the chain.
+const MIN_LEVEL_TRIANGLES: usize = 32;
+
+/// One level of one cluster: a range of [`PrimitiveLod::index_range`] indices.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LodLevel {
+    /// First index (into the primitive's indices followed by [`PrimitiveLod::coarse`]).
+    pub first: u32,
+    /// Indices (three per triangle).
+    pub count: u32,
+    /// Largest distance from the full-detail surface, in the mesh's units (0 at level 0).
+    pub error: f32,
+}
+
+/// A cluster: its bounds and its levels, finest first (level 0 is its full-detail triangles).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LodCluster {
+    /// Bounds of its full-detail triangles (coarser levels stay within them: the border is
+    /// locked and simplification only moves vertices onto existing ones).
+    pub bounds: Aabb,
+    /// Finest first.
+    pub levels: Vec<LodLevel>,
+}
+
+/// The clusters and levels of one primitive.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PrimitiveLod {
+    /// In the order of the primitive's (reordered) indices.
+    pub clusters: Vec<LodCluster>,
+    /// Indices of every coarser level, after the primitive's own: a renderer uploads
+    /// `primitive.indices` followed by these as one index buffer.
+    pub coarse: Vec<u32>,
+}
+
+impl PrimitiveLod {
+    /// Triangles at the coarsest level of every cluster.
+    pub fn coarsest_triangles(&self) -> usize {
+        self.clusters
+            .iter()
+            .filter_map(|c| c.levels.last())
+            .map(|l| l.count as usize / 3)
+            .sum()
+    }
+}
+
+/// Builds the clusters and levels of `p` (reordering its indices) when it is large enough and
+/// not deformable; the work is spread over `threads` threads.
+pub fn attach(p: &mut Primitive, threads: usize) {
+    let triangles = p.indices.len() / 3;
+    if triangles < LOD_MIN_TRIANGLES || !p.joints.is_empty() || !p.targets.is_empty() {
+        return;
+    }
+    let Some(lod) = build(&p.positions, &mut p.indices, threads) else {
+        return;
+    };
+    p.lod = Some(Arc::new(lod));
+}
+
+/// Splits `indices` into clusters (reordering them) and simplifies each; `None` when the
+/// positions or indices are unusable (an index out of range, a non-finite position).
+fn build(positions: &[[f32; 3]], indices: &mut [u32], threads: usize) -> Option<PrimitiveLod> {
+    if indices.iter().any(|&i| i as usize >= positions.len())
+        || positions.iter().any(|p| !p.iter().all(|v| v.is_finite()))
+    {
+        return None;
+    }
+    let clusters = split(positions, indices);
+    // Level 0 of every cluster is its run of the reordered indices; coarser levels are built
+    // per cluster (in parallel) and appended in cluster order.
+    let adapter = meshopt::VertexDataAdapter::new(
+        bytemuck_positions(positions),
+        std::mem::size_of::<[f32; 3]>(),
+        0,
+    )
+    .ok()?;
+    let next = AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Levels>> =
+        clusters.iter().map(|_| Default::default()).collect();
+    let indices_ref: &[u32] = indices;
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let c = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(start, end)) = clusters.get(c) else {
+                        break;
+                    };
+                    let levels = simplify_chain(&indices_ref[start..end], &adapter);
+                    if let Some(slot) = results.get(c)
+                        && let Ok(mut slot) = slot.lock()
+                    {
+                        *slot = levels;
+                    }
+                }
+            });
+        }
+    });
+    let base = indices.len() as u32;
+    let mut coarse = Vec::new();
+    let mut out = Vec::with_capacity(clusters.len());
+    for (&(start, end), levels) in clusters.iter().zip(results) {
+        let run = &indices[start..end];
+        let bounds =
+            Aabb::from_points(run.iter().map(|&i| Vec3::from_array(positions[i as usize])));
+        let mut lod_levels = vec![LodLevel {
+            first: start as u32,
+            count: (end - start) as u32,
+            error: 0.0,
+        }];
+        for (idx, error) in levels.into_inner().unwrap_or_default() {
+            lod_levels.push(LodLevel {
+                first: base + coarse.len() as u32,
+                count: idx.len() as u32,
+                error,
+            });
+            coarse.extend_from_slice(&idx);
+        }
+        out.push(LodCluster {
+            bounds,
+            levels: lod_levels,
+        });
+    }
+    Some(PrimitiveLod {
+        clusters: out,
+        coarse,
+    })
+}
+
+/// Coarser levels of one cluster: indices and accumulated error.
+type Levels = Vec<(Vec<u32>, f32)>;
+
+/// The coarser levels of one cluster, each with its accumulated error.
+fn simplify_chain(
+    level0: &[u32],
+    adapter: &meshopt::VertexDataAdapter<'_>,
+) -> Vec<(Vec<u32>, f32)> {
+    let options = meshopt::SimplifyOptions::LockBorder
+        | meshopt::SimplifyOptions::Sparse
+        | meshopt::SimplifyOptions::ErrorAbsolute;
+    let mut levels: Levels = Vec::new();
+    let mut error = 0.0f32;
+    for _ in 0..MAX_COARSE_LEVELS {
+        let prev: &[u32] = levels.last().map_or(level0, |(l, _)| l.as_slice());
+        let prev_triangles = prev.len() / 3;
+        if prev_triangles < MIN_LEVEL_TRIANGLES * 4 {
+            break;
+        }
+        let target = ((prev_triangles as f32 * LEVEL_RATIO) as usize).max(MIN_LEVEL_TRIANGLES) * 3;
+        let mut step = 0.0f32;
+        let simplified =
+            meshopt::simplify(prev, adapter, target, f32::MAX, options, Some(&mut step));
+        if simplified.is_empty()
+            || simplified.len() as f32 > prev.len() as f32 * MIN_REDUCTION
+            || !step.is_finite()
+        {
+            break;
+        }
+        // Each level is simplified from the one before: its distance from full detail is at
+        // most the sum of the steps.
+        error += step;
+        levels.push((simplified, error));
+    }
+    levels
+}
+
+/// Reorders `indices` so that each cluster's triangles are one run; returns the runs (index
+/// ranges). A median split of the triangles' centroids along the longest axis, until a part
+/// holds at most [`CLUSTER_TRIANGLES`].
+fn split(positions: &[[f32; 3]], indices: &mut [u32]) -> Vec<(usize, usize)> {
+    let triangles = indices.len() / 3;
+    if triangles <= CLUSTER_TRIANGLES {
+        return vec![(0, triangles * 3)];
+    }
+    let centroid = |t: &[u32]| {
+        (Vec3::from_array(positions[t[0] as usize])
+            + Vec3::from_array(positions[t[1] as usize])
+            + Vec3::from_array(positions[t[2] as usize]))
+            / 3.0
+    };
+    let mut order: Vec<(Vec3, u32)> = indices
+        .chunks_exact(3)
+        .enumerate()
+        .map(|(i, t)| (centroid(t), i as u32))
+        .collect();
+    let mut runs = Vec::new();
+    let mut stack = vec![(0usize, order.len())];
+    while let Some((lo, hi)) = stack.pop() {
+        if hi - lo <= CLUSTER_TRIANGLES {
+            runs.push((lo, hi));
+            continue;
+        }
+        let part = &mut order[lo..hi];
+        let b = Aabb::from_points(part.iter().map(|(c, _)| *c));
+        let size = b.max - b.min;
+        let axis = if size.x >= size.y && size.x >= size.z {
+            0
+        } else if size.y >= size.z {
+            1
+        } else {
+            2
+        };
+        let mid = part.len() / 2;
+        part.select_nth_unstable_by(mid, |a, b| a.0[axis].total_cmp(&b.0[axis]));
+        // Left part first out of the stack: runs come out in a spatially coherent order.
+        stack.push((lo + mid, hi));
+        stack.push((lo, lo + mid));
+    }
+    let old: Vec<u32> = indices.to_vec();
+    let mut ranges = Vec::with_capacity(runs.len());
+    let mut at = 0;
+    for (lo, hi) in runs {
+        let start = at;
+        for &(_, t) in &order[lo..hi] {
+            let t = t as usize * 3;
+            indices[at..at + 3].copy_from_slice(&old[t..t + 3]);
+            at += 3;
+        }
+        ranges.push((start, at));
+    }
+    ranges
+}
+
+fn bytemuck_positions(p: &[[f32; 3]]) -> &[u8] {
+    bytemuck::cast_slice(p)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// A bumpy heightfield of `n` x `n` vertices.
+    fn terrain(n: usize) -> Primitive {
+        let mut positions = Vec::with_capacity(n * n);
+        for z in 0..n {
+            for x in 0..n {
+                let (fx, fz) = (x as f32 / n as f32 * 20.0, z as f32 / n as f32 * 20.0);
+                let y = (fx * 0.7).sin() * (fz * 0.9).cos() + 0.2 * (fx * 3.1 + fz * 2.3).sin();
+                positions.push([fx, y, fz]);
+            }
+        }
+        let mut indices = Vec::new();
+        for z in 0..n - 1 {
+            for x in 0..n - 1 {
+                let i = (z * n + x) as u32;
+                let n = n as u32;
+                indices.extend_from_slice(&[i, i + n, i + 1, i + 1, i + n, i + n + 1]);
+            }
+        }
+        Primitive {
+            normals: vec![[0.0, 1.0, 0.0]; positions.len()],
+            uvs: vec![[0.0; 2]; positions.len()],
+            bounds: Aabb::from_points(positions.iter().map(|p| Vec3::from_array(*p))),
+            positions,
+            indices,
+            ..Primitive::default()
+        }
+    }
+
+    #[test]
+    fn clusters_cover_every_triangle_once_and_levels_shrink_within_their_bounds() {
+        let mut p = terrain(300);
+        let mut before: Vec<[u32; 3]> = p
+            .indices
+            .chunks_exact(3)
+            .map(|t| [t[0], t[1], t[2]])
+            .collect();
+        attach(&mut p, 2);
+        let lod = p.lod.clone().expect("a large primitive gets levels");
+        assert!(lod.clusters.len() >= 8, "{} clusters", lod.clusters.len());
+        // Level 0 is the original triangles, reordered.
+        let mut after: Vec<[u32; 3]> = p
+            .indices
+            .chunks_exact(3)
+            .map(|t| [t[0], t[1], t[2]])
+            .collect();
+        before.sort_unstable();
+        after.sort_unstable();
+        assert_eq!(before, after);
+        let all: Vec<u32> = p.indices.iter().chain(&lod.coarse).copied().collect();
+        let mut covered = 0;
+        for c in &lod.clusters {
+            assert!(c.levels.len() >= 3, "{:?}", c.levels);
+            assert_eq!(c.levels[0].first as usize, covered);
+            covered += c.levels[0].count as usize;
+            assert!(c.levels[0].count as usize <= CLUSTER_TRIANGLES * 3);
+            for w in c.levels.windows(2) {
+                assert!(w[1].count < w[0].count && w[1].error >= w[0].error, "{w:?}");
+            }
+            for l in &c.levels {
+                let run = &all[l.first as usize..(l.first + l.count) as usize];
+                let b = Aabb::from_points(
+                    run.iter()
+                        .map(|&i| Vec3::from_array(p.positions[i as usize])),
+                );
+                assert!(
+                    b.min.cmpge(c.bounds.min - 1e-5).all()
+                        && b.max.cmple(c.bounds.max + 1e-5).all()
+                );
+            }
+        }
+        assert_eq!(covered, p.indices.len());
+        assert!(lod.coarsest_triangles() * 20 < p.indices.len() / 3);
+    }
+
+    /// How long building takes (release: `cargo test --release -p farview-scene --lib
+    /// lod_build_speed -- --ignored --nocapture`).
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn lod_build_speed() {
+        let mut p = terrain(1500);
+        let t = std::time::Instant::now();
+        attach(
+            &mut p,
+            std::thread::available_parallelism().map_or(1, usize::from),
+        );
+        let lod = p.lod.unwrap();
+        eprintln!(
+            "{} triangles, {} clusters, coarsest {} triangles, {:.0} ms",
+            p.indices.len() / 3,
+            lod.clusters.len(),
+            lod.coarsest_triangles(),
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+
+    #[test]
+    fn small_skinned_and_broken_primitives_get_none() {
+        let mut small = terrain(20);
+        attach(&mut small, 1);
+        assert!(small.lod.is_none());
+        let mut skinned = terrain(100);
+        skinned.joints = vec![[0; 4]; skinned.positions.len()];
+        skinned.weights = vec![[1.0, 0.0, 0.0, 0.0]; skinned.positions.len()];
+        attach(&mut skinned, 1);
+        assert!(skinned.lod.is_none());
+        let mut broken = terrain(100);
+        broken.positions[7] = [f32::NAN, 0.0, 0.0];
+        attach(&mut broken, 1);
+        assert!(broken.lod.is_none());
+    }
+}
