@@ -197,6 +197,7 @@ mod tests {
                 height: 64,
                 keyframe: false,
                 animation: None,
+                detail: None,
             },
             data: Vec::new(),
             received_us: rx,

@@ -362,6 +362,12 @@ pub struct StreamConfig {
     /// Split each picture into slices of at most this many bytes; 0 (the default) keeps one
     /// slice per picture, the lowest latency.
     pub encoder_max_slice_bytes: u32,
+    /// Largest error a level of detail of a large mesh may show, pixels (0: full detail
+    /// always). The frame-time budget starts here and never goes below it.
+    pub lod_error_px: f32,
+    /// How far the frame-time budget may raise it when frames render slower than the frame
+    /// rate, pixels (at most 64).
+    pub max_lod_error_px: f32,
 }
 
 /// See [`StreamConfig::encoder`].
@@ -425,6 +431,8 @@ impl Default for StreamConfig {
             encoder: EncoderChoice::Auto,
             encoder_threads: 1,
             encoder_max_slice_bytes: 0,
+            lod_error_px: 1.0,
+            max_lod_error_px: 8.0,
         }
     }
 }
@@ -573,6 +581,15 @@ impl Config {
             }
         }
         self.gpu_selector()?;
+        if !(0.0..=64.0).contains(&s.lod_error_px) || !(0.0..=64.0).contains(&s.max_lod_error_px) {
+            return invalid(
+                "stream",
+                format!(
+                    "lod_error_px ({}) and max_lod_error_px ({}) must be in 0..=64",
+                    s.lod_error_px, s.max_lod_error_px
+                ),
+            );
+        }
         let a = &self.agones;
         if a.enabled && (a.health_interval_ms == 0 || a.stall_after_ms < a.health_interval_ms) {
             return invalid(

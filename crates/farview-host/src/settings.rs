@@ -29,6 +29,9 @@ pub(crate) struct StreamSettings {
     pub(crate) encoder_threads: u16,
     /// Slice size limit in bytes; 0: one slice per picture.
     pub(crate) encoder_max_slice_bytes: u32,
+    /// Level-of-detail error budget, pixels, and how far the frame-time budget may raise it.
+    pub(crate) lod_error_px: f32,
+    pub(crate) max_lod_error_px: f32,
 }
 
 impl StreamSettings {
@@ -67,6 +70,8 @@ impl StreamSettings {
             encoder: stream.encoder.kind(),
             encoder_threads: stream.encoder_threads,
             encoder_max_slice_bytes: stream.encoder_max_slice_bytes,
+            lod_error_px: stream.lod_error_px,
+            max_lod_error_px: stream.max_lod_error_px,
             gpu_color_conversion: stream.color_conversion.on_gpu(software_adapter),
         }
     }

@@ -118,6 +118,18 @@ async fn stream_and_compare(gpu_conversion: bool) {
             (frame.header.width as u32, frame.header.height as u32),
             (WIDTH, HEIGHT)
         );
+        // The detail it was drawn at: the level-of-detail budget (1 px, raised to at most
+        // 8 px by the frame-time budget when a loaded machine renders late), and the box's 12
+        // triangles.
+        let detail = frame
+            .header
+            .detail
+            .expect("version 6 headers report the detail");
+        assert!(
+            (1000..=8000).contains(&detail.lod_error_millipx),
+            "{detail:?}"
+        );
+        assert_eq!(detail.triangles, 12);
         file.write_all(&frame.data).unwrap();
         numbers.push(frame.header.frame_number);
         // Grab the host's copy while the tap still holds it.

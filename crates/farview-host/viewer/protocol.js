@@ -5,7 +5,7 @@
 // 14-byte header ("FVMS", version, group), then frame records (u32 record length, u16 header
 // length, the frame header, the H.264 Annex-B access unit). See docs/protocol.md.
 
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 const MAX_CONTROL_MESSAGE = 1024 * 1024;
 const MAX_FRAME_RECORD = 16 * 1024 * 1024;
 

@@ -35,7 +35,7 @@ pub use look::{
     MAX_OUTLINE_PULSE_PERIOD_S, MAX_OUTLINE_WIDTH_PX, NO_ENVIRONMENT, OutlineSettings, ToneMapping,
     is_environment_name,
 };
-pub use media::{FrameAnimation, FrameHeader, FrameRecord, MediaStreamHeader};
+pub use media::{FrameAnimation, FrameDetail, FrameHeader, FrameRecord, MediaStreamHeader};
 pub use scene::{
     AnimationCommand, AnimationInfo, AnimationState, CutPlane, EntityBounds, EntityNode,
     EntityTransform, Light, LightKind, MAX_CHILDREN_LISTED, MAX_RAY_HITS, MAX_TRANSFORM_BATCH,
@@ -43,7 +43,7 @@ pub use scene::{
 };
 
 /// The protocol version this crate speaks; sent in [`Request::Hello`] and [`StreamInfo`].
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Most models one [`Reply::Models`] lists.
 pub const MAX_MODELS_LISTED: usize = 1000;

@@ -80,6 +80,19 @@ pub struct FrameHeader {
     /// animated model and its animation's time in microseconds, for the lowest-numbered root
     /// with an animation set; `None` when nothing is animated (or from older hosts).
     pub animation: Option<FrameAnimation>,
+    /// The detail the frame was drawn at (version 6 hosts, header bytes 80..88); `None` from
+    /// older hosts.
+    pub detail: Option<FrameDetail>,
+}
+
+/// The detail a frame was drawn at: the level-of-detail error budget the host's frame-time
+/// budget chose (raised when frames run late), and the triangles drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameDetail {
+    /// Largest projected error of a level of detail, thousandths of a pixel (0: full detail).
+    pub lod_error_millipx: u32,
+    /// Triangles drawn (saturating at `u32::MAX`).
+    pub triangles: u32,
 }
 
 /// Which animation time a frame shows.
@@ -93,15 +106,18 @@ pub struct FrameAnimation {
 
 impl FrameHeader {
     /// Encoded size of the header this crate writes: the 64 bytes of version 1, then the
-    /// animation shown (root, time; both `u64::MAX` for none).
-    pub const LEN: usize = 80;
+    /// animation shown (root, time; both `u64::MAX` for none), then the detail (error budget,
+    /// triangles; both `u32::MAX` for none).
+    pub const LEN: usize = 88;
     /// Where the animation fields start.
     const ANIMATION_AT: usize = 64;
+    /// Where the detail fields start.
+    const DETAIL_AT: usize = 80;
     /// Fewest header bytes a version-1 reader needs; later versions may send more.
     const MIN_LEN: usize = 61;
     const FLAG_KEYFRAME: u8 = 1;
 
-    /// Encodes the header (80 bytes).
+    /// Encodes the header (88 bytes).
     pub fn encode(&self) -> [u8; Self::LEN] {
         let mut b = [0u8; Self::LEN];
         let words = [
@@ -129,6 +145,12 @@ impl FrameHeader {
         let at = Self::ANIMATION_AT;
         b[at..at + 8].copy_from_slice(&root.to_be_bytes());
         b[at + 8..at + 16].copy_from_slice(&time.to_be_bytes());
+        let (error, triangles) = self
+            .detail
+            .map_or((u32::MAX, u32::MAX), |d| (d.lod_error_millipx, d.triangles));
+        let at = Self::DETAIL_AT;
+        b[at..at + 4].copy_from_slice(&error.to_be_bytes());
+        b[at + 4..at + 8].copy_from_slice(&triangles.to_be_bytes());
         b
     }
 
@@ -157,6 +179,19 @@ impl FrameHeader {
                 .map(|a| (be_u64(a), be_u64(&a[8..])))
                 .filter(|&(root, time)| root != u64::MAX && time != u64::MAX)
                 .map(|(root, time_us)| FrameAnimation { root, time_us }),
+            detail: b
+                .get(Self::DETAIL_AT..Self::DETAIL_AT + 8)
+                .map(|d| {
+                    (
+                        u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
+                        u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
+                    )
+                })
+                .filter(|&(e, t)| e != u32::MAX || t != u32::MAX)
+                .map(|(lod_error_millipx, triangles)| FrameDetail {
+                    lod_error_millipx,
+                    triangles,
+                }),
         })
     }
 

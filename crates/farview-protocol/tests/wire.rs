@@ -430,18 +430,29 @@ fn golden_bytes_match_the_documented_format() {
             root: 9,
             time_us: 1_500_000,
         }),
+        detail: Some(FrameDetail {
+            lod_error_millipx: 1500,
+            triangles: 123_456,
+        }),
     };
     let prefix = h.record_prefix(10).unwrap();
-    // 80-byte headers: the version-1 fields, then the animation shown.
-    assert_eq!(&prefix[..6], &[0, 0, 0, 92, 0, 80]);
+    // 88-byte headers: the version-1 fields, the animation shown (version 5), the detail
+    // (version 6).
+    assert_eq!(&prefix[..6], &[0, 0, 0, 100, 0, 88]);
     assert_eq!(&prefix[6..14], &1u64.to_be_bytes());
     assert_eq!(&prefix[62..67], &[0x05, 0x00, 0x02, 0xD0, 1]);
     assert_eq!(&prefix[70..78], &9u64.to_be_bytes());
     assert_eq!(&prefix[78..86], &1_500_000u64.to_be_bytes());
-    // A version-1 reader's 64 bytes still decode, with no animation.
+    assert_eq!(&prefix[86..90], &1500u32.to_be_bytes());
+    assert_eq!(&prefix[90..94], &123_456u32.to_be_bytes());
+    // A version-1 reader's 64 bytes still decode, with no animation; a version-5 reader's 80
+    // with no detail.
     let old = FrameHeader::decode(&prefix[6..70]).unwrap();
     assert_eq!(old.animation, None);
     assert_eq!(old.frame_number, 1);
+    let v5 = FrameHeader::decode(&prefix[6..86]).unwrap();
+    assert_eq!(v5.animation, h.animation);
+    assert_eq!(v5.detail, None);
     assert_eq!(FrameHeader::decode(&prefix[6..]).unwrap(), h);
     assert_eq!(
         MediaStreamHeader {
@@ -470,8 +481,8 @@ fn frame_records_round_trip_and_tolerate_longer_headers() {
     assert_eq!(FrameRecord::check_len(len).unwrap(), bytes.len() - 4);
     assert_eq!(FrameRecord::decode(&bytes[4..]).unwrap(), rec);
 
-    // A newer host sends a 96-byte header: this reader still finds the payload.
-    let mut body = vec![0, 96];
+    // A newer host sends a longer header (16 bytes more): this reader still finds the payload.
+    let mut body = vec![0, (FrameHeader::LEN + 16) as u8];
     body.extend_from_slice(&rec.header.encode());
     body.extend_from_slice(&[0xEE; 16]);
     body.extend_from_slice(&rec.payload);

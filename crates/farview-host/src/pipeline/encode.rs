@@ -107,6 +107,7 @@ struct RawMeta {
     render_start_us: u64,
     render_end_us: u64,
     animation: Option<farview_protocol::FrameAnimation>,
+    detail: Option<farview_protocol::FrameDetail>,
 }
 
 impl RawMeta {
@@ -117,6 +118,7 @@ impl RawMeta {
             render_start_us: raw.render_start_us,
             render_end_us: raw.render_end_us,
             animation: raw.animation,
+            detail: raw.detail,
         }
     }
 }
@@ -141,6 +143,7 @@ fn forward(
         height: i420.height() as u16,
         keyframe: encoded.keyframe,
         animation: meta.animation,
+        detail: meta.detail,
     };
     let sent = net.try_send(NetFrame {
         header,

@@ -139,6 +139,7 @@ mod tests {
             height: 16,
             keyframe,
             animation: None,
+            detail: None,
         }
     }
 

@@ -14,6 +14,7 @@
 //! write stalls that long; the next frame is then forced to be an IDR that opens a new group.
 //! Every stage reads time through one injected [`clock::StageClock`].
 
+mod budget;
 mod clock;
 mod encode;
 mod group;
@@ -114,6 +115,8 @@ pub(crate) struct RawFrame {
     i420: bool,
     /// The animation time the frame shows.
     animation: Option<farview_protocol::FrameAnimation>,
+    /// The detail it was drawn at.
+    detail: Option<farview_protocol::FrameDetail>,
 }
 
 /// An encoded frame on its way to the network.

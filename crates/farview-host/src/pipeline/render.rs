@@ -157,6 +157,12 @@ impl RenderStage {
         );
         let mut number = 0u64;
         let mut animated_at = self.clock.now();
+        let mut budget = super::budget::DetailBudget::new(
+            Duration::from_secs_f64(1.0 / f64::from(self.settings.fps.max(1.0))),
+            self.settings.lod_error_px,
+            self.settings.max_lod_error_px,
+        );
+        self.renderer.set_lod_error_px(budget.px());
         loop {
             shared
                 .beat_us
@@ -207,7 +213,7 @@ impl RenderStage {
                 Tick::Render => {}
             }
             st.changed = false;
-            let Some(raw) = self.render(&mut scene, &st, number, shared)? else {
+            let Some(raw) = self.render(&mut scene, &st, number, shared, &mut budget)? else {
                 continue;
             };
             // Blocks while the encoder is busy with the previous frame: back-pressure.
@@ -224,9 +230,11 @@ impl RenderStage {
         st: &RenderState,
         number: u64,
         shared: &Shared,
+        budget: &mut super::budget::DetailBudget,
     ) -> Result<Option<RawFrame>, String> {
         let render_start_us = self.clock.wall_us();
         let t0 = self.clock.now();
+        let drawn_at_px = self.renderer.lod_error_px();
         scene.update_world_transforms();
         self.renderer
             .submit(scene, &st.camera, number)
@@ -235,10 +243,14 @@ impl RenderStage {
         let frame = self
             .collect(&mut rgba, shared)?
             .ok_or_else(|| "rendered frame missing from the readback ring".to_string())?;
-        shared.stage(
-            Stage::Render,
-            self.clock.now().saturating_duration_since(t0),
-        );
+        let took = self.clock.now().saturating_duration_since(t0);
+        shared.stage(Stage::Render, took);
+        // Measured, not guessed: the next frame's detail follows this one's render time.
+        self.renderer.set_lod_error_px(budget.on_frame(took));
+        let detail = farview_protocol::FrameDetail {
+            lod_error_millipx: (drawn_at_px * 1000.0).round() as u32,
+            triangles: u32::try_from(self.renderer.stats().triangles).unwrap_or(u32::MAX),
+        };
         if let Some(tap) = &self.tap {
             // The tap holds RGBA; a GPU-converted frame is converted back (tests only).
             let pixels = if frame.i420 {
@@ -258,6 +270,7 @@ impl RenderStage {
             stride: frame.stride,
             rgba,
             i420: frame.i420,
+            detail: Some(detail),
             animation: scene
                 .shown_animation()
                 .map(|(root, t)| farview_protocol::FrameAnimation {
