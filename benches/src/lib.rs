@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+/// Generated big glTF models (#15): a city, a scan-like mesh and a million-node hierarchy.
+pub mod bigmodels;
 pub mod clips;
 pub mod golden;
 pub mod rd;

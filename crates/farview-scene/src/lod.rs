@@ -3,9 +3,10 @@
 //! A primitive of at least [`LOD_MIN_TRIANGLES`] triangles is split into clusters of at most
 //! [`CLUSTER_TRIANGLES`] spatially close triangles (a median split of their centroids), its
 //! index list reordered cluster by cluster. Each cluster is simplified on its own, each level
-//! to about a quarter of the one before, with the cluster's border locked: neighbouring
-//! clusters drawn at different levels still meet without cracks, and the mesh's own open
-//! borders stay where they are. A level keeps its error (the largest distance meshoptimizer
+//! to about a quarter of the one before, with the borders between clusters locked:
+//! neighbouring clusters drawn at different levels still meet without cracks. Small
+//! disconnected parts are pruned once the level's error covers them (a far building loses its
+//! window frames), so a part cut by a cluster border may leave a gap no larger than that error. A level keeps its error (the largest distance meshoptimizer
 //! moved the surface, in the mesh's units, accumulated over the levels), so a renderer can
 //! draw the coarsest level whose error projects to under a pixel budget, and can leave out
 //! clusters outside the view. Levels share the primitive's vertices: only indices are added
@@ -83,7 +84,7 @@ pub fn attach(p: &mut Primitive, threads: usize) {
     if triangles < LOD_MIN_TRIANGLES || !p.joints.is_empty() || !p.targets.is_empty() {
         return;
     }
-    let Some(lod) = build(&p.positions, &mut p.indices, threads) else {
+    let Some(lod) = build(&p.positions, &p.normals, &mut p.indices, threads) else {
         return;
     };
     p.lod = Some(Arc::new(lod));
@@ -91,12 +92,29 @@ pub fn attach(p: &mut Primitive, threads: usize) {
 
 /// Splits `indices` into clusters (reordering them) and simplifies each; `None` when the
 /// positions or indices are unusable (an index out of range, a non-finite position).
-fn build(positions: &[[f32; 3]], indices: &mut [u32], threads: usize) -> Option<PrimitiveLod> {
+fn build(
+    positions: &[[f32; 3]],
+    normals: &[[f32; 3]],
+    indices: &mut [u32],
+    threads: usize,
+) -> Option<PrimitiveLod> {
     if indices.iter().any(|&i| i as usize >= positions.len())
         || positions.iter().any(|p| !p.iter().all(|v| v.is_finite()))
+        || normals.len() != positions.len()
+        || normals.iter().any(|n| !n.iter().all(|v| v.is_finite()))
     {
         return None;
     }
+    // Shading counts as well as shape: a level that flattens fine bumps moves the surface
+    // little but changes its light. Normals enter the error with this weight (a change of 0.1
+    // in a normal weighs like 0.1 units of distance at weight 1), so such a level is kept for
+    // nearer views than its distance error alone would allow.
+    let attributes: &[f32] = bytemuck::cast_slice(normals);
+    let unlocked = vec![false; positions.len()];
+    let shading = Shading {
+        attributes,
+        unlocked: &unlocked,
+    };
     let clusters = split(positions, indices);
     // Level 0 of every cluster is its run of the reordered indices; coarser levels are built
     // per cluster (in parallel) and appended in cluster order.
@@ -118,7 +136,12 @@ fn build(positions: &[[f32; 3]], indices: &mut [u32], threads: usize) -> Option<
                     let Some(&(start, end)) = clusters.get(c) else {
                         break;
                     };
-                    let levels = simplify_chain(&indices_ref[start..end], &adapter);
+                    let levels = simplify_chain(
+                        &indices_ref[start..end],
+                        &adapter,
+                        &shading,
+                        clusters.len() > 1,
+                    );
                     if let Some(slot) = results.get(c)
                         && let Ok(mut slot) = slot.lock()
                     {
@@ -159,6 +182,16 @@ fn build(positions: &[[f32; 3]], indices: &mut [u32], threads: usize) -> Option<
     })
 }
 
+/// Weight of a normal's change in a level's error (see [`build`]).
+const NORMAL_WEIGHT: f32 = 1.0;
+
+/// The vertex normals simplification weighs, and a lock table that locks nothing (the
+/// attribute variant of meshoptimizer's simplifier takes one per vertex).
+struct Shading<'a> {
+    attributes: &'a [f32],
+    unlocked: &'a [bool],
+}
+
 /// Coarser levels of one cluster: indices and accumulated error.
 type Levels = Vec<(Vec<u32>, f32)>;
 
@@ -166,10 +199,18 @@ type Levels = Vec<(Vec<u32>, f32)>;
 fn simplify_chain(
     level0: &[u32],
     adapter: &meshopt::VertexDataAdapter<'_>,
-) -> Vec<(Vec<u32>, f32)> {
-    let options = meshopt::SimplifyOptions::LockBorder
-        | meshopt::SimplifyOptions::Sparse
-        | meshopt::SimplifyOptions::ErrorAbsolute;
+    shading: &Shading<'_>,
+    lock_border: bool,
+) -> Levels {
+    // Small disconnected parts (window frames, bolts, leaves) go once they are under the
+    // error: without that, every one of them keeps its own open border and nothing far away
+    // gets lighter. Borders are locked only between clusters.
+    let mut options = meshopt::SimplifyOptions::Sparse
+        | meshopt::SimplifyOptions::ErrorAbsolute
+        | meshopt::SimplifyOptions::Prune;
+    if lock_border {
+        options |= meshopt::SimplifyOptions::LockBorder;
+    }
     let mut levels: Levels = Vec::new();
     let mut error = 0.0f32;
     for _ in 0..MAX_COARSE_LEVELS {
@@ -180,8 +221,18 @@ fn simplify_chain(
         }
         let target = ((prev_triangles as f32 * LEVEL_RATIO) as usize).max(MIN_LEVEL_TRIANGLES) * 3;
         let mut step = 0.0f32;
-        let simplified =
-            meshopt::simplify(prev, adapter, target, f32::MAX, options, Some(&mut step));
+        let simplified = meshopt::simplify_with_attributes_and_locks(
+            prev,
+            adapter,
+            shading.attributes,
+            &[NORMAL_WEIGHT; 3],
+            std::mem::size_of::<[f32; 3]>(),
+            shading.unlocked,
+            target,
+            f32::MAX,
+            options,
+            Some(&mut step),
+        );
         if simplified.is_empty()
             || simplified.len() as f32 > prev.len() as f32 * MIN_REDUCTION
             || !step.is_finite()
@@ -334,7 +385,12 @@ mod tests {
             }
         }
         assert_eq!(covered, p.indices.len());
-        assert!(lod.coarsest_triangles() * 20 < p.indices.len() / 3);
+        assert!(
+            lod.coarsest_triangles() * 10 < p.indices.len() / 3,
+            "coarsest {} of {}",
+            lod.coarsest_triangles(),
+            p.indices.len() / 3
+        );
     }
 
     /// How long building takes (release: `cargo test --release -p farview-scene --lib

@@ -268,6 +268,15 @@ mod tests {
         // Trees reach about 2 x 1.5 units up; the ground spans the grid.
         assert!(info.bounds.size().y > 2.0 && info.bounds.size().x > 60.0);
         assert_eq!(super::forest_glb(1000), glb, "the same forest every time");
+        // Loaded: the seven source meshes once (a triangle budget counts these); drawn: a
+        // tree per node.
+        let source = scene.model(info.model).unwrap().triangle_count() as u64;
+        assert_eq!(source, 2 + 6 * 32);
+        assert_eq!(scene.loaded_triangles(), source);
+        assert_eq!(scene.stats().triangles, info.triangles);
+        // A second load of the same model counts again.
+        scene.instantiate("forest", info.model).unwrap();
+        assert_eq!(scene.loaded_triangles(), 2 * source);
     }
 
     #[test]

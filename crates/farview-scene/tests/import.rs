@@ -552,7 +552,10 @@ fn shared_accessors_cannot_multiply_memory() {
     let p = &m.meshes[0].primitives[0];
     // Index 5 is the second triangle's third vertex (clusters may have reordered triangles).
     assert_eq!(
-        p.indices.chunks_exact(3).filter(|t| *t == [0, 0, 2]).count(),
+        p.indices
+            .chunks_exact(3)
+            .filter(|t| *t == [0, 0, 2])
+            .count(),
         1
     );
     assert_eq!(p.indices.iter().filter(|&&i| i == 2).count(), 1);

@@ -350,7 +350,7 @@ fn apply(
             max_triangles,
             reply,
         } => {
-            let have = scene.stats().triangles;
+            let have = scene.loaded_triangles();
             let adding = model.triangle_count() as u64;
             let result = if have.saturating_add(adding) > max_triangles {
                 Err(budget_error(adding, have, max_triangles))
@@ -384,7 +384,7 @@ fn apply(
                 .copied()
                 .filter(|id| scene.model(*id).is_some())
                 .map(|id| {
-                    let have = scene.stats().triangles;
+                    let have = scene.loaded_triangles();
                     let adding = scene.model(id).map_or(0, |m| m.triangle_count() as u64);
                     if have.saturating_add(adding) > max_triangles {
                         return Err(budget_error(adding, have, max_triangles));

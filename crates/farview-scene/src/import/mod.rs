@@ -68,11 +68,14 @@ pub struct ImportLimits {
 impl Default for ImportLimits {
     fn default() -> Self {
         Self {
-            max_file_bytes: 256 << 20,
-            max_accessor_count: 16_000_000,
+            // A 20-million-triangle mesh (the premium size's budget) is a 0.5 GB GLB with a
+            // 60-million-index accessor; a million-node hierarchy is a 60 MB JSON. Memory stays
+            // bounded by `max_total_vertices` and the index cap derived from it.
+            max_file_bytes: 1 << 30,
+            max_accessor_count: 64_000_000,
             max_texture_dim: 8192,
             max_textures: 256,
-            max_nodes: 100_000,
+            max_nodes: 1_000_000,
             max_total_vertices: 20_000_000,
         }
     }

@@ -90,6 +90,16 @@ impl Scene {
         out
     }
 
+    /// Triangles loaded: each model instance's source triangles (its meshes once, however many
+    /// of its nodes draw them). A size's triangle budget counts these, not the triangles drawn.
+    pub fn loaded_triangles(&self) -> u64 {
+        self.instances
+            .values()
+            .filter_map(|i| self.model(i.model))
+            .map(|m| m.triangle_count() as u64)
+            .sum()
+    }
+
     /// Counters for statistics queries and logs.
     pub fn stats(&self) -> SceneStats {
         let triangles = self
