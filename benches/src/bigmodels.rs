@@ -855,7 +855,7 @@ pub fn scan_glb(side: u32) -> (Vec<u8>, ModelCounts) {
         count = cells * 6,
         o2 = 2 * pl,
     );
-    let mut out = glb_start(json.as_bytes(), bin_len);
+    let mut out = farview_scene::synthetic::glb_start(json.as_bytes(), bin_len);
     for j in 0..n {
         let z = coord(j);
         for i in 0..n {
@@ -894,24 +894,6 @@ pub fn scan_glb(side: u32) -> (Vec<u8>, ModelCounts) {
         largest_accessor: (cells as u64 * 6).max(verts as u64),
     };
     (out, counts)
-}
-
-/// A GLB's header, its JSON chunk (padded with spaces) and its binary chunk's header, in a
-/// buffer with room for exactly `bin_len` (a multiple of 4) more bytes: the binary chunk.
-fn glb_start(json: &[u8], bin_len: usize) -> Vec<u8> {
-    let json_len = json.len().next_multiple_of(4);
-    let total = 12 + 8 + json_len + 8 + bin_len;
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(b"glTF");
-    out.extend_from_slice(&2u32.to_le_bytes());
-    out.extend_from_slice(&(total as u32).to_le_bytes());
-    out.extend_from_slice(&(json_len as u32).to_le_bytes());
-    out.extend_from_slice(b"JSON");
-    out.extend_from_slice(json);
-    out.resize(out.len() + json_len - json.len(), b' ');
-    out.extend_from_slice(&(bin_len as u32).to_le_bytes());
-    out.extend_from_slice(b"BIN\0");
-    out
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -56,20 +56,6 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let se: f64 = a
-        .chunks_exact(4)
-        .zip(b.chunks_exact(4))
-        .flat_map(|(p, q)| (0..3).map(move |i| (f64::from(p[i]) - f64::from(q[i])).powi(2)))
-        .sum();
-    let mse = se / (a.len() / 4 * 3) as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64.powi(2) / mse).log10()
-    }
-}
-
 /// The camera at `t` in 0..1 of a flight through `bounds`: a low circle around the middle,
 /// looking ahead and a little inwards and down, so near parts fill the view and far parts
 /// reach the horizon.
@@ -157,7 +143,7 @@ fn main() -> anyhow::Result<()> {
                 let full = r.render_blocking(&scene, &cam)?;
                 full_triangles = full_triangles.max(r.stats().triangles);
                 r.set_lod_error_px(args.lod_px);
-                worst_db = worst_db.min(psnr(&full, &frame));
+                worst_db = worst_db.min(farview_render::psnr_rgb(&full, &frame));
                 if i == 0 {
                     let out = PathBuf::from("target/bigmodels");
                     std::fs::create_dir_all(&out)?;

@@ -13,6 +13,7 @@
 
 mod blit;
 mod camera;
+mod compare;
 mod context;
 mod cull;
 mod environment;
@@ -37,6 +38,7 @@ mod transmission;
 mod uniforms;
 
 pub use camera::Camera;
+pub use compare::psnr_rgb;
 pub use context::{AdapterChoice, BlockFormat, GpuContext, GpuSelector, TextureCompression};
 pub use environment::{
     DEFAULT_ROTATION_DEGREES, Environment, EnvironmentLimits, EnvironmentMap, EnvironmentOptions,

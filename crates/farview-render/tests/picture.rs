@@ -567,20 +567,6 @@ fn ktx2_texture(file: &str) -> Texture {
     }
 }
 
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let se: f64 = a
-        .chunks_exact(4)
-        .zip(b.chunks_exact(4))
-        .flat_map(|(p, q)| (0..3).map(move |i| (f64::from(p[i]) - f64::from(q[i])).powi(2)))
-        .sum();
-    let mse = se / (a.len() / 4 * 3) as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
-}
-
 /// KTX2 textures go to the GPU block-compressed where the adapter samples a block format:
 /// a quarter of the memory, the file's own mipmaps, and the same picture as RGBA8 (the quad is
 /// drawn at about 1:1 and, farther away, from the smaller mips).
@@ -631,7 +617,7 @@ fn ktx2_textures_upload_block_compressed_where_the_adapter_samples_it() {
             let (plain, plain_bytes) = frame(TextureCompression::Off);
             for &format in &formats {
                 let (blocks, block_bytes) = frame(TextureCompression::Only(format));
-                let db = psnr(&plain, &blocks);
+                let db = farview_render::psnr_rgb(&plain, &blocks);
                 eprintln!(
                     "{file} at {distance}: {format:?} {db:.1} dB against RGBA8, GPU bytes {block_bytes} vs {plain_bytes}"
                 );

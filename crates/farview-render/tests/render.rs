@@ -994,20 +994,6 @@ fn terrain_model(n: usize) -> farview_scene::Model {
     }
 }
 
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let se: f64 = a
-        .chunks_exact(4)
-        .zip(b.chunks_exact(4))
-        .flat_map(|(p, q)| (0..3).map(move |i| (f64::from(p[i]) - f64::from(q[i])).powi(2)))
-        .sum();
-    let mse = se / (a.len() / 4 * 3) as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64.powi(2) / mse).log10()
-    }
-}
-
 /// Levels of detail within a 1-pixel budget look like full detail (PSNR >= 35 dB over the
 /// frame, and no pixel far off), with far fewer triangles; clusters outside the view are left
 /// out without changing a pixel.
@@ -1064,7 +1050,7 @@ fn levels_of_detail_stay_within_their_error_and_culled_clusters_change_no_pixel(
         lod_stats.triangles,
         full_stats.triangles
     );
-    let db = psnr(&full, &lod_frame);
+    let db = farview_render::psnr_rgb(&full, &lod_frame);
     let off = full
         .chunks_exact(4)
         .zip(lod_frame.chunks_exact(4))

@@ -236,8 +236,18 @@ pub fn import(
 /// A GLB container around `json` (the glTF JSON, padded here to 4 bytes) and `bin` (the binary
 /// chunk its buffer 0 refers to, padded with zeros).
 pub fn glb(json: &[u8], bin: &[u8]) -> Vec<u8> {
-    let pad = |n: usize| n.next_multiple_of(4);
-    let (json_len, bin_len) = (pad(json.len()), pad(bin.len()));
+    let bin_len = bin.len().next_multiple_of(4);
+    let mut out = glb_start(json, bin_len);
+    out.extend_from_slice(bin);
+    out.resize(out.len() + bin_len - bin.len(), 0);
+    out
+}
+
+/// A GLB's header, JSON chunk (padded with spaces) and binary chunk header, in a buffer with
+/// room for exactly `bin_len` (a multiple of 4) more bytes: the binary chunk, which a caller
+/// writing a very large model appends itself instead of holding a second copy.
+pub fn glb_start(json: &[u8], bin_len: usize) -> Vec<u8> {
+    let json_len = json.len().next_multiple_of(4);
     let total = 12 + 8 + json_len + 8 + bin_len;
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(b"glTF");
@@ -249,8 +259,6 @@ pub fn glb(json: &[u8], bin: &[u8]) -> Vec<u8> {
     out.resize(out.len() + json_len - json.len(), b' ');
     out.extend_from_slice(&(bin_len as u32).to_le_bytes());
     out.extend_from_slice(b"BIN\0");
-    out.extend_from_slice(bin);
-    out.resize(out.len() + bin_len - bin.len(), 0);
     out
 }
 
