@@ -305,3 +305,22 @@ fn an_extension_image_that_cannot_be_drawn_falls_back_to_the_core_source() {
     assert_eq!(m.textures.len(), 1);
     assert_eq!((m.textures[0].width, m.textures[0].height), (256, 256));
 }
+
+/// A KTX2 file whose level declares a huge uncompressed length (the transcoder would allocate
+/// it before reading a byte: 128 TiB, found by the import fuzzer) fails with a typed error.
+#[test]
+fn a_ktx2_level_declaring_a_huge_inflated_size_is_refused() {
+    let file = "StainedGlassLamp_bulbs_occlusion-rough-metal.ktx2";
+    let (gltf, mut files) = box_with_ktx2(file);
+    let ktx = &mut files[1].1;
+    // Level 0's uncompressedByteLength (KTX 2.0 level index at byte 80: offset, length,
+    // uncompressed length, u64 each).
+    ktx[96..104].copy_from_slice(&0x8006_0000_0000u64.to_le_bytes());
+    match import_with(&gltf, &files) {
+        Err(e) => {
+            assert_eq!(e.kind(), ImportErrorKind::Malformed, "{e}");
+            assert!(e.to_string().contains("uncompressed"), "{e}");
+        }
+        Ok(_) => panic!("a hostile level length was accepted"),
+    }
+}

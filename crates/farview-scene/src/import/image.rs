@@ -108,6 +108,48 @@ pub(super) fn load_image(
 /// The 12-byte identifier every KTX2 file starts with.
 const KTX2_MAGIC: [u8; 12] = *b"\xABKTX 20\xBB\r\n\x1A\n";
 
+/// Checks a KTX2 file's level index (KTX 2.0 §3.9: from byte 80, per level its byte offset,
+/// byte length and uncompressed byte length, u64 little-endian): at most 32 levels, each
+/// level's data inside the file, and each uncompressed length no more than the level's 4x4
+/// blocks at 16 bytes each (the most any Basis Universal payload takes) or its own stored
+/// length.
+fn check_ktx2_levels(bytes: &[u8], width: u32, height: u32) -> Result<(), ImportProblem> {
+    let u32_at = |o: usize| {
+        bytes
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    };
+    let bad = |why: &str| invalid(format!("is a KTX2 file with {why}"));
+    let levels = u32_at(40).ok_or_else(|| bad("a cut header"))?.max(1);
+    if levels > 32 {
+        return Err(bad(&format!("{levels} mip levels")));
+    }
+    for level in 0..levels {
+        let at = 80 + level as usize * 24;
+        let (Some(offset), Some(length), Some(uncompressed)) =
+            (u64_at(at), u64_at(at + 8), u64_at(at + 16))
+        else {
+            return Err(bad("a cut level index"));
+        };
+        if offset.saturating_add(length) > bytes.len() as u64 {
+            return Err(bad(&format!("level {level} outside the file")));
+        }
+        let (w, h) = ((width >> level).max(1), (height >> level).max(1));
+        let blocks = u64::from(w.div_ceil(4)) * u64::from(h.div_ceil(4));
+        if uncompressed > (blocks * 16).max(length) {
+            return Err(bad(&format!(
+                "level {level} declaring {uncompressed} bytes uncompressed for {w}x{h} pixels"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks the texture count, the side limit and the model's decoded-texel cap for a `w × h`
 /// image, before it is decoded.
 fn reserve_texels(
@@ -168,6 +210,11 @@ fn load_ktx2(
         return Ok(None);
     }
     reserve_texels(w, h, limits, textures)?;
+    // The transcoder inflates a Zstandard-supercompressed level into a buffer of the length
+    // the file declares, before reading a byte of it: a hostile length is an allocation the
+    // process cannot survive. Every level (a renderer may transcode them all) is checked
+    // against what its blocks can hold first.
+    check_ktx2_levels(bytes, w, h)?;
     let rgba8 = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         ktx.transcode(0, basisu::TargetFormat::Rgba32, basisu::DecodeFlags::NONE)
     }))
