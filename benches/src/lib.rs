@@ -79,3 +79,16 @@ pub async fn command_to_frame_probes(
     }
     Ok(latencies)
 }
+
+/// This process's resident memory, MiB (from `/proc/self/status`; NaN where there is none).
+pub fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}

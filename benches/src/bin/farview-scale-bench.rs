@@ -44,18 +44,6 @@ struct Args {
     quality: String,
 }
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// The camera at `t` in 0..1 of a flight through `bounds`: a low circle around the middle,
 /// looking ahead and a little inwards and down, so near parts fill the view and far parts
 /// reach the horizon.
@@ -87,7 +75,7 @@ fn main() -> anyhow::Result<()> {
                 path.display()
             );
         }
-        let rss_before = rss_mib();
+        let rss_before = farview_benches::rss_mib();
         let t0 = Instant::now();
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
         let file = path
@@ -160,7 +148,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         let gpu_mib = r.stats().gpu_bytes as f64 / (1 << 20) as f64;
-        let rss = rss_mib();
+        let rss = farview_benches::rss_mib();
         let mut sorted = times.clone();
         sorted.sort();
         let pick = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];

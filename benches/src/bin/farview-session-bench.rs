@@ -43,18 +43,6 @@ const KEY: &str = "bench-key";
 /// How long the host idles after its last session ended before the last RSS figure.
 const ENDED_IDLE: Duration = Duration::from_secs(15);
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
@@ -126,7 +114,7 @@ async fn run() -> anyhow::Result<()> {
         .unwrap_or_default();
     let host = farview_host::start(config, HostOptions::default()).await?;
     let api = SessionClient::new(&format!("http://{}", host.http_addr), KEY)?;
-    let rss_idle = rss_mib();
+    let rss_idle = farview_benches::rss_mib();
     let threads_idle = threads();
 
     // POST → ready, with and without a model; and connect → first decoded frame.
@@ -174,7 +162,7 @@ async fn run() -> anyhow::Result<()> {
 
     // GET /v1/sessions/{id} throughput against a live session.
     let (s, conn) = streaming_session(&api, "standard", 60).await?;
-    let rss_one = rss_mib();
+    let rss_one = farview_benches::rss_mib();
     // The device keeps reading while the API is under load, as it would in use.
     let reader = tokio::spawn(async move { while conn.next_frame().await.is_ok() {} });
     let deadline = Instant::now() + Duration::from_secs_f64(args.get_secs);
@@ -209,7 +197,7 @@ async fn run() -> anyhow::Result<()> {
         conn.close().await;
         api.session(&s.id).stop().await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        rss_cycles.push(rss_mib());
+        rss_cycles.push(farview_benches::rss_mib());
         thread_counts.push(threads());
     }
 
@@ -252,20 +240,20 @@ async fn run() -> anyhow::Result<()> {
     // session streaming the Fox.
     let mut per_size = Vec::new();
     for size in ["standard", "premium"] {
-        let before = rss_mib();
+        let before = farview_benches::rss_mib();
         let (s, conn) = streaming_session(&api, size, 60).await?;
         let gpu = conn.stats().await?.gpu_bytes;
         let info = conn.stream_info().clone();
-        let during = rss_mib();
+        let during = farview_benches::rss_mib();
         conn.close().await;
         api.session(&s.id).stop().await?;
         per_size.push((size, info.width, info.height, during - before, gpu));
     }
     // Every session has ended. The host gives back the heap its sessions freed a couple of
     // seconds after one ends, at most every 10 s; the idle figure is taken after that.
-    let rss_ended_at_once = rss_mib();
+    let rss_ended_at_once = farview_benches::rss_mib();
     tokio::time::sleep(ENDED_IDLE).await;
-    let rss_ended_idle = rss_mib();
+    let rss_ended_idle = farview_benches::rss_mib();
     for (size, w, h, rss, gpu) in per_size {
         println!(
             "per session, {size} {w}x{h}: host RSS +{rss:.1} MiB, renderer GPU memory {:.1} MiB",
