@@ -148,7 +148,7 @@ async fn a_fleet_host_is_ready_healthy_allocated_and_leaves_after_its_lease() {
     let stall = Duration::from_secs(4);
     let stalled_at = Instant::now();
     assert_eq!(host.handle.stall_render_loops_for_test(stall), 1);
-    tokio::time::sleep(stall).await;
+    // A ping later than the stall's end waits the stall out (no fixed sleep).
     sdk.wait_for(patience, |r, _| {
         r.health.last().is_some_and(|p| *p > stalled_at + stall)
     })

@@ -738,7 +738,8 @@ impl FrameDraws {
                 return 0u64;
             };
             let mut key = 0u64;
-            let scale = max_scale(&d.world);
+            // Only drawables with levels need the scale (most of a big scene has none).
+            let mut scale = None;
             for (pi, p) in prims.iter().enumerate() {
                 let Some(lod) = &p.lod else { continue };
                 if lod.clusters.len() != 1 {
@@ -749,7 +750,11 @@ impl FrameDraws {
                     continue;
                 };
                 if pi < KEYED_PRIMITIVES {
-                    let level = view.level(&c.levels, &c.bounds.transformed(&d.world), scale);
+                    let level = view.level(
+                        &c.levels,
+                        &c.bounds.transformed(&d.world),
+                        *scale.get_or_insert_with(|| max_scale(&d.world)),
+                    );
                     key |= (level.min(15) as u64) << (4 * pi);
                 }
             }
