@@ -27,6 +27,7 @@ mod lod_select;
 mod materials;
 mod mesh_pass;
 mod models;
+mod occlusion;
 mod posed;
 mod readback;
 mod renderer;

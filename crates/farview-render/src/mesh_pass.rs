@@ -9,7 +9,7 @@
 //! selected meshes again, pushed out along their normals) lands only outside what is visible of
 //! them.
 
-use farview_scene::{DrawState, Drawable, EntityId, Scene};
+use farview_scene::{Aabb, DrawState, Drawable, EntityId, Scene};
 
 use crate::blit::Blit;
 use crate::cull::Frustum;
@@ -18,6 +18,7 @@ use crate::gpu_model::GpuMaterial;
 use crate::instances::Instances;
 use crate::lod_select::{LodView, max_scale};
 use crate::models::GpuModelStore;
+use crate::occlusion::{DepthPyramid, DepthReduce, Seen};
 use crate::posed::PosedVertices;
 use crate::targets::{COLOR_FORMAT, DEPTH_FORMAT, FrameTargets};
 use crate::transmission::TransmissionFrame;
@@ -35,6 +36,9 @@ const MAX_BATCH_STATES: usize = 32;
 /// Upper bound on mesh instances per frame (100 bytes each in the instance buffer: 200 MiB at
 /// most, under wgpu's 256 MiB default buffer limit).
 const MAX_INSTANCES: usize = 1 << 21;
+/// Fewer draws in view than this are drawn in one pass: occlusion culling's mid-frame wait
+/// would cost more than it saves.
+const OCCLUSION_MIN_DRAWABLES: usize = 8;
 /// Per-draw uniform blocks allocated up front; the buffer doubles as scenes grow.
 const INITIAL_DRAWS: usize = 64;
 
@@ -73,6 +77,13 @@ pub(crate) struct MeshPass {
     pub(crate) batching: bool,
     /// Largest projected error of a level of detail, pixels (0: full detail everywhere).
     pub(crate) lod_error_px: f32,
+    /// Leave out draws and clusters hidden behind what is drawn first (on by default; off only
+    /// to compare). See [`crate::occlusion`].
+    pub(crate) occlusion_culling: bool,
+    /// Made on the first frame occlusion culling applies to.
+    depth_reduce: Option<DepthReduce>,
+    /// What the last occlusion-culled frame saw.
+    seen: Seen,
 }
 
 /// Which pipeline a primitive draws with.
@@ -337,6 +348,9 @@ impl MeshPass {
             frustum_culling: true,
             batching: true,
             lod_error_px: DEFAULT_LOD_ERROR_PX,
+            occlusion_culling: true,
+            depth_reduce: None,
+            seen: Seen::default(),
         }
     }
 
@@ -345,6 +359,7 @@ impl MeshPass {
         self.draw_capacity as u64 * self.draw_stride
             + self.posed.bytes()
             + self.instances.bytes()
+            + self.depth_reduce.as_ref().map_or(0, DepthReduce::bytes)
             + self
                 .transmission
                 .as_ref()
@@ -389,12 +404,21 @@ impl MeshPass {
             }
         });
         let (w, h) = look.viewport;
-        let frustum = self
-            .frustum_culling
-            .then(|| Frustum::new(camera.view_proj(w as f32 / h.max(1) as f32)));
-        if let Some(frustum) = &frustum {
+        let view_proj = camera.view_proj(w as f32 / h.max(1) as f32);
+        let frustum = self.frustum_culling.then(|| Frustum::new(view_proj));
+        // World bounds, kept beside their drawables when a test needs them.
+        let mut bounds = Vec::new();
+        if frustum.is_some() || self.occlusion_culling {
             let before = drawables.len();
-            drawables.retain(|d| d.state.selected || frustum.may_see(&scene.drawable_bounds(d)));
+            let mut kept = Vec::with_capacity(before);
+            for d in drawables.drain(..) {
+                let b = scene.drawable_bounds(&d);
+                if d.state.selected || frustum.as_ref().is_none_or(|f| f.may_see(&b)) {
+                    kept.push(d);
+                    bounds.push(b);
+                }
+            }
+            drawables = kept;
             stats.culled = (before - drawables.len()) as u32;
         }
         let lod = LodView::new(camera, h, self.lod_error_px);
@@ -410,15 +434,23 @@ impl MeshPass {
             )));
         }
         let batching = self.batching;
-        let frame = FrameDraws::new(
-            drawables,
+        let occluding = self.occlusion_culling;
+        let seen = &self.seen;
+        let mut frame = FrameDraws::new(
+            (drawables, bounds),
             store,
             |d| batching && scene.deform_inputs(d.entity).is_none(),
+            |d| occluding && seen.entities.contains(&d.entity),
             camera.position,
             self.shading,
             globals.cut_planes_active(),
             Clusters { lod, frustum },
         );
+        // A handful of draws is cheaper to draw than to test. Multisampled frames are drawn in
+        // one pass (their depth is not sampleable, see `FrameTargets`).
+        let occluding = occluding
+            && targets.samples == 1
+            && (frame.drawables.len() >= OCCLUSION_MIN_DRAWABLES || frame.multi.contains(&true));
         if frame.batches.len() > MAX_DRAWS {
             return Err(RenderError::Gpu(format!(
                 "{} draws exceed the limit of {MAX_DRAWS}",
@@ -490,10 +522,10 @@ impl MeshPass {
                 let mut pass = begin_mesh_pass(
                     encoder,
                     "behind transmission",
-                    view,
-                    resolve_target,
+                    (view, resolve_target),
                     &targets.depth_view,
                     look.lighting.background,
+                    PassLoad::Clear,
                 );
                 pass.set_bind_group(0, &self.behind_globals.bind_group, &[]);
                 pass.set_bind_group(3, &environment.bind_group, &[]);
@@ -504,7 +536,7 @@ impl MeshPass {
                     store,
                     look,
                     fallback_material,
-                    true,
+                    Phase::All { behind_glass: true },
                     &mut ignored,
                 );
                 drop(pass);
@@ -513,54 +545,147 @@ impl MeshPass {
         }
 
         let (color_view, resolve_target) = targets.color_attachment();
-        let mut pass = begin_mesh_pass(
-            encoder,
-            "mesh",
-            color_view,
-            resolve_target,
-            &targets.depth_view,
-            look.lighting.background,
-        );
-        pass.set_bind_group(0, &self.globals.bind_group, &[]);
-        pass.set_bind_group(3, &environment.bind_group, &[]);
-        self.record_meshes(
-            &mut pass,
-            &frame,
-            store,
-            look,
-            fallback_material,
-            false,
-            &mut stats,
-        );
-        if look.lighting.outline.width_px > 0.0 {
-            let mut bound_pipeline = false;
-            for (i, d) in frame.drawables.iter().enumerate() {
-                if !d.state.selected {
-                    continue;
-                }
-                let Some(prims) = store.get(d.model).and_then(|m| m.meshes.get(d.mesh)) else {
-                    continue;
-                };
-                if !bound_pipeline {
-                    pass.set_pipeline(&self.outline);
-                    pass.set_bind_group(2, fallback_material, &[]);
-                    pass.set_stencil_reference(1);
-                    bound_pipeline = true;
-                }
-                pass.set_bind_group(1, &self.draw_bind_group, &[frame.uniform_offset(i, stride)]);
-                self.instances.bind(&mut pass, i);
-                for (pi, p) in prims.iter().enumerate() {
-                    let vertices = self.posed.get(d.entity, pi).unwrap_or(&p.vertices);
-                    pass.set_vertex_buffer(0, vertices.slice(..));
-                    pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
-                    pass.draw_indexed(0..p.index_count, 0, 0..1);
-                    stats.draws += 1;
-                    stats.instances += 1;
-                }
+        if !occluding {
+            self.seen.clear();
+            let mut pass = begin_mesh_pass(
+                encoder,
+                "mesh",
+                (color_view, resolve_target),
+                &targets.depth_view,
+                look.lighting.background,
+                PassLoad::Clear,
+            );
+            pass.set_bind_group(0, &self.globals.bind_group, &[]);
+            pass.set_bind_group(3, &environment.bind_group, &[]);
+            self.record_meshes(
+                &mut pass,
+                &frame,
+                store,
+                look,
+                fallback_material,
+                Phase::All {
+                    behind_glass: false,
+                },
+                &mut stats,
+            );
+            self.record_outlines(&mut pass, &frame, store, fallback_material, &mut stats);
+        } else {
+            // Phase 1: what was seen last frame, then its depth reduced and read back.
+            {
+                let mut pass = begin_mesh_pass(
+                    encoder,
+                    "mesh (seen last frame)",
+                    (color_view, resolve_target),
+                    &targets.depth_view,
+                    look.lighting.background,
+                    PassLoad::ClearAndKeep,
+                );
+                pass.set_bind_group(0, &self.globals.bind_group, &[]);
+                pass.set_bind_group(3, &environment.bind_group, &[]);
+                self.record_meshes(
+                    &mut pass,
+                    &frame,
+                    store,
+                    look,
+                    fallback_material,
+                    Phase::First { seen: &self.seen },
+                    &mut stats,
+                );
             }
+            let reduce = self
+                .depth_reduce
+                .get_or_insert_with(|| DepthReduce::new(device));
+            reduce.encode(device, encoder, targets);
+            let first = std::mem::replace(
+                encoder,
+                device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("frame, after occlusion culling"),
+                }),
+            );
+            let submission = queue.submit([first.finish()]);
+            let pyramid = reduce.read(ctx, submission, w, h);
+            stats.occluded += frame.test_visibility(pyramid.as_ref(), &view_proj);
+            // Phase 2: the rest that is not hidden, the environment, blended draws, outlines.
+            let mut now_seen = Vec::new();
+            {
+                let mut pass = begin_mesh_pass(
+                    encoder,
+                    "mesh (newly visible)",
+                    (color_view, resolve_target),
+                    &targets.depth_view,
+                    look.lighting.background,
+                    PassLoad::Continue,
+                );
+                pass.set_bind_group(0, &self.globals.bind_group, &[]);
+                pass.set_bind_group(3, &environment.bind_group, &[]);
+                self.record_meshes(
+                    &mut pass,
+                    &frame,
+                    store,
+                    look,
+                    fallback_material,
+                    Phase::Second {
+                        seen: &self.seen,
+                        pyramid: pyramid.as_ref(),
+                        view_proj,
+                        now_seen: &mut now_seen,
+                    },
+                    &mut stats,
+                );
+                self.record_outlines(&mut pass, &frame, store, fallback_material, &mut stats);
+            }
+            self.seen.entities.clear();
+            self.seen.entities.extend(
+                frame
+                    .drawables
+                    .iter()
+                    .zip(&frame.visible)
+                    .filter(|(_, v)| **v)
+                    .map(|(d, _)| d.entity),
+            );
+            self.seen.clusters.clear();
+            self.seen.clusters.extend(now_seen);
         }
         self.posed.end_frame();
         Ok(stats)
+    }
+
+    /// Records the outlines of selected entities, into a pass whose stencil marks what is
+    /// visible of them.
+    fn record_outlines(
+        &self,
+        pass: &mut wgpu::RenderPass<'_>,
+        frame: &FrameDraws,
+        store: &GpuModelStore,
+        fallback_material: &wgpu::BindGroup,
+        stats: &mut RenderStats,
+    ) {
+        let stride = self.draw_stride as usize;
+        let mut bound_pipeline = false;
+        for (i, d) in frame.drawables.iter().enumerate() {
+            if !d.state.selected {
+                continue;
+            }
+            let Some(prims) = store.get(d.model).and_then(|m| m.meshes.get(d.mesh)) else {
+                continue;
+            };
+            if !bound_pipeline {
+                pass.set_pipeline(&self.outline);
+                pass.set_bind_group(2, fallback_material, &[]);
+                pass.set_stencil_reference(1);
+                bound_pipeline = true;
+            }
+            pass.set_bind_group(1, &self.draw_bind_group, &[frame.uniform_offset(i, stride)]);
+            self.instances.bind(pass, i);
+            for (pi, p) in prims.iter().enumerate() {
+                let vertices = self.posed.get(d.entity, pi).unwrap_or(&p.vertices);
+                pass.set_vertex_buffer(0, vertices.slice(..));
+                pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
+                pass.draw_indexed(0..p.index_count, 0, 0..1);
+                stats.draws += 1;
+                stats.instances += 1;
+            }
+        }
     }
 
     /// Makes (or remakes, on a size change) the transmission frame and binds it in the main
@@ -602,12 +727,17 @@ impl MeshPass {
         store: &GpuModelStore,
         look: &FrameLook<'_>,
         fallback_material: &wgpu::BindGroup,
-        behind_glass: bool,
+        mut phase: Phase<'_>,
         stats: &mut RenderStats,
     ) {
         let stride = self.draw_stride as usize;
+        let behind_glass = matches!(phase, Phase::All { behind_glass: true });
         let mut current_pipeline = None;
         for blended_pass in [false, true] {
+            if blended_pass && matches!(phase, Phase::First { .. }) {
+                // Phase 1 is opaque draws only: blended ones compose over everything.
+                break;
+            }
             if blended_pass && look.lighting.show_environment {
                 // Groups 1 and 2 are unused by the sky but must be bound.
                 pass.set_pipeline(&self.sky);
@@ -618,11 +748,7 @@ impl MeshPass {
             }
             // Opaque draws go batch by batch, each batch's instances in one draw; blended ones
             // one instance at a time, far to near, so blending composes over what is behind.
-            let runs: &mut dyn Iterator<Item = std::ops::Range<usize>> = if blended_pass {
-                &mut frame.far_to_near.iter().map(|&i| i..i + 1)
-            } else {
-                &mut frame.batches.iter().cloned()
-            };
+            let runs = frame.runs(blended_pass, &phase);
             for run in runs {
                 let i = run.start;
                 let d = &frame.drawables[i];
@@ -668,7 +794,7 @@ impl MeshPass {
                     let vertices = self.posed.get(d.entity, pi).unwrap_or(&p.vertices);
                     pass.set_vertex_buffer(0, vertices.slice(..));
                     pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
-                    frame.draw_primitive(pass, i, pi, p, count, stats);
+                    frame.draw_primitive(pass, (i, pi, p), count, blended_pass, &mut phase, stats);
                 }
             }
         }
@@ -680,6 +806,15 @@ impl MeshPass {
 /// opaque as one instanced draw.
 struct FrameDraws {
     drawables: Vec<Drawable>,
+    /// World bounds of each drawable (empty when no test needed them).
+    bounds: Vec<Aabb>,
+    /// Whether each drawable was seen last frame (drawn in occlusion culling's phase 1).
+    first: Vec<bool>,
+    /// Whether each drawable has a primitive of several clusters (drawn cluster by cluster, in
+    /// both phases, each cluster in the phase its own visibility says).
+    multi: Vec<bool>,
+    /// Whether each drawable may be visible: all are until [`Self::test_visibility`].
+    visible: Vec<bool>,
     mirrored: Vec<bool>,
     /// Runs of `drawables` drawn together; their uniform block is the batch's index.
     batches: Vec<std::ops::Range<usize>>,
@@ -692,6 +827,23 @@ struct FrameDraws {
     /// primitives of one cluster; drawables differing in it never share a batch.
     levels: Vec<u64>,
     clusters: Clusters,
+}
+
+/// Which part of a frame a mesh pass draws (see [`crate::occlusion`]).
+enum Phase<'a> {
+    /// Everything in view, in one pass; `behind_glass` leaves transmissive materials out (the
+    /// frame they see through).
+    All { behind_glass: bool },
+    /// Opaque draws and clusters seen last frame.
+    First { seen: &'a Seen },
+    /// Opaque draws and clusters not drawn in phase 1 and not hidden behind it, the
+    /// environment, blended draws. Clusters found visible are pushed to `now_seen`.
+    Second {
+        seen: &'a Seen,
+        pyramid: Option<&'a DepthPyramid>,
+        view_proj: glam::Mat4,
+        now_seen: &'a mut Vec<(EntityId, u32, u32)>,
+    },
 }
 
 /// How clustered primitives are drawn this frame: the levels' view (`None`: full detail) and
@@ -707,9 +859,10 @@ const KEYED_PRIMITIVES: usize = 16;
 impl FrameDraws {
     #[allow(clippy::too_many_arguments)]
     fn new(
-        mut drawables: Vec<Drawable>,
+        (mut drawables, mut bounds): (Vec<Drawable>, Vec<Aabb>),
         store: &GpuModelStore,
         batchable: impl Fn(&Drawable) -> bool,
+        seen_before: impl Fn(&Drawable) -> bool,
         eye: glam::Vec3,
         shading: Shading,
         cutting: bool,
@@ -732,8 +885,7 @@ impl FrameDraws {
         };
         // The level each single-cluster primitive draws at this drawable's distance; a
         // drawable with a primitive of several clusters draws cluster by cluster, alone.
-        let mut multi_cluster = std::collections::HashSet::new();
-        let levels_of = |d: &Drawable, multi: &mut std::collections::HashSet<EntityId>| {
+        let levels_of = |d: &Drawable, multi: &mut bool| {
             let Some(prims) = store.get(d.model).and_then(|m| m.meshes.get(d.mesh)) else {
                 return 0u64;
             };
@@ -743,7 +895,7 @@ impl FrameDraws {
             for (pi, p) in prims.iter().enumerate() {
                 let Some(lod) = &p.lod else { continue };
                 if lod.clusters.len() != 1 {
-                    multi.insert(d.entity);
+                    *multi = true;
                     continue;
                 }
                 let (Some(view), Some(c)) = (&clusters.lod, lod.clusters.first()) else {
@@ -760,10 +912,13 @@ impl FrameDraws {
             }
             key
         };
+        let mut bounds_in = bounds.drain(..);
         let mut keyed: Vec<_> = drawables
             .drain(..)
             .map(|d| {
-                let levels = levels_of(&d, &mut multi_cluster);
+                let mut multi = false;
+                let levels = levels_of(&d, &mut multi);
+                let b = bounds_in.next();
                 (
                     (
                         d.model,
@@ -771,22 +926,31 @@ impl FrameDraws {
                         is_mirrored(&d),
                         state_index(&d.state),
                         levels,
+                        seen_before(&d),
                     ),
                     d,
+                    b,
+                    multi,
                 )
             })
             .collect();
+        drop(bounds_in);
         // Stable: a scene's order is kept within each batch.
-        keyed.sort_by_key(|(k, _)| *k);
-        let levels: Vec<u64> = keyed.iter().map(|(k, _)| k.4).collect();
-        drawables.extend(keyed.into_iter().map(|(_, d)| d));
+        keyed.sort_by_key(|(k, ..)| *k);
+        let levels: Vec<u64> = keyed.iter().map(|(k, ..)| k.4).collect();
+        let first: Vec<bool> = keyed.iter().map(|(k, ..)| k.5).collect();
+        let multi: Vec<bool> = keyed.iter().map(|(.., m)| *m).collect();
+        for (_, d, b, _) in keyed {
+            drawables.push(d);
+            bounds.extend(b);
+        }
         let mirrored: Vec<bool> = drawables.iter().map(is_mirrored).collect();
         // Transmissive materials read their entity's scale from the batch's uniform, and a
         // skinned or morphed entity draws its own posed vertex buffer (posed on the GPU or the
         // CPU): neither shares a draw.
-        let shareable = |d: &Drawable| {
+        let shareable = |i: usize, d: &Drawable| {
             batchable(d)
-                && !multi_cluster.contains(&d.entity)
+                && !multi[i]
                 && store.get(d.model).is_some_and(|m| {
                     m.meshes.get(d.mesh).is_some_and(|prims| {
                         prims.iter().all(|p| {
@@ -803,14 +967,15 @@ impl FrameDraws {
         for (i, d) in drawables.iter().enumerate() {
             let joins = open
                 && batches.last().is_some_and(|b| {
-                    let first = &drawables[b.start];
-                    first.model == d.model
-                        && first.mesh == d.mesh
+                    let head = &drawables[b.start];
+                    head.model == d.model
+                        && head.mesh == d.mesh
                         && mirrored[b.start] == mirrored[i]
-                        && first.state == d.state
+                        && head.state == d.state
                         && levels[b.start] == levels[i]
+                        && first[b.start] == first[i]
                 });
-            let share = shareable(d);
+            let share = shareable(i, d);
             match batches.last_mut() {
                 Some(b) if joins && share => b.end = i + 1,
                 _ => batches.push(i..i + 1),
@@ -837,8 +1002,13 @@ impl FrameDraws {
             .filter(|&i| blends(&drawables[i]))
             .collect();
         far_to_near.sort_by(|&a, &b| depth(&drawables[b]).total_cmp(&depth(&drawables[a])));
+        let visible = vec![true; drawables.len()];
         Self {
             drawables,
+            bounds,
+            first,
+            multi,
+            visible,
             mirrored,
             batches,
             batch_of,
@@ -856,12 +1026,20 @@ impl FrameDraws {
     fn draw_primitive(
         &self,
         pass: &mut wgpu::RenderPass<'_>,
-        i: usize,
-        pi: usize,
-        p: &crate::gpu_model::GpuPrimitive,
+        (i, pi, p): (usize, usize, &crate::gpu_model::GpuPrimitive),
         count: u32,
+        blended_pass: bool,
+        phase: &mut Phase<'_>,
         stats: &mut RenderStats,
     ) {
+        // Whole primitives draw in the phase their drawable's is in; the runs handed in were
+        // chosen by it, except a clustered drawable's, which both phases visit.
+        let first = self.first.get(i).copied().unwrap_or(false);
+        let whole = match phase {
+            Phase::All { .. } => true,
+            Phase::First { .. } => first,
+            Phase::Second { .. } => blended_pass || !first,
+        };
         let mut draw = |range: std::ops::Range<u32>, stats: &mut RenderStats| {
             pass.draw_indexed(range.clone(), 0, 0..count);
             stats.draws += 1;
@@ -869,10 +1047,15 @@ impl FrameDraws {
             stats.triangles += u64::from(range.len() as u32 / 3) * u64::from(count);
         };
         let Some(lod) = &p.lod else {
-            draw(0..p.index_count, stats);
+            if whole {
+                draw(0..p.index_count, stats);
+            }
             return;
         };
         if let [cluster] = lod.clusters.as_slice() {
+            if !whole {
+                return;
+            }
             let level = if pi < KEYED_PRIMITIVES {
                 (self.levels.get(i).copied().unwrap_or(0) >> (4 * pi) & 15) as usize
             } else {
@@ -890,7 +1073,7 @@ impl FrameDraws {
         };
         let scale = max_scale(&d.world);
         let mut run: Option<std::ops::Range<u32>> = None;
-        for c in &lod.clusters {
+        for (ci, c) in lod.clusters.iter().enumerate() {
             let bounds = c.bounds.transformed(&d.world);
             if self
                 .clusters
@@ -899,6 +1082,28 @@ impl FrameDraws {
                 .is_some_and(|f| !f.may_see(&bounds))
             {
                 stats.clusters_culled += 1;
+                continue;
+            }
+            let key = (d.entity, pi as u32, ci as u32);
+            let drawn_now = match phase {
+                Phase::All { .. } => true,
+                Phase::First { seen } => seen.clusters.contains(&key),
+                Phase::Second {
+                    seen,
+                    pyramid,
+                    view_proj,
+                    now_seen,
+                } => {
+                    let visible = pyramid.is_none_or(|p| p.may_see(view_proj, &bounds));
+                    if visible {
+                        now_seen.push(key);
+                    } else if !blended_pass {
+                        stats.occluded += 1;
+                    }
+                    visible && (blended_pass || !seen.clusters.contains(&key))
+                }
+            };
+            if !drawn_now {
                 continue;
             }
             let level = self
@@ -925,6 +1130,79 @@ impl FrameDraws {
         }
     }
 
+    /// The runs of drawables one pass of `phase` draws: opaque ones batch by batch (in phase 2,
+    /// the visible ones of each batch not drawn in phase 1), blended ones one at a time, far to
+    /// near.
+    fn runs(&self, blended_pass: bool, phase: &Phase<'_>) -> Vec<std::ops::Range<usize>> {
+        let visible = |i: usize| self.visible.get(i).copied().unwrap_or(true);
+        if blended_pass {
+            return self
+                .far_to_near
+                .iter()
+                .filter(|&&i| visible(i))
+                .map(|&i| i..i + 1)
+                .collect();
+        }
+        let flag = |v: &[bool], i: usize| v.get(i).copied().unwrap_or(false);
+        match phase {
+            Phase::All { .. } => self.batches.clone(),
+            Phase::First { .. } => self
+                .batches
+                .iter()
+                .filter(|b| flag(&self.first, b.start) || flag(&self.multi, b.start))
+                .cloned()
+                .collect(),
+            Phase::Second { .. } => {
+                let mut runs = Vec::new();
+                for b in &self.batches {
+                    if flag(&self.multi, b.start) {
+                        if visible(b.start) {
+                            runs.push(b.clone());
+                        }
+                        continue;
+                    }
+                    if flag(&self.first, b.start) {
+                        continue;
+                    }
+                    // Runs of visible instances: each its own draw from its first instance.
+                    let mut open: Option<std::ops::Range<usize>> = None;
+                    for i in b.clone() {
+                        match (&mut open, visible(i)) {
+                            (Some(r), true) => r.end = i + 1,
+                            (None, true) => open = Some(i..i + 1),
+                            (Some(_), false) => runs.extend(open.take()),
+                            (None, false) => {}
+                        }
+                    }
+                    runs.extend(open);
+                }
+                runs
+            }
+        }
+    }
+
+    /// Tests every drawable against `pyramid` (phase 1's depth); `None` leaves all visible.
+    /// Selected ones stay visible (their outline may show around what hides them). Returns how
+    /// many are hidden.
+    fn test_visibility(&mut self, pyramid: Option<&DepthPyramid>, view_proj: &glam::Mat4) -> u32 {
+        let Some(pyramid) = pyramid else {
+            return 0;
+        };
+        let mut hidden = 0;
+        for (i, d) in self.drawables.iter().enumerate() {
+            let visible = d.state.selected
+                || self
+                    .bounds
+                    .get(i)
+                    .is_none_or(|b| pyramid.may_see(view_proj, b));
+            if let Some(v) = self.visible.get_mut(i) {
+                *v = visible;
+            }
+            hidden += u32::from(!visible);
+        }
+        hidden
+    }
+
     /// Dynamic offset of the uniform block drawable `i` draws with (its batch's).
     fn uniform_offset(&self, i: usize, stride: usize) -> u32 {
         let batch = self.batch_of.get(i).copied().unwrap_or(0) as usize;
@@ -949,15 +1227,32 @@ impl FrameDraws {
     }
 }
 
-/// A mesh pass over `view`: colour cleared to the background, depth and stencil cleared.
+/// How a mesh pass starts and what it leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PassLoad {
+    /// Colour cleared to the background, depth and stencil cleared and dropped at the end.
+    Clear,
+    /// As `Clear`, but depth and stencil are kept for a pass that continues the frame.
+    ClearAndKeep,
+    /// Continues what the pass before drew.
+    Continue,
+}
+
+/// A mesh pass over `view` (and its resolve target).
 fn begin_mesh_pass<'e>(
     encoder: &'e mut wgpu::CommandEncoder,
     label: &'static str,
-    view: &wgpu::TextureView,
-    resolve_target: Option<&wgpu::TextureView>,
+    (view, resolve_target): (&wgpu::TextureView, Option<&wgpu::TextureView>),
     depth_view: &wgpu::TextureView,
     background: glam::Vec3,
+    load: PassLoad,
 ) -> wgpu::RenderPass<'e> {
+    let clear = load != PassLoad::Continue;
+    let keep = if load == PassLoad::ClearAndKeep {
+        wgpu::StoreOp::Store
+    } else {
+        wgpu::StoreOp::Discard
+    };
     encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
         label: Some(label),
         color_attachments: &[Some(wgpu::RenderPassColorAttachment {
@@ -965,24 +1260,36 @@ fn begin_mesh_pass<'e>(
             depth_slice: None,
             resolve_target,
             ops: wgpu::Operations {
-                load: wgpu::LoadOp::Clear(wgpu::Color {
-                    r: background.x.into(),
-                    g: background.y.into(),
-                    b: background.z.into(),
-                    a: 1.0,
-                }),
+                load: if clear {
+                    wgpu::LoadOp::Clear(wgpu::Color {
+                        r: background.x.into(),
+                        g: background.y.into(),
+                        b: background.z.into(),
+                        a: 1.0,
+                    })
+                } else {
+                    wgpu::LoadOp::Load
+                },
                 store: wgpu::StoreOp::Store,
             },
         })],
         depth_stencil_attachment: Some(wgpu::RenderPassDepthStencilAttachment {
             view: depth_view,
             depth_ops: Some(wgpu::Operations {
-                load: wgpu::LoadOp::Clear(1.0),
-                store: wgpu::StoreOp::Discard,
+                load: if clear {
+                    wgpu::LoadOp::Clear(1.0)
+                } else {
+                    wgpu::LoadOp::Load
+                },
+                store: keep,
             }),
             stencil_ops: Some(wgpu::Operations {
-                load: wgpu::LoadOp::Clear(0),
-                store: wgpu::StoreOp::Discard,
+                load: if clear {
+                    wgpu::LoadOp::Clear(0)
+                } else {
+                    wgpu::LoadOp::Load
+                },
+                store: keep,
             }),
         }),
         timestamp_writes: None,

@@ -227,6 +227,15 @@ impl FrameRenderer {
         self.mesh.lod_error_px
     }
 
+    /// Leaves out draws and clusters hidden behind what was visible last frame (on by
+    /// default). Each frame is drawn in two passes when more than a handful of draws is in
+    /// view: first what was seen last frame, then, after a wait for its depth (a few kilobytes
+    /// read back), whatever that depth does not hide. Nothing visible is left out; off only to
+    /// compare. See [`RenderStats::occluded`].
+    pub fn set_occlusion_culling(&mut self, on: bool) {
+        self.mesh.occlusion_culling = on;
+    }
+
     /// Turns instanced batching (on by default) off or on: with it off, every mesh instance is
     /// its own draw, which only comparisons and benches want.
     pub fn set_instancing(&mut self, on: bool) {

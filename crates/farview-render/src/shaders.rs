@@ -16,6 +16,9 @@ pub(crate) const IBL_FILTER_SHADER: &str = include_str!("../../../shaders/ibl_fi
 /// Skinning and morphing on the GPU (`shaders/deform.wgsl`).
 pub(crate) const DEFORM_SHADER: &str = include_str!("../../../shaders/deform.wgsl");
 
+/// Occlusion culling's reduction of the frame's depth to tiles (`shaders/depth_reduce.wgsl`).
+pub(crate) const DEPTH_REDUCE_SHADER: &str = include_str!("../../../shaders/depth_reduce.wgsl");
+
 /// The texture-over-target pass of mips and upscaling (`shaders/blit.wgsl`).
 pub(crate) const BLIT_SHADER: &str = include_str!("../../../shaders/blit.wgsl");
 

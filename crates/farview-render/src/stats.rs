@@ -21,6 +21,9 @@ pub struct RenderStats {
     pub culled: u32,
     /// Clusters of large meshes left out because they lie wholly outside the view.
     pub clusters_culled: u32,
+    /// Draws and clusters in view left out because what was drawn first hides them (occlusion
+    /// culling; see [`crate::FrameRenderer::set_occlusion_culling`]).
+    pub occluded: u32,
     /// Draws of a coarser level of detail than the full one.
     pub coarse_draws: u32,
     /// Bytes uploaded for this frame's skinned and morphed meshes: their posed vertices when

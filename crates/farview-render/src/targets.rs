@@ -19,6 +19,9 @@ pub(crate) struct FrameTargets {
     /// The multisampled colour the pass draws into, resolved into `color`; `None` without MSAA.
     pub(crate) msaa_view: Option<wgpu::TextureView>,
     pub(crate) depth_view: wgpu::TextureView,
+    /// The depth aspect alone, for occlusion culling's depth reduction to read (single-sampled
+    /// targets only).
+    pub(crate) depth_sample_view: wgpu::TextureView,
     /// Samples per pixel (1 or 4).
     pub(crate) samples: u32,
 }
@@ -87,7 +90,13 @@ impl FrameTargets {
             sample_count: samples,
             dimension: wgpu::TextureDimension::D2,
             format: DEPTH_FORMAT,
-            usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
+            // Occlusion culling reads single-sampled depth. Multisampled depth stays an
+            // attachment only: made sampleable, it broke MSAA frames on the GL backend.
+            usage: if samples == 1 {
+                wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING
+            } else {
+                wgpu::TextureUsages::RENDER_ATTACHMENT
+            },
             view_formats: &[],
         });
         Ok(Self {
@@ -97,6 +106,11 @@ impl FrameTargets {
             color,
             msaa_view,
             depth_view: depth.create_view(&Default::default()),
+            depth_sample_view: depth.create_view(&wgpu::TextureViewDescriptor {
+                label: Some("frame depth (sampled)"),
+                aspect: wgpu::TextureAspect::DepthOnly,
+                ..Default::default()
+            }),
             samples,
         })
     }

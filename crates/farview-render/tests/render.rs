@@ -1060,3 +1060,223 @@ fn levels_of_detail_stay_within_their_error_and_culled_clusters_change_no_pixel(
     assert!(db >= 35.0, "{db:.2} dB");
     assert!(off * 1000 < (w * h) as usize, "{off} pixels far off");
 }
+
+/// One box from `min` to `max`, each face its own four vertices with its normal.
+fn box_model(min: Vec3, max: Vec3) -> farview_scene::Model {
+    use farview_scene::{Aabb, Mesh, ModelNode, Primitive};
+    let (mut positions, mut normals, mut indices) = (Vec::new(), Vec::new(), Vec::new());
+    for axis in 0..3 {
+        for side in [-1.0f32, 1.0] {
+            let mut n = Vec3::ZERO;
+            n[axis] = side;
+            let (u, v) = ((axis + 1) % 3, (axis + 2) % 3);
+            let base = positions.len() as u32;
+            for (a, b) in [(0, 0), (1, 0), (1, 1), (0, 1)] {
+                let mut p = Vec3::ZERO;
+                p[axis] = if side > 0.0 { max[axis] } else { min[axis] };
+                p[u] = if a == 0 { min[u] } else { max[u] };
+                p[v] = if b == 0 { min[v] } else { max[v] };
+                positions.push(p.to_array());
+                normals.push(n.to_array());
+            }
+            // Counter-clockwise seen from outside.
+            if side > 0.0 {
+                indices.extend([base, base + 1, base + 2, base, base + 2, base + 3]);
+            } else {
+                indices.extend([base, base + 2, base + 1, base, base + 3, base + 2]);
+            }
+        }
+    }
+    farview_scene::Model {
+        meshes: vec![Mesh {
+            primitives: vec![Primitive {
+                uvs: vec![[0.0; 2]; positions.len()],
+                bounds: Aabb { min, max },
+                normals,
+                positions,
+                indices,
+                ..Primitive::default()
+            }],
+            ..Mesh::default()
+        }],
+        nodes: vec![ModelNode {
+            mesh: Some(0),
+            ..ModelNode::default()
+        }],
+        roots: vec![0],
+        ..farview_scene::Model::default()
+    }
+}
+
+/// Counts pixels that differ between two frames.
+fn differing_pixels(a: &[u8], b: &[u8]) -> usize {
+    a.chunks_exact(4)
+        .zip(b.chunks_exact(4))
+        .filter(|(x, y)| x != y)
+        .count()
+}
+
+/// Occlusion culling never leaves out anything visible: a renderer that culls, carried along a
+/// walk through a forest (with a jump that turns the view around, and back), draws exactly the
+/// pixels of one that does not, frame after frame, while leaving out most trees; the same for
+/// a heightfield's clusters hidden behind a wall. Some trees are tinted see-through (blended,
+/// drawn after the environment) and one is selected (outlined, never culled). Multisampled
+/// frames are not occlusion-culled: they only check the frame is drawn as before.
+#[test]
+fn occlusion_culling_never_leaves_out_a_visible_object() {
+    let gpu = gpu();
+    let glb = farview_scene::synthetic::forest_glb(1000);
+    let model = farview_scene::synthetic::import(&glb, &ImportLimits::default()).unwrap();
+    let mut scene = Scene::default();
+    let forest = scene.add_model("forest", model).unwrap();
+    let trees = scene.children(forest.root).unwrap().to_vec();
+    for (i, &t) in trees.iter().enumerate() {
+        let state = match i % 53 {
+            7 => farview_scene::StateOverride {
+                see_through: Some(true),
+                ..Default::default()
+            },
+            19 => farview_scene::StateOverride {
+                selected: Some(true),
+                ..Default::default()
+            },
+            _ => continue,
+        };
+        scene.set_state_override(t, state).unwrap();
+    }
+    scene.update_world_transforms();
+    for quality in [RenderQuality::MEDIUM, RenderQuality::HIGH] {
+        eprintln!("{quality:?}");
+        occlusion_culling_matches(&gpu, &scene, quality);
+    }
+}
+
+fn occlusion_culling_matches(gpu: &GpuContext, scene: &Scene, quality: RenderQuality) {
+    let (w, h) = (320, 180);
+    let renderer = || FrameRenderer::with_quality(gpu, w, h, Lighting::default(), quality).unwrap();
+    let mut culling = renderer();
+    let mut reference = renderer();
+    reference.set_occlusion_culling(false);
+    reference.set_occlusion_culling(false);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    // A walk along a row at head height, a turn-around (nothing seen before is in view), then
+    // back to where the walk was.
+    let mut cameras: Vec<Camera> = (0..6)
+        .map(|i| {
+            let z = 2.0 - 0.4 * i as f32;
+            Camera::looking_at(
+                Vec3::new(0.2 * i as f32, 1.6, z),
+                Vec3::new(0.5, 0.8, z - 12.0),
+                60f32.to_radians(),
+                0.1,
+                200.0,
+            )
+        })
+        .collect();
+    cameras.push(Camera::looking_at(
+        Vec3::new(1.0, 1.6, 0.0),
+        Vec3::new(1.0, 0.8, 12.0),
+        60f32.to_radians(),
+        0.1,
+        200.0,
+    ));
+    cameras.push(cameras[5]);
+    let mut occluded = Vec::new();
+    for (i, cam) in cameras.iter().enumerate() {
+        let got = culling.render_blocking(scene, cam).unwrap();
+        let stats = culling.stats();
+        let want = reference.render_blocking(scene, cam).unwrap();
+        let all = reference.stats();
+        eprintln!(
+            "frame {i}: {} occluded, {} of {} triangles",
+            stats.occluded, stats.triangles, all.triangles
+        );
+        let differing = differing_pixels(&got, &want);
+        if differing > 0 || i == 5 {
+            image::save_buffer(
+                out.join(format!("occlusion-got-{}.png", quality.msaa_samples)),
+                &got,
+                w,
+                h,
+                image::ColorType::Rgba8,
+            )
+            .unwrap();
+            image::save_buffer(
+                out.join(format!("occlusion-want-{}.png", quality.msaa_samples)),
+                &want,
+                w,
+                h,
+                image::ColorType::Rgba8,
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            differing, 0,
+            "frame {i}: occlusion culling changed {differing} pixels"
+        );
+        assert_eq!(all.occluded, 0);
+        occluded.push(stats.occluded);
+    }
+    // Once the walk is under way, trees hidden behind nearer ones are left out (after a jump,
+    // nothing seen before is in view: that frame and the next draw everything that shows).
+    // Multisampled frames are drawn in one pass, without occlusion culling.
+    if quality.msaa_samples > 1 {
+        assert!(occluded.iter().all(|&n| n == 0), "{occluded:?} occluded");
+        return;
+    }
+    assert!(
+        occluded[1..6].iter().all(|&n| n > 0) && occluded.iter().sum::<u32>() > 100,
+        "{occluded:?} occluded"
+    );
+
+    // A low view across hilly terrain with a wall in front: clusters behind the wall are left
+    // out, nothing more (the hills and the wall's edge show).
+    let mut terrain = Scene::default();
+    terrain.add_model("terrain", terrain_model(400)).unwrap();
+    terrain
+        .add_model(
+            "wall",
+            box_model(Vec3::new(-20.0, -5.0, -30.0), Vec3::new(-19.5, 9.0, -0.5)),
+        )
+        .unwrap();
+    terrain
+        .add_light(farview_scene::Light {
+            direction: Vec3::new(-0.6, -0.35, -0.7).normalize(),
+            ..farview_scene::Light::SUN
+        })
+        .unwrap();
+    // (New renderers: model ids are per scene.)
+    let mut culling = renderer();
+    let mut reference = renderer();
+    reference.set_occlusion_culling(false);
+    let mut clusters_occluded = 0;
+    for i in 0..4 {
+        // Above the hills, the wall filling the left half of the view.
+        let eye = Vec3::new(-27.0 + 0.3 * i as f32, 7.0, 0.0);
+        let cam = Camera::looking_at(eye, eye + Vec3::new(10.0, -1.5, 0.0), 1.0, 0.1, 200.0);
+        let got = culling.render_blocking(&terrain, &cam).unwrap();
+        clusters_occluded += culling.stats().occluded;
+        let want = reference.render_blocking(&terrain, &cam).unwrap();
+        eprintln!(
+            "terrain frame {i}: {} occluded, {} triangles",
+            culling.stats().occluded,
+            culling.stats().triangles
+        );
+        let differing = differing_pixels(&got, &want);
+        if i == 3 {
+            image::save_buffer(
+                out.join("occlusion-terrain.png"),
+                &got,
+                w,
+                h,
+                image::ColorType::Rgba8,
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            differing, 0,
+            "terrain frame {i}: {differing} pixels changed"
+        );
+    }
+    assert!(clusters_occluded > 0, "no cluster was hidden by the wall");
+}

@@ -33,9 +33,10 @@ use crate::state::{CutPlane, DrawState, Light, MaterialOverride, StateOverride};
 
 /// Hashes entity ids for the scene's entity table: ids are handed out by the scene in
 /// sequence (never chosen by a client), so a multiply-and-shift mix spreads them well, and
-/// costs a fraction of SipHash on the per-frame walks over a million entities.
+/// costs a fraction of SipHash on the per-frame walks over a million entities. For tables keyed
+/// by the scene's own ids only (never by values a client chose).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -55,7 +56,7 @@ impl std::hash::Hasher for IdHasher {
 }
 
 /// See [`IdHasher`].
-pub(crate) type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+pub type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 /// Identifies an entity within one scene. Ids are never reused, so a stale id fails cleanly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
