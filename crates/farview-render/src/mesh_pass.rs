@@ -544,19 +544,10 @@ impl MeshPass {
             }
         }
 
-        let (color_view, resolve_target) = targets.color_attachment();
         if !occluding {
             self.seen.clear();
-            let mut pass = begin_mesh_pass(
-                encoder,
-                "mesh",
-                (color_view, resolve_target),
-                &targets.depth_view,
-                look.lighting.background,
-                PassLoad::Clear,
-            );
-            pass.set_bind_group(0, &self.globals.bind_group, &[]);
-            pass.set_bind_group(3, &environment.bind_group, &[]);
+            let mut pass =
+                self.main_pass(encoder, "mesh", targets, look, environment, PassLoad::Clear);
             self.record_meshes(
                 &mut pass,
                 &frame,
@@ -572,16 +563,14 @@ impl MeshPass {
         } else {
             // Phase 1: what was seen last frame, then its depth reduced and read back.
             {
-                let mut pass = begin_mesh_pass(
+                let mut pass = self.main_pass(
                     encoder,
                     "mesh (seen last frame)",
-                    (color_view, resolve_target),
-                    &targets.depth_view,
-                    look.lighting.background,
+                    targets,
+                    look,
+                    environment,
                     PassLoad::ClearAndKeep,
                 );
-                pass.set_bind_group(0, &self.globals.bind_group, &[]);
-                pass.set_bind_group(3, &environment.bind_group, &[]);
                 self.record_meshes(
                     &mut pass,
                     &frame,
@@ -608,16 +597,14 @@ impl MeshPass {
             // Phase 2: the rest that is not hidden, the environment, blended draws, outlines.
             let mut now_seen = Vec::new();
             {
-                let mut pass = begin_mesh_pass(
+                let mut pass = self.main_pass(
                     encoder,
                     "mesh (newly visible)",
-                    (color_view, resolve_target),
-                    &targets.depth_view,
-                    look.lighting.background,
+                    targets,
+                    look,
+                    environment,
                     PassLoad::Continue,
                 );
-                pass.set_bind_group(0, &self.globals.bind_group, &[]);
-                pass.set_bind_group(3, &environment.bind_group, &[]);
                 self.record_meshes(
                     &mut pass,
                     &frame,
@@ -648,6 +635,29 @@ impl MeshPass {
         }
         self.posed.end_frame();
         Ok(stats)
+    }
+
+    /// Begins a pass over the frame's targets with the main globals and the environment bound.
+    fn main_pass<'e>(
+        &self,
+        encoder: &'e mut wgpu::CommandEncoder,
+        label: &'static str,
+        targets: &FrameTargets,
+        look: &FrameLook<'_>,
+        environment: &EnvironmentBinding,
+        load: PassLoad,
+    ) -> wgpu::RenderPass<'e> {
+        let mut pass = begin_mesh_pass(
+            encoder,
+            label,
+            targets.color_attachment(),
+            &targets.depth_view,
+            look.lighting.background,
+            load,
+        );
+        pass.set_bind_group(0, &self.globals.bind_group, &[]);
+        pass.set_bind_group(3, &environment.bind_group, &[]);
+        pass
     }
 
     /// Records the outlines of selected entities, into a pass whose stencil marks what is

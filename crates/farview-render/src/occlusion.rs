@@ -125,10 +125,11 @@ impl DepthPyramid {
 
     /// Whether something inside `bounds` (world space) may be visible: `false` only when the
     /// box's nearest depth is behind the farthest depth drawn anywhere over its screen
-    /// rectangle. A box reaching behind the camera is always visible.
+    /// rectangle. A box reaching behind the camera is always visible, and so are empty bounds
+    /// (nothing to measure: a model built in code may leave them so), as frustum culling has it.
     pub(crate) fn may_see(&self, view_proj: &Mat4, bounds: &Aabb) -> bool {
         if bounds.is_empty() {
-            return false;
+            return true;
         }
         let (c, e) = (bounds.center(), bounds.size() * 0.5);
         let mut min = glam::Vec3::splat(f32::INFINITY);
@@ -194,7 +195,6 @@ struct ReduceTarget {
     view: wgpu::TextureView,
     texture: wgpu::Texture,
     buffer: wgpu::Buffer,
-    bind_group: wgpu::BindGroup,
     padded_row: u32,
 }
 
@@ -281,7 +281,7 @@ impl DepthReduce {
             .as_ref()
             .is_some_and(|t| t.width == width && t.height == height);
         if !fits {
-            self.target = Some(self.make_target(device, targets, width, height));
+            self.target = Some(self.make_target(device, width, height));
         }
         let Some(t) = &self.target else { return };
         {
@@ -307,7 +307,16 @@ impl DepthReduce {
                 multiview_mask: None,
             });
             pass.set_pipeline(&self.pipeline);
-            pass.set_bind_group(0, &t.bind_group, &[]);
+            // Made each frame (it is cheap), so it always reads the targets' current depth.
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("depth reduce"),
+                layout: &self.layout,
+                entries: &[wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::TextureView(&targets.depth_sample_view),
+                }],
+            });
+            pass.set_bind_group(0, &bind_group, &[]);
             pass.draw(0..3, 0..1);
         }
         encoder.copy_texture_to_buffer(
@@ -328,13 +337,7 @@ impl DepthReduce {
         );
     }
 
-    fn make_target(
-        &self,
-        device: &wgpu::Device,
-        targets: &FrameTargets,
-        width: u32,
-        height: u32,
-    ) -> ReduceTarget {
+    fn make_target(&self, device: &wgpu::Device, width: u32, height: u32) -> ReduceTarget {
         let texture = device.create_texture(&wgpu::TextureDescriptor {
             label: Some("reduced depth"),
             size: wgpu::Extent3d {
@@ -356,21 +359,12 @@ impl DepthReduce {
             usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
             mapped_at_creation: false,
         });
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("depth reduce"),
-            layout: &self.layout,
-            entries: &[wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::TextureView(&targets.depth_sample_view),
-            }],
-        });
         ReduceTarget {
             width,
             height,
             view: texture.create_view(&Default::default()),
             texture,
             buffer,
-            bind_group,
             padded_row,
         }
     }
@@ -513,6 +507,10 @@ mod tests {
         assert!(
             full.may_see(&vp, &cube(Vec3::new(0.0, 0.0, 9.0), 2.0)),
             "reaching behind the eye"
+        );
+        assert!(
+            full.may_see(&vp, &Aabb::EMPTY),
+            "empty bounds measure nothing"
         );
         // The wall covers the left half only: a box behind it on the right is visible, as is
         // one straddling its edge.
