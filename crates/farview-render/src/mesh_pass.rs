@@ -4,6 +4,8 @@
 //! selection outline pipelines; the per-frame globals, one dynamic-offset uniform block per
 //! draw, and the recording of a frame: opaque draws batch by batch (instances of a mesh with one state in one draw), the environment behind them, blended draws (see-through
 //! entities, alpha-blended materials) far to near, then outlines around selected entities.
+//! With occlusion culling, the opaque draws seen last frame go first, in a pass of their own,
+//! and the rest after a test against that pass's depth ([`crate::occlusion`]).
 //!
 //! Every draw writes the stencil: 1 for selected entities, 0 otherwise, so the outline (the
 //! selected meshes again, pushed out along their normals) lands only outside what is visible of
