@@ -47,7 +47,7 @@ pub use environment::{
 };
 pub use error::RenderError;
 pub use lighting::{Lighting, Outline, ToneMapping};
-pub use models::{ModelUploader, UploadedModel};
+pub use models::{ModelUploader, UploadedLevels, UploadedModel};
 pub use readback::{ReadbackFrame, strip_padding};
 pub use renderer::{FrameRenderer, RenderQuality, Shading};
 pub use shaders::{I420_SHADER, MESH_SHADER};

@@ -47,7 +47,78 @@ impl std::fmt::Debug for ModelUploader {
     }
 }
 
+/// Levels of detail built after a model was shown ([`farview_scene::lod::build_levels`]), in
+/// index buffers, ready for [`FrameRenderer::attach_levels`](crate::FrameRenderer::attach_levels).
+pub struct UploadedLevels {
+    primitives: Vec<LevelsBuffer>,
+}
+
+struct LevelsBuffer {
+    mesh: usize,
+    primitive: usize,
+    /// The reordered full-detail indices, then the coarser levels'.
+    buffer: wgpu::Buffer,
+    index_count: u32,
+    lod: std::sync::Arc<farview_scene::lod::PrimitiveLod>,
+}
+
+impl UploadedLevels {
+    /// Primitives that got levels.
+    pub fn len(&self) -> usize {
+        self.primitives.len()
+    }
+
+    /// Whether no primitive got levels.
+    pub fn is_empty(&self) -> bool {
+        self.primitives.is_empty()
+    }
+}
+
+impl std::fmt::Debug for UploadedLevels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadedLevels")
+            .field("primitives", &self.primitives.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl ModelUploader {
+    /// Uploads levels built after the model was shown: one index buffer per primitive, to
+    /// replace its full-detail one.
+    pub fn upload_levels(&self, levels: &farview_scene::lod::ModelLevels) -> UploadedLevels {
+        let device = self.ctx.device();
+        let primitives = levels
+            .primitives
+            .iter()
+            .map(|p| {
+                let coarse = p.lod.coarse.as_slice();
+                let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("indices with levels"),
+                    size: ((p.indices.len() + coarse.len()) * 4) as u64,
+                    usage: wgpu::BufferUsages::INDEX | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                let queue = self.ctx.queue();
+                queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&p.indices));
+                if !coarse.is_empty() {
+                    queue.write_buffer(
+                        &buffer,
+                        (p.indices.len() * 4) as u64,
+                        bytemuck::cast_slice(coarse),
+                    );
+                }
+                LevelsBuffer {
+                    mesh: p.mesh,
+                    primitive: p.primitive,
+                    buffer,
+                    index_count: p.indices.len() as u32,
+                    lod: p.lod.clone(),
+                }
+            })
+            .collect();
+        UploadedLevels { primitives }
+    }
+
     pub(crate) fn new(
         ctx: &GpuContext,
         shared: &MaterialShared,
@@ -116,6 +187,36 @@ impl GpuModelStore {
         self.reported_missing
             .retain(|id| scene.model(*id).is_some());
         before - self.models.len()
+    }
+
+    /// Swaps in levels built for the model stored under `id`: each primitive's index buffer
+    /// for one holding its reordered indices and levels. A primitive whose index count does not
+    /// match (another model, a stale build) keeps what it has. Returns how many primitives got
+    /// levels.
+    pub(crate) fn attach_levels(&mut self, id: ModelId, levels: UploadedLevels) -> usize {
+        let Some(model) = self.models.get_mut(&id) else {
+            return 0;
+        };
+        let mut attached = 0;
+        for l in levels.primitives {
+            let Some(p) = model
+                .meshes
+                .get_mut(l.mesh)
+                .and_then(|prims| prims.iter_mut().find(|p| p.source == l.primitive))
+            else {
+                continue;
+            };
+            if p.index_count != l.index_count || p.deform.is_some() {
+                continue;
+            }
+            let coarse = l.lod.coarse.len() as u64 * 4;
+            let old = p.lod.as_ref().map_or(0, |x| x.coarse.len() as u64 * 4);
+            model.bytes = model.bytes.saturating_sub(old) + coarse;
+            p.indices = l.buffer;
+            p.lod = Some(l.lod);
+            attached += 1;
+        }
+        attached
     }
 
     pub(crate) fn get(&self, id: ModelId) -> Option<&GpuModel> {

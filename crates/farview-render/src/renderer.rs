@@ -285,6 +285,15 @@ impl FrameRenderer {
         }
     }
 
+    /// Draws the model stored under `id` with levels built after it was shown
+    /// ([`farview_scene::lod::build_levels`], uploaded with [`ModelUploader::upload_levels`]);
+    /// returns how many of its primitives got them (0 when the model is gone).
+    pub fn attach_levels(&mut self, id: ModelId, levels: crate::UploadedLevels) -> usize {
+        let n = self.models.attach_levels(id, levels);
+        tracing::debug!(model = id.0, primitives = n, "levels of detail attached");
+        n
+    }
+
     /// Frees one model's GPU assets now; false if the store did not hold it. Entities still
     /// drawing it are skipped from the next frame on.
     pub fn evict_model(&mut self, id: ModelId) -> bool {

@@ -938,6 +938,15 @@ fn gpu_instancing_extension_draws_its_instances_in_one_draw() {
 /// A rolling heightfield of `n` x `n` vertices, 60 units wide, with levels of detail and
 /// clusters as import makes them.
 fn terrain_model(n: usize) -> farview_scene::Model {
+    let mut model = bare_terrain_model(n);
+    for p in &mut model.meshes[0].primitives {
+        farview_scene::lod::attach(p, 2);
+    }
+    model
+}
+
+/// [`terrain_model`] without levels, as an import that leaves them for later makes it.
+fn bare_terrain_model(n: usize) -> farview_scene::Model {
     use farview_scene::{Aabb, Mesh, ModelNode, Primitive};
     let mut positions = Vec::with_capacity(n * n);
     for z in 0..n {
@@ -971,7 +980,7 @@ fn terrain_model(n: usize) -> farview_scene::Model {
             indices.extend_from_slice(&[i, i + w, i + 1, i + 1, i + w, i + w + 1]);
         }
     }
-    let mut prim = Primitive {
+    let prim = Primitive {
         uvs: vec![[0.0; 2]; positions.len()],
         bounds: Aabb::from_points(positions.iter().map(|p| Vec3::from_array(*p))),
         normals,
@@ -979,7 +988,6 @@ fn terrain_model(n: usize) -> farview_scene::Model {
         indices,
         ..Primitive::default()
     };
-    farview_scene::lod::attach(&mut prim, 2);
     farview_scene::Model {
         meshes: vec![Mesh {
             primitives: vec![prim],
@@ -1279,4 +1287,57 @@ fn occlusion_culling_matches(gpu: &GpuContext, scene: &Scene, quality: RenderQua
         );
     }
     assert!(clusters_occluded > 0, "no cluster was hidden by the wall");
+}
+
+/// Levels built after a model is shown (`lod::build_levels`, `upload_levels`,
+/// `attach_levels`) draw exactly what levels built at import draw; until they come, the model
+/// is drawn whole at full detail.
+#[test]
+fn levels_built_after_the_model_is_shown_draw_as_import_built_ones() {
+    let gpu = gpu();
+    let light = farview_scene::Light {
+        direction: Vec3::new(-0.6, -0.35, -0.7).normalize(),
+        ..farview_scene::Light::SUN
+    };
+    let cam = Camera::looking_at(
+        Vec3::new(-20.0, 4.0, 20.0),
+        Vec3::new(10.0, 0.0, -10.0),
+        60f32.to_radians(),
+        0.1,
+        200.0,
+    );
+    let (w, h) = (320, 180);
+    let frame = |model: farview_scene::Model, later: bool| {
+        let mut scene = Scene::default();
+        let info = scene.add_model("terrain", model).unwrap();
+        scene.add_light(light).unwrap();
+        let mut r = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+        let first = r.render_blocking(&scene, &cam).unwrap();
+        let first_stats = r.stats();
+        if later {
+            let model = scene.model(info.model).unwrap().clone();
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let levels = farview_scene::lod::build_levels(&model, 2, &never);
+            assert_eq!(levels.primitives.len(), 1);
+            let uploaded = r.uploader().upload_levels(&levels);
+            assert_eq!(r.attach_levels(info.model, uploaded), 1);
+            // A model that is not there takes nothing.
+            let again = r.uploader().upload_levels(&levels);
+            assert_eq!(r.attach_levels(farview_scene::ModelId(99), again), 0);
+        }
+        let after = r.render_blocking(&scene, &cam).unwrap();
+        (first, first_stats, after, r.stats())
+    };
+    let (_, at_import_stats, at_import, _) = frame(terrain_model(300), false);
+    let (whole, whole_stats, later, later_stats) = frame(bare_terrain_model(300), true);
+    eprintln!("at import {at_import_stats:?}\nbefore {whole_stats:?}\nafter {later_stats:?}");
+    assert_eq!(
+        whole_stats.coarse_draws, 0,
+        "no levels before they are attached"
+    );
+    assert_eq!(whole_stats.triangles, 299 * 299 * 2);
+    assert!(later_stats.coarse_draws > 0);
+    assert_eq!(later_stats.triangles, at_import_stats.triangles);
+    assert_eq!(differing_pixels(&later, &at_import), 0);
+    assert!(farview_render::psnr_rgb(&whole, &later) >= 35.0);
 }

@@ -13,13 +13,16 @@
 //! (a third more, at most).
 //!
 //! Skinned and morphed primitives get none: their bounds move with the pose.
+//!
+//! Import builds them ([`attach`]) unless told not to; [`build_levels`] builds them for a
+//! model already shown, to be handed to the renderer when ready.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use glam::Vec3;
 
-use crate::model::{Aabb, Primitive};
+use crate::model::{Aabb, Model, Primitive};
 
 /// Primitives smaller than this are drawn whole at full detail.
 pub const LOD_MIN_TRIANGLES: usize = 2048;
@@ -80,14 +83,82 @@ impl PrimitiveLod {
 /// Builds the clusters and levels of `p` (reordering its indices) when it is large enough and
 /// not deformable; the work is spread over `threads` threads.
 pub fn attach(p: &mut Primitive, threads: usize) {
-    let triangles = p.indices.len() / 3;
-    if triangles < LOD_MIN_TRIANGLES || !p.joints.is_empty() || !p.targets.is_empty() {
+    if !wants_levels(p) {
         return;
     }
-    let Some(lod) = build(&p.positions, &p.normals, &mut p.indices, threads) else {
+    let never = AtomicBool::new(false);
+    let Some(lod) = build(&p.positions, &p.normals, &mut p.indices, threads, &never) else {
         return;
     };
     p.lod = Some(Arc::new(lod));
+}
+
+/// Whether `p` is large and static and has no levels yet.
+fn wants_levels(p: &Primitive) -> bool {
+    p.lod.is_none()
+        && p.indices.len() / 3 >= LOD_MIN_TRIANGLES
+        && p.joints.is_empty()
+        && p.targets.is_empty()
+}
+
+/// Whether [`build_levels`] would build anything for `model`.
+pub fn model_wants_levels(model: &Model) -> bool {
+    model
+        .meshes
+        .iter()
+        .flat_map(|m| &m.primitives)
+        .any(wants_levels)
+}
+
+/// The levels of one primitive of a model, built after import: its indices reordered cluster
+/// by cluster (the levels' ranges index into them, then into `lod.coarse`).
+#[derive(Debug, Clone)]
+pub struct PrimitiveLevels {
+    /// Mesh index in the model.
+    pub mesh: usize,
+    /// Primitive index in that mesh.
+    pub primitive: usize,
+    /// The primitive's triangles, reordered: the same triangles as the model's.
+    pub indices: Vec<u32>,
+    /// Its clusters and levels.
+    pub lod: Arc<PrimitiveLod>,
+}
+
+/// Levels of detail of a model's large primitives, built by [`build_levels`].
+#[derive(Debug, Clone, Default)]
+pub struct ModelLevels {
+    /// One entry per primitive that got levels.
+    pub primitives: Vec<PrimitiveLevels>,
+}
+
+/// Builds the levels [`attach`] would have built at import, for every large static primitive
+/// of `model` that has none, without changing the model (raycasts and the scene keep its
+/// index order). Spread over `threads` threads; returns what was built so far once `cancel`
+/// is set.
+pub fn build_levels(model: &Model, threads: usize, cancel: &AtomicBool) -> ModelLevels {
+    let mut out = ModelLevels::default();
+    for (mi, mesh) in model.meshes.iter().enumerate() {
+        for (pi, p) in mesh.primitives.iter().enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                return out;
+            }
+            if !wants_levels(p) {
+                continue;
+            }
+            let mut indices = p.indices.clone();
+            if let Some(lod) = build(&p.positions, &p.normals, &mut indices, threads, cancel)
+                && !cancel.load(Ordering::Relaxed)
+            {
+                out.primitives.push(PrimitiveLevels {
+                    mesh: mi,
+                    primitive: pi,
+                    indices,
+                    lod: Arc::new(lod),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Splits `indices` into clusters (reordering them) and simplifies each; `None` when the
@@ -97,6 +168,7 @@ fn build(
     normals: &[[f32; 3]],
     indices: &mut [u32],
     threads: usize,
+    cancel: &AtomicBool,
 ) -> Option<PrimitiveLod> {
     if indices.iter().any(|&i| i as usize >= positions.len())
         || positions.iter().any(|p| !p.iter().all(|v| v.is_finite()))
@@ -132,6 +204,9 @@ fn build(
         for _ in 0..threads.max(1) {
             s.spawn(|| {
                 loop {
+                    if cancel.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let c = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(start, end)) = clusters.get(c) else {
                         break;

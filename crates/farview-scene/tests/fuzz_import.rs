@@ -199,6 +199,7 @@ fn mutated_models_never_panic_or_hang() {
         max_textures: 8,
         max_nodes: 1024,
         max_total_vertices: 1 << 20,
+        levels_at_import: true,
     };
     for (i, s) in seeds.iter().enumerate() {
         let mut resolve = |uri: &str| {

@@ -201,6 +201,16 @@ pub(super) fn import_document(
                 .morph_targets
                 .saturating_add(prim.morph_targets().len() as u32);
             match import_primitive(doc, &mesh, &prim, &buffers, &materials, &mut budget)
+                .map(|p| {
+                    p.map(|mut p| {
+                        if limits.levels_at_import {
+                            let threads =
+                                std::thread::available_parallelism().map_or(1, usize::from);
+                            crate::lod::attach(&mut p, threads);
+                        }
+                        p
+                    })
+                })
                 .map_err(|e| e.in_primitive(mesh.index(), prim.index()))?
             {
                 Some(p) => primitives.push(p),

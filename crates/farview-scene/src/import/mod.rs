@@ -63,6 +63,11 @@ pub struct ImportLimits {
     /// closed mesh has about two triangles per vertex), so a file cannot reuse one small index
     /// accessor from many primitives to exhaust memory.
     pub max_total_vertices: u64,
+    /// Whether import builds the clusters and levels of detail of large primitives (the
+    /// default). A host that shows a model at full detail first and refines it when the
+    /// levels are ready sets this to `false` and builds them with
+    /// [`crate::lod::build_levels`]: on a 20-million-triangle mesh they are most of the import.
+    pub levels_at_import: bool,
 }
 
 impl Default for ImportLimits {
@@ -77,6 +82,7 @@ impl Default for ImportLimits {
             max_textures: 256,
             max_nodes: 1_000_000,
             max_total_vertices: 20_000_000,
+            levels_at_import: true,
         }
     }
 }

@@ -507,7 +507,7 @@ pub(super) fn import_primitive(
             }
         });
     }
-    let mut primitive = Primitive {
+    let primitive = Primitive {
         positions,
         normals,
         uvs,
@@ -523,9 +523,5 @@ pub(super) fn import_primitive(
         targets,
         lod: None,
     };
-    // Clusters and levels of detail for large static primitives: at most a third more indices
-    // than the budgeted ones.
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    crate::lod::attach(&mut primitive, threads);
     Ok(Some(primitive))
 }
