@@ -46,6 +46,10 @@ struct Args {
     /// steps between frames); small values fly at the pace of a real camera.
     #[arg(long, default_value_t = 1.0)]
     arc: f32,
+    /// Import without levels of detail and build them after the first upload, as the host
+    /// does (the table's "levels" column says how long that took).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    defer_levels: bool,
     /// Occlusion culling (the compared full-detail frames are drawn without it).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     occlusion: bool,
@@ -90,7 +94,11 @@ fn main() -> anyhow::Result<()> {
             .and_then(|f| f.to_str())
             .unwrap_or_default()
             .to_owned();
-        let model = farview_scene::import_file(dir, &file, &ImportLimits::default())?;
+        let limits = ImportLimits {
+            levels_at_import: !args.defer_levels,
+            ..ImportLimits::default()
+        };
+        let model = farview_scene::import_file(dir, &file, &limits)?;
         let import_s = t0.elapsed().as_secs_f64();
         let source_triangles = model.triangle_count();
         let mut scene = Scene::default();
@@ -117,6 +125,18 @@ fn main() -> anyhow::Result<()> {
         let t1 = Instant::now();
         r.upload_missing(&scene)?;
         let upload_s = t1.elapsed().as_secs_f64();
+        let mut levels_s = None;
+        if args.defer_levels
+            && let Some(model) = scene.model(info.model).cloned()
+        {
+            let t = Instant::now();
+            let threads = std::thread::available_parallelism().map_or(1, usize::from);
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let levels = farview_scene::lod::build_levels(&model, threads, &never);
+            let uploaded = r.uploader().upload_levels(&levels);
+            r.attach_levels(info.model, uploaded);
+            levels_s = Some(t.elapsed().as_secs_f64());
+        }
         r.set_lod_error_px(args.lod_px);
         r.set_occlusion_culling(args.occlusion);
         let bounds = info.bounds;
@@ -168,11 +188,12 @@ fn main() -> anyhow::Result<()> {
         triangles.sort_unstable();
         occluded.sort_unstable();
         rows.push(format!(
-            "| {name} | {:.1} M | {:.1} M | {:.2} s | {:.2} s | {:.1} | {:.1} | {:.1} | {:.2} M | {} | {:.2} M | {} | {:.0} | {:.0} | {:.0} |",
+            "| {name} | {:.1} M | {:.1} M | {:.2} s | {:.2} s | {} | {:.1} | {:.1} | {:.1} | {:.2} M | {} | {:.2} M | {} | {:.0} | {:.0} | {:.0} |",
             source_triangles as f64 / 1e6,
             info.triangles as f64 / 1e6,
             import_s,
             upload_s,
+            levels_s.map_or("at import".into(), |s| format!("{s:.2} s later")),
             times.len() as f64 / total.as_secs_f64(),
             pick(0.5).as_secs_f64() * 1e3,
             pick(0.99).as_secs_f64() * 1e3,
@@ -193,9 +214,9 @@ fn main() -> anyhow::Result<()> {
         drop(scene);
     }
     println!(
-        "\n| model | source tris | drawn tris (all nodes) | import | upload | frames/s | p50 ms | p99 ms | tris/frame (median) | occluded draws + clusters (median) | tris/frame at full detail (max of compared) | worst PSNR vs full detail (dB) | RSS added (MiB) | RSS (MiB) | GPU (MiB) |"
+        "\n| model | source tris | drawn tris (all nodes) | import | upload | levels | frames/s | p50 ms | p99 ms | tris/frame (median) | occluded draws + clusters (median) | tris/frame at full detail (max of compared) | worst PSNR vs full detail (dB) | RSS added (MiB) | RSS (MiB) | GPU (MiB) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         println!("{row}");
     }

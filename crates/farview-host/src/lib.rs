@@ -362,7 +362,7 @@ pub async fn start(mut config: Config, options: HostOptions) -> Result<HostHandl
         environments.clone(),
         options.frame_tap.clone(),
         assets_root.clone(),
-        ImportLimits::default(),
+        host_import_limits(),
         quic_addr,
         identity.fingerprint.clone(),
     )
@@ -378,7 +378,7 @@ pub async fn start(mut config: Config, options: HostOptions) -> Result<HostHandl
         config,
         gpu,
         assets_root,
-        import_limits: ImportLimits::default(),
+        import_limits: host_import_limits(),
         tap: options.frame_tap,
         shutdown: shutdown.clone(),
         connections: AtomicUsize::new(0),
@@ -577,5 +577,14 @@ async fn accept_loop(endpoint: quinn::Endpoint, ctx: Arc<HostContext>) {
             }
             .instrument(tracing::info_span!("connection", %remote)),
         );
+    }
+}
+
+/// What the host imports with: the default limits, with levels of detail built after the model
+/// is shown (by the stream's levels worker) rather than during the import.
+fn host_import_limits() -> ImportLimits {
+    ImportLimits {
+        levels_at_import: false,
+        ..ImportLimits::default()
     }
 }

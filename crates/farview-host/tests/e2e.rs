@@ -1017,3 +1017,46 @@ async fn the_host_lists_the_models_it_offers_and_each_loads() {
     conn.close().await;
     host.finish().await;
 }
+
+/// A large model is shown at full detail as soon as it is read and uploaded; its levels of
+/// detail are built in the background and swapped in between frames, after which the frames
+/// report far fewer triangles drawn (a flat grid simplifies to almost nothing within a pixel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn levels_of_detail_are_built_after_a_model_is_shown() {
+    logs();
+    let host = TestHost::start().await;
+    let conn = host.connect().await;
+    // 120 x 120 quads: 28,800 triangles in two clusters.
+    let grid = farview_scene::synthetic::grid_glb(120);
+    let model = conn.upload_model("grid", &grid).await.unwrap();
+    assert_eq!(model.triangles, 28_800);
+    let cam_seq = conn.set_camera(framing_pose(&model, 0.6)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no frame drawn with levels in 120 s: triangles per frame {seen:?}"
+        );
+        let frame = frame(&conn).await;
+        if frame.header.last_command_seq < cam_seq {
+            continue;
+        }
+        let detail = frame
+            .header
+            .detail
+            .expect("version 6 headers report the detail");
+        assert!(detail.triangles <= 28_800, "{detail:?}");
+        if seen.last() != Some(&detail.triangles) {
+            seen.push(detail.triangles);
+        }
+        if detail.triangles < 28_800 / 10 {
+            break;
+        }
+    }
+    // Whatever was drawn before the levels came was the whole grid.
+    assert!(
+        seen[..seen.len() - 1].iter().all(|&t| t == 28_800),
+        "{seen:?}"
+    );
+}

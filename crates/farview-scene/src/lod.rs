@@ -389,6 +389,34 @@ mod tests {
 
     use super::*;
 
+    /// Levels built after import are the ones import builds, without touching the model; a
+    /// cancelled build returns nothing half made.
+    #[test]
+    fn levels_built_later_match_import_and_stop_when_cancelled() {
+        let model = Model {
+            meshes: vec![crate::model::Mesh {
+                primitives: vec![terrain(3), terrain(150), terrain(120)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(model_wants_levels(&model));
+        let never = AtomicBool::new(false);
+        let levels = build_levels(&model, 2, &never);
+        // The 3 x 3 one is too small for levels.
+        let built: Vec<usize> = levels.primitives.iter().map(|p| p.primitive).collect();
+        assert_eq!(built, vec![1, 2]);
+        for l in &levels.primitives {
+            let mut at_import = model.meshes[0].primitives[l.primitive].clone();
+            attach(&mut at_import, 2);
+            assert_eq!(l.indices, at_import.indices);
+            assert_eq!(Some(&l.lod), at_import.lod.as_ref());
+            assert!(model.meshes[0].primitives[l.primitive].lod.is_none());
+        }
+        let cancelled = AtomicBool::new(true);
+        assert!(build_levels(&model, 2, &cancelled).primitives.is_empty());
+    }
+
     /// A bumpy heightfield of `n` x `n` vertices.
     fn terrain(n: usize) -> Primitive {
         let mut positions = Vec::with_capacity(n * n);

@@ -18,6 +18,7 @@ mod budget;
 mod clock;
 mod encode;
 mod group;
+mod levels;
 mod render;
 mod send;
 mod stats;

@@ -120,6 +120,8 @@ struct RenderState {
     by_key: HashMap<String, farview_scene::ModelId>,
     /// A command arrived since the last frame was rendered.
     changed: bool,
+    /// Levels of detail of added models, built in the background.
+    levels: super::levels::LevelBuilds,
 }
 
 /// Everything the render stage owns.
@@ -149,6 +151,7 @@ impl RenderStage {
             last_seq: 0,
             by_key: HashMap::new(),
             changed: true,
+            levels: super::levels::LevelBuilds::new(self.renderer.uploader()),
         };
         let mut pacer = Pacer::new(
             self.settings.fps,
@@ -190,6 +193,12 @@ impl RenderStage {
             }
             if shared.stop.load(Ordering::Relaxed) {
                 return Ok(());
+            }
+            let ready: Vec<_> = st.levels.ready().collect();
+            for (id, levels) in ready {
+                if self.renderer.attach_levels(id, levels) > 0 {
+                    st.changed = true;
+                }
             }
             let now = self.clock.now();
             // Animations run on the frame clock; a playing one changes every frame.
@@ -360,6 +369,9 @@ fn apply(
                     .map_err(crate::scene_ops::scene_error)
                     .inspect(|info| {
                         renderer.insert_model(info.model, uploaded);
+                        if let Some(model) = scene.model(info.model) {
+                            st.levels.request(info.model, model.clone());
+                        }
                         if let Some(k) = key {
                             st.by_key.insert(k, info.model);
                         }
