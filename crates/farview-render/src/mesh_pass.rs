@@ -547,7 +547,9 @@ impl MeshPass {
         }
 
         if !occluding {
-            self.seen.clear();
+            // What the last culled frame saw is kept: a frame drawn in one pass (culling
+            // switched off to compare, too few draws) does not make the next culled frame
+            // start from nothing.
             let mut pass =
                 self.main_pass(encoder, "mesh", targets, look, environment, PassLoad::Clear);
             self.record_meshes(

@@ -44,13 +44,6 @@ pub(crate) struct Seen {
     pub(crate) clusters: HashSet<(EntityId, u32, u32), IdHash>,
 }
 
-impl Seen {
-    pub(crate) fn clear(&mut self) {
-        self.entities.clear();
-        self.clusters.clear();
-    }
-}
-
 /// Farthest depths over the frame, finest level first: level 0 holds one value per 8 x 8 pixel
 /// tile, each next level the farthest of 2 x 2 of the one before.
 pub(crate) struct DepthPyramid {
