@@ -187,7 +187,13 @@ fn build(
         attributes,
         unlocked: &unlocked,
     };
+    if cancel.load(Ordering::Relaxed) {
+        return None;
+    }
     let clusters = split(positions, indices);
+    if cancel.load(Ordering::Relaxed) {
+        return None;
+    }
     // Level 0 of every cluster is its run of the reordered indices; coarser levels are built
     // per cluster (in parallel) and appended in cluster order.
     let adapter = meshopt::VertexDataAdapter::new(

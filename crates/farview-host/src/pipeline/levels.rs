@@ -7,8 +7,8 @@
 //! order from a bounded queue. A model that does not fit in the queue is drawn at full detail
 //! (logged). Dropping the worker cancels the build in progress.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak, mpsc};
 use std::time::Instant;
 
 use farview_render::{ModelUploader, UploadedLevels};
@@ -17,10 +17,14 @@ use farview_scene::{Model, ModelId};
 /// Models waiting for their levels, at most.
 const QUEUE: usize = 16;
 
+/// Builds running in this process (over all streams): they share the cores left to rendering.
+static BUILDING: AtomicUsize = AtomicUsize::new(0);
+
 /// The render stage's handle on its levels worker.
 pub(crate) struct LevelBuilds {
     uploader: ModelUploader,
-    jobs: Option<mpsc::SyncSender<(ModelId, Arc<Model>)>>,
+    /// Queued models are held weakly: one freed while it waits is skipped, not kept alive.
+    jobs: Option<mpsc::SyncSender<(ModelId, Weak<Model>)>>,
     done_tx: mpsc::SyncSender<(ModelId, UploadedLevels)>,
     done: mpsc::Receiver<(ModelId, UploadedLevels)>,
     cancel: Arc<AtomicBool>,
@@ -39,8 +43,8 @@ impl LevelBuilds {
     }
 
     /// Queues `model` (just added as `id`) for levels if it has primitives that want them.
-    pub(crate) fn request(&mut self, id: ModelId, model: Arc<Model>) {
-        if !farview_scene::lod::model_wants_levels(&model) {
+    pub(crate) fn request(&mut self, id: ModelId, model: &Arc<Model>) {
+        if !farview_scene::lod::model_wants_levels(model) {
             return;
         }
         if self.jobs.is_none() {
@@ -49,7 +53,7 @@ impl LevelBuilds {
         let queued = self
             .jobs
             .as_ref()
-            .is_some_and(|jobs| jobs.try_send((id, model)).is_ok());
+            .is_some_and(|jobs| jobs.try_send((id, Arc::downgrade(model))).is_ok());
         if !queued {
             tracing::warn!(
                 model = id.0,
@@ -63,14 +67,15 @@ impl LevelBuilds {
         self.done.try_iter()
     }
 
-    fn start(&self) -> Option<mpsc::SyncSender<(ModelId, Arc<Model>)>> {
-        let (jobs, queue) = mpsc::sync_channel::<(ModelId, Arc<Model>)>(QUEUE);
+    fn start(&self) -> Option<mpsc::SyncSender<(ModelId, Weak<Model>)>> {
+        let (jobs, queue) = mpsc::sync_channel::<(ModelId, Weak<Model>)>(QUEUE);
         let uploader = self.uploader.clone();
         let done = self.done_tx.clone();
         let cancel = self.cancel.clone();
         let span = tracing::Span::current();
-        // Leave a core to the render and encode stages where there is more than one.
-        let threads = std::thread::available_parallelism()
+        // Leave a core to the render and encode stages where there is more than one, and
+        // share the rest between the builds running at the time.
+        let spare = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .saturating_sub(1)
             .max(1);
@@ -79,8 +84,16 @@ impl LevelBuilds {
             .spawn(move || {
                 let _span = span.entered();
                 for (id, model) in queue {
+                    // Freed (destroyed, or its stream gone) while it waited.
+                    let Some(model) = model.upgrade() else {
+                        continue;
+                    };
                     let started = Instant::now();
+                    let running = BUILDING.fetch_add(1, Ordering::Relaxed) + 1;
+                    let threads = (spare / running).max(1);
                     let levels = farview_scene::lod::build_levels(&model, threads, &cancel);
+                    BUILDING.fetch_sub(1, Ordering::Relaxed);
+                    drop(model);
                     if cancel.load(Ordering::Relaxed) {
                         return;
                     }

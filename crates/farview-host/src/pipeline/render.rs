@@ -370,7 +370,7 @@ fn apply(
                     .inspect(|info| {
                         renderer.insert_model(info.model, uploaded);
                         if let Some(model) = scene.model(info.model) {
-                            st.levels.request(info.model, model.clone());
+                            st.levels.request(info.model, model);
                         }
                         if let Some(k) = key {
                             st.by_key.insert(k, info.model);
