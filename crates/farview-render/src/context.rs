@@ -460,6 +460,11 @@ impl GpuContext {
         )
     }
 
+    /// The graphics API the adapter is driven through.
+    pub(crate) fn backend(&self) -> wgpu::Backend {
+        self.inner.info.backend
+    }
+
     /// True when rendering happens on the CPU (Mesa llvmpipe/lavapipe).
     pub fn is_software(&self) -> bool {
         is_software(&self.inner.info)

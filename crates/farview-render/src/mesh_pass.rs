@@ -448,10 +448,10 @@ impl MeshPass {
             globals.cut_planes_active(),
             Clusters { lod, frustum },
         );
-        // A handful of draws is cheaper to draw than to test. Multisampled frames are drawn in
-        // one pass (their depth is not sampleable, see `FrameTargets`).
+        // A handful of draws is cheaper to draw than to test. Frames whose depth cannot be
+        // read (multisampled on GL, see `FrameTargets`) are drawn in one pass.
         let occluding = occluding
-            && targets.samples == 1
+            && targets.depth_sampleable
             && (frame.drawables.len() >= OCCLUSION_MIN_DRAWABLES || frame.multi.contains(&true));
         if frame.batches.len() > MAX_DRAWS {
             return Err(RenderError::Gpu(format!(

@@ -174,11 +174,81 @@ impl DepthPyramid {
     }
 }
 
-/// The GPU half: reduces a single-sampled frame's depth to tiles and reads them back.
+/// The GPU half: reduces a frame's depth to tiles and reads them back.
 pub(crate) struct DepthReduce {
+    single: ReducePipeline,
+    /// Made on the first multisampled frame (never on GL, whose shaders cannot load texels
+    /// from depth textures).
+    multi: Option<ReducePipeline>,
+    target: Option<ReduceTarget>,
+}
+
+/// The reduction's pipeline for one kind of depth buffer.
+struct ReducePipeline {
     pipeline: wgpu::RenderPipeline,
     layout: wgpu::BindGroupLayout,
-    target: Option<ReduceTarget>,
+}
+
+impl ReducePipeline {
+    fn new(device: &wgpu::Device, multisampled: bool) -> Self {
+        let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("depth_reduce.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(DEPTH_REDUCE_SHADER.into()),
+        });
+        let (binding, sample_type, entry) = if multisampled {
+            (1, wgpu::TextureSampleType::Depth, "fs_multi")
+        } else {
+            (
+                0,
+                wgpu::TextureSampleType::Float { filterable: false },
+                "fs_main",
+            )
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("depth reduce"),
+            entries: &[wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::FRAGMENT,
+                ty: wgpu::BindingType::Texture {
+                    sample_type,
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled,
+                },
+                count: None,
+            }],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("depth reduce"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("depth reduce"),
+            layout: Some(&pipeline_layout),
+            vertex: wgpu::VertexState {
+                module: &shader,
+                entry_point: Some("vs_main"),
+                compilation_options: Default::default(),
+                buffers: &[],
+            },
+            primitive: Default::default(),
+            depth_stencil: None,
+            multisample: Default::default(),
+            fragment: Some(wgpu::FragmentState {
+                module: &shader,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                targets: &[Some(wgpu::ColorTargetState {
+                    format: PYRAMID_FORMAT,
+                    blend: None,
+                    write_mask: wgpu::ColorWrites::ALL,
+                })],
+            }),
+            multiview_mask: None,
+            cache: None,
+        });
+        Self { pipeline, layout }
+    }
 }
 
 /// The reduced depth of one frame size, and the buffer it is copied into.
@@ -193,58 +263,9 @@ struct ReduceTarget {
 
 impl DepthReduce {
     pub(crate) fn new(device: &wgpu::Device) -> Self {
-        let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("depth_reduce.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(DEPTH_REDUCE_SHADER.into()),
-        });
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("depth reduce"),
-            entries: &[wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::FRAGMENT,
-                ty: wgpu::BindingType::Texture {
-                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                    view_dimension: wgpu::TextureViewDimension::D2,
-                    multisampled: false,
-                },
-                count: None,
-            }],
-        });
-        let pipeline = {
-            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some("depth reduce"),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-                label: Some("depth reduce"),
-                layout: Some(&pipeline_layout),
-                vertex: wgpu::VertexState {
-                    module: &shader,
-                    entry_point: Some("vs_main"),
-                    compilation_options: Default::default(),
-                    buffers: &[],
-                },
-                primitive: Default::default(),
-                depth_stencil: None,
-                multisample: Default::default(),
-                fragment: Some(wgpu::FragmentState {
-                    module: &shader,
-                    entry_point: Some("fs_main"),
-                    compilation_options: Default::default(),
-                    targets: &[Some(wgpu::ColorTargetState {
-                        format: PYRAMID_FORMAT,
-                        blend: None,
-                        write_mask: wgpu::ColorWrites::ALL,
-                    })],
-                }),
-                multiview_mask: None,
-                cache: None,
-            })
-        };
         Self {
-            pipeline,
-            layout,
+            single: ReducePipeline::new(device, false),
+            multi: None,
             target: None,
         }
     }
@@ -299,13 +320,21 @@ impl DepthReduce {
                 occlusion_query_set: None,
                 multiview_mask: None,
             });
-            pass.set_pipeline(&self.pipeline);
+            let multisampled = targets.samples > 1;
+            let reduce = if multisampled {
+                &*self
+                    .multi
+                    .get_or_insert_with(|| ReducePipeline::new(device, true))
+            } else {
+                &self.single
+            };
+            pass.set_pipeline(&reduce.pipeline);
             // Made each frame (it is cheap), so it always reads the targets' current depth.
             let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("depth reduce"),
-                layout: &self.layout,
+                layout: &reduce.layout,
                 entries: &[wgpu::BindGroupEntry {
-                    binding: 0,
+                    binding: u32::from(multisampled),
                     resource: wgpu::BindingResource::TextureView(&targets.depth_sample_view),
                 }],
             });

@@ -19,9 +19,12 @@ pub(crate) struct FrameTargets {
     /// The multisampled colour the pass draws into, resolved into `color`; `None` without MSAA.
     pub(crate) msaa_view: Option<wgpu::TextureView>,
     pub(crate) depth_view: wgpu::TextureView,
-    /// The depth aspect alone, for occlusion culling's depth reduction to read (single-sampled
-    /// targets only).
+    /// The depth aspect alone, for occlusion culling's depth reduction to read (when
+    /// `depth_sampleable`).
     pub(crate) depth_sample_view: wgpu::TextureView,
+    /// Whether the depth buffer can be read by a shader: always single-sampled, multisampled
+    /// except on the GL backend (made sampleable there, it turned MSAA frames white on Mesa).
+    pub(crate) depth_sampleable: bool,
     /// Samples per pixel (1 or 4).
     pub(crate) samples: u32,
 }
@@ -83,6 +86,7 @@ impl FrameTargets {
                 })
                 .create_view(&Default::default())
         });
+        let depth_sampleable = samples == 1 || ctx.backend() != wgpu::Backend::Gl;
         let depth = device.create_texture(&wgpu::TextureDescriptor {
             label: Some("frame depth"),
             size,
@@ -90,9 +94,7 @@ impl FrameTargets {
             sample_count: samples,
             dimension: wgpu::TextureDimension::D2,
             format: DEPTH_FORMAT,
-            // Occlusion culling reads single-sampled depth. Multisampled depth stays an
-            // attachment only: made sampleable, it broke MSAA frames on the GL backend.
-            usage: if samples == 1 {
+            usage: if depth_sampleable {
                 wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING
             } else {
                 wgpu::TextureUsages::RENDER_ATTACHMENT
@@ -112,6 +114,7 @@ impl FrameTargets {
                 ..Default::default()
             }),
             samples,
+            depth_sampleable,
         })
     }
 
