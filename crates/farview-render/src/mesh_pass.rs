@@ -86,6 +86,16 @@ pub(crate) struct MeshPass {
     depth_reduce: Option<DepthReduce>,
     /// What the last occlusion-culled frame saw.
     seen: Seen,
+    /// The scene's drawables and bounds as of its key, kept while the scene is still.
+    drawables_cache: Option<DrawablesCache>,
+}
+
+/// [`Scene::drawables`] and [`Scene::drawable_bounds`] of one [`farview_scene::DrawablesKey`].
+struct DrawablesCache {
+    key: farview_scene::DrawablesKey,
+    drawables: Vec<Drawable>,
+    /// Empty when no test needed them.
+    bounds: Vec<Aabb>,
 }
 
 /// Which pipeline a primitive draws with.
@@ -353,6 +363,7 @@ impl MeshPass {
             occlusion_culling: true,
             depth_reduce: None,
             seen: Seen::default(),
+            drawables_cache: None,
         }
     }
 
@@ -390,39 +401,61 @@ impl MeshPass {
         let mut stats = RenderStats::default();
         let globals = Globals::new(scene, camera, look);
 
-        let mut drawables = scene.drawables();
-        drawables.retain(|d| match store.get(d.model) {
-            Some(m) => d.mesh < m.meshes.len(),
-            None => {
-                stats.skipped_entities += 1;
-                if store.note_missing(d.model) {
-                    tracing::debug!(
-                        model = d.model.0,
-                        entity = d.entity.0,
-                        "model not in the GPU store; its entities are skipped until it is inserted"
-                    );
-                }
-                false
-            }
-        });
         let (w, h) = look.viewport;
         let view_proj = camera.view_proj(w as f32 / h.max(1) as f32);
         let frustum = self.frustum_culling.then(|| Frustum::new(view_proj));
-        // World bounds, kept beside their drawables when a test needs them.
-        let mut bounds = Vec::new();
-        if frustum.is_some() || self.occlusion_culling {
-            let before = drawables.len();
-            let mut kept = Vec::with_capacity(before);
-            for d in drawables.drain(..) {
-                let b = scene.drawable_bounds(&d);
-                if d.state.selected || frustum.as_ref().is_none_or(|f| f.may_see(&b)) {
-                    kept.push(d);
-                    bounds.push(b);
+        let need_bounds = frustum.is_some() || self.occlusion_culling;
+        // The scene's drawables and their world bounds, walked again only when the scene
+        // changed (a million entities take most of a frame to walk).
+        let key = scene.drawables_key();
+        let cache = match self.drawables_cache.take() {
+            Some(c) if c.key == key && (!need_bounds || c.bounds.len() == c.drawables.len()) => c,
+            _ => {
+                let drawables = scene.drawables();
+                let bounds = if need_bounds {
+                    drawables.iter().map(|d| scene.drawable_bounds(d)).collect()
+                } else {
+                    Vec::new()
+                };
+                DrawablesCache {
+                    key,
+                    drawables,
+                    bounds,
                 }
             }
-            drawables = kept;
-            stats.culled = (before - drawables.len()) as u32;
+        };
+        // What this frame draws: models in the store, in view (selected ones always: their
+        // outline may reach into view).
+        let mut drawables = Vec::new();
+        let mut bounds = Vec::new();
+        for (i, d) in cache.drawables.iter().enumerate() {
+            let b = cache.bounds.get(i);
+            match store.get(d.model) {
+                Some(m) if d.mesh < m.meshes.len() => {}
+                Some(_) => continue,
+                None => {
+                    stats.skipped_entities += 1;
+                    if store.note_missing(d.model) {
+                        tracing::debug!(
+                            model = d.model.0,
+                            entity = d.entity.0,
+                            "model not in the GPU store; its entities are skipped until it is inserted"
+                        );
+                    }
+                    continue;
+                }
+            }
+            if let (Some(f), Some(b)) = (&frustum, b)
+                && !d.state.selected
+                && !f.may_see(b)
+            {
+                stats.culled += 1;
+                continue;
+            }
+            drawables.push(*d);
+            bounds.extend(b.copied());
         }
+        self.drawables_cache = Some(cache);
         let lod = LodView::new(camera, h, self.lod_error_px);
         let posed = self
             .posed

@@ -26,8 +26,8 @@ pub use model::{
 pub use raycast::{Bvh, Ray};
 pub use scene::{
     AnimationCommand, AnimationInfo, AnimationState, CutPlaneId, DeformBounds, DeformInputs,
-    Deformed, DeformedPrimitive, Drawable, Entity, EntityId, HierarchyEntry, Hit, IdHash, IdHasher,
-    LightId, MAX_ANIMATION_SPEED, MAX_CUT_PLANES, MAX_LIGHTS, ModelId, ModelInfo, Scene,
-    SceneError, SceneStats, ViewFit,
+    Deformed, DeformedPrimitive, Drawable, DrawablesKey, Entity, EntityId, HierarchyEntry, Hit,
+    IdHash, IdHasher, LightId, MAX_ANIMATION_SPEED, MAX_CUT_PLANES, MAX_LIGHTS, ModelId, ModelInfo,
+    Scene, SceneError, SceneStats, ViewFit,
 };
 pub use state::{CutPlane, DrawState, Light, LightKind, MaterialOverride, StateOverride};

@@ -526,6 +526,7 @@ impl Scene {
         if self.deform_dirty.is_empty() {
             return;
         }
+        self.world_revision += 1;
         let mut ids = std::mem::take(&mut self.deform_dirty);
         ids.sort_unstable();
         ids.dedup();

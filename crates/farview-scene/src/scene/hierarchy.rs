@@ -422,6 +422,7 @@ impl Scene {
                 .map(|&r| (r, Some(Mat4::IDENTITY)))
                 .collect(),
         };
+        self.world_revision += 1;
         while let Some((id, parent_world)) = stack.pop() {
             let parent_world = match parent_world {
                 Some(w) => w,

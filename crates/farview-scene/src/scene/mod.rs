@@ -226,6 +226,17 @@ pub enum SceneError {
     TooMany(&'static str, usize),
 }
 
+/// Scenes made so far in this process: each scene's [`DrawablesKey`] is its own.
+static NEXT_SCENE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`Scene::drawables_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrawablesKey {
+    scene: u64,
+    revision: u64,
+    world: u64,
+}
+
 /// The scene graph of one session.
 #[derive(Debug)]
 pub struct Scene {
@@ -242,6 +253,10 @@ pub struct Scene {
     next_plane: CutPlaneId,
     max_entities: usize,
     revision: u64,
+    /// This scene among all made in the process (see [`DrawablesKey`]).
+    instance: u64,
+    /// Bumped when world matrices or posed bounds are recomputed.
+    world_revision: u64,
     /// Subtrees whose world matrices are stale; `None` after too many: recompute everything.
     dirty: Option<Vec<EntityId>>,
     /// Model instances by root entity (node-to-entity maps, the animation playing).
@@ -283,6 +298,8 @@ impl Scene {
             next_plane: 1,
             max_entities,
             revision: 0,
+            instance: NEXT_SCENE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            world_revision: 0,
             dirty: Some(Vec::new()),
             instances: HashMap::new(),
             deformable: Vec::new(),
@@ -296,6 +313,17 @@ impl Scene {
     /// Bumped by every change; the render loop uses it to tell whether anything moved.
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// What [`Self::drawables`] and [`Self::drawable_bounds`] depend on: equal keys (of this
+    /// scene or any other) mean they return what they returned before, so a renderer may keep
+    /// their results between frames of a still scene.
+    pub fn drawables_key(&self) -> DrawablesKey {
+        DrawablesKey {
+            scene: self.instance,
+            revision: self.revision,
+            world: self.world_revision,
+        }
     }
 
     /// The entity, if it exists.

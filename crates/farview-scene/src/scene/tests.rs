@@ -552,3 +552,48 @@ fn a_100000_deep_spawned_chain_is_walked_without_recursion() {
         assert_eq!(scene.stats().entities, 3, "the model instance is left");
     });
 }
+
+/// The drawables key stays while nothing that drawables or their bounds depend on changes,
+/// and moves with every change that does; two scenes never share one.
+#[test]
+fn the_drawables_key_moves_with_every_change_to_what_is_drawn() {
+    let (mut scene, info) = tri_scene();
+    scene.update_world_transforms();
+    let child = info.hierarchy[2].entity;
+    let mut key = scene.drawables_key();
+    let mut changed = |scene: &mut Scene, what: &str| {
+        scene.update_world_transforms();
+        let now = scene.drawables_key();
+        assert_ne!(now, key, "{what}");
+        key = now;
+        // Still again.
+        scene.update_world_transforms();
+        assert_eq!(scene.drawables_key(), key, "after {what}");
+        let _ = scene.drawables();
+        assert_eq!(scene.drawables_key(), key, "reading, after {what}");
+    };
+    let mut t = scene.entity(child).unwrap().local;
+    t.translation.x += 1.0;
+    scene.set_local_transform(child, t).unwrap();
+    changed(&mut scene, "a moved child");
+    scene.set_visible(child, false).unwrap();
+    changed(&mut scene, "hidden");
+    scene.set_visible(child, true).unwrap();
+    changed(&mut scene, "shown");
+    scene
+        .set_state_override(
+            info.root,
+            StateOverride {
+                selected: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    changed(&mut scene, "selected");
+    let again = scene.instantiate("tri2", info.model).unwrap();
+    changed(&mut scene, "instantiated");
+    scene.destroy(again.root).unwrap();
+    changed(&mut scene, "destroyed");
+    let (other, _) = tri_scene();
+    assert_ne!(other.drawables_key(), Scene::default().drawables_key());
+}
