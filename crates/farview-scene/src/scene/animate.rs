@@ -657,6 +657,8 @@ impl Scene {
             return;
         }
         self.cpu_posing = on;
+        // Posed bounds are dropped below: drawable bounds change now.
+        self.revision += 1;
         for id in self.deformable.clone() {
             if let Some(d) = self.entities.get_mut(&id).and_then(|e| e.deform.as_mut()) {
                 // Posed again (or dropped) at the next update, whatever the inputs.

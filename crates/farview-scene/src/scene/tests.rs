@@ -594,6 +594,8 @@ fn the_drawables_key_moves_with_every_change_to_what_is_drawn() {
     changed(&mut scene, "instantiated");
     scene.destroy(again.root).unwrap();
     changed(&mut scene, "destroyed");
+    scene.set_cpu_posing(false);
+    changed(&mut scene, "posing moved to the GPU");
     let (other, _) = tri_scene();
     assert_ne!(other.drawables_key(), Scene::default().drawables_key());
 }
