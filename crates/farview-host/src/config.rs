@@ -368,6 +368,11 @@ pub struct StreamConfig {
     /// How far the frame-time budget may raise it when frames render slower than the frame
     /// rate, pixels (at most 64).
     pub max_lod_error_px: f32,
+    /// Leave out draws hidden behind what was visible the frame before (on by default). Each
+    /// frame with more than a few draws in view then waits mid-frame for a few kilobytes of
+    /// depth; turn it off where that wait costs more than the hidden draws (small scenes on a
+    /// fast GPU).
+    pub occlusion_culling: bool,
 }
 
 /// See [`StreamConfig::encoder`].
@@ -433,6 +438,7 @@ impl Default for StreamConfig {
             encoder_max_slice_bytes: 0,
             lod_error_px: 1.0,
             max_lod_error_px: 8.0,
+            occlusion_culling: true,
         }
     }
 }
@@ -965,6 +971,7 @@ mod tests {
             jail.set_env("FARVIEW_RENDER__QUALITY", "fast");
             jail.set_env("FARVIEW_SESSIONS__API_KEYS", "[\"k1\", \"k2\"]");
             jail.set_env("FARVIEW_UPLOAD_BUDGET_BYTES", "2097152");
+            jail.set_env("FARVIEW_STREAM__OCCLUSION_CULLING", "false");
             // Variables that name no setting belong to other readers and are left alone.
             jail.set_env("FARVIEW_LOG", "debug");
             jail.set_env("FARVIEW_WIDTH", "1");
@@ -981,6 +988,8 @@ mod tests {
             assert_eq!(c.sessions.api_keys, ["k1", "k2"]);
             assert_eq!(c.upload_budget_bytes, 2 << 20);
             assert_eq!((c.stream.width, c.stream.height), (640, 480));
+            assert!(!c.stream.occlusion_culling);
+            assert!(Config::default().stream.occlusion_culling);
             // The flag's own variable (read by clap into the flag) wins over both.
             let c = Cli {
                 config: Some("host.toml".into()),

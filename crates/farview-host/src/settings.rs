@@ -32,6 +32,8 @@ pub(crate) struct StreamSettings {
     /// Level-of-detail error budget, pixels, and how far the frame-time budget may raise it.
     pub(crate) lod_error_px: f32,
     pub(crate) max_lod_error_px: f32,
+    /// See [`crate::StreamConfig::occlusion_culling`].
+    pub(crate) occlusion_culling: bool,
 }
 
 impl StreamSettings {
@@ -72,6 +74,7 @@ impl StreamSettings {
             encoder_max_slice_bytes: stream.encoder_max_slice_bytes,
             lod_error_px: stream.lod_error_px,
             max_lod_error_px: stream.max_lod_error_px,
+            occlusion_culling: stream.occlusion_culling,
             gpu_color_conversion: stream.color_conversion.on_gpu(software_adapter),
         }
     }

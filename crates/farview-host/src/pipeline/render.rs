@@ -166,6 +166,8 @@ impl RenderStage {
             self.settings.max_lod_error_px,
         );
         self.renderer.set_lod_error_px(budget.px());
+        self.renderer
+            .set_occlusion_culling(self.settings.occlusion_culling);
         loop {
             shared
                 .beat_us
