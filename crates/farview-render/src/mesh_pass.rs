@@ -596,7 +596,9 @@ impl MeshPass {
                 },
                 &mut stats,
             );
-            self.record_outlines(&mut pass, &frame, store, fallback_material, &mut stats);
+            if look.lighting.outline.width_px > 0.0 {
+                self.record_outlines(&mut pass, &frame, store, fallback_material, &mut stats);
+            }
         } else {
             // Phase 1: what was seen last frame, then its depth reduced and read back.
             {
@@ -656,7 +658,9 @@ impl MeshPass {
                     },
                     &mut stats,
                 );
-                self.record_outlines(&mut pass, &frame, store, fallback_material, &mut stats);
+                if look.lighting.outline.width_px > 0.0 {
+                    self.record_outlines(&mut pass, &frame, store, fallback_material, &mut stats);
+                }
             }
             self.seen.entities.clear();
             self.seen.entities.extend(
