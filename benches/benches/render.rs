@@ -65,6 +65,42 @@ fn forest_culling(c: &mut Criterion) {
             })
         });
     }
+    // Occlusion culling at the quality a software rasterizer streams (single-sampled, so
+    // culled on every backend): what its mid-frame wait costs and what it saves on a view
+    // where trees hide trees.
+    let mut r = FrameRenderer::with_quality(
+        &gpu,
+        1280,
+        720,
+        Lighting::default(),
+        farview_render::RenderQuality::FAST,
+    )
+    .unwrap();
+    r.upload_missing(&scene).unwrap();
+    for occlusion in [true, false] {
+        r.set_occlusion_culling(occlusion);
+        // A few frames: the first draws everything in phase 2, the second learns what hides.
+        for _ in 0..3 {
+            r.submit(&scene, &camera, 0).unwrap();
+            r.collect(true, &mut buf).unwrap().unwrap();
+        }
+        let s = r.stats();
+        eprintln!(
+            "forest, fast, occlusion culling {occlusion}: {} draws, {} triangles, {} occluded",
+            s.draws, s.triangles, s.occluded
+        );
+        let name = if occlusion {
+            "fast, occlusion culled"
+        } else {
+            "fast, frustum only"
+        };
+        group.bench_function(format!("{name} ({})", gpu.info().name), |b| {
+            b.iter(|| {
+                r.submit(&scene, &camera, 0).unwrap();
+                r.collect(true, &mut buf).unwrap().unwrap();
+            })
+        });
+    }
     group.finish();
 }
 
