@@ -289,21 +289,7 @@ impl GpuModel {
                 bytes += deform.as_ref().map_or(0, DeformSource::bytes);
                 // Full detail first, then the coarser levels, in one buffer.
                 let coarse = p.lod.as_ref().map_or(&[][..], |l| l.coarse.as_slice());
-                let indices = cx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("indices"),
-                    size: ((p.indices.len() + coarse.len()) * 4) as u64,
-                    usage: wgpu::BufferUsages::INDEX | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                cx.queue
-                    .write_buffer(&indices, 0, bytemuck::cast_slice(&p.indices));
-                if !coarse.is_empty() {
-                    cx.queue.write_buffer(
-                        &indices,
-                        (p.indices.len() * 4) as u64,
-                        bytemuck::cast_slice(coarse),
-                    );
-                }
+                let indices = index_buffer(cx.device, cx.queue, &p.indices, coarse);
                 bytes += (verts.len() * std::mem::size_of::<Vertex>()
                     + (p.indices.len() + coarse.len()) * 4) as u64;
                 triangles += p.triangle_count() as u64;
@@ -337,4 +323,29 @@ impl GpuModel {
             triangles,
         })
     }
+}
+
+/// An index buffer holding a primitive's full-detail indices, then its coarser levels' (the
+/// layout [`farview_scene::lod::PrimitiveLod`] ranges index into).
+pub(crate) fn index_buffer(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    indices: &[u32],
+    coarse: &[u32],
+) -> wgpu::Buffer {
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("indices"),
+        size: ((indices.len() + coarse.len()) * 4) as u64,
+        usage: wgpu::BufferUsages::INDEX | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    queue.write_buffer(&buffer, 0, bytemuck::cast_slice(indices));
+    if !coarse.is_empty() {
+        queue.write_buffer(
+            &buffer,
+            (indices.len() * 4) as u64,
+            bytemuck::cast_slice(coarse),
+        );
+    }
+    buffer
 }

@@ -91,22 +91,12 @@ impl ModelUploader {
             .primitives
             .iter()
             .map(|p| {
-                let coarse = p.lod.coarse.as_slice();
-                let buffer = device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("indices with levels"),
-                    size: ((p.indices.len() + coarse.len()) * 4) as u64,
-                    usage: wgpu::BufferUsages::INDEX | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                let queue = self.ctx.queue();
-                queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&p.indices));
-                if !coarse.is_empty() {
-                    queue.write_buffer(
-                        &buffer,
-                        (p.indices.len() * 4) as u64,
-                        bytemuck::cast_slice(coarse),
-                    );
-                }
+                let buffer = crate::gpu_model::index_buffer(
+                    device,
+                    self.ctx.queue(),
+                    &p.indices,
+                    &p.lod.coarse,
+                );
                 LevelsBuffer {
                     mesh: p.mesh,
                     primitive: p.primitive,
