@@ -756,6 +756,10 @@ struct FastOut {
 
 @vertex
 fn vs_fast(v: VertexIn) -> FastOut {
+    return fast_vertex(v);
+}
+
+fn fast_vertex(v: VertexIn) -> FastOut {
     var out: FastOut;
     let world = model_of(v) * vec4<f32>(v.position, 1.0);
     out.clip = globals.view_proj * world;
@@ -809,18 +813,30 @@ fn fs_fast_clip(in: FastOut) -> @location(0) vec4<f32> {
 }
 
 fn shade_fast(in: FastOut) -> Shaded {
-    let base = base_factor() * in.color * textureSample(base_color_tex, base_color_sampler, fast_uv(TEX_BASE, in));
-    let metallic = metallic_factor() * textureSample(mr_tex, mr_sampler, fast_uv(TEX_MR, in)).b;
-    let emissive = emissive_factor() * textureSample(emissive_tex, emissive_sampler, fast_uv(TEX_EMISSIVE, in)).rgb;
+    let base = textureSample(base_color_tex, base_color_sampler, fast_uv(TEX_BASE, in));
+    let metallic = textureSample(mr_tex, mr_sampler, fast_uv(TEX_MR, in)).b;
+    let emissive = textureSample(emissive_tex, emissive_sampler, fast_uv(TEX_EMISSIVE, in)).rgb;
+    let lit = fast_color(in, in.color * base, metallic, emissive);
+    return Shaded(vec4<f32>(display(lit.rgb), lit.a), lit_coverage(in.color * base));
+}
+
+// The fast shading's colour before display encoding (rgb) and its alpha, from the lighting at
+// a vertex (or interpolated to a fragment) and the base colour, metallic and emissive
+// textures' values there (white where a slot is empty). `color` is the vertex colour times
+// the base colour texture.
+fn fast_color(in: FastOut, color: vec4<f32>, metallic_tex: f32, emissive_tex: vec3<f32>) -> vec4<f32> {
+    let base = base_factor() * color;
+    let metallic = metallic_factor() * metallic_tex;
+    let emissive = emissive_factor() * emissive_tex;
     let fresnel = in.brdf.z;
     let dielectric = in.diffuse * base.rgb * (1.0 - fresnel) + in.specular * fresnel;
     let metal = in.specular * (base.rgb * in.brdf.x + in.brdf.y);
-    var color = mix(dielectric, metal, clamp(metallic, 0.0, 1.0)) + emissive;
+    var c = mix(dielectric, metal, clamp(metallic, 0.0, 1.0)) + emissive;
     if (has_feature(FEATURE_UNLIT)) {
-        color = base.rgb;
+        c = base.rgb;
     }
     if (draw.tint.a > 0.0) {
-        color = mix(color, color * draw.tint.rgb, draw.tint.a);
+        c = mix(c, c * draw.tint.rgb, draw.tint.a);
     }
     var a = 1.0;
     if (material.params.w > 1.5) {
@@ -829,7 +845,71 @@ fn shade_fast(in: FastOut) -> Shaded {
     if (draw.params.z > 0.5) {
         a *= 0.35;
     }
-    return Shaded(vec4<f32>(display(color), a), base.a);
+    return vec4<f32>(c, a);
+}
+
+// Alpha-mask coverage: the base colour's alpha.
+fn lit_coverage(color: vec4<f32>) -> f32 {
+    return (base_factor() * color).a;
+}
+
+// --- The fast shading of untextured materials (no base colour, metallic-roughness or
+// emissive texture): the colour is lit and encoded for display at the vertices, and the
+// fragment stage only writes it. A software rasterizer sets up and interpolates every varying
+// of every triangle, and runs the fragment stage for every 2 x 2 quad a triangle touches:
+// with small triangles, one varying instead of seven and no per-fragment tone mapping make a
+// frame of a big untextured (CAD, scan) model much cheaper. The picture differs from
+// `vs_fast` with `fs_fast` only where colour varies across a triangle (specular highlights,
+// vertex colours): the display-encoded colour is interpolated instead of the light.
+
+struct FastPlainOut {
+    @builtin(position) clip: vec4<f32>,
+    // Display-encoded colour and alpha.
+    @location(0) color: vec4<f32>,
+};
+
+struct FastPlainClipOut {
+    @builtin(position) clip: vec4<f32>,
+    @location(0) color: vec4<f32>,
+    @location(1) world: vec3<f32>,
+    // Alpha-mask coverage.
+    @location(2) coverage: f32,
+};
+
+fn fast_plain_color(lit: FastOut) -> vec4<f32> {
+    let c = fast_color(lit, lit.color, 1.0, vec3<f32>(1.0));
+    return vec4<f32>(display(c.rgb), c.a);
+}
+
+@vertex
+fn vs_fast_plain(v: VertexIn) -> FastPlainOut {
+    let lit = fast_vertex(v);
+    var out: FastPlainOut;
+    out.clip = lit.clip;
+    out.color = fast_plain_color(lit);
+    return out;
+}
+
+@vertex
+fn vs_fast_plain_clip(v: VertexIn) -> FastPlainClipOut {
+    let lit = fast_vertex(v);
+    var out: FastPlainClipOut;
+    out.clip = lit.clip;
+    out.color = fast_plain_color(lit);
+    out.world = lit.world;
+    out.coverage = lit_coverage(lit.color);
+    return out;
+}
+
+@fragment
+fn fs_fast_plain(in: FastPlainOut) -> @location(0) vec4<f32> {
+    return in.color;
+}
+
+@fragment
+fn fs_fast_plain_clip(in: FastPlainClipOut) -> @location(0) vec4<f32> {
+    clip_fragment(in.world, in.coverage);
+    return in.color;
 }
 
 // --- The environment as the background: a full-screen triangle at the far plane.

@@ -179,6 +179,9 @@ pub(crate) struct GpuMaterial {
     pub(crate) layered: bool,
     /// Has transmission: sees the frame behind it, and is left out of that frame.
     pub(crate) transmissive: bool,
+    /// Has a base colour, metallic-roughness or emissive texture, the ones the fast shading
+    /// samples; without, it lights the whole colour at the vertices.
+    pub(crate) fast_textured: bool,
 }
 
 pub(crate) struct GpuModel {
@@ -248,8 +251,10 @@ impl GpuModel {
             .iter()
             .chain(std::iter::once(&default_material))
             .map(|m| {
+                let (bind_group, present) = cx.materials.bind_group(cx.device, m, &textures)?;
                 Ok(GpuMaterial {
-                    bind_group: cx.materials.bind_group(cx.device, m, &textures)?,
+                    bind_group,
+                    fast_textured: present.fast_textured(),
                     double_sided: m.double_sided,
                     blend: m.alpha_mode == AlphaMode::Blend,
                     mask: m.alpha_mode == AlphaMode::Mask,

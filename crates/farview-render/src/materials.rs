@@ -25,6 +25,26 @@ pub(crate) enum Slot {
     Transmission,
 }
 
+/// Which slots of a material have a texture bound (in [`Slot::ALL`] order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotsPresent([bool; 9]);
+
+impl SlotsPresent {
+    fn has(self, slot: Slot) -> bool {
+        Slot::ALL
+            .iter()
+            .position(|&s| s == slot)
+            .is_some_and(|i| self.0[i])
+    }
+
+    /// Whether the fast shading samples a texture (`shade_fast` in the shader).
+    pub(crate) fn fast_textured(self) -> bool {
+        [Slot::BaseColor, Slot::MetallicRoughness, Slot::Emissive]
+            .into_iter()
+            .any(|s| self.has(s))
+    }
+}
+
 impl Slot {
     pub(crate) const ALL: [Slot; 9] = [
         Slot::BaseColor,
@@ -267,7 +287,7 @@ impl MaterialShared {
         device: &wgpu::Device,
         m: &Material,
         textures: &[GpuTexture],
-    ) -> Result<wgpu::BindGroup, RenderError> {
+    ) -> Result<(wgpu::BindGroup, SlotsPresent), RenderError> {
         let bound: Vec<Option<(&wgpu::TextureView, wgpu::Sampler)>> = Slot::ALL
             .iter()
             .map(|&slot| {
@@ -304,11 +324,12 @@ impl MaterialShared {
                 resource: wgpu::BindingResource::Sampler(sampler),
             });
         }
-        Ok(device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: m.name.as_deref(),
             layout: &self.layout,
             entries: &entries,
-        }))
+        });
+        Ok((group, SlotsPresent(present)))
     }
 }
 

@@ -146,10 +146,13 @@ enum ShaderVariant {
     Layered = 1,
     /// Per-vertex lighting ([`Shading::Fast`]).
     Fast = 2,
+    /// Per-vertex lighting of a material whose fast shading samples no texture: the whole
+    /// colour is lit at the vertices and the fragment stage only encodes it.
+    FastPlain = 3,
 }
 
 impl ShaderVariant {
-    const ALL: [Self; 3] = [Self::Standard, Self::Layered, Self::Fast];
+    const ALL: [Self; 4] = [Self::Standard, Self::Layered, Self::Fast, Self::FastPlain];
 
     fn entry_points(self, clip: bool) -> (&'static str, &'static str) {
         match (self, clip) {
@@ -159,13 +162,15 @@ impl ShaderVariant {
             (Self::Layered, true) => ("vs_main", "fs_layered_clip"),
             (Self::Fast, false) => ("vs_fast", "fs_fast"),
             (Self::Fast, true) => ("vs_fast", "fs_fast_clip"),
+            (Self::FastPlain, false) => ("vs_fast_plain", "fs_fast_plain"),
+            (Self::FastPlain, true) => ("vs_fast_plain_clip", "fs_fast_plain_clip"),
         }
     }
 
     fn used_by(self, shading: Shading) -> bool {
         match shading {
-            Shading::Full => self != Self::Fast,
-            Shading::Fast => self == Self::Fast,
+            Shading::Full => matches!(self, Self::Standard | Self::Layered),
+            Shading::Fast => matches!(self, Self::Fast | Self::FastPlain),
         }
     }
 }
@@ -1264,7 +1269,8 @@ impl FrameDraws {
     fn key(&self, i: usize, material: &GpuMaterial) -> PipelineKey {
         let d = &self.drawables[i];
         let variant = match self.shading {
-            Shading::Fast => ShaderVariant::Fast,
+            Shading::Fast if material.fast_textured => ShaderVariant::Fast,
+            Shading::Fast => ShaderVariant::FastPlain,
             Shading::Full if material.layered => ShaderVariant::Layered,
             Shading::Full => ShaderVariant::Standard,
         };

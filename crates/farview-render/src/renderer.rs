@@ -130,7 +130,7 @@ impl FrameRenderer {
             1
         };
         let materials = MaterialShared::new(ctx, anisotropy);
-        let fallback_material =
+        let (fallback_material, _) =
             materials.bind_group(ctx.device(), &farview_scene::Material::default(), &[])?;
         let environment_layout = environment_binding::layout(ctx.device());
         let environment = EnvironmentBinding::new(ctx, &environment_layout, &lighting)?;

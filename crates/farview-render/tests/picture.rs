@@ -519,6 +519,82 @@ fn fast_shading_lights_per_vertex_close_to_full_shading() {
     );
 }
 
+/// An untextured material at `fast` quality is lit and display-encoded at the vertices, and
+/// its fragment stage only writes the colour (the plain fast variant). It draws what the
+/// textured fast path draws for the same material with a white texture: rough, metallic,
+/// emissive, unlit and alpha-tested (the clipping variant).
+#[test]
+fn untextured_fast_shading_draws_what_the_textured_fast_path_draws() {
+    let gpu = gpu();
+    let env = Environment::load_default(&gpu).unwrap();
+    let lighting = Lighting {
+        environment: Some(env),
+        ..Lighting::default()
+    };
+    let white = texture(1, 1, &[[255, 255, 255, 255]]);
+    let materials = [
+        lit(Material {
+            base_color_factor: [0.8, 0.4, 0.2, 1.0],
+            ..Material::default()
+        }),
+        Material {
+            base_color_factor: [0.9, 0.9, 0.9, 1.0],
+            metallic_factor: 1.0,
+            roughness_factor: 0.3,
+            ..Material::default()
+        },
+        Material {
+            base_color_factor: [0.1, 0.1, 0.1, 1.0],
+            emissive_factor: [0.2, 0.5, 0.9],
+            ..Material::default()
+        },
+        Material {
+            unlit: true,
+            base_color_factor: [0.2, 0.7, 0.3, 1.0],
+            ..Material::default()
+        },
+        Material {
+            alpha_mode: farview_scene::AlphaMode::Mask,
+            alpha_cutoff: 0.5,
+            base_color_factor: [0.6, 0.6, 0.2, 0.8],
+            ..Material::default()
+        },
+    ];
+    for material in materials {
+        let textured = Material {
+            base_color_texture: Some(TextureRef::new(0)),
+            ..material.clone()
+        };
+        let (plain_scene, _) = scene_of(quad(vec![material.clone()], vec![], 0.0, 1.0, vec![]));
+        let (textured_scene, _) =
+            scene_of(quad(vec![textured], vec![white.clone()], 0.0, 1.0, vec![]));
+        let plain = render(&gpu, lighting.clone(), RenderQuality::FAST, &plain_scene);
+        let with_texture = render(&gpu, lighting.clone(), RenderQuality::FAST, &textured_scene);
+        let centre = px(&plain, 32, 32);
+        let background = px(&plain, 1, 1);
+        assert!(
+            centre
+                .iter()
+                .zip(background)
+                .any(|(c, b)| c.abs_diff(b) > 20),
+            "{material:?}: the quad is drawn ({centre:?} on {background:?})"
+        );
+        // Only the display encoding's place differs: a highlight across a triangle is
+        // interpolated after it instead of before.
+        let diffs: Vec<u8> = plain
+            .iter()
+            .zip(&with_texture)
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
+        let worst = diffs.iter().copied().max().unwrap_or(0);
+        let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+        assert!(
+            worst <= 8 && mean < 2.0,
+            "{material:?}: differs by {worst} at worst, {mean:.2} on average"
+        );
+    }
+}
+
 #[test]
 fn a_mirrored_entity_keeps_its_front_faces() {
     // Scale -1 on X turns the quad's winding clockwise on screen; a single-sided material must
