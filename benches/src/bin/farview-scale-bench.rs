@@ -53,6 +53,10 @@ struct Args {
     /// Occlusion culling (the compared full-detail frames are drawn without it).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     occlusion: bool,
+    /// Leaving out facing groups of levels that face away from the camera (the compared
+    /// full-detail frames are drawn without it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    facing: bool,
 }
 
 /// The camera at `t` in 0..1 of a flight through `bounds`: a low circle around the middle,
@@ -139,10 +143,12 @@ fn main() -> anyhow::Result<()> {
         }
         r.set_lod_error_px(args.lod_px);
         r.set_occlusion_culling(args.occlusion);
+        r.set_facing_culling(args.facing);
         let bounds = info.bounds;
         let mut times = Vec::with_capacity(args.frames);
         let mut triangles = Vec::with_capacity(args.frames);
         let mut occluded = Vec::with_capacity(args.frames);
+        let mut faced_away = Vec::with_capacity(args.frames);
         let mut worst_db = f64::INFINITY;
         let mut full_triangles = 0u64;
         // Warm-up: pipelines, first-use allocations.
@@ -156,13 +162,16 @@ fn main() -> anyhow::Result<()> {
             let stats = r.stats();
             triangles.push(stats.triangles);
             occluded.push(stats.occluded);
+            faced_away.push(stats.faced_away);
             if args.compare > 0 && i % every == 0 {
                 r.set_lod_error_px(0.0);
                 r.set_occlusion_culling(false);
+                r.set_facing_culling(false);
                 let full = r.render_blocking(&scene, &cam)?;
                 full_triangles = full_triangles.max(r.stats().triangles);
                 r.set_lod_error_px(args.lod_px);
                 r.set_occlusion_culling(args.occlusion);
+                r.set_facing_culling(args.facing);
                 worst_db = worst_db.min(farview_render::psnr_rgb(&full, &frame));
                 if i == 0 {
                     let out = PathBuf::from("target/bigmodels");
@@ -187,8 +196,9 @@ fn main() -> anyhow::Result<()> {
         let total: Duration = times.iter().sum();
         triangles.sort_unstable();
         occluded.sort_unstable();
+        faced_away.sort_unstable();
         rows.push(format!(
-            "| {name} | {:.1} M | {:.1} M | {:.2} s | {:.2} s | {} | {:.1} | {:.1} | {:.1} | {:.2} M | {} | {:.2} M | {} | {:.0} | {:.0} | {:.0} |",
+            "| {name} | {:.1} M | {:.1} M | {:.2} s | {:.2} s | {} | {:.1} | {:.1} | {:.1} | {:.2} M | {} | {:.2} M | {:.2} M | {} | {:.0} | {:.0} | {:.0} |",
             source_triangles as f64 / 1e6,
             info.triangles as f64 / 1e6,
             import_s,
@@ -199,6 +209,7 @@ fn main() -> anyhow::Result<()> {
             pick(0.99).as_secs_f64() * 1e3,
             triangles[triangles.len() / 2] as f64 / 1e6,
             occluded[occluded.len() / 2],
+            faced_away[faced_away.len() / 2] as f64 / 1e6,
             full_triangles as f64 / 1e6,
             if worst_db.is_finite() {
                 format!("{worst_db:.1}")
@@ -214,9 +225,11 @@ fn main() -> anyhow::Result<()> {
         drop(scene);
     }
     println!(
-        "\n| model | source tris | drawn tris (all nodes) | import | upload | levels | frames/s | p50 ms | p99 ms | tris/frame (median) | occluded draws + clusters (median) | tris/frame at full detail (max of compared) | worst PSNR vs full detail (dB) | RSS added (MiB) | RSS (MiB) | GPU (MiB) |"
+        "\n| model | source tris | drawn tris (all nodes) | import | upload | levels | frames/s | p50 ms | p99 ms | tris/frame (median) | occluded draws + clusters (median) | tris faced away (median) | tris/frame at full detail (max of compared) | worst PSNR vs full detail (dB) | RSS added (MiB) | RSS (MiB) | GPU (MiB) |"
     );
-    println!("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for row in rows {
         println!("{row}");
     }

@@ -80,6 +80,7 @@ mod tests {
                 first: 0,
                 count: 3,
                 error,
+                facing: Default::default(),
             })
             .collect()
     }

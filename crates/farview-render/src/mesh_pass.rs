@@ -11,12 +11,13 @@
 //! selected meshes again, pushed out along their normals) lands only outside what is visible of
 //! them.
 
+use farview_scene::lod::{FACING_GROUPS, LodLevel};
 use farview_scene::{Aabb, DrawState, Drawable, EntityId, Scene};
 
 use crate::blit::Blit;
 use crate::cull::Frustum;
 use crate::environment_binding::EnvironmentBinding;
-use crate::gpu_model::GpuMaterial;
+use crate::gpu_model::{GpuMaterial, GpuPrimitive};
 use crate::instances::Instances;
 use crate::lod_select::{LodView, max_scale};
 use crate::models::GpuModelStore;
@@ -74,6 +75,9 @@ pub(crate) struct MeshPass {
     instances: Instances,
     /// Leave out draws outside the view (on by default; off only to compare).
     pub(crate) frustum_culling: bool,
+    /// Leave out facing groups of levels whose triangles all face away from the camera (on by
+    /// default; off only to compare). See [`farview_scene::lod::FacingGroup`].
+    pub(crate) facing_culling: bool,
     /// Draw repeated meshes with the same state as one instanced draw (on by default; off
     /// only to compare).
     pub(crate) batching: bool,
@@ -363,6 +367,7 @@ impl MeshPass {
             posed: PosedVertices::new(device, ctx.gpu_posing_binding().is_some()),
             instances: Instances::default(),
             frustum_culling: true,
+            facing_culling: true,
             batching: true,
             lod_error_px: DEFAULT_LOD_ERROR_PX,
             occlusion_culling: true,
@@ -484,7 +489,11 @@ impl MeshPass {
             camera.position,
             self.shading,
             globals.cut_planes_active(),
-            Clusters { lod, frustum },
+            Clusters {
+                lod,
+                frustum,
+                facing: self.facing_culling,
+            },
         );
         // A handful of draws is cheaper to draw than to test. Frames whose depth cannot be
         // read (multisampled on GL, see `FrameTargets`) are drawn in one pass.
@@ -850,7 +859,14 @@ impl MeshPass {
                     let vertices = self.posed.get(d.entity, pi).unwrap_or(&p.vertices);
                     pass.set_vertex_buffer(0, vertices.slice(..));
                     pass.set_index_buffer(p.indices.slice(..), wgpu::IndexFormat::Uint32);
-                    frame.draw_primitive(pass, (i, pi, p), count, blended_pass, &mut phase, stats);
+                    frame.draw_primitive(
+                        pass,
+                        (i, pi, p, material.double_sided),
+                        count,
+                        blended_pass,
+                        &mut phase,
+                        stats,
+                    );
                 }
             }
         }
@@ -882,6 +898,11 @@ struct FrameDraws {
     /// Per drawable, the level each of its first 16 primitives draws (4 bits each), for
     /// primitives of one cluster; drawables differing in it never share a batch.
     levels: Vec<u64>,
+    /// Per drawable, the facing groups of that level each of its first [`KEYED_FACINGS`]
+    /// primitives draws (6 bits each); drawables differing in it never share a batch.
+    facings: Vec<u64>,
+    /// The camera's position (world).
+    eye: glam::Vec3,
     clusters: Clusters,
 }
 
@@ -907,6 +928,76 @@ enum Phase<'a> {
 struct Clusters {
     lod: Option<LodView>,
     frustum: Option<Frustum>,
+    /// Leave out facing groups that face away from the camera (single-sided materials only).
+    facing: bool,
+}
+
+/// Every facing group of a level drawn.
+const ALL_FACINGS: u8 = (1 << FACING_GROUPS) - 1;
+
+/// The facing groups of `level` that may face a camera at `eye` (in the mesh's space; `None`:
+/// all of them), one bit per group.
+fn facing_mask(level: &LodLevel, eye: Option<glam::Vec3>) -> u8 {
+    let Some(eye) = eye else {
+        return ALL_FACINGS;
+    };
+    level.facing.iter().enumerate().fold(0, |mask, (g, group)| {
+        if group.faces_away(eye) {
+            mask
+        } else {
+            mask | 1 << g
+        }
+    })
+}
+
+/// The index ranges of the groups of `level` in `mask`, neighbours merged; `left_out` counts
+/// the triangles of the others.
+fn facing_ranges(
+    level: &LodLevel,
+    mask: u8,
+    left_out: &mut u64,
+    mut emit: impl FnMut(std::ops::Range<u32>),
+) {
+    let mut run: Option<std::ops::Range<u32>> = None;
+    for (g, group) in level.facing.iter().enumerate() {
+        if group.count == 0 {
+            continue;
+        }
+        if mask & 1 << g == 0 {
+            *left_out += u64::from(group.count / 3);
+            continue;
+        }
+        let range = group.first..group.first + group.count;
+        match &mut run {
+            Some(r) if r.end == range.start => r.end = range.end,
+            _ => {
+                if let Some(r) = run.replace(range) {
+                    emit(r);
+                }
+            }
+        }
+    }
+    if let Some(r) = run {
+        emit(r);
+    }
+}
+
+/// Primitives whose facing groups a drawable's batch key holds (6 bits each).
+const KEYED_FACINGS: usize = 10;
+
+/// Whether primitive `p` of drawable `d` draws both faces (then no group may be left out).
+fn double_sided(m: &crate::gpu_model::GpuModel, p: &GpuPrimitive, d: &Drawable) -> bool {
+    m.materials
+        .get(p.material_for(d.state.variant))
+        .is_none_or(|mat| mat.double_sided)
+}
+
+/// The camera at `eye` (world) in drawable `d`'s mesh space: facing is decided there (an
+/// affine map keeps which side of a plane a point is on; a mirroring one flips the winding and
+/// the pipeline's front face together). A singular matrix gives a non-finite eye, which
+/// leaves nothing out.
+fn local_eye_of(d: &Drawable, eye: glam::Vec3) -> glam::Vec3 {
+    d.world.inverse().transform_point3(eye)
 }
 
 /// Primitives whose levels a drawable's batch key holds.
@@ -939,41 +1030,57 @@ impl FrameDraws {
             }
             None => MAX_BATCH_STATES,
         };
-        // The level each single-cluster primitive draws at this drawable's distance; a
-        // drawable with a primitive of several clusters draws cluster by cluster, alone.
+        // The level each single-cluster primitive draws at this drawable's distance, and the
+        // facing groups of it that may face the camera; a drawable with a primitive of
+        // several clusters draws cluster by cluster, alone.
         let levels_of = |d: &Drawable, multi: &mut bool| {
-            let Some(prims) = store.get(d.model).and_then(|m| m.meshes.get(d.mesh)) else {
-                return 0u64;
+            let Some(m) = store.get(d.model) else {
+                return (0u64, 0u64);
             };
-            let mut key = 0u64;
-            // Only drawables with levels need the scale (most of a big scene has none).
+            let Some(prims) = m.meshes.get(d.mesh) else {
+                return (0, 0);
+            };
+            let (mut key, mut facings) = (0u64, 0u64);
+            // Only drawables with levels need the scale and the eye in their space (most of
+            // a big scene has none).
             let mut scale = None;
+            let mut local_eye = None;
             for (pi, p) in prims.iter().enumerate() {
                 let Some(lod) = &p.lod else { continue };
                 if lod.clusters.len() != 1 {
                     *multi = true;
                     continue;
                 }
-                let (Some(view), Some(c)) = (&clusters.lod, lod.clusters.first()) else {
+                let Some(c) = lod.clusters.first() else {
                     continue;
                 };
-                if pi < KEYED_PRIMITIVES {
-                    let level = view.level(
+                let level = match &clusters.lod {
+                    Some(view) if pi < KEYED_PRIMITIVES => view.level(
                         &c.levels,
                         &c.bounds.transformed(&d.world),
                         *scale.get_or_insert_with(|| max_scale(&d.world)),
-                    );
-                    key |= (level.min(15) as u64) << (4 * pi);
+                    ),
+                    _ => 0,
+                };
+                key |= (level.min(15) as u64) << (4 * pi.min(KEYED_PRIMITIVES - 1));
+                if pi < KEYED_FACINGS {
+                    let eye = (clusters.facing && !double_sided(m, p, d))
+                        .then(|| *local_eye.get_or_insert_with(|| local_eye_of(d, eye)));
+                    let mask = c
+                        .levels
+                        .get(level)
+                        .map_or(ALL_FACINGS, |l| facing_mask(l, eye));
+                    facings |= u64::from(mask) << (FACING_GROUPS * pi);
                 }
             }
-            key
+            (key, facings)
         };
         let mut bounds_in = bounds.drain(..);
         let mut keyed: Vec<_> = drawables
             .drain(..)
             .map(|d| {
                 let mut multi = false;
-                let levels = levels_of(&d, &mut multi);
+                let (levels, facings) = levels_of(&d, &mut multi);
                 let b = bounds_in.next();
                 (
                     (
@@ -982,6 +1089,7 @@ impl FrameDraws {
                         is_mirrored(&d),
                         state_index(&d.state),
                         levels,
+                        facings,
                         seen_before(&d),
                     ),
                     d,
@@ -994,7 +1102,8 @@ impl FrameDraws {
         // Stable: a scene's order is kept within each batch.
         keyed.sort_by_key(|(k, ..)| *k);
         let levels: Vec<u64> = keyed.iter().map(|(k, ..)| k.4).collect();
-        let first: Vec<bool> = keyed.iter().map(|(k, ..)| k.5).collect();
+        let facings: Vec<u64> = keyed.iter().map(|(k, ..)| k.5).collect();
+        let first: Vec<bool> = keyed.iter().map(|(k, ..)| k.6).collect();
         let multi: Vec<bool> = keyed.iter().map(|(.., m)| *m).collect();
         for (_, d, b, _) in keyed {
             drawables.push(d);
@@ -1029,6 +1138,7 @@ impl FrameDraws {
                         && mirrored[b.start] == mirrored[i]
                         && head.state == d.state
                         && levels[b.start] == levels[i]
+                        && facings[b.start] == facings[i]
                         && first[b.start] == first[i]
                 });
             let share = shareable(i, d);
@@ -1072,6 +1182,8 @@ impl FrameDraws {
             shading,
             cutting,
             levels,
+            facings,
+            eye,
             clusters,
         }
     }
@@ -1082,7 +1194,7 @@ impl FrameDraws {
     fn draw_primitive(
         &self,
         pass: &mut wgpu::RenderPass<'_>,
-        (i, pi, p): (usize, usize, &crate::gpu_model::GpuPrimitive),
+        (i, pi, p, double_sided): (usize, usize, &GpuPrimitive, bool),
         count: u32,
         blended_pass: bool,
         phase: &mut Phase<'_>,
@@ -1117,10 +1229,18 @@ impl FrameDraws {
             } else {
                 0
             };
+            let mask = if pi < KEYED_FACINGS {
+                (self.facings.get(i).copied().unwrap_or(u64::MAX) >> (FACING_GROUPS * pi)) as u8
+                    & ALL_FACINGS
+            } else {
+                ALL_FACINGS
+            };
             let l = cluster.levels.get(level).or(cluster.levels.first());
             if let Some(l) = l {
                 stats.coarse_draws += u32::from(level > 0);
-                draw(l.first..l.first + l.count, stats);
+                let mut left_out = 0;
+                facing_ranges(l, mask, &mut left_out, |r| draw(r, stats));
+                stats.faced_away += left_out * u64::from(count);
             }
             return;
         }
@@ -1128,6 +1248,7 @@ impl FrameDraws {
             return;
         };
         let scale = max_scale(&d.world);
+        let local_eye = (self.clusters.facing && !double_sided).then(|| local_eye_of(d, self.eye));
         let mut run: Option<std::ops::Range<u32>> = None;
         for (ci, c) in lod.clusters.iter().enumerate() {
             let bounds = c.bounds.transformed(&d.world);
@@ -1171,15 +1292,21 @@ impl FrameDraws {
                 continue;
             };
             stats.coarse_draws += u32::from(level > 0);
-            let range = l.first..l.first + l.count;
-            match &mut run {
-                Some(r) if r.end == range.start => r.end = range.end,
-                _ => {
-                    if let Some(r) = run.replace(range) {
-                        draw(r, stats);
+            let mut left_out = 0;
+            facing_ranges(
+                l,
+                facing_mask(l, local_eye),
+                &mut left_out,
+                |range| match &mut run {
+                    Some(r) if r.end == range.start => r.end = range.end,
+                    _ => {
+                        if let Some(r) = run.replace(range) {
+                            draw(r, stats);
+                        }
                     }
-                }
-            }
+                },
+            );
+            stats.faced_away += left_out;
         }
         if let Some(r) = run {
             draw(r, stats);

@@ -227,6 +227,14 @@ impl FrameRenderer {
         self.mesh.lod_error_px
     }
 
+    /// Leaves out the groups of triangles of a level of detail that all face away from the
+    /// camera (on by default): back-face culling would drop each of them, but only after
+    /// their vertices were shaded. Double-sided materials draw every group. Off only to
+    /// compare. See [`RenderStats::faced_away`].
+    pub fn set_facing_culling(&mut self, on: bool) {
+        self.mesh.facing_culling = on;
+    }
+
     /// Leaves out draws and clusters hidden behind what was visible last frame (on by
     /// default). Each frame is drawn in two passes when more than a handful of draws is in
     /// view: first what was seen last frame, then, after a wait for its depth (a few kilobytes

@@ -26,6 +26,10 @@ pub struct RenderStats {
     pub occluded: u32,
     /// Draws of a coarser level of detail than the full one.
     pub coarse_draws: u32,
+    /// Triangles of levels of detail not drawn because every triangle of their facing group
+    /// faced away from the camera (back-face culling would have dropped each one after
+    /// shading its vertices). See [`farview_scene::lod::FacingGroup`].
+    pub faced_away: u64,
     /// Bytes uploaded for this frame's skinned and morphed meshes: their posed vertices when
     /// posed on the CPU, their joint matrices and weights when posed on the GPU.
     pub posed_bytes: u64,

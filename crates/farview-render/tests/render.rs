@@ -1360,3 +1360,215 @@ fn levels_built_after_the_model_is_shown_draw_as_import_built_ones() {
     assert_eq!(differing_pixels(&later, &at_import), 0);
     assert!(farview_render::psnr_rgb(&whole, &later) >= 35.0);
 }
+
+/// A box of `n` x `n` separate quads a face (each quad its own four vertices, as CAD exports
+/// write flat faces), with levels of detail; its one material double-sided or not.
+fn tessellated_box_model(n: usize, double_sided: bool) -> farview_scene::Model {
+    use farview_scene::{Mesh, ModelNode, Primitive};
+    let mut p = Primitive::default();
+    for axis in 0..3 {
+        for side in [-1.0f32, 1.0] {
+            let mut normal = Vec3::ZERO;
+            normal[axis] = side;
+            let (u, v) = ((axis + 1) % 3, (axis + 2) % 3);
+            for i in 0..n {
+                for j in 0..n {
+                    let base = p.positions.len() as u32;
+                    for (a, b) in [(0, 0), (1, 0), (1, 1), (0, 1)] {
+                        let mut q = Vec3::ZERO;
+                        q[axis] = side;
+                        q[u] = (i + a) as f32 / n as f32 * 2.0 - 1.0;
+                        q[v] = (j + b) as f32 / n as f32 * 2.0 - 1.0;
+                        p.positions.push(q.to_array());
+                        p.normals.push(normal.to_array());
+                    }
+                    if side > 0.0 {
+                        p.indices
+                            .extend([base, base + 1, base + 2, base, base + 2, base + 3]);
+                    } else {
+                        p.indices
+                            .extend([base, base + 2, base + 1, base, base + 3, base + 2]);
+                    }
+                }
+            }
+        }
+    }
+    p.uvs = vec![[0.0; 2]; p.positions.len()];
+    p.bounds = farview_scene::Aabb::from_points(p.positions.iter().map(|q| Vec3::from_array(*q)));
+    p.material = Some(0);
+    farview_scene::lod::attach(&mut p, 2);
+    assert!(p.lod.is_some());
+    farview_scene::Model {
+        materials: vec![farview_scene::Material {
+            base_color_factor: [0.7, 0.45, 0.3, 1.0],
+            double_sided,
+            ..farview_scene::Material::default()
+        }],
+        meshes: vec![Mesh {
+            primitives: vec![p],
+            ..Mesh::default()
+        }],
+        nodes: vec![ModelNode {
+            mesh: Some(0),
+            ..ModelNode::default()
+        }],
+        roots: vec![0],
+        ..farview_scene::Model::default()
+    }
+}
+
+/// A bumpy sphere of radius about 1 with smooth normals: every way of facing, and with
+/// `rings` x `sides` x 2 triangles past 16 k, several clusters.
+fn bumpy_sphere_model(rings: usize, sides: usize) -> farview_scene::Model {
+    use farview_scene::{Mesh, ModelNode, Primitive};
+    let mut p = Primitive::default();
+    for r in 0..=rings {
+        let theta = std::f32::consts::PI * r as f32 / rings as f32;
+        for s in 0..sides {
+            let phi = std::f32::consts::TAU * s as f32 / sides as f32;
+            let radius = 1.0 + 0.05 * (7.0 * phi).sin() * (9.0 * theta).cos();
+            let dir = Vec3::new(
+                theta.sin() * phi.cos(),
+                theta.cos(),
+                theta.sin() * phi.sin(),
+            );
+            p.positions.push((dir * radius).to_array());
+            p.normals.push(dir.to_array());
+        }
+    }
+    for r in 0..rings {
+        for s in 0..sides {
+            let a = (r * sides + s) as u32;
+            let b = (r * sides + (s + 1) % sides) as u32;
+            let (c, d) = (a + sides as u32, b + sides as u32);
+            p.indices.extend([a, b, c, b, d, c]);
+        }
+    }
+    p.uvs = vec![[0.0; 2]; p.positions.len()];
+    p.bounds = farview_scene::Aabb::from_points(p.positions.iter().map(|q| Vec3::from_array(*q)));
+    farview_scene::lod::attach(&mut p, 2);
+    farview_scene::Model {
+        meshes: vec![Mesh {
+            primitives: vec![p],
+            ..Mesh::default()
+        }],
+        nodes: vec![ModelNode {
+            mesh: Some(0),
+            ..ModelNode::default()
+        }],
+        roots: vec![0],
+        ..farview_scene::Model::default()
+    }
+}
+
+/// Leaving out facing groups that face away changes no pixel, from outside, from inside and
+/// from far off, for plain, mirrored, squashed and turned instances of a box of separate quads
+/// (batched), a double-sided box seen from inside (whose far side must stay), and a sphere of
+/// several clusters; and it leaves triangles out.
+#[test]
+fn facing_culling_changes_no_pixel() {
+    use farview_scene::Transform;
+    let gpu = gpu();
+    let mut scene = Scene::default();
+    let boxes = scene
+        .add_model("boxes", tessellated_box_model(12, false))
+        .unwrap();
+    let place = |scene: &mut Scene, root, translation, scale, yaw: f32| {
+        scene
+            .set_local_transform(
+                root,
+                Transform {
+                    translation,
+                    rotation: glam::Quat::from_rotation_y(yaw),
+                    scale,
+                },
+            )
+            .unwrap();
+    };
+    place(
+        &mut scene,
+        boxes.root,
+        Vec3::new(-3.0, 0.0, 0.0),
+        Vec3::ONE,
+        0.0,
+    );
+    for (k, (translation, scale, yaw)) in [
+        (Vec3::new(3.0, 0.0, 0.0), Vec3::new(-1.0, 1.0, 1.0), 0.0),
+        (Vec3::new(0.0, 0.0, -4.0), Vec3::new(2.0, 0.5, 1.0), 0.3),
+        (Vec3::new(0.0, 3.0, 0.0), Vec3::ONE, 0.8),
+        (Vec3::new(-3.0, 0.0, -6.0), Vec3::ONE, 0.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let i = scene.instantiate(&format!("box {k}"), boxes.model).unwrap();
+        place(&mut scene, i.root, translation, scale, yaw);
+    }
+    let inside = scene
+        .add_model("room", tessellated_box_model(12, true))
+        .unwrap();
+    place(
+        &mut scene,
+        inside.root,
+        Vec3::new(0.0, 0.0, 6.0),
+        Vec3::splat(2.0),
+        0.0,
+    );
+    let sphere = scene
+        .add_model("sphere", bumpy_sphere_model(110, 90))
+        .unwrap();
+    let lod = scene.model(sphere.model).unwrap().meshes[0].primitives[0]
+        .lod
+        .clone()
+        .unwrap();
+    assert!(lod.clusters.len() > 1, "the sphere is clustered");
+    place(
+        &mut scene,
+        sphere.root,
+        Vec3::new(0.0, 0.0, 3.0),
+        Vec3::ONE,
+        0.0,
+    );
+    scene.update_world_transforms();
+    let (w, h) = (320, 180);
+    let mut culling = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    let mut reference = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    reference.set_facing_culling(false);
+    let mut faced_away = 0;
+    // Full detail, then levels within a pixel.
+    for (lod_px, (eye, target)) in [0.0, 1.0].into_iter().flat_map(|px| {
+        [
+            (Vec3::new(0.0, 1.5, -12.0), Vec3::ZERO),
+            (Vec3::new(9.0, 4.0, 9.0), Vec3::ZERO),
+            (Vec3::new(-8.0, -2.0, 2.0), Vec3::new(0.0, 0.0, 2.0)),
+            (Vec3::new(0.0, 15.0, 0.5), Vec3::ZERO),
+            // Inside the double-sided room, looking at its far wall and the sphere.
+            (Vec3::new(0.5, 0.5, 7.5), Vec3::new(0.0, 0.0, 3.0)),
+            // Close to the sphere's surface.
+            (Vec3::new(0.3, 0.4, 4.3), Vec3::new(0.0, 0.0, 3.0)),
+        ]
+        .map(move |view| (px, view))
+    }) {
+        culling.set_lod_error_px(lod_px);
+        reference.set_lod_error_px(lod_px);
+        let cam = Camera::looking_at(eye, target, 60f32.to_radians(), 0.05, 200.0);
+        let a = culling.render_blocking(&scene, &cam).unwrap();
+        let stats = culling.stats();
+        let b = reference.render_blocking(&scene, &cam).unwrap();
+        let reference_stats = reference.stats();
+        eprintln!(
+            "{lod_px} px, eye {eye}: {} of {} triangles, {} faced away",
+            stats.triangles, reference_stats.triangles, stats.faced_away
+        );
+        assert_eq!(reference_stats.faced_away, 0);
+        assert_eq!(
+            stats.triangles + stats.faced_away,
+            reference_stats.triangles,
+            "what is left out is what is not drawn"
+        );
+        assert_eq!(differing_pixels(&a, &b), 0, "eye {eye}: pixels differ");
+        assert!(coverage(&a) > 0.02, "eye {eye}: something is drawn");
+        faced_away += stats.faced_away;
+    }
+    assert!(faced_away > 10_000, "{faced_away} triangles faced away");
+}
