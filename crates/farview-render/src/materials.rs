@@ -337,6 +337,19 @@ impl MaterialShared {
 mod tests {
     use super::*;
 
+    /// The fast shading samples base colour, metallic-roughness and emissive; the other slots
+    /// leave a material untextured for it.
+    #[test]
+    fn the_fast_shading_counts_its_own_slots_only() {
+        let with =
+            |slots: &[Slot]| SlotsPresent(std::array::from_fn(|i| slots.contains(&Slot::ALL[i])));
+        assert!(!with(&[]).fast_textured());
+        assert!(!with(&[Slot::Normal, Slot::Occlusion, Slot::Clearcoat]).fast_textured());
+        for s in [Slot::BaseColor, Slot::MetallicRoughness, Slot::Emissive] {
+            assert!(with(&[s]).fast_textured(), "{s:?}");
+        }
+    }
+
     #[test]
     fn uniform_matches_the_shader_layout() {
         // 10 vec4 fields and 9 two-row transforms, as `Material` in shaders/mesh.wgsl.

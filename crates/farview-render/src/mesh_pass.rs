@@ -171,6 +171,18 @@ impl ShaderVariant {
         }
     }
 
+    /// The variant a material draws with: `layered` (clearcoat, sheen, transmission) and
+    /// `fast_textured` (a base colour, metallic-roughness or emissive texture) as in
+    /// [`GpuMaterial`].
+    fn for_material(shading: Shading, layered: bool, fast_textured: bool) -> Self {
+        match shading {
+            Shading::Fast if fast_textured => Self::Fast,
+            Shading::Fast => Self::FastPlain,
+            Shading::Full if layered => Self::Layered,
+            Shading::Full => Self::Standard,
+        }
+    }
+
     fn used_by(self, shading: Shading) -> bool {
         match shading {
             Shading::Full => matches!(self, Self::Standard | Self::Layered),
@@ -958,6 +970,19 @@ fn facing_ranges(
     left_out: &mut u64,
     mut emit: impl FnMut(std::ops::Range<u32>),
 ) {
+    // Groups that do not tile the level (a level built by hand without them) draw it whole.
+    let tiled = level.facing.first().is_some_and(|g| g.first == level.first)
+        && level.facing.iter().map(|g| u64::from(g.count)).sum::<u64>() == u64::from(level.count)
+        && level
+            .facing
+            .windows(2)
+            .all(|w| w[0].first + w[0].count == w[1].first);
+    if !tiled || mask == ALL_FACINGS {
+        if level.count > 0 {
+            emit(level.first..level.first + level.count);
+        }
+        return;
+    }
     let mut run: Option<std::ops::Range<u32>> = None;
     for (g, group) in level.facing.iter().enumerate() {
         if group.count == 0 {
@@ -982,8 +1007,13 @@ fn facing_ranges(
     }
 }
 
-/// Primitives whose facing groups a drawable's batch key holds (6 bits each).
+/// Primitives whose facing groups a drawable's batch key holds (6 bits each). The masks are
+/// part of the key, so instances of a mesh seen from different sides draw in separate
+/// batches, each leaving out its own groups: on a software rasterizer a draw costs far less
+/// than the vertices of a building's far side (the generated city: 7.6 fps against 6.4 with
+/// no groups left out).
 const KEYED_FACINGS: usize = 10;
+const _: () = assert!(KEYED_FACINGS * FACING_GROUPS <= 64);
 
 /// Whether primitive `p` of drawable `d` draws both faces (then no group may be left out).
 fn double_sided(m: &crate::gpu_model::GpuModel, p: &GpuPrimitive, d: &Drawable) -> bool {
@@ -1395,14 +1425,12 @@ impl FrameDraws {
     /// The pipeline drawable `i` draws `material` with.
     fn key(&self, i: usize, material: &GpuMaterial) -> PipelineKey {
         let d = &self.drawables[i];
-        let variant = match self.shading {
-            Shading::Fast if material.fast_textured => ShaderVariant::Fast,
-            Shading::Fast => ShaderVariant::FastPlain,
-            Shading::Full if material.layered => ShaderVariant::Layered,
-            Shading::Full => ShaderVariant::Standard,
-        };
         PipelineKey {
-            variant,
+            variant: ShaderVariant::for_material(
+                self.shading,
+                material.layered,
+                material.fast_textured,
+            ),
             double_sided: material.double_sided,
             blended: d.state.see_through || material.blend,
             mirrored: self.mirrored.get(i).copied().unwrap_or(false),
@@ -1678,5 +1706,54 @@ fn make_pipeline(
             multiview_mask: None,
             cache: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At fast shading, a material the fast path samples no texture of draws with the plain
+    /// variant (everything lit at the vertices), any other with the textured one; the full
+    /// shadings never use either.
+    #[test]
+    fn untextured_materials_draw_plain_at_fast_shading_only() {
+        use ShaderVariant::*;
+        let pick = ShaderVariant::for_material;
+        assert_eq!(pick(Shading::Fast, false, false), FastPlain);
+        assert_eq!(pick(Shading::Fast, true, false), FastPlain);
+        assert_eq!(pick(Shading::Fast, false, true), Fast);
+        assert_eq!(pick(Shading::Full, false, false), Standard);
+        assert_eq!(pick(Shading::Full, true, true), Layered);
+        for v in ShaderVariant::ALL {
+            assert_eq!(v.used_by(Shading::Fast), matches!(v, Fast | FastPlain));
+        }
+    }
+
+    /// A level's facing groups in `mask` draw as runs of neighbours; all six, or groups that do
+    /// not tile the level, draw it whole.
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)]
+    fn facing_ranges_merge_neighbours_and_fall_back_to_the_whole_level() {
+        let mut level = LodLevel {
+            first: 30,
+            count: 60,
+            error: 0.0,
+            facing: Default::default(),
+        };
+        let ranges = |level: &LodLevel, mask: u8| {
+            let (mut out, mut left_out) = (Vec::new(), 0);
+            facing_ranges(level, mask, &mut left_out, |r| out.push(r));
+            (out, left_out)
+        };
+        // Not tiled: whole.
+        assert_eq!(ranges(&level, 0b000001), (vec![30..90], 0));
+        for (g, group) in level.facing.iter_mut().enumerate() {
+            group.first = 30 + 9 * g as u32;
+            group.count = if g == 5 { 15 } else { 9 };
+        }
+        assert_eq!(ranges(&level, ALL_FACINGS), (vec![30..90], 0));
+        assert_eq!(ranges(&level, 0b010011), (vec![30..48, 66..75], 3 + 3 + 5));
+        assert_eq!(ranges(&level, 0), (vec![], 20));
     }
 }

@@ -1362,7 +1362,8 @@ fn levels_built_after_the_model_is_shown_draw_as_import_built_ones() {
 }
 
 /// A box of `n` x `n` separate quads a face (each quad its own four vertices, as CAD exports
-/// write flat faces), with levels of detail; its one material double-sided or not.
+/// write flat faces), in two primitives with levels of detail; its one material double-sided
+/// or not.
 fn tessellated_box_model(n: usize, double_sided: bool) -> farview_scene::Model {
     use farview_scene::{Mesh, ModelNode, Primitive};
     let mut p = Primitive::default();
@@ -1393,11 +1394,24 @@ fn tessellated_box_model(n: usize, double_sided: bool) -> farview_scene::Model {
             }
         }
     }
-    p.uvs = vec![[0.0; 2]; p.positions.len()];
-    p.bounds = farview_scene::Aabb::from_points(p.positions.iter().map(|q| Vec3::from_array(*q)));
-    p.material = Some(0);
-    farview_scene::lod::attach(&mut p, 2);
-    assert!(p.lod.is_some());
+    // Two primitives: the four sides, then the top and bottom (each over 512 triangles), so
+    // the second primitive's groups sit at their own place in the batch key.
+    let split = p.indices.len() / 3 * 2;
+    let mut top = p.clone();
+    top.indices = p.indices.split_off(split);
+    let mut prims = Vec::new();
+    for mut q in [p, top] {
+        q.uvs = vec![[0.0; 2]; q.positions.len()];
+        q.bounds = farview_scene::Aabb::from_points(
+            q.indices
+                .iter()
+                .map(|&i| Vec3::from_array(q.positions[i as usize])),
+        );
+        q.material = Some(0);
+        farview_scene::lod::attach(&mut q, 2);
+        assert!(q.lod.is_some());
+        prims.push(q);
+    }
     farview_scene::Model {
         materials: vec![farview_scene::Material {
             base_color_factor: [0.7, 0.45, 0.3, 1.0],
@@ -1405,7 +1419,7 @@ fn tessellated_box_model(n: usize, double_sided: bool) -> farview_scene::Model {
             ..farview_scene::Material::default()
         }],
         meshes: vec![Mesh {
-            primitives: vec![p],
+            primitives: prims,
             ..Mesh::default()
         }],
         nodes: vec![ModelNode {

@@ -15,7 +15,10 @@
 //! Faces exported apart (every quad of a wall with its own four vertices, as flat-shaded CAD
 //! exports write them) are first welded where their vertices are identical, and the
 //! simplifier may merge across creases (vertices split only by their normal, which it
-//! weighs), never across UV or colour seams. Every level is then put in vertex-cache order.
+//! weighs), never across UV or colour seams. Every level is then sorted into six facing groups
+//! (triangles whose normals lie within a cone, with bounds), so that a renderer can leave out
+//! the groups that face away from its camera, each group in vertex-cache order. A primitive
+//! drawn blended keeps its triangle order (one group, never left out).
 //!
 //! Skinned and morphed primitives get none: their bounds move with the pose.
 //!
@@ -111,7 +114,7 @@ impl FacingGroup {
         let nearest = Vec3::select(axis.cmpge(Vec3::ZERO), lo, hi);
         let ahead = (nearest - eye).dot(axis);
         let farthest = (lo - eye).abs().max((hi - eye).abs()).length();
-        ahead > (self.spread_sin + 1e-5) * farthest
+        ahead > (self.spread_sin + 1e-4) * farthest
     }
 }
 
@@ -149,16 +152,33 @@ impl PrimitiveLod {
 /// Builds the clusters and levels of `p` (reordering its indices) when it is large enough and
 /// not deformable; the work is spread over `threads` threads.
 pub fn attach(p: &mut Primitive, threads: usize) {
+    attach_with(p, threads, false);
+}
+
+/// As [`attach`]; with `keep_order` (a primitive drawn blended, whose triangles blend in the
+/// file's order where the mesh overlaps itself) no level is reordered: each is one facing
+/// group that is never left out.
+pub fn attach_with(p: &mut Primitive, threads: usize, keep_order: bool) {
     if !wants_levels(p) {
         return;
     }
     let never = AtomicBool::new(false);
     let mut indices = std::mem::take(&mut p.indices);
-    let lod = build(p, &mut indices, threads, &never);
+    let lod = build(p, &mut indices, threads, &never, keep_order);
     p.indices = indices;
     if let Some(lod) = lod {
         p.lod = Some(Arc::new(lod));
     }
+}
+
+/// Whether `p` is drawn blended with its own material or one of its variants' (its levels keep
+/// the file's triangle order: see [`attach_with`]).
+pub fn draws_blended(p: &Primitive, materials: &[crate::model::Material]) -> bool {
+    p.material
+        .into_iter()
+        .chain(p.variant_materials.iter().map(|&(_, m)| m))
+        .filter_map(|m| materials.get(m))
+        .any(|m| m.alpha_mode == crate::model::AlphaMode::Blend)
 }
 
 /// Whether `p` is large and static and has no levels yet.
@@ -214,7 +234,8 @@ pub fn build_levels(model: &Model, threads: usize, cancel: &AtomicBool) -> Model
                 continue;
             }
             let mut indices = p.indices.clone();
-            if let Some(lod) = build(p, &mut indices, threads, cancel)
+            let keep_order = draws_blended(p, &model.materials);
+            if let Some(lod) = build(p, &mut indices, threads, cancel, keep_order)
                 && !cancel.load(Ordering::Relaxed)
             {
                 out.primitives.push(PrimitiveLevels {
@@ -236,9 +257,11 @@ fn build(
     indices: &mut [u32],
     threads: usize,
     cancel: &AtomicBool,
+    keep_order: bool,
 ) -> Option<PrimitiveLod> {
     let (positions, normals) = (&p.positions, &p.normals);
-    if indices.iter().any(|&i| i as usize >= positions.len())
+    if !indices.len().is_multiple_of(3)
+        || indices.iter().any(|&i| i as usize >= positions.len())
         || positions.iter().any(|p| !p.iter().all(|v| v.is_finite()))
         || normals.len() != positions.len()
         || normals.iter().any(|n| !n.iter().all(|v| v.is_finite()))
@@ -289,11 +312,11 @@ fn build(
                         break;
                     };
                     let mut level0 = indices_ref[start..end].to_vec();
-                    let facing0 = group_by_facing(&mut level0, positions);
+                    let facing0 = group_by_facing(&mut level0, positions, keep_order);
                     let levels = simplify_chain(&level0, &adapter, &shading, clusters.len() > 1)
                         .into_iter()
                         .map(|(mut level, error)| {
-                            let facing = group_by_facing(&mut level, positions);
+                            let facing = group_by_facing(&mut level, positions, keep_order);
                             (level, error, facing)
                         })
                         .collect();
@@ -464,13 +487,31 @@ impl FacingGroup {
 
 /// Sorts the triangles of one level into its facing groups (by the nearest of
 /// [`FACING_AXES`] to each face normal), each group in vertex-cache order, and measures each
-/// group's cone and bounds. Degenerate triangles (no normal) go with the first group and
-/// widen nothing: they cover no pixel whichever way they are culled.
-fn group_by_facing(run: &mut [u32], positions: &[[f32; 3]]) -> [FacingGroup; FACING_GROUPS] {
+/// group's cone and bounds. With `keep_order` the level stays as it is, one group that is
+/// never left out. Triangles of no area (their points in a line: they cover no pixel under
+/// any transform) go with the first group and widen nothing.
+fn group_by_facing(
+    run: &mut [u32],
+    positions: &[[f32; 3]],
+    keep_order: bool,
+) -> [FacingGroup; FACING_GROUPS] {
     let at = |i: u32| Vec3::from_array(positions.get(i as usize).copied().unwrap_or_default());
+    let mut groups = [FacingGroup::default(); FACING_GROUPS];
+    if keep_order {
+        groups[0] = FacingGroup {
+            first: 0,
+            count: run.len() as u32,
+            axis: FACING_AXES[0],
+            spread_sin: 1.0,
+            bounds: Aabb::from_points(run.iter().map(|&i| at(i))),
+        };
+        return groups;
+    }
+    // In f64: an f32 cross product of tiny (or huge) edges underflows (overflows) to zero
+    // (infinity), which would read as a triangle of no area.
     let normal = |t: &[u32]| {
-        let (a, b, c) = (at(t[0]), at(t[1]), at(t[2]));
-        (b - a).cross(c - a).normalize_or_zero()
+        let [a, b, c] = [t[0], t[1], t[2]].map(|i| at(i).as_dvec3());
+        (b - a).cross(c - a).normalize_or_zero().as_vec3()
     };
     let group_of = |n: Vec3| {
         FACING_AXES
@@ -492,7 +533,6 @@ fn group_by_facing(run: &mut [u32], positions: &[[f32; 3]]) -> [FacingGroup; FAC
             normals[g].push(n);
         }
     }
-    let mut groups = [FacingGroup::default(); FACING_GROUPS];
     let mut at_index = 0usize;
     for (g, (indices, normals)) in by_group.iter_mut().zip(&normals).enumerate() {
         cache_order(indices);
@@ -502,9 +542,14 @@ fn group_by_facing(run: &mut [u32], positions: &[[f32; 3]]) -> [FacingGroup; FAC
             .sum::<Vec3>()
             .try_normalize()
             .unwrap_or(Vec3::from_array(FACING_AXES[g]));
-        let min_cos = normals.iter().map(|n| n.dot(axis)).fold(1.0f32, f32::min);
-        let spread_sin = if min_cos > 0.0 {
-            (1.0 - min_cos * min_cos).max(0.0).sqrt()
+        // The sine from the cross product: a cosine near 1 rounds to 1 in f32 and would call
+        // a cone of a few hundredths of a degree exactly flat.
+        let within_half_space = normals.iter().all(|n| n.dot(axis) > 0.0);
+        let spread_sin = if within_half_space {
+            normals
+                .iter()
+                .map(|n| n.cross(axis).length())
+                .fold(0.0f32, f32::max)
         } else {
             1.0
         };
@@ -1042,6 +1087,37 @@ mod tests {
                     assert!(l.facing[towards].count == 0 || !l.facing[towards].faces_away(eye));
                 }
             }
+        }
+    }
+
+    /// A primitive drawn blended keeps the file's triangle order at full detail (its
+    /// triangles blend in that order where it overlaps itself), and no level of it is ever
+    /// left out as facing away.
+    #[test]
+    fn blended_primitives_keep_their_order_and_one_facing_group() {
+        use crate::model::{AlphaMode, Material};
+        let mut p = terrain(30);
+        p.material = Some(1);
+        let materials = [
+            Material::default(),
+            Material {
+                alpha_mode: AlphaMode::Blend,
+                ..Material::default()
+            },
+        ];
+        assert!(draws_blended(&p, &materials));
+        assert!(!draws_blended(&p, &materials[..1]));
+        let mut variant = p.clone();
+        variant.material = Some(0);
+        variant.variant_materials = vec![(0, 1)];
+        assert!(draws_blended(&variant, &materials));
+        let original = p.indices.clone();
+        attach_with(&mut p, 1, true);
+        assert_eq!(p.indices, original);
+        let lod = p.lod.clone().expect("levels");
+        for l in lod.clusters.iter().flat_map(|c| &c.levels) {
+            assert_eq!((l.facing[0].first, l.facing[0].count), (l.first, l.count));
+            assert!(!l.facing[0].faces_away(Vec3::new(0.0, -1000.0, 0.0)));
         }
     }
 

@@ -206,7 +206,8 @@ pub(super) fn import_document(
                         if limits.levels_at_import {
                             let threads =
                                 std::thread::available_parallelism().map_or(1, usize::from);
-                            crate::lod::attach(&mut p, threads);
+                            let keep_order = crate::lod::draws_blended(&p, &materials);
+                            crate::lod::attach_with(&mut p, threads, keep_order);
                         }
                         p
                     })
