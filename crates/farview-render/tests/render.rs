@@ -937,6 +937,27 @@ fn gpu_instancing_extension_draws_its_instances_in_one_draw() {
 
 /// A rolling heightfield of `n` x `n` vertices, 60 units wide, with levels of detail and
 /// clusters as import makes them.
+/// A model of one mesh on one node, from its primitives and materials.
+fn one_mesh_model(
+    primitives: Vec<farview_scene::Primitive>,
+    materials: Vec<farview_scene::Material>,
+) -> farview_scene::Model {
+    use farview_scene::{Mesh, ModelNode};
+    farview_scene::Model {
+        materials,
+        meshes: vec![Mesh {
+            primitives,
+            ..Mesh::default()
+        }],
+        nodes: vec![ModelNode {
+            mesh: Some(0),
+            ..ModelNode::default()
+        }],
+        roots: vec![0],
+        ..farview_scene::Model::default()
+    }
+}
+
 fn terrain_model(n: usize) -> farview_scene::Model {
     let mut model = bare_terrain_model(n);
     for p in &mut model.meshes[0].primitives {
@@ -947,7 +968,7 @@ fn terrain_model(n: usize) -> farview_scene::Model {
 
 /// [`terrain_model`] without levels, as an import that leaves them for later makes it.
 fn bare_terrain_model(n: usize) -> farview_scene::Model {
-    use farview_scene::{Aabb, Mesh, ModelNode, Primitive};
+    use farview_scene::{Aabb, Primitive};
     let mut positions = Vec::with_capacity(n * n);
     for z in 0..n {
         for x in 0..n {
@@ -988,18 +1009,7 @@ fn bare_terrain_model(n: usize) -> farview_scene::Model {
         indices,
         ..Primitive::default()
     };
-    farview_scene::Model {
-        meshes: vec![Mesh {
-            primitives: vec![prim],
-            ..Mesh::default()
-        }],
-        nodes: vec![ModelNode {
-            mesh: Some(0),
-            ..ModelNode::default()
-        }],
-        roots: vec![0],
-        ..farview_scene::Model::default()
-    }
+    one_mesh_model(vec![prim], vec![])
 }
 
 /// Levels of detail within a 1-pixel budget look like full detail (PSNR >= 35 dB over the
@@ -1071,7 +1081,7 @@ fn levels_of_detail_stay_within_their_error_and_culled_clusters_change_no_pixel(
 
 /// One box from `min` to `max`, each face its own four vertices with its normal.
 fn box_model(min: Vec3, max: Vec3) -> farview_scene::Model {
-    use farview_scene::{Aabb, Mesh, ModelNode, Primitive};
+    use farview_scene::{Aabb, Primitive};
     let (mut positions, mut normals, mut indices) = (Vec::new(), Vec::new(), Vec::new());
     for axis in 0..3 {
         for side in [-1.0f32, 1.0] {
@@ -1095,25 +1105,15 @@ fn box_model(min: Vec3, max: Vec3) -> farview_scene::Model {
             }
         }
     }
-    farview_scene::Model {
-        meshes: vec![Mesh {
-            primitives: vec![Primitive {
-                uvs: vec![[0.0; 2]; positions.len()],
-                bounds: Aabb { min, max },
-                normals,
-                positions,
-                indices,
-                ..Primitive::default()
-            }],
-            ..Mesh::default()
-        }],
-        nodes: vec![ModelNode {
-            mesh: Some(0),
-            ..ModelNode::default()
-        }],
-        roots: vec![0],
-        ..farview_scene::Model::default()
-    }
+    let prim = Primitive {
+        uvs: vec![[0.0; 2]; positions.len()],
+        bounds: Aabb { min, max },
+        normals,
+        positions,
+        indices,
+        ..Primitive::default()
+    };
+    one_mesh_model(vec![prim], vec![])
 }
 
 /// Counts pixels that differ between two frames.
@@ -1365,7 +1365,7 @@ fn levels_built_after_the_model_is_shown_draw_as_import_built_ones() {
 /// write flat faces), in two primitives with levels of detail; its one material double-sided
 /// or not.
 fn tessellated_box_model(n: usize, double_sided: bool) -> farview_scene::Model {
-    use farview_scene::{Mesh, ModelNode, Primitive};
+    use farview_scene::Primitive;
     let mut p = Primitive::default();
     for axis in 0..3 {
         for side in [-1.0f32, 1.0] {
@@ -1412,29 +1412,20 @@ fn tessellated_box_model(n: usize, double_sided: bool) -> farview_scene::Model {
         assert!(q.lod.is_some());
         prims.push(q);
     }
-    farview_scene::Model {
-        materials: vec![farview_scene::Material {
+    one_mesh_model(
+        prims,
+        vec![farview_scene::Material {
             base_color_factor: [0.7, 0.45, 0.3, 1.0],
             double_sided,
             ..farview_scene::Material::default()
         }],
-        meshes: vec![Mesh {
-            primitives: prims,
-            ..Mesh::default()
-        }],
-        nodes: vec![ModelNode {
-            mesh: Some(0),
-            ..ModelNode::default()
-        }],
-        roots: vec![0],
-        ..farview_scene::Model::default()
-    }
+    )
 }
 
 /// A bumpy sphere of radius about 1 with smooth normals: every way of facing, and with
 /// `rings` x `sides` x 2 triangles past 16 k, several clusters.
 fn bumpy_sphere_model(rings: usize, sides: usize) -> farview_scene::Model {
-    use farview_scene::{Mesh, ModelNode, Primitive};
+    use farview_scene::Primitive;
     let mut p = Primitive::default();
     for r in 0..=rings {
         let theta = std::f32::consts::PI * r as f32 / rings as f32;
@@ -1461,18 +1452,7 @@ fn bumpy_sphere_model(rings: usize, sides: usize) -> farview_scene::Model {
     p.uvs = vec![[0.0; 2]; p.positions.len()];
     p.bounds = farview_scene::Aabb::from_points(p.positions.iter().map(|q| Vec3::from_array(*q)));
     farview_scene::lod::attach(&mut p, 2);
-    farview_scene::Model {
-        meshes: vec![Mesh {
-            primitives: vec![p],
-            ..Mesh::default()
-        }],
-        nodes: vec![ModelNode {
-            mesh: Some(0),
-            ..ModelNode::default()
-        }],
-        roots: vec![0],
-        ..farview_scene::Model::default()
-    }
+    one_mesh_model(vec![p], vec![])
 }
 
 /// Leaving out facing groups that face away changes no pixel, from outside, from inside and
