@@ -496,7 +496,7 @@ impl MeshPass {
         let mut frame = FrameDraws::new(
             (drawables, bounds),
             store,
-            |d| batching && scene.deform_inputs(d.entity).is_none(),
+            |d| batching && (!d.deformable || scene.deform_inputs(d.entity).is_none()),
             |d| occluding && seen.entities.contains(&d.entity),
             camera.position,
             self.shading,

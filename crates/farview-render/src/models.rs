@@ -139,7 +139,9 @@ impl ModelUploader {
 /// The GPU models one renderer draws, by scene model id.
 #[derive(Default)]
 pub(crate) struct GpuModelStore {
-    models: HashMap<ModelId, GpuModel>,
+    /// Looked up several times per drawable per frame: the scene's own ids hash with
+    /// [`farview_scene::IdHash`], not SipHash.
+    models: HashMap<ModelId, GpuModel, farview_scene::IdHash>,
     /// Models drawn while missing, logged once each.
     reported_missing: HashSet<ModelId>,
 }

@@ -124,7 +124,7 @@ impl PosedVertices {
     ) -> Prepared {
         let mut done = Prepared::default();
         let mut dispatches: Vec<(EntityId, usize, u32)> = Vec::new();
-        for d in drawables {
+        for d in drawables.iter().filter(|d| d.deformable) {
             let Some(inputs) = scene.deform_inputs(d.entity) else {
                 continue;
             };

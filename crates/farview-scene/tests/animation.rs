@@ -331,6 +331,11 @@ fn bounds_without_cpu_posing_hold_the_pose() {
             assert!(boxed.deformation(mesh).is_none());
             let inputs = boxed.deform_inputs(mesh).unwrap();
             assert!(inputs.revision > 0);
+            // Its drawable says so (renderers look up pose inputs only for those).
+            for d in boxed.drawables() {
+                assert_eq!(d.deformable, boxed.deform_inputs(d.entity).is_some());
+            }
+            assert!(boxed.drawables().iter().any(|d| d.deformable));
         }
     }
 }

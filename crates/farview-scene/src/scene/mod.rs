@@ -53,6 +53,10 @@ impl std::hash::Hasher for IdHasher {
         // Fibonacci hashing: the high bits (which hashbrown uses too) change with every id.
         self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
 }
 
 /// See [`IdHasher`].
@@ -116,6 +120,9 @@ pub struct Drawable {
     pub mesh: usize,
     /// Overrides resolved down the hierarchy.
     pub state: DrawState,
+    /// Draws a skinned or morphed mesh: only then may [`Scene::deform_inputs`] have something
+    /// for it (a renderer walking a million drawables looks up none of the others).
+    pub deformable: bool,
 }
 
 /// One entity of a loaded model's hierarchy, for the client to address parts of it.

@@ -83,6 +83,7 @@ impl Scene {
                         variant: state.variant,
                         material,
                     },
+                    deformable: e.deform.is_some(),
                 });
             }
             stack.extend(e.children.iter().rev().map(|&c| (c, state, material)));
