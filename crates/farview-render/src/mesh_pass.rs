@@ -622,9 +622,14 @@ impl MeshPass {
                 },
                 &mut stats,
             );
-            if look.lighting.outline.width_px > 0.0 {
-                self.record_outlines(&mut pass, &frame, store, fallback_material, &mut stats);
-            }
+            self.record_outlines(
+                &mut pass,
+                &frame,
+                store,
+                look,
+                fallback_material,
+                &mut stats,
+            );
         } else {
             // Phase 1: what was seen last frame, then its depth reduced and read back.
             {
@@ -684,9 +689,14 @@ impl MeshPass {
                     },
                     &mut stats,
                 );
-                if look.lighting.outline.width_px > 0.0 {
-                    self.record_outlines(&mut pass, &frame, store, fallback_material, &mut stats);
-                }
+                self.record_outlines(
+                    &mut pass,
+                    &frame,
+                    store,
+                    look,
+                    fallback_material,
+                    &mut stats,
+                );
             }
             self.seen.entities.clear();
             self.seen.entities.extend(
@@ -734,9 +744,15 @@ impl MeshPass {
         pass: &mut wgpu::RenderPass<'_>,
         frame: &FrameDraws,
         store: &GpuModelStore,
+        look: &FrameLook<'_>,
         fallback_material: &wgpu::BindGroup,
         stats: &mut RenderStats,
     ) {
+        // No outline width, nothing to draw (selected meshes drawn again would change no
+        // pixel, the stencil hides them, but cost draws).
+        if look.lighting.outline.width_px <= 0.0 {
+            return;
+        }
         let stride = self.draw_stride as usize;
         let mut bound_pipeline = false;
         for (i, d) in frame.drawables.iter().enumerate() {

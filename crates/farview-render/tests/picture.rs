@@ -457,17 +457,9 @@ fn a_selected_entity_gets_an_outline_around_it_not_over_it() {
     );
 }
 
-#[test]
-fn fast_shading_lights_per_vertex_close_to_full_shading() {
-    let gpu = gpu();
-    let env = Environment::load_default(&gpu).unwrap();
-    let lighting = Lighting {
-        environment: Some(env),
-        ..Lighting::default()
-    };
-    // A rough dielectric and a polished metal: per-vertex light on a flat quad (whose normal
-    // is the same everywhere) should land near the per-pixel result.
-    for material in [
+/// A rough dielectric and a polished metal.
+fn rough_and_polished() -> [Material; 2] {
+    [
         lit(Material {
             base_color_factor: [0.8, 0.4, 0.2, 1.0],
             ..Material::default()
@@ -478,7 +470,20 @@ fn fast_shading_lights_per_vertex_close_to_full_shading() {
             roughness_factor: 0.3,
             ..Material::default()
         },
-    ] {
+    ]
+}
+
+#[test]
+fn fast_shading_lights_per_vertex_close_to_full_shading() {
+    let gpu = gpu();
+    let env = Environment::load_default(&gpu).unwrap();
+    let lighting = Lighting {
+        environment: Some(env),
+        ..Lighting::default()
+    };
+    // A rough dielectric and a polished metal: per-vertex light on a flat quad (whose normal
+    // is the same everywhere) should land near the per-pixel result.
+    for material in rough_and_polished() {
         let (scene, _) = scene_of(quad(vec![material], vec![], 0.0, 1.0, vec![]));
         let full = px(
             &render(&gpu, lighting.clone(), RenderQuality::MEDIUM, &scene),
@@ -532,17 +537,10 @@ fn untextured_fast_shading_draws_what_the_textured_fast_path_draws() {
         ..Lighting::default()
     };
     let white = texture(1, 1, &[[255, 255, 255, 255]]);
+    let [rough, polished] = rough_and_polished();
     let materials = [
-        lit(Material {
-            base_color_factor: [0.8, 0.4, 0.2, 1.0],
-            ..Material::default()
-        }),
-        Material {
-            base_color_factor: [0.9, 0.9, 0.9, 1.0],
-            metallic_factor: 1.0,
-            roughness_factor: 0.3,
-            ..Material::default()
-        },
+        rough,
+        polished,
         Material {
             base_color_factor: [0.1, 0.1, 0.1, 1.0],
             emissive_factor: [0.2, 0.5, 0.9],
