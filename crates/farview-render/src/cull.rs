@@ -26,6 +26,16 @@ impl Frustum {
         }
     }
 
+    /// The same volume in the space of a mesh drawn with `world`: a plane `p` becomes
+    /// `world^T p`, so that `b` in mesh space is tested exactly as its image under `world`
+    /// (tighter than the world box around that image).
+    pub(crate) fn in_space_of(&self, world: &Mat4) -> Self {
+        let t = world.transpose();
+        Self {
+            planes: self.planes.map(|p| t * p),
+        }
+    }
+
     /// Whether any part of `b` may be inside. Empty bounds (nothing to measure) count as inside:
     /// the draw goes ahead, as it did before culling.
     pub(crate) fn may_see(&self, b: &Aabb) -> bool {

@@ -11,7 +11,7 @@
 //! selected meshes again, pushed out along their normals) lands only outside what is visible of
 //! them.
 
-use farview_scene::lod::{FACING_GROUPS, LodLevel};
+use farview_scene::lod::{FACING_GROUPS, LodLevel, Meshlet};
 use farview_scene::{Aabb, DrawState, Drawable, EntityId, Scene};
 
 use crate::blit::Blit;
@@ -986,14 +986,7 @@ fn facing_ranges(
     left_out: &mut u64,
     mut emit: impl FnMut(std::ops::Range<u32>),
 ) {
-    // Groups that do not tile the level (a level built by hand without them) draw it whole.
-    let tiled = level.facing.first().is_some_and(|g| g.first == level.first)
-        && level.facing.iter().map(|g| u64::from(g.count)).sum::<u64>() == u64::from(level.count)
-        && level
-            .facing
-            .windows(2)
-            .all(|w| w[0].first + w[0].count == w[1].first);
-    if !tiled || mask == ALL_FACINGS {
+    if !groups_tile(level) || mask == ALL_FACINGS {
         if level.count > 0 {
             emit(level.first..level.first + level.count);
         }
@@ -1021,6 +1014,94 @@ fn facing_ranges(
     if let Some(r) = run {
         emit(r);
     }
+}
+
+/// Whether the facing groups of `level` tile it: groups that do not (a level built by hand
+/// without them) draw it whole.
+fn groups_tile(level: &LodLevel) -> bool {
+    level.facing.first().is_some_and(|g| g.first == level.first)
+        && level.facing.iter().map(|g| u64::from(g.count)).sum::<u64>() == u64::from(level.count)
+        && level
+            .facing
+            .windows(2)
+            .all(|w| w[0].first + w[0].count == w[1].first)
+}
+
+/// Why a meshlet is not drawn, or that it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MeshletFate {
+    Drawn,
+    FacesAway,
+    OutOfView,
+}
+
+/// The meshlets of a clustered primitive one drawable draws: left out when every triangle
+/// faces away from the camera (`eye`, in the mesh's space) or when they lie outside the view
+/// (`frustum`, in the mesh's space); `None` turns either test off.
+fn meshlet_fate(m: &Meshlet, eye: Option<glam::Vec3>, frustum: Option<&Frustum>) -> MeshletFate {
+    if eye.is_some_and(|e| m.faces_away(e)) {
+        MeshletFate::FacesAway
+    } else if frustum.is_some_and(|f| !f.may_see(&m.bounds)) {
+        MeshletFate::OutOfView
+    } else {
+        MeshletFate::Drawn
+    }
+}
+
+/// As [`facing_ranges`], and within each group drawn only its meshlets `fate` draws (a group
+/// whose meshlets do not tile it draws whole). `left_out` counts the triangles facing away,
+/// `culled` the meshlets left out.
+fn meshlet_ranges(
+    level: &LodLevel,
+    mask: u8,
+    meshlets: &[Meshlet],
+    fate: impl Fn(&Meshlet) -> MeshletFate,
+    (left_out, culled): (&mut u64, &mut u32),
+    mut emit: impl FnMut(std::ops::Range<u32>),
+) {
+    if !groups_tile(level) {
+        facing_ranges(level, ALL_FACINGS, left_out, emit);
+        return;
+    }
+    for (g, group) in level.facing.iter().enumerate() {
+        if group.count == 0 {
+            continue;
+        }
+        if mask & 1 << g == 0 {
+            *left_out += u64::from(group.count / 3);
+            continue;
+        }
+        let first = group.meshlet_first as usize;
+        let own = meshlets
+            .get(first..first.saturating_add(group.meshlet_count as usize))
+            .filter(|own| meshlets_tile(own, group.first, group.count));
+        let Some(own) = own else {
+            emit(group.first..group.first + group.count);
+            continue;
+        };
+        for m in own {
+            match fate(m) {
+                MeshletFate::Drawn => emit(m.first..m.first + m.count),
+                MeshletFate::FacesAway => {
+                    *left_out += u64::from(m.count / 3);
+                    *culled += 1;
+                }
+                MeshletFate::OutOfView => *culled += 1,
+            }
+        }
+    }
+}
+
+/// Whether `meshlets` tile the index range of `count` indices from `first`, in order.
+fn meshlets_tile(meshlets: &[Meshlet], first: u32, count: u32) -> bool {
+    let mut at = u64::from(first);
+    for m in meshlets {
+        if u64::from(m.first) != at {
+            return false;
+        }
+        at += u64::from(m.count);
+    }
+    !meshlets.is_empty() && at == u64::from(first) + u64::from(count)
 }
 
 /// Primitives whose facing groups a drawable's batch key holds (6 bits each). The masks are
@@ -1295,6 +1376,9 @@ impl FrameDraws {
         };
         let scale = max_scale(&d.world);
         let local_eye = (self.clusters.facing && !double_sided).then(|| local_eye_of(d, self.eye));
+        // Meshlets are tested in the mesh's space: one matrix product per drawable, none per
+        // meshlet.
+        let local_frustum = self.clusters.frustum.map(|f| f.in_space_of(&d.world));
         let mut run: Option<std::ops::Range<u32>> = None;
         for (ci, c) in lod.clusters.iter().enumerate() {
             let bounds = c.bounds.transformed(&d.world);
@@ -1338,11 +1422,13 @@ impl FrameDraws {
                 continue;
             };
             stats.coarse_draws += u32::from(level > 0);
-            let mut left_out = 0;
-            facing_ranges(
+            let (mut left_out, mut meshlets_culled) = (0, 0);
+            meshlet_ranges(
                 l,
                 facing_mask(l, local_eye),
-                &mut left_out,
+                &lod.meshlets,
+                |m| meshlet_fate(m, local_eye, local_frustum.as_ref()),
+                (&mut left_out, &mut meshlets_culled),
                 |range| match &mut run {
                     Some(r) if r.end == range.start => r.end = range.end,
                     _ => {
@@ -1353,6 +1439,7 @@ impl FrameDraws {
                 },
             );
             stats.faced_away += left_out;
+            stats.meshlets_culled += meshlets_culled;
         }
         if let Some(r) = run {
             draw(r, stats);
@@ -1771,5 +1858,72 @@ mod tests {
         assert_eq!(ranges(&level, ALL_FACINGS), (vec![30..90], 0));
         assert_eq!(ranges(&level, 0b010011), (vec![30..48, 66..75], 3 + 3 + 5));
         assert_eq!(ranges(&level, 0), (vec![], 20));
+    }
+
+    /// Within the groups drawn, a meshlet goes by its fate; a group whose meshlets do not
+    /// tile it draws whole.
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)]
+    fn meshlet_ranges_follow_each_meshlets_fate_within_groups_drawn() {
+        let mut level = LodLevel {
+            first: 0,
+            count: 36,
+            error: 0.0,
+            facing: Default::default(),
+        };
+        // Groups 0 and 1 of 18 indices each, three meshlets of 6 in each.
+        let meshlets: Vec<Meshlet> = (0..6)
+            .map(|k| Meshlet {
+                first: 6 * k,
+                count: 6,
+                ..Default::default()
+            })
+            .collect();
+        for (g, group) in level.facing.iter_mut().take(2).enumerate() {
+            group.first = 18 * g as u32;
+            group.count = 18;
+            group.meshlet_first = 3 * g as u32;
+            group.meshlet_count = 3;
+        }
+        for empty in &mut level.facing[2..] {
+            empty.first = 36;
+        }
+        // Meshlet 1 faces away, 4 is out of view.
+        let fate = |m: &Meshlet| match m.first / 6 {
+            1 => MeshletFate::FacesAway,
+            4 => MeshletFate::OutOfView,
+            _ => MeshletFate::Drawn,
+        };
+        let ranges = |level: &LodLevel, meshlets: &[Meshlet], mask: u8| {
+            let (mut out, mut left_out, mut culled) = (Vec::new(), 0, 0);
+            meshlet_ranges(
+                level,
+                mask,
+                meshlets,
+                fate,
+                (&mut left_out, &mut culled),
+                |r| out.push(r),
+            );
+            (out, left_out, culled)
+        };
+        assert_eq!(
+            ranges(&level, &meshlets, ALL_FACINGS),
+            (vec![0..6, 12..18, 18..24, 30..36], 2, 2)
+        );
+        // Group 1 left out whole: its meshlets are not looked at.
+        assert_eq!(
+            ranges(&level, &meshlets, 0b01),
+            (vec![0..6, 12..18], 6 + 2, 1)
+        );
+        // Meshlets that do not tile their group (one missing): the group draws whole.
+        let mut gap = meshlets.clone();
+        gap[4].first = 25;
+        assert_eq!(
+            ranges(&level, &gap, ALL_FACINGS),
+            (vec![0..6, 12..18, 18..36], 2, 1)
+        );
+        // Groups that do not tile the level: the level draws whole.
+        level.facing[1].count = 12;
+        assert_eq!(ranges(&level, &meshlets, ALL_FACINGS), (vec![0..36], 0, 0));
     }
 }

@@ -30,6 +30,10 @@ pub struct RenderStats {
     /// faced away from the camera (back-face culling would have dropped each one after
     /// shading its vertices). See [`farview_scene::lod::FacingGroup`].
     pub faced_away: u64,
+    /// Meshlets of the clusters drawn that were left out: outside the view, or every
+    /// triangle facing away (counted in `faced_away` as well). See
+    /// [`farview_scene::lod::Meshlet`].
+    pub meshlets_culled: u32,
     /// Bytes uploaded for this frame's skinned and morphed meshes: their posed vertices when
     /// posed on the CPU, their joint matrices and weights when posed on the GPU.
     pub posed_bytes: u64,

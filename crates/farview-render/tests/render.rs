@@ -1528,7 +1528,11 @@ fn facing_culling_changes_no_pixel() {
     let mut culling = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
     let mut reference = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
     reference.set_facing_culling(false);
-    let mut faced_away = 0;
+    // Frustum culling off in both: a meshlet out of view is left out by both, but counted as
+    // facing away by one of them only when its group faces away.
+    culling.set_frustum_culling(false);
+    reference.set_frustum_culling(false);
+    let (mut faced_away, mut meshlets_culled) = (0, 0);
     // Full detail, then levels within a pixel.
     for (lod_px, (eye, target)) in [0.0, 1.0].into_iter().flat_map(|px| {
         [
@@ -1563,6 +1567,78 @@ fn facing_culling_changes_no_pixel() {
         assert_eq!(differing_pixels(&a, &b), 0, "eye {eye}: pixels differ");
         assert!(coverage(&a) > 0.02, "eye {eye}: something is drawn");
         faced_away += stats.faced_away;
+        meshlets_culled += stats.meshlets_culled;
     }
     assert!(faced_away > 10_000, "{faced_away} triangles faced away");
+    assert!(meshlets_culled > 0, "the sphere's meshlets are tested");
+}
+
+/// Meshlets of a clustered mesh outside the view are left out without changing a pixel: a
+/// bumpy sphere and a terrain seen from close by, at grazing angles and from inside the
+/// sphere, so that clusters straddle the view's edges, at full detail and at 1 px.
+#[test]
+fn meshlet_frustum_culling_changes_no_pixel() {
+    use farview_scene::Transform;
+    let gpu = gpu();
+    let mut scene = Scene::default();
+    scene
+        .add_model("sphere", bumpy_sphere_model(110, 90))
+        .unwrap();
+    let ground = scene
+        .add_model("ground", bumpy_sphere_model(120, 120))
+        .unwrap();
+    // The second sphere squashed into a wide bumpy floor below the first, turned so that its
+    // clusters do not line up with the view.
+    scene
+        .set_local_transform(
+            ground.root,
+            Transform {
+                translation: Vec3::new(0.0, -2.5, 0.0),
+                rotation: glam::Quat::from_rotation_y(0.5),
+                scale: Vec3::new(8.0, 0.3, 8.0),
+            },
+        )
+        .unwrap();
+    scene.update_world_transforms();
+    let (w, h) = (320, 180);
+    let mut culling = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    let mut reference = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    reference.set_frustum_culling(false);
+    let (mut meshlets_culled, mut saved) = (0, 0);
+    for (lod_px, (eye, target)) in [0.0, 1.0].into_iter().flat_map(|px| {
+        [
+            // Close to the sphere's surface, looking along it.
+            (Vec3::new(0.3, 0.4, 1.5), Vec3::new(2.0, 0.0, 0.0)),
+            // Low over the floor, towards the sphere.
+            (Vec3::new(-5.0, -1.6, -5.0), Vec3::ZERO),
+            // Down at the floor from above, the sphere half in view.
+            (Vec3::new(2.0, 3.0, 3.0), Vec3::new(3.0, -2.5, 4.0)),
+            // Inside the sphere.
+            (Vec3::new(0.0, 0.2, 0.0), Vec3::new(1.0, 0.3, 0.5)),
+        ]
+        .map(move |view| (px, view))
+    }) {
+        culling.set_lod_error_px(lod_px);
+        reference.set_lod_error_px(lod_px);
+        let cam = Camera::looking_at(eye, target, 60f32.to_radians(), 0.05, 200.0);
+        let a = culling.render_blocking(&scene, &cam).unwrap();
+        let stats = culling.stats();
+        let b = reference.render_blocking(&scene, &cam).unwrap();
+        let reference_stats = reference.stats();
+        eprintln!(
+            "{lod_px} px, eye {eye}: {} of {} triangles, {} meshlets and {} clusters culled",
+            stats.triangles,
+            reference_stats.triangles,
+            stats.meshlets_culled,
+            stats.clusters_culled
+        );
+        assert_eq!(reference_stats.clusters_culled, 0);
+        assert!(stats.triangles <= reference_stats.triangles);
+        assert_eq!(differing_pixels(&a, &b), 0, "eye {eye}: pixels differ");
+        assert!(coverage(&a) > 0.02, "eye {eye}: something is drawn");
+        meshlets_culled += stats.meshlets_culled;
+        saved += reference_stats.triangles - stats.triangles;
+    }
+    assert!(meshlets_culled > 100, "{meshlets_culled} meshlets culled");
+    assert!(saved > 10_000, "{saved} triangles saved");
 }

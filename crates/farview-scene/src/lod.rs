@@ -18,7 +18,10 @@
 //! weighs), never across UV or colour seams. Every level is then sorted into six facing groups
 //! (triangles whose normals lie within a cone, with bounds), so that a renderer can leave out
 //! the groups that face away from its camera, each group in vertex-cache order. A primitive
-//! drawn blended keeps its triangle order (one group, never left out).
+//! of several clusters (drawn one drawable at a time, not in instanced batches) has each group
+//! cut into meshlets of at most [`MESHLET_TRIANGLES`] neighbouring triangles, each with its
+//! bounds and cone, so that the parts of a cluster outside the view or facing away are left
+//! out too. A primitive drawn blended keeps its triangle order (one group, never left out).
 //!
 //! Skinned and morphed primitives get none: their bounds move with the pose.
 //!
@@ -93,6 +96,63 @@ pub struct FacingGroup {
     pub spread_sin: f32,
     /// Bounds of the group's triangles.
     pub bounds: Aabb,
+    /// The group's meshlets: `meshlet_count` entries of [`PrimitiveLod::meshlets`] from
+    /// `meshlet_first`, tiling the group's range in order.
+    pub meshlet_first: u32,
+    /// Meshlets of the group: 0 for an empty group, and for every group of a primitive of one
+    /// cluster (a renderer draws such a group whole).
+    pub meshlet_count: u32,
+}
+
+/// Most triangles in one meshlet.
+pub const MESHLET_TRIANGLES: usize = 128;
+/// Fewest triangles the meshlet builder aims at (a group's last meshlet may hold fewer).
+const MESHLET_MIN_TRIANGLES: usize = 64;
+/// Most vertices in one meshlet: enough that the triangle count, not the vertices, ends a
+/// meshlet of a regular mesh.
+const MESHLET_VERTICES: usize = 128;
+
+/// A run of at most [`MESHLET_TRIANGLES`] neighbouring triangles of one facing group, with
+/// their bounds and normal cone: a renderer may leave out the meshlets of a large mesh that
+/// lie outside its view or face away from its camera, where a whole cluster or facing group
+/// is partly seen. Built by meshoptimizer's spatial clusterizer, each in vertex-cache order.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Meshlet {
+    /// First index, as [`LodLevel::first`].
+    pub first: u32,
+    /// Indices (three per triangle).
+    pub count: u32,
+    /// The cone's axis, as [`FacingGroup::axis`].
+    pub axis: [f32; 3],
+    /// Sine of the cone's half-angle, as [`FacingGroup::spread_sin`].
+    pub spread_sin: f32,
+    /// Bounds of its triangles.
+    pub bounds: Aabb,
+}
+
+impl Meshlet {
+    /// Whether every triangle of the meshlet faces away from a camera at `eye` (in the mesh's
+    /// space), as [`FacingGroup::faces_away`].
+    pub fn faces_away(&self, eye: Vec3) -> bool {
+        cone_faces_away(self.count, self.axis, self.spread_sin, &self.bounds, eye)
+    }
+}
+
+/// The test of [`FacingGroup::faces_away`], for any run of triangles with a cone and bounds.
+fn cone_faces_away(count: u32, axis: [f32; 3], spread_sin: f32, bounds: &Aabb, eye: Vec3) -> bool {
+    if count == 0 {
+        return true;
+    }
+    // NaN (a broken group) counts as spanning everything.
+    if spread_sin.is_nan() || spread_sin >= 1.0 || bounds.is_empty() {
+        return false;
+    }
+    let axis = Vec3::from_array(axis);
+    let (lo, hi) = (bounds.min, bounds.max);
+    let nearest = Vec3::select(axis.cmpge(Vec3::ZERO), lo, hi);
+    let ahead = (nearest - eye).dot(axis);
+    let farthest = (lo - eye).abs().max((hi - eye).abs()).length();
+    ahead > (spread_sin + 1e-4) * farthest
 }
 
 impl FacingGroup {
@@ -102,19 +162,7 @@ impl FacingGroup {
     /// nearest point of the bounds along the axis must lie in front of the eye by more than
     /// the cone's spread times the farthest corner's distance.
     pub fn faces_away(&self, eye: Vec3) -> bool {
-        if self.count == 0 {
-            return true;
-        }
-        // NaN (a broken group) counts as spanning everything.
-        if self.spread_sin.is_nan() || self.spread_sin >= 1.0 || self.bounds.is_empty() {
-            return false;
-        }
-        let axis = Vec3::from_array(self.axis);
-        let (lo, hi) = (self.bounds.min, self.bounds.max);
-        let nearest = Vec3::select(axis.cmpge(Vec3::ZERO), lo, hi);
-        let ahead = (nearest - eye).dot(axis);
-        let farthest = (lo - eye).abs().max((hi - eye).abs()).length();
-        ahead > (self.spread_sin + 1e-4) * farthest
+        cone_faces_away(self.count, self.axis, self.spread_sin, &self.bounds, eye)
     }
 }
 
@@ -136,6 +184,8 @@ pub struct PrimitiveLod {
     /// Indices of every coarser level, after the primitive's own: a renderer uploads
     /// `primitive.indices` followed by these as one index buffer.
     pub coarse: Vec<u32>,
+    /// The meshlets of every level's facing groups (see [`FacingGroup::meshlet_first`]).
+    pub meshlets: Vec<Meshlet>,
 }
 
 impl PrimitiveLod {
@@ -312,11 +362,13 @@ fn build(
                         break;
                     };
                     let mut level0 = indices_ref[start..end].to_vec();
-                    let facing0 = group_by_facing(&mut level0, positions, keep_order);
+                    // Meshlets serve a primitive of several clusters, drawn one drawable at a time.
+                    let how = (keep_order, clusters.len() > 1);
+                    let facing0 = group_by_facing(&mut level0, positions, how);
                     let levels = simplify_chain(&level0, &adapter, &shading, clusters.len() > 1)
                         .into_iter()
                         .map(|(mut level, error)| {
-                            let facing = group_by_facing(&mut level, positions, keep_order);
+                            let facing = group_by_facing(&mut level, positions, how);
                             (level, error, facing)
                         })
                         .collect();
@@ -338,6 +390,7 @@ fn build(
     }
     let base = indices.len() as u32;
     let mut coarse = Vec::new();
+    let mut meshlets = Vec::new();
     let mut out = Vec::with_capacity(clusters.len());
     for (&(start, end), result) in clusters.iter().zip(results) {
         let ClusterLevels {
@@ -356,7 +409,7 @@ fn build(
             first: start as u32,
             count: (end - start) as u32,
             error: 0.0,
-            facing: facing0.map(|g| g.shifted(start as u32)),
+            facing: place(facing0, start as u32, &mut meshlets),
         }];
         for (idx, error, facing) in levels {
             let first = base + coarse.len() as u32;
@@ -364,7 +417,7 @@ fn build(
                 first,
                 count: idx.len() as u32,
                 error,
-                facing: facing.map(|g| g.shifted(first)),
+                facing: place(facing, first, &mut meshlets),
             });
             coarse.extend_from_slice(&idx);
         }
@@ -376,6 +429,7 @@ fn build(
     Some(PrimitiveLod {
         clusters: out,
         coarse,
+        meshlets,
     })
 }
 
@@ -468,51 +522,74 @@ fn seams(p: &Primitive) -> Vec<meshopt::SimplifyVertex> {
 type Levels = Vec<(Vec<u32>, f32)>;
 
 /// What a worker builds for one cluster: its level 0 (reordered) and coarser levels, each
-/// with its facing groups (their `first` relative to the level's own start).
+/// with its facing groups and meshlets (as [`group_by_facing`] returns them).
 #[derive(Default)]
 struct ClusterLevels {
     level0: Vec<u32>,
-    facing0: [FacingGroup; FACING_GROUPS],
-    levels: Vec<(Vec<u32>, f32, [FacingGroup; FACING_GROUPS])>,
+    facing0: Grouped,
+    levels: Vec<(Vec<u32>, f32, Grouped)>,
 }
 
+/// A level's facing groups and meshlets, relative to the level (see [`group_by_facing`]).
+type Grouped = ([FacingGroup; FACING_GROUPS], Vec<Meshlet>);
+
 impl FacingGroup {
-    fn shifted(self, by: u32) -> Self {
+    /// Placed in the primitive: its indices from `first`, its meshlets from `meshlet`.
+    fn placed(self, first: u32, meshlet: u32) -> Self {
         Self {
-            first: self.first + by,
+            first: self.first + first,
+            meshlet_first: self.meshlet_first + meshlet,
             ..self
         }
     }
 }
 
+/// Places a level's groups and meshlets (see [`FacingGroup::placed`]), appending the meshlets.
+fn place(
+    (groups, level_meshlets): Grouped,
+    first: u32,
+    meshlets: &mut Vec<Meshlet>,
+) -> [FacingGroup; FACING_GROUPS] {
+    let at = meshlets.len() as u32;
+    meshlets.extend(level_meshlets.into_iter().map(|m| Meshlet {
+        first: m.first + first,
+        ..m
+    }));
+    groups.map(|g| g.placed(first, at))
+}
+
 /// Sorts the triangles of one level into its facing groups (by the nearest of
-/// [`FACING_AXES`] to each face normal), each group in vertex-cache order, and measures each
-/// group's cone and bounds. With `keep_order` the level stays as it is, one group that is
-/// never left out. Triangles of no area (their points in a line: they cover no pixel under
+/// [`FACING_AXES`] to each face normal), with `meshlets` each group into meshlets, each in
+/// vertex-cache order, and measures the cone and bounds of each group and meshlet (their
+/// `first` relative to the level's start, the groups' `meshlet_first` to the returned list).
+/// Without `meshlets` (a primitive of one cluster: its instances batch, and a batch draws
+/// whole groups) each group is in vertex-cache order and has none. With `keep_order` the
+/// level stays as it is: one group that is never left out (cut into meshlets in order). Triangles of no area (their points in a line: they cover no pixel under
 /// any transform) go with the first group and widen nothing.
 fn group_by_facing(
     run: &mut [u32],
     positions: &[[f32; 3]],
-    keep_order: bool,
-) -> [FacingGroup; FACING_GROUPS] {
+    (keep_order, meshlets): (bool, bool),
+) -> ([FacingGroup; FACING_GROUPS], Vec<Meshlet>) {
     let at = |i: u32| Vec3::from_array(positions.get(i as usize).copied().unwrap_or_default());
     let mut groups = [FacingGroup::default(); FACING_GROUPS];
     if keep_order {
+        let meshlets = if meshlets {
+            meshlets_in_order(run, 0, positions, true)
+        } else {
+            Vec::new()
+        };
         groups[0] = FacingGroup {
             first: 0,
             count: run.len() as u32,
             axis: FACING_AXES[0],
             spread_sin: 1.0,
             bounds: Aabb::from_points(run.iter().map(|&i| at(i))),
+            meshlet_first: 0,
+            meshlet_count: meshlets.len() as u32,
         };
-        return groups;
+        return (groups, meshlets);
     }
-    // In f64: an f32 cross product of tiny (or huge) edges underflows (overflows) to zero
-    // (infinity), which would read as a triangle of no area.
-    let normal = |t: &[u32]| {
-        let [a, b, c] = [t[0], t[1], t[2]].map(|i| at(i).as_dvec3());
-        (b - a).cross(c - a).normalize_or_zero().as_vec3()
-    };
     let group_of = |n: Vec3| {
         FACING_AXES
             .iter()
@@ -524,48 +601,161 @@ fn group_by_facing(
             .0
     };
     let mut by_group: [Vec<u32>; FACING_GROUPS] = Default::default();
-    let mut normals: [Vec<Vec3>; FACING_GROUPS] = Default::default();
     for t in run.chunks_exact(3) {
-        let n = normal(t);
-        let g = group_of(n);
-        by_group[g].extend_from_slice(t);
-        if n != Vec3::ZERO {
-            normals[g].push(n);
-        }
+        by_group[group_of(face_normal(t, positions))].extend_from_slice(t);
     }
+    let with_meshlets = meshlets;
+    let mut meshlets = Vec::new();
     let mut at_index = 0usize;
-    for (g, (indices, normals)) in by_group.iter_mut().zip(&normals).enumerate() {
-        cache_order(indices);
-        let axis = normals
-            .iter()
-            .copied()
-            .sum::<Vec3>()
-            .try_normalize()
-            .unwrap_or(Vec3::from_array(FACING_AXES[g]));
-        // The sine from the cross product: a cosine near 1 rounds to 1 in f32 and would call
-        // a cone of a few hundredths of a degree exactly flat.
-        let within_half_space = normals.iter().all(|n| n.dot(axis) > 0.0);
-        let spread_sin = if within_half_space {
-            normals
-                .iter()
-                .map(|n| n.cross(axis).length())
-                .fold(0.0f32, f32::max)
+    for (g, indices) in by_group.iter_mut().enumerate() {
+        let group_meshlets = if with_meshlets {
+            meshlet_order(indices, at_index as u32, positions)
         } else {
-            1.0
+            cache_order(indices);
+            Vec::new()
         };
+        let (axis, spread_sin) = cone(indices, positions, Vec3::from_array(FACING_AXES[g]));
         groups[g] = FacingGroup {
             first: at_index as u32,
             count: indices.len() as u32,
-            axis: axis.to_array(),
+            axis,
             spread_sin,
             bounds: Aabb::from_points(indices.iter().map(|&i| at(i))),
+            meshlet_first: meshlets.len() as u32,
+            meshlet_count: group_meshlets.len() as u32,
         };
+        meshlets.extend(group_meshlets);
         if let Some(dst) = run.get_mut(at_index..at_index + indices.len()) {
             dst.copy_from_slice(indices);
         }
         at_index += indices.len();
     }
-    groups
+    (groups, meshlets)
+}
+
+/// The unit normal of triangle `t` from its winding; zero for a triangle of no area.
+fn face_normal(t: &[u32], positions: &[[f32; 3]]) -> Vec3 {
+    let at = |i: u32| {
+        Vec3::from_array(positions.get(i as usize).copied().unwrap_or_default()).as_dvec3()
+    };
+    let [a, b, c] = [0, 1, 2].map(|k| at(t.get(k).copied().unwrap_or(0)));
+    // In f64: an f32 cross product of tiny (or huge) edges underflows (overflows) to zero
+    // (infinity), which would read as a triangle of no area.
+    (b - a).cross(c - a).normalize_or_zero().as_vec3()
+}
+
+/// The normal cone of a run of triangles: the mean direction of their face normals (or
+/// `fallback` when they cancel out or have no area) and the sine of the widest angle from it,
+/// 1 when some normal is not within the half-space around it (never culled). Triangles of no
+/// area widen nothing.
+fn cone(run: &[u32], positions: &[[f32; 3]], fallback: Vec3) -> ([f32; 3], f32) {
+    let normals = || {
+        run.chunks_exact(3)
+            .map(|t| face_normal(t, positions))
+            .filter(|n| *n != Vec3::ZERO)
+    };
+    let axis = normals().sum::<Vec3>().try_normalize().unwrap_or(fallback);
+    // The sine from the cross product: a cosine near 1 rounds to 1 in f32 and would call a
+    // cone of a few hundredths of a degree exactly flat.
+    let spread_sin = if normals().all(|n| n.dot(axis) > 0.0) {
+        normals()
+            .map(|n| n.cross(axis).length())
+            .fold(0.0f32, f32::max)
+    } else {
+        1.0
+    };
+    (axis.to_array(), spread_sin)
+}
+
+/// Reorders one facing group's triangles into meshlets of neighbouring triangles
+/// (meshoptimizer's spatial clusterizer, which sorts and splits by centroids: no input makes
+/// it slow), each in vertex-cache order; returns them with `first` counted from `at`.
+fn meshlet_order(run: &mut [u32], at: u32, positions: &[[f32; 3]]) -> Vec<Meshlet> {
+    let triangles = run.len() / 3;
+    if triangles <= MESHLET_TRIANGLES {
+        cache_order(run);
+        return meshlets_in_order(run, at, positions, false);
+    }
+    let (vertices, local) = local_numbering(run);
+    let local_positions: Vec<[f32; 3]> = vertices
+        .iter()
+        .map(|&v| positions.get(v as usize).copied().unwrap_or_default())
+        .collect();
+    let built = meshopt::VertexDataAdapter::new(
+        bytemuck_positions(&local_positions),
+        std::mem::size_of::<[f32; 3]>(),
+        0,
+    )
+    .map(|adapter| {
+        meshopt::build_meshlets_spatial(
+            &local,
+            &adapter,
+            MESHLET_VERTICES,
+            MESHLET_MIN_TRIANGLES,
+            MESHLET_TRIANGLES,
+            0.5,
+        )
+    });
+    let mut ordered = Vec::with_capacity(run.len());
+    let mut meshlets = Vec::new();
+    if let Ok(built) = &built {
+        for m in built.iter() {
+            let tris: Vec<u32> = m.triangles.iter().map(|&t| u32::from(t)).collect();
+            let start = ordered.len();
+            // At most MESHLET_VERTICES vertices: the optimizer's work is bounded.
+            for t in meshopt::optimize_vertex_cache(&tris, m.vertices.len()) {
+                let v = m.vertices.get(t as usize).copied().unwrap_or(0);
+                ordered.push(vertices.get(v as usize).copied().unwrap_or(0));
+            }
+            let indices = &ordered[start..];
+            meshlets.push(meshlet_of(indices, at + start as u32, positions, false));
+        }
+    }
+    // The clusterizer places every triangle once; should it not, the group keeps its
+    // triangles in cache order, cut in runs.
+    if ordered.len() != run.len()
+        || meshlets
+            .iter()
+            .any(|m| m.count as usize > MESHLET_TRIANGLES * 3)
+    {
+        cache_order(run);
+        return meshlets_in_order(run, at, positions, false);
+    }
+    run.copy_from_slice(&ordered);
+    meshlets
+}
+
+/// `run` cut into meshlets of [`MESHLET_TRIANGLES`] in its order; with `never_culled` their
+/// cones span everything.
+fn meshlets_in_order(
+    run: &[u32],
+    at: u32,
+    positions: &[[f32; 3]],
+    never_culled: bool,
+) -> Vec<Meshlet> {
+    run.chunks(MESHLET_TRIANGLES * 3)
+        .enumerate()
+        .map(|(k, chunk)| {
+            let first = at + (k * MESHLET_TRIANGLES * 3) as u32;
+            meshlet_of(chunk, first, positions, never_culled)
+        })
+        .collect()
+}
+
+fn meshlet_of(indices: &[u32], first: u32, positions: &[[f32; 3]], never_culled: bool) -> Meshlet {
+    let at = |i: u32| Vec3::from_array(positions.get(i as usize).copied().unwrap_or_default());
+    let (axis, spread_sin) = if never_culled {
+        (FACING_AXES[0], 1.0)
+    } else {
+        cone(indices, positions, Vec3::from_array(FACING_AXES[0]))
+    };
+    Meshlet {
+        first,
+        count: indices.len() as u32,
+        axis,
+        spread_sin,
+        bounds: Aabb::from_points(indices.iter().map(|&i| at(i))),
+    }
 }
 
 /// The coarser levels of one cluster, each with its accumulated error.
@@ -634,14 +824,7 @@ fn cache_order(run: &mut [u32]) {
     if run.is_empty() {
         return;
     }
-    // Sorted rather than hashed: the indices come from a file, and a sort has no bad inputs.
-    let mut vertices = run.to_vec();
-    vertices.sort_unstable();
-    vertices.dedup();
-    let local: Vec<u32> = run
-        .iter()
-        .map(|i| vertices.binary_search(i).unwrap_or(0) as u32)
-        .collect();
+    let (vertices, local) = local_numbering(run);
     // The optimizer's work grows with the square of each vertex's valence (every step
     // rescores the triangles around the vertices in its cache): a hostile file (a million
     // triangles on three vertices) would take hours. A regular mesh costs about 18 per
@@ -662,6 +845,20 @@ fn cache_order(run: &mut [u32]) {
             *out = v;
         }
     }
+}
+
+/// The vertices `run` uses (sorted) and `run` renumbered into them, so that meshoptimizer's
+/// tables are the size of the run, not of the primitive. Sorted rather than hashed: the
+/// indices come from a file, and a sort has no bad inputs.
+fn local_numbering(run: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut vertices = run.to_vec();
+    vertices.sort_unstable();
+    vertices.dedup();
+    let local = run
+        .iter()
+        .map(|i| vertices.binary_search(i).unwrap_or(0) as u32)
+        .collect();
+    (vertices, local)
 }
 
 /// Reorders `indices` so that each cluster's triangles are one run; returns the runs (index
@@ -785,6 +982,49 @@ mod tests {
             indices,
             ..Primitive::default()
         }
+    }
+
+    /// A primitive of several clusters has meshlets of neighbouring triangles with bounds that
+    /// hold them; one of a single cluster (its instances batch, whole groups at a time) has
+    /// none.
+    #[test]
+    fn meshlets_are_small_patches_of_clustered_primitives() {
+        let mut p = terrain(200);
+        attach(&mut p, 2);
+        let lod = p.lod.clone().expect("levels");
+        assert!(lod.clusters.len() > 1);
+        let all: Vec<u32> = p.indices.iter().chain(&lod.coarse).copied().collect();
+        let level0: Vec<&Meshlet> = lod
+            .clusters
+            .iter()
+            .flat_map(|c| &c.levels[0].facing)
+            .flat_map(|g| &lod.meshlets[g.meshlet_first as usize..][..g.meshlet_count as usize])
+            .collect();
+        let triangles: usize = level0.iter().map(|m| m.count as usize / 3).sum();
+        assert_eq!(triangles, p.indices.len() / 3);
+        // Mostly full: a group's last meshlet may be short.
+        assert!(triangles / level0.len() >= 64, "{} meshlets", level0.len());
+        let mut widths = Vec::new();
+        for m in &level0 {
+            for &i in &all[m.first as usize..(m.first + m.count) as usize] {
+                let v = Vec3::from_array(p.positions[i as usize]);
+                assert!(v.cmpge(m.bounds.min).all() && v.cmple(m.bounds.max).all());
+            }
+            let size = m.bounds.size();
+            widths.push(size.x.max(size.z));
+        }
+        // A square patch of 128 triangles of this grid (0.1 units a cell) is 0.8 units wide.
+        // The spatial clusterizer's are 1.2; runs of 128 cut from a group in vertex-cache
+        // order (strips) are 1.6 (deterministic: the same input gives the same meshlets).
+        widths.sort_by(f32::total_cmp);
+        let median = widths[widths.len() / 2];
+        assert!(median < 1.4, "median meshlet width {median}");
+
+        let mut small = terrain(60);
+        attach(&mut small, 2);
+        let lod = small.lod.expect("levels");
+        assert_eq!(lod.clusters.len(), 1);
+        assert!(lod.meshlets.is_empty());
     }
 
     #[test]
@@ -996,15 +1236,17 @@ mod tests {
     /// eye (the test back-face culling would make per triangle), from eyes all around, near and
     /// far, inside and outside the mesh; and from outside, groups do get left out.
     #[test]
-    fn facing_groups_left_out_hold_only_triangles_facing_away() {
-        // A bumpy sphere: every direction of face normal, and no two alike.
-        let (rings, sides) = (40usize, 60usize);
+    fn facing_groups_and_meshlets_left_out_hold_only_triangles_facing_away() {
+        // A bumpy sphere: every direction of face normal, and no two alike; large enough for
+        // several clusters, so that its groups have meshlets.
+        let (rings, sides) = (120usize, 150usize);
         let mut positions = Vec::new();
         for r in 0..=rings {
             let theta = std::f32::consts::PI * r as f32 / rings as f32;
             for s in 0..sides {
                 let phi = std::f32::consts::TAU * s as f32 / sides as f32;
-                let radius = 2.0 + 0.1 * (5.0 * phi).sin() * (7.0 * theta).cos();
+                // The bumps fade towards the poles, so that each pole is one point.
+                let radius = 2.0 + 0.1 * (5.0 * phi).sin() * (7.0 * theta).cos() * theta.sin();
                 positions.push([
                     radius * theta.sin() * phi.cos(),
                     radius * theta.cos(),
@@ -1030,8 +1272,39 @@ mod tests {
         };
         attach(&mut p, 2);
         let lod = p.lod.clone().expect("levels");
+        assert!(lod.clusters.len() > 1);
         let all: Vec<u32> = p.indices.iter().chain(&lod.coarse).copied().collect();
         let at = |i: u32| Vec3::from_array(p.positions[i as usize]);
+        let faces_away_from = |eye: Vec3, first: u32, count: u32| {
+            for t in all[first as usize..(first + count) as usize].chunks(3) {
+                let (a, b, c) = (at(t[0]), at(t[1]), at(t[2]));
+                let normal = (b - a).cross(c - a);
+                // A triangle of no area covers no pixel from anywhere.
+                let facing = normal.dot(eye - a);
+                assert!(
+                    facing < 0.0 || normal == Vec3::ZERO,
+                    "eye {eye}: {t:?} faces it ({facing})"
+                );
+            }
+        };
+        // The meshlets of each group tile it, in order, each of at most 128 triangles.
+        for c in &lod.clusters {
+            for l in &c.levels {
+                for g in &l.facing {
+                    let own = &lod.meshlets[g.meshlet_first as usize..][..g.meshlet_count as usize];
+                    assert_eq!(own.is_empty(), g.count == 0);
+                    let mut next = g.first;
+                    for m in own {
+                        assert_eq!(m.first, next);
+                        assert!(m.count > 0 && m.count % 3 == 0);
+                        assert!(m.count as usize <= MESHLET_TRIANGLES * 3);
+                        next += m.count;
+                    }
+                    assert_eq!(next, g.first + g.count);
+                }
+            }
+        }
+        let mut meshlets_left_out = 0;
         let mut state = 0x9e37_79b9_u64;
         let mut unit = move || {
             state = state
@@ -1057,20 +1330,27 @@ mod tests {
                         if distance > 3.0 && g.count > 0 {
                             outside_groups += 1;
                         }
-                        if !g.faces_away(eye) || g.count == 0 {
+                        if g.count == 0 {
+                            continue;
+                        }
+                        if !g.faces_away(eye) {
+                            // Meshlets of a group drawn may still be left out.
+                            let own = &lod.meshlets[g.meshlet_first as usize..]
+                                [..g.meshlet_count as usize];
+                            for m in own.iter().filter(|m| m.faces_away(eye)) {
+                                meshlets_left_out += 1;
+                                faces_away_from(eye, m.first, m.count);
+                            }
                             continue;
                         }
                         left_out += usize::from(distance > 3.0);
-                        for t in all[g.first as usize..(g.first + g.count) as usize].chunks(3) {
-                            let (a, b, c) = (at(t[0]), at(t[1]), at(t[2]));
-                            let facing = (b - a).cross(c - a).dot(eye - a);
-                            assert!(facing < 0.0, "eye {eye}: {t:?} faces it ({facing})");
-                        }
+                        faces_away_from(eye, g.first, g.count);
                     }
                 }
             }
         }
         assert!(left_out > 0, "none of {outside_groups} groups left out");
+        assert!(meshlets_left_out > 0);
         // From far along each axis, the group facing the other way is left out at every
         // level, and the group facing the eye never is.
         for (g, axis) in FACING_AXES.iter().enumerate() {
