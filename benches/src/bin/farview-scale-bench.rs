@@ -57,6 +57,10 @@ struct Args {
     /// full-detail frames are drawn without it).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     facing: bool,
+    /// Print each frame's time, triangles and draws (a slow frame's cause, such as a view of
+    /// the whole city from inside a building).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    trace_frames: bool,
 }
 
 /// The camera at `t` in 0..1 of a flight through `bounds`: a low circle around the middle,
@@ -161,6 +165,17 @@ fn main() -> anyhow::Result<()> {
             let frame = r.render_blocking(&scene, &cam)?;
             times.push(t.elapsed());
             let stats = r.stats();
+            if args.trace_frames {
+                eprintln!(
+                    "frame {i}: {:.1} ms, {} tris, {} draws, {} occluded, {} coarse, {} merged",
+                    t.elapsed().as_secs_f64() * 1e3,
+                    stats.triangles,
+                    stats.draws,
+                    stats.occluded,
+                    stats.coarse_draws,
+                    stats.merged_draws,
+                );
+            }
             triangles.push(stats.triangles);
             occluded.push(stats.occluded);
             faced_away.push(stats.faced_away);

@@ -38,9 +38,20 @@ impl LodView {
     /// The level to draw of a cluster with `levels`, whose world bounds are `bounds`, under a
     /// world matrix that scales by at most `scale`.
     pub(crate) fn level(&self, levels: &[LodLevel], bounds: &Aabb, scale: f32) -> usize {
+        self.coarsest_within(levels, bounds, scale).unwrap_or(0)
+    }
+
+    /// The coarsest of `levels` whose error is within the budget at `bounds` (as
+    /// [`Self::level`]); `None` when none is.
+    pub(crate) fn coarsest_within(
+        &self,
+        levels: &[LodLevel],
+        bounds: &Aabb,
+        scale: f32,
+    ) -> Option<usize> {
         let distance = distance_to(self.eye, bounds).max(self.near);
         let allowed = self.budget_px * distance / (self.pixels_per_unit * scale.max(1e-12));
-        levels.iter().rposition(|l| l.error <= allowed).unwrap_or(0)
+        levels.iter().rposition(|l| l.error <= allowed)
     }
 
     /// How many pixels `error` (mesh units) covers at `bounds` under `scale`.

@@ -960,6 +960,12 @@ struct Clusters {
     facing: bool,
 }
 
+/// What the walk of a clustered primitive visits next (see [`FrameDraws::draw_primitive`]).
+enum Part {
+    Group(u32),
+    Clusters(std::ops::Range<u32>),
+}
+
 /// Every facing group of a level drawn.
 const ALL_FACINGS: u8 = (1 << FACING_GROUPS) - 1;
 
@@ -1129,6 +1135,9 @@ fn local_eye_of(d: &Drawable, eye: glam::Vec3) -> glam::Vec3 {
 
 /// Primitives whose levels a drawable's batch key holds.
 const KEYED_PRIMITIVES: usize = 16;
+/// A key's level of a primitive of several clusters that draws merged level `l` is
+/// `MERGED + l` (single-cluster levels stay under it: at most 1 + MAX_COARSE_LEVELS).
+const MERGED: usize = 8;
 
 impl FrameDraws {
     #[allow(clippy::too_many_arguments)]
@@ -1158,8 +1167,10 @@ impl FrameDraws {
             None => MAX_BATCH_STATES,
         };
         // The level each single-cluster primitive draws at this drawable's distance, and the
-        // facing groups of it that may face the camera; a drawable with a primitive of
-        // several clusters draws cluster by cluster, alone.
+        // facing groups of it that may face the camera. A primitive of several clusters far
+        // enough for one of its merged levels draws that, as a single-cluster one draws a
+        // level (keyed as MERGED + its index); otherwise its drawable draws cluster by
+        // cluster, alone.
         let levels_of = |d: &Drawable, multi: &mut bool| {
             let Some(m) = store.get(d.model) else {
                 return (0u64, 0u64);
@@ -1174,27 +1185,36 @@ impl FrameDraws {
             let mut local_eye = None;
             for (pi, p) in prims.iter().enumerate() {
                 let Some(lod) = &p.lod else { continue };
-                if lod.clusters.len() != 1 {
-                    *multi = true;
-                    continue;
-                }
-                let Some(c) = lod.clusters.first() else {
-                    continue;
+                let (levels, level, keyed) = if let [c] = lod.clusters.as_slice() {
+                    let level = match &clusters.lod {
+                        Some(view) if pi < KEYED_PRIMITIVES => view.level(
+                            &c.levels,
+                            &c.bounds.transformed(&d.world),
+                            *scale.get_or_insert_with(|| max_scale(&d.world)),
+                        ),
+                        _ => 0,
+                    };
+                    (&c.levels, level, level.min(15))
+                } else {
+                    let merged = match &clusters.lod {
+                        Some(view) if pi < KEYED_PRIMITIVES => view.coarsest_within(
+                            &lod.merged,
+                            &lod.bounds.transformed(&d.world),
+                            *scale.get_or_insert_with(|| max_scale(&d.world)),
+                        ),
+                        _ => None,
+                    };
+                    let Some(level) = merged.filter(|&l| MERGED + l < 16) else {
+                        *multi = true;
+                        continue;
+                    };
+                    (&lod.merged, level, MERGED + level)
                 };
-                let level = match &clusters.lod {
-                    Some(view) if pi < KEYED_PRIMITIVES => view.level(
-                        &c.levels,
-                        &c.bounds.transformed(&d.world),
-                        *scale.get_or_insert_with(|| max_scale(&d.world)),
-                    ),
-                    _ => 0,
-                };
-                key |= (level.min(15) as u64) << (4 * pi.min(KEYED_PRIMITIVES - 1));
+                key |= (keyed as u64) << (4 * pi.min(KEYED_PRIMITIVES - 1));
                 if pi < KEYED_FACINGS {
                     let eye = (clusters.facing && !double_sided(m, p, d))
                         .then(|| *local_eye.get_or_insert_with(|| local_eye_of(d, eye)));
-                    let mask = c
-                        .levels
+                    let mask = levels
                         .get(level)
                         .map_or(ALL_FACINGS, |l| facing_mask(l, eye));
                     facings |= u64::from(mask) << (FACING_GROUPS * pi);
@@ -1347,24 +1367,31 @@ impl FrameDraws {
             }
             return;
         };
-        if let [cluster] = lod.clusters.as_slice() {
+        let keyed = if pi < KEYED_PRIMITIVES {
+            (self.levels.get(i).copied().unwrap_or(0) >> (4 * pi) & 15) as usize
+        } else {
+            0
+        };
+        // One range: a level of the only cluster, or a merged level of several.
+        let one = match lod.clusters.as_slice() {
+            [cluster] => Some(cluster.levels.get(keyed).or(cluster.levels.first())),
+            _ if keyed >= MERGED => Some(lod.merged.get(keyed - MERGED)),
+            _ => None,
+        };
+        if let Some(l) = one {
             if !whole {
                 return;
             }
-            let level = if pi < KEYED_PRIMITIVES {
-                (self.levels.get(i).copied().unwrap_or(0) >> (4 * pi) & 15) as usize
-            } else {
-                0
-            };
+            let level = keyed;
             let mask = if pi < KEYED_FACINGS {
                 (self.facings.get(i).copied().unwrap_or(u64::MAX) >> (FACING_GROUPS * pi)) as u8
                     & ALL_FACINGS
             } else {
                 ALL_FACINGS
             };
-            let l = cluster.levels.get(level).or(cluster.levels.first());
             if let Some(l) = l {
                 stats.coarse_draws += u32::from(level > 0);
+                stats.merged_draws += u32::from(level >= MERGED && lod.clusters.len() > 1);
                 let mut left_out = 0;
                 facing_ranges(l, mask, &mut left_out, |r| draw(r, stats));
                 stats.faced_away += left_out * u64::from(count);
@@ -1380,19 +1407,19 @@ impl FrameDraws {
         // meshlet.
         let local_frustum = self.clusters.frustum.map(|f| f.in_space_of(&d.world));
         let mut run: Option<std::ops::Range<u32>> = None;
-        for (ci, c) in lod.clusters.iter().enumerate() {
-            let bounds = c.bounds.transformed(&d.world);
-            if self
-                .clusters
-                .frustum
-                .as_ref()
-                .is_some_and(|f| !f.may_see(&bounds))
-            {
-                stats.clusters_culled += 1;
-                continue;
+        let mut emit = |range: std::ops::Range<u32>, stats: &mut RenderStats| match &mut run {
+            Some(r) if r.end == range.start => r.end = range.end,
+            _ => {
+                if let Some(r) = run.replace(range) {
+                    draw(r, stats);
+                }
             }
-            let key = (d.entity, pi as u32, ci as u32);
-            let drawn_now = match phase {
+        };
+        // Whether a part (cluster or group) in view with `key` and world `bounds` is drawn in
+        // this phase: in phase 1 if seen last frame, in phase 2 if not hidden and not drawn
+        // in phase 1.
+        let mut drawn_now =
+            |key: (EntityId, u32, u32), bounds: &Aabb, stats: &mut RenderStats| match &mut *phase {
                 Phase::All { .. } => true,
                 Phase::First { seen } => seen.clusters.contains(&key),
                 Phase::Second {
@@ -1401,7 +1428,7 @@ impl FrameDraws {
                     view_proj,
                     now_seen,
                 } => {
-                    let visible = pyramid.is_none_or(|p| p.may_see(view_proj, &bounds));
+                    let visible = pyramid.is_none_or(|p| p.may_see(view_proj, bounds));
                     if visible {
                         now_seen.push(key);
                     } else if !blended_pass {
@@ -1410,36 +1437,93 @@ impl FrameDraws {
                     visible && (blended_pass || !seen.clusters.contains(&key))
                 }
             };
-            if !drawn_now {
+        let in_view = |bounds: &Aabb| {
+            self.clusters
+                .frustum
+                .as_ref()
+                .is_none_or(|f| f.may_see(bounds))
+        };
+        // The groups under the root, walked down to the clusters where no level of a group
+        // is within the budget (or every cluster, when there are none).
+        let clusters = lod.clusters.len() as u32;
+        let mut walk: Vec<Part> = if lod.top.is_empty() {
+            vec![Part::Clusters(0..clusters)]
+        } else {
+            lod.top.clone().rev().map(Part::Group).collect()
+        };
+        while let Some(part) = walk.pop() {
+            let g = match part {
+                Part::Group(g) => g,
+                Part::Clusters(range) => {
+                    for ci in range {
+                        let Some(c) = lod.clusters.get(ci as usize) else {
+                            continue;
+                        };
+                        let bounds = c.bounds.transformed(&d.world);
+                        if !in_view(&bounds) {
+                            stats.clusters_culled += 1;
+                            continue;
+                        }
+                        if !drawn_now((d.entity, pi as u32, ci), &bounds, stats) {
+                            continue;
+                        }
+                        let level = self
+                            .clusters
+                            .lod
+                            .as_ref()
+                            .map_or(0, |v| v.level(&c.levels, &bounds, scale));
+                        let Some(l) = c.levels.get(level) else {
+                            continue;
+                        };
+                        stats.coarse_draws += u32::from(level > 0);
+                        let (mut left_out, mut meshlets_culled) = (0, 0);
+                        meshlet_ranges(
+                            l,
+                            facing_mask(l, local_eye),
+                            &lod.meshlets,
+                            |m| meshlet_fate(m, local_eye, local_frustum.as_ref()),
+                            (&mut left_out, &mut meshlets_culled),
+                            |range| emit(range, stats),
+                        );
+                        stats.faced_away += left_out;
+                        stats.meshlets_culled += meshlets_culled;
+                    }
+                    continue;
+                }
+            };
+            let Some(group) = lod.groups.get(g as usize) else {
+                continue;
+            };
+            let bounds = group.bounds.transformed(&d.world);
+            if !in_view(&bounds) {
+                stats.clusters_culled += group.clusters.len() as u32;
                 continue;
             }
             let level = self
                 .clusters
                 .lod
                 .as_ref()
-                .map_or(0, |v| v.level(&c.levels, &bounds, scale));
-            let Some(l) = c.levels.get(level) else {
+                .and_then(|v| v.coarsest_within(&group.levels, &bounds, scale));
+            let Some(l) = level.and_then(|level| group.levels.get(level)) else {
+                // Drawn as its parts.
+                if group.children.is_empty() {
+                    walk.push(Part::Clusters(group.clusters.clone()));
+                } else {
+                    walk.extend(group.children.clone().rev().map(Part::Group));
+                }
                 continue;
             };
-            stats.coarse_draws += u32::from(level > 0);
-            let (mut left_out, mut meshlets_culled) = (0, 0);
-            meshlet_ranges(
-                l,
-                facing_mask(l, local_eye),
-                &lod.meshlets,
-                |m| meshlet_fate(m, local_eye, local_frustum.as_ref()),
-                (&mut left_out, &mut meshlets_culled),
-                |range| match &mut run {
-                    Some(r) if r.end == range.start => r.end = range.end,
-                    _ => {
-                        if let Some(r) = run.replace(range) {
-                            draw(r, stats);
-                        }
-                    }
-                },
-            );
+            // Groups are keyed after the clusters.
+            if !drawn_now((d.entity, pi as u32, clusters + g), &bounds, stats) {
+                continue;
+            }
+            stats.coarse_draws += 1;
+            stats.merged_draws += 1;
+            let mut left_out = 0;
+            facing_ranges(l, facing_mask(l, local_eye), &mut left_out, |range| {
+                emit(range, stats)
+            });
             stats.faced_away += left_out;
-            stats.meshlets_culled += meshlets_culled;
         }
         if let Some(r) = run {
             draw(r, stats);

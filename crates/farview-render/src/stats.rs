@@ -26,6 +26,9 @@ pub struct RenderStats {
     pub occluded: u32,
     /// Draws of a coarser level of detail than the full one.
     pub coarse_draws: u32,
+    /// Of those, draws of a merged level: neighbouring clusters of a large mesh drawn as one
+    /// at a distance (see [`farview_scene::lod::PrimitiveLod::groups`] and `merged`).
+    pub merged_draws: u32,
     /// Triangles of levels of detail not drawn because every triangle of their facing group
     /// faced away from the camera (back-face culling would have dropped each one after
     /// shading its vertices). See [`farview_scene::lod::FacingGroup`].

@@ -1079,6 +1079,113 @@ fn levels_of_detail_stay_within_their_error_and_culled_clusters_change_no_pixel(
     assert!(off * 1000 < (w * h) as usize, "{off} pixels far off");
 }
 
+/// Clusters, groups of clusters and the whole mesh drawn at different levels side by side
+/// meet without cracks: a terrain filling the frame shows no background anywhere at budgets
+/// from 1 to 16 pixels, with merged levels drawn. Far instances of it draw a merged level of
+/// the whole, batched, within the budget.
+#[test]
+fn merged_levels_meet_their_neighbours_without_cracks() {
+    let gpu = gpu();
+    let model = terrain_model(600);
+    let lod = model.meshes[0].primitives[0].lod.clone().expect("levels");
+    assert!(!lod.groups.is_empty() && !lod.merged.is_empty());
+    let mut scene = Scene::default();
+    let terrain = scene.add_model("terrain", model).unwrap();
+    // A low sun, so every slope shows.
+    scene
+        .add_light(farview_scene::Light {
+            direction: Vec3::new(-0.6, -0.35, -0.7).normalize(),
+            ..farview_scene::Light::SUN
+        })
+        .unwrap();
+    scene.update_world_transforms();
+    let background = |rgba: &[u8]| {
+        let bg = background_u8();
+        rgba.chunks_exact(4)
+            .filter(|p| (0..3).all(|i| p[i].abs_diff(bg[i]) <= 3))
+            .count()
+    };
+    // Above the terrain, looking down at 60 degrees: near clusters full, the far ones coarse,
+    // all of the frame covered.
+    let cam = Camera::looking_at(
+        Vec3::new(0.0, 10.0, 6.0),
+        Vec3::new(0.0, 10.0 - 0.866, 6.0 - 0.5),
+        60f32.to_radians(),
+        0.1,
+        500.0,
+    );
+    let (w, h) = (480, 270);
+    let mut r = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+    r.set_lod_error_px(0.0);
+    let full = r.render_blocking(&scene, &cam).unwrap();
+    assert_eq!(background(&full), 0, "the terrain fills the frame");
+    let mut merged = 0;
+    for px in [1.0, 4.0, 16.0] {
+        r.set_lod_error_px(px);
+        let frame = r.render_blocking(&scene, &cam).unwrap();
+        let stats = r.stats();
+        eprintln!("{px} px: {stats:?}");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        image::save_buffer(
+            out.join(format!("terrain-merged-{px}.png")),
+            &frame,
+            w,
+            h,
+            image::ColorType::Rgba8,
+        )
+        .unwrap();
+        assert_eq!(background(&frame), 0, "{px} px: cracks show the background");
+        merged += stats.merged_draws;
+        if px == 1.0 {
+            let db = farview_render::psnr_rgb(&full, &frame);
+            assert!(db >= 35.0, "{db:.2} dB at 1 px");
+        }
+    }
+    assert!(merged > 0, "no merged level was drawn");
+
+    // Three instances far away: each draws a merged level of the whole, in one batch.
+    for (k, x) in [-80.0f32, 0.0, 80.0].into_iter().enumerate() {
+        let root = if k == 0 {
+            terrain.root
+        } else {
+            scene
+                .instantiate(&format!("terrain {k}"), terrain.model)
+                .unwrap()
+                .root
+        };
+        scene
+            .set_local_transform(
+                root,
+                farview_scene::Transform {
+                    translation: Vec3::new(x, 0.0, -400.0),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    scene.update_world_transforms();
+    let far = Camera::looking_at(
+        Vec3::new(0.0, 300.0, -100.0),
+        Vec3::new(0.0, 0.0, -400.0),
+        60f32.to_radians(),
+        0.1,
+        2000.0,
+    );
+    r.set_lod_error_px(0.0);
+    let full = r.render_blocking(&scene, &far).unwrap();
+    let full_stats = r.stats();
+    r.set_lod_error_px(1.0);
+    let frame = r.render_blocking(&scene, &far).unwrap();
+    let stats = r.stats();
+    eprintln!("far: {stats:?}");
+    assert!(stats.merged_draws >= 1 && stats.instances >= 3 && stats.draws < stats.instances);
+    assert!(stats.triangles * 20 < full_stats.triangles, "{stats:?}");
+    let db = farview_render::psnr_rgb(&full, &frame);
+    assert!(db >= 35.0, "{db:.2} dB far away");
+    let covered = coverage(&frame);
+    assert!(covered > 0.01, "the instances are in view: {covered}");
+}
+
 /// One box from `min` to `max`, each face its own four vertices with its normal.
 fn box_model(min: Vec3, max: Vec3) -> farview_scene::Model {
     use farview_scene::{Aabb, Primitive};
