@@ -116,6 +116,19 @@ async fn a_fleet_host_is_ready_healthy_allocated_and_leaves_after_its_lease() {
         ("farview.dev/models", common::MODEL),
     ]));
     let api = SessionClient::new(&format!("http://{}", host.handle.http_addr), KEY).unwrap();
+    // The host creates the session once it has seen the allocation (a watch event away, later
+    // on a loaded machine): until then the id is unknown.
+    let deadline = Instant::now() + patience;
+    loop {
+        match api.session(&id).properties().await {
+            Err(farview_client::ClientError::Api { status: 404, .. })
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            _ => break,
+        }
+    }
     let session = api
         .session(&id)
         .wait_ready(patience)

@@ -1138,6 +1138,11 @@ const KEYED_PRIMITIVES: usize = 16;
 /// A key's level of a primitive of several clusters that draws merged level `l` is
 /// `MERGED + l` (single-cluster levels stay under it: at most 1 + MAX_COARSE_LEVELS).
 const MERGED: usize = 8;
+// Levels of one cluster stay under MERGED, and merged levels under 16 (4 bits).
+const _: () = assert!(
+    farview_scene::lod::MAX_COARSE_LEVELS < MERGED
+        && MERGED + farview_scene::lod::MAX_COARSE_LEVELS < 16
+);
 
 impl FrameDraws {
     #[allow(clippy::too_many_arguments)]
@@ -1210,7 +1215,11 @@ impl FrameDraws {
                     };
                     (&lod.merged, level, MERGED + level)
                 };
-                key |= (keyed as u64) << (4 * pi.min(KEYED_PRIMITIVES - 1));
+                // Past the keyed primitives every level is 0 (see above): nothing to key, and
+                // nothing may spill into the last keyed primitive's bits.
+                if pi < KEYED_PRIMITIVES {
+                    key |= (keyed as u64) << (4 * pi);
+                }
                 if pi < KEYED_FACINGS {
                     let eye = (clusters.facing && !double_sided(m, p, d))
                         .then(|| *local_eye.get_or_insert_with(|| local_eye_of(d, eye)));

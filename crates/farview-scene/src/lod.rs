@@ -52,8 +52,8 @@ pub const LOD_MIN_TRIANGLES: usize = 512;
 pub const CLUSTER_TRIANGLES: usize = 2048;
 /// Each level aims at this share of the one before.
 const LEVEL_RATIO: f32 = 0.25;
-/// Levels below full detail, at most.
-const MAX_COARSE_LEVELS: usize = 5;
+/// Levels below full detail, at most (a renderer's batch key may count on it).
+pub const MAX_COARSE_LEVELS: usize = 5;
 /// A level that keeps more than this share of the one before stops the chain (the border
 /// lock or the shape leave nothing more to take).
 const MIN_REDUCTION: f32 = 0.8;
@@ -208,7 +208,7 @@ pub struct PrimitiveLod {
     /// cluster by cluster. Empty for a primitive of one cluster, or one drawn blended.
     pub merged: Vec<LodLevel>,
     /// For a primitive of more than [`GROUP_FANOUT`] clusters: groups of neighbouring
-    /// clusters, tier by tier (each group of up to [`GROUP_FANOUT`] clusters or groups of the
+    /// clusters, tier by tier (each group of [`GROUP_FANOUT`] clusters or groups of the
     /// tier below), each with levels simplified from its parts' coarsest levels with its
     /// border locked. A renderer walks them from [`Self::top`] down: a group whose coarsest
     /// level within the budget exists draws that level, otherwise its parts are drawn. A
@@ -522,9 +522,18 @@ fn build(
             }
             let chunks: Vec<Vec<TierNode>> = {
                 let mut nodes = tier.into_iter().peekable();
-                let mut chunks = Vec::new();
+                let mut chunks: Vec<Vec<TierNode>> = Vec::new();
                 while nodes.peek().is_some() {
                     chunks.push(nodes.by_ref().take(GROUP_FANOUT).collect());
+                }
+                // A short tail joins the chunk before it (a group of one would simplify its
+                // part's coarsest level again, under the same lock, for nothing).
+                if chunks.last().is_some_and(|c| c.len() < GROUP_FANOUT / 2)
+                    && chunks.len() > 1
+                    && let Some(tail) = chunks.pop()
+                    && let Some(last) = chunks.last_mut()
+                {
+                    last.extend(tail);
                 }
                 chunks
             };
@@ -854,22 +863,30 @@ fn meshlet_order(run: &mut [u32], at: u32, positions: &[[f32; 3]]) -> Vec<Meshle
     });
     let mut ordered = Vec::with_capacity(run.len());
     let mut meshlets = Vec::new();
+    let mut mapped = true;
     if let Ok(built) = &built {
         for m in built.iter() {
             let tris: Vec<u32> = m.triangles.iter().map(|&t| u32::from(t)).collect();
             let start = ordered.len();
             // At most MESHLET_VERTICES vertices: the optimizer's work is bounded.
             for t in meshopt::optimize_vertex_cache(&tris, m.vertices.len()) {
-                let v = m.vertices.get(t as usize).copied().unwrap_or(0);
-                ordered.push(vertices.get(v as usize).copied().unwrap_or(0));
+                match m
+                    .vertices
+                    .get(t as usize)
+                    .and_then(|&v| vertices.get(v as usize))
+                {
+                    Some(&v) => ordered.push(v),
+                    None => mapped = false,
+                }
             }
             let indices = &ordered[start..];
             meshlets.push(meshlet_of(indices, at + start as u32, positions, false));
         }
     }
-    // The clusterizer places every triangle once; should it not, the group keeps its
-    // triangles in cache order, cut in runs.
-    if ordered.len() != run.len()
+    // The clusterizer places every triangle once; should it not, or should an index not map
+    // back, the group keeps its triangles in cache order, cut in runs.
+    if !mapped
+        || ordered.len() != run.len()
         || meshlets
             .iter()
             .any(|m| m.count as usize > MESHLET_TRIANGLES * 3)
@@ -914,7 +931,8 @@ fn meshlet_of(indices: &[u32], first: u32, positions: &[[f32; 3]], never_culled:
     }
 }
 
-/// Neighbouring clusters (or groups of the tier below) a group is made of.
+/// Neighbouring clusters (or groups of the tier below) a group is made of; a short tail of a
+/// tier joins the group before it, which then holds up to half as many again.
 pub const GROUP_FANOUT: usize = 8;
 /// Largest union of coarsest levels the root keeps as its first merged level.
 const MAX_ROOT_UNION_TRIANGLES: usize = 64 * 1024;
