@@ -1562,6 +1562,32 @@ fn bumpy_sphere_model(rings: usize, sides: usize) -> farview_scene::Model {
     one_mesh_model(vec![p], vec![])
 }
 
+/// Renders `scene` from each of `views` (eye, target) at full detail and at 1 px with both
+/// renderers, and hands each pair of frames and statistics to `check`.
+fn compare_views(
+    scene: &Scene,
+    (culling, reference): (&mut FrameRenderer, &mut FrameRenderer),
+    views: &[(Vec3, Vec3)],
+    mut check: impl FnMut(
+        f32,
+        Vec3,
+        (&[u8], farview_render::RenderStats),
+        (&[u8], farview_render::RenderStats),
+    ),
+) {
+    for lod_px in [0.0, 1.0] {
+        for &(eye, target) in views {
+            culling.set_lod_error_px(lod_px);
+            reference.set_lod_error_px(lod_px);
+            let cam = Camera::looking_at(eye, target, 60f32.to_radians(), 0.05, 200.0);
+            let a = culling.render_blocking(scene, &cam).unwrap();
+            let stats = culling.stats();
+            let b = reference.render_blocking(scene, &cam).unwrap();
+            check(lod_px, eye, (&a, stats), (&b, reference.stats()));
+        }
+    }
+}
+
 /// Leaving out facing groups that face away changes no pixel, from outside, from inside and
 /// from far off, for plain, mirrored, squashed and turned instances of a box of separate quads
 /// (batched), a double-sided box seen from inside (whose far side must stay), and a sphere of
@@ -1641,41 +1667,37 @@ fn facing_culling_changes_no_pixel() {
     reference.set_frustum_culling(false);
     let (mut faced_away, mut meshlets_culled) = (0, 0);
     // Full detail, then levels within a pixel.
-    for (lod_px, (eye, target)) in [0.0, 1.0].into_iter().flat_map(|px| {
-        [
-            (Vec3::new(0.0, 1.5, -12.0), Vec3::ZERO),
-            (Vec3::new(9.0, 4.0, 9.0), Vec3::ZERO),
-            (Vec3::new(-8.0, -2.0, 2.0), Vec3::new(0.0, 0.0, 2.0)),
-            (Vec3::new(0.0, 15.0, 0.5), Vec3::ZERO),
-            // Inside the double-sided room, looking at its far wall and the sphere.
-            (Vec3::new(0.5, 0.5, 7.5), Vec3::new(0.0, 0.0, 3.0)),
-            // Close to the sphere's surface.
-            (Vec3::new(0.3, 0.4, 4.3), Vec3::new(0.0, 0.0, 3.0)),
-        ]
-        .map(move |view| (px, view))
-    }) {
-        culling.set_lod_error_px(lod_px);
-        reference.set_lod_error_px(lod_px);
-        let cam = Camera::looking_at(eye, target, 60f32.to_radians(), 0.05, 200.0);
-        let a = culling.render_blocking(&scene, &cam).unwrap();
-        let stats = culling.stats();
-        let b = reference.render_blocking(&scene, &cam).unwrap();
-        let reference_stats = reference.stats();
-        eprintln!(
-            "{lod_px} px, eye {eye}: {} of {} triangles, {} faced away",
-            stats.triangles, reference_stats.triangles, stats.faced_away
-        );
-        assert_eq!(reference_stats.faced_away, 0);
-        assert_eq!(
-            stats.triangles + stats.faced_away,
-            reference_stats.triangles,
-            "what is left out is what is not drawn"
-        );
-        assert_eq!(differing_pixels(&a, &b), 0, "eye {eye}: pixels differ");
-        assert!(coverage(&a) > 0.02, "eye {eye}: something is drawn");
-        faced_away += stats.faced_away;
-        meshlets_culled += stats.meshlets_culled;
-    }
+    let views = [
+        (Vec3::new(0.0, 1.5, -12.0), Vec3::ZERO),
+        (Vec3::new(9.0, 4.0, 9.0), Vec3::ZERO),
+        (Vec3::new(-8.0, -2.0, 2.0), Vec3::new(0.0, 0.0, 2.0)),
+        (Vec3::new(0.0, 15.0, 0.5), Vec3::ZERO),
+        // Inside the double-sided room, looking at its far wall and the sphere.
+        (Vec3::new(0.5, 0.5, 7.5), Vec3::new(0.0, 0.0, 3.0)),
+        // Close to the sphere's surface.
+        (Vec3::new(0.3, 0.4, 4.3), Vec3::new(0.0, 0.0, 3.0)),
+    ];
+    compare_views(
+        &scene,
+        (&mut culling, &mut reference),
+        &views,
+        |lod_px, eye, (a, stats), (b, reference_stats)| {
+            eprintln!(
+                "{lod_px} px, eye {eye}: {} of {} triangles, {} faced away",
+                stats.triangles, reference_stats.triangles, stats.faced_away
+            );
+            assert_eq!(reference_stats.faced_away, 0);
+            assert_eq!(
+                stats.triangles + stats.faced_away,
+                reference_stats.triangles,
+                "what is left out is what is not drawn"
+            );
+            assert_eq!(differing_pixels(a, b), 0, "eye {eye}: pixels differ");
+            assert!(coverage(a) > 0.02, "eye {eye}: something is drawn");
+            faced_away += stats.faced_away;
+            meshlets_culled += stats.meshlets_culled;
+        },
+    );
     assert!(faced_away > 10_000, "{faced_away} triangles faced away");
     assert!(meshlets_culled > 0, "the sphere's meshlets are tested");
 }
@@ -1712,40 +1734,36 @@ fn meshlet_frustum_culling_changes_no_pixel() {
     let mut reference = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
     reference.set_frustum_culling(false);
     let (mut meshlets_culled, mut saved) = (0, 0);
-    for (lod_px, (eye, target)) in [0.0, 1.0].into_iter().flat_map(|px| {
-        [
-            // Close to the sphere's surface, looking along it.
-            (Vec3::new(0.3, 0.4, 1.5), Vec3::new(2.0, 0.0, 0.0)),
-            // Low over the floor, towards the sphere.
-            (Vec3::new(-5.0, -1.6, -5.0), Vec3::ZERO),
-            // Down at the floor from above, the sphere half in view.
-            (Vec3::new(2.0, 3.0, 3.0), Vec3::new(3.0, -2.5, 4.0)),
-            // Inside the sphere.
-            (Vec3::new(0.0, 0.2, 0.0), Vec3::new(1.0, 0.3, 0.5)),
-        ]
-        .map(move |view| (px, view))
-    }) {
-        culling.set_lod_error_px(lod_px);
-        reference.set_lod_error_px(lod_px);
-        let cam = Camera::looking_at(eye, target, 60f32.to_radians(), 0.05, 200.0);
-        let a = culling.render_blocking(&scene, &cam).unwrap();
-        let stats = culling.stats();
-        let b = reference.render_blocking(&scene, &cam).unwrap();
-        let reference_stats = reference.stats();
-        eprintln!(
-            "{lod_px} px, eye {eye}: {} of {} triangles, {} meshlets and {} clusters culled",
-            stats.triangles,
-            reference_stats.triangles,
-            stats.meshlets_culled,
-            stats.clusters_culled
-        );
-        assert_eq!(reference_stats.clusters_culled, 0);
-        assert!(stats.triangles <= reference_stats.triangles);
-        assert_eq!(differing_pixels(&a, &b), 0, "eye {eye}: pixels differ");
-        assert!(coverage(&a) > 0.02, "eye {eye}: something is drawn");
-        meshlets_culled += stats.meshlets_culled;
-        saved += reference_stats.triangles - stats.triangles;
-    }
+    let views = [
+        // Close to the sphere's surface, looking along it.
+        (Vec3::new(0.3, 0.4, 1.5), Vec3::new(2.0, 0.0, 0.0)),
+        // Low over the floor, towards the sphere.
+        (Vec3::new(-5.0, -1.6, -5.0), Vec3::ZERO),
+        // Down at the floor from above, the sphere half in view.
+        (Vec3::new(2.0, 3.0, 3.0), Vec3::new(3.0, -2.5, 4.0)),
+        // Inside the sphere.
+        (Vec3::new(0.0, 0.2, 0.0), Vec3::new(1.0, 0.3, 0.5)),
+    ];
+    compare_views(
+        &scene,
+        (&mut culling, &mut reference),
+        &views,
+        |lod_px, eye, (a, stats), (b, reference_stats)| {
+            eprintln!(
+                "{lod_px} px, eye {eye}: {} of {} triangles, {} meshlets and {} clusters culled",
+                stats.triangles,
+                reference_stats.triangles,
+                stats.meshlets_culled,
+                stats.clusters_culled
+            );
+            assert_eq!(reference_stats.clusters_culled, 0);
+            assert!(stats.triangles <= reference_stats.triangles);
+            assert_eq!(differing_pixels(a, b), 0, "eye {eye}: pixels differ");
+            assert!(coverage(a) > 0.02, "eye {eye}: something is drawn");
+            meshlets_culled += stats.meshlets_culled;
+            saved += reference_stats.triangles - stats.triangles;
+        },
+    );
     assert!(meshlets_culled > 100, "{meshlets_culled} meshlets culled");
     assert!(saved > 10_000, "{saved} triangles saved");
 }
