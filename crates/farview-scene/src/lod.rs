@@ -398,43 +398,26 @@ fn build(
         0,
     )
     .ok()?;
-    let next = AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<ClusterLevels>> =
-        clusters.iter().map(|_| Default::default()).collect();
     let indices_ref: &[u32] = indices;
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                loop {
-                    if cancel.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let c = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(start, end)) = clusters.get(c) else {
-                        break;
-                    };
-                    let mut level0 = indices_ref[start..end].to_vec();
-                    // Meshlets serve a primitive of several clusters, drawn one drawable at a time.
-                    let how = (keep_order, clusters.len() > 1);
-                    let facing0 = group_by_facing(&mut level0, positions, how);
-                    let levels = simplify_chain(&level0, &adapter, &shading, clusters.len() > 1)
-                        .into_iter()
-                        .map(|(mut level, error)| {
-                            let facing = group_by_facing(&mut level, positions, how);
-                            (level, error, facing)
-                        })
-                        .collect();
-                    if let Some(slot) = results.get(c)
-                        && let Ok(mut slot) = slot.lock()
-                    {
-                        *slot = ClusterLevels {
-                            level0,
-                            facing0,
-                            levels,
-                        };
-                    }
-                }
-            });
+    // Meshlets serve a primitive of several clusters, drawn one drawable at a time.
+    let how = (keep_order, clusters.len() > 1);
+    let results = parallel_map(&clusters, threads, |&(start, end)| {
+        if cancel.load(Ordering::Relaxed) {
+            return ClusterLevels::default();
+        }
+        let mut level0 = indices_ref[start..end].to_vec();
+        let facing0 = group_by_facing(&mut level0, positions, how);
+        let levels = simplify_chain(&level0, &adapter, &shading, clusters.len() > 1)
+            .into_iter()
+            .map(|(mut level, error)| {
+                let facing = group_by_facing(&mut level, positions, how);
+                (level, error, facing)
+            })
+            .collect();
+        ClusterLevels {
+            level0,
+            facing0,
+            levels,
         }
     });
     if cancel.load(Ordering::Relaxed) {
@@ -451,7 +434,7 @@ fn build(
             level0,
             facing0,
             levels,
-        } = result.into_inner().unwrap_or_default();
+        } = result;
         if level0.len() != end - start {
             return None;
         }
