@@ -8,7 +8,7 @@
 
 FROM rust:1-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nasm pkg-config protobuf-compiler \
+ && apt-get install -y --no-install-recommends nasm pkg-config protobuf-compiler libprotobuf-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
