@@ -65,11 +65,17 @@ pub fn strip_padding(data: &[u8], frame: ReadbackFrame) -> Vec<u8> {
         return data[..len.min(data.len())].to_vec();
     }
     let row = frame.width as usize * 4;
-    data.chunks(frame.stride)
-        .take(frame.height as usize)
-        .flat_map(|r| &r[..row.min(r.len())])
-        .copied()
-        .collect()
+    if frame.stride == row {
+        let len = row * frame.height as usize;
+        return data[..len.min(data.len())].to_vec();
+    }
+    // Row by row, not byte by byte: a 720p frame is 3.7 MB, and an iterator of bytes copied
+    // it at a few bytes a cycle (it was a tenth of a tool's frame time).
+    let mut out = Vec::with_capacity(row * frame.height as usize);
+    for r in data.chunks(frame.stride.max(1)).take(frame.height as usize) {
+        out.extend_from_slice(&r[..row.min(r.len())]);
+    }
+    out
 }
 
 struct Slot {
