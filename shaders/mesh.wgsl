@@ -773,7 +773,10 @@ fn fast_vertex(v: VertexIn) -> FastOut {
     let n_v = clamped_dot(n, view);
     var diffuse = textureSampleLevel(env_diffuse, env_sampler, env_dir(n), 0.0).rgb * globals.environment.y;
     let r = normalize(reflect(-view, n));
-    let lod = roughness * (globals.environment.x - 1.0);
+    // The nearest prefiltered level, not a blend of two: a software rasterizer then fetches
+    // one level instead of two (the roughness is the material's, so every vertex of a draw
+    // rounds alike and no seam appears between them).
+    let lod = round(roughness * (globals.environment.x - 1.0));
     var specular = textureSampleLevel(env_specular, env_sampler, env_dir(r), lod).rgb * globals.environment.y;
     let p = clamp(vec2<f32>(n_v, roughness), vec2<f32>(0.0), vec2<f32>(1.0));
     let f_ab = textureSampleLevel(brdf_lut, env_sampler, p, 0.0).rg;
