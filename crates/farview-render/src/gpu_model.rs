@@ -273,8 +273,6 @@ impl GpuModel {
                 if p.indices.is_empty() || p.positions.is_empty() {
                     continue;
                 }
-                let verts: Vec<Vertex> =
-                    Vertex::build(p, &p.positions, &p.normals, &p.tangents).collect();
                 let deform = cx
                     .gpu_posing
                     .and_then(|max| DeformSource::new(cx.device, p, max));
@@ -284,19 +282,12 @@ impl GpuModel {
                 } else {
                     wgpu::BufferUsages::VERTEX
                 };
-                let vertices = cx
-                    .device
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some("vertices"),
-                        contents: bytemuck::cast_slice(&verts),
-                        usage,
-                    });
+                let vertices = vertex_buffer(cx.device, p, usage)?;
                 bytes += deform.as_ref().map_or(0, DeformSource::bytes);
                 // Full detail first, then the coarser levels, in one buffer.
                 let coarse = p.lod.as_ref().map_or(&[][..], |l| l.coarse.as_slice());
                 let indices = index_buffer(cx.device, cx.queue, &p.indices, coarse);
-                bytes += (verts.len() * std::mem::size_of::<Vertex>()
-                    + (p.indices.len() + coarse.len()) * 4) as u64;
+                bytes += vertices.size() + ((p.indices.len() + coarse.len()) * 4) as u64;
                 triangles += p.triangle_count() as u64;
                 let material = p
                     .material
@@ -328,6 +319,36 @@ impl GpuModel {
             triangles,
         })
     }
+}
+
+/// The interleaved vertices of `p`, written straight into the buffer's memory as it is
+/// created: a 20-million-triangle scan has 720 MB of them, and building them in a vector
+/// first cost a second pass over that memory and its page faults.
+fn vertex_buffer(
+    device: &wgpu::Device,
+    p: &farview_scene::Primitive,
+    usage: wgpu::BufferUsages,
+) -> Result<wgpu::Buffer, RenderError> {
+    const STRIDE: usize = std::mem::size_of::<Vertex>();
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("vertices"),
+        size: (p.positions.len() * STRIDE) as u64,
+        usage,
+        mapped_at_creation: true,
+    });
+    {
+        let mut view = buffer
+            .slice(..)
+            .get_mapped_range_mut()
+            .map_err(|e| RenderError::Gpu(format!("mapping a new vertex buffer: {e}")))?;
+        let vertices = Vertex::build(p, &p.positions, &p.normals, &p.tangents);
+        let (slots, _) = view.slice(..).into_chunks::<STRIDE>();
+        for (slot, v) in slots.into_iter().zip(vertices) {
+            slot.write(bytemuck::cast::<Vertex, [u8; STRIDE]>(v));
+        }
+    }
+    buffer.unmap();
+    Ok(buffer)
 }
 
 /// An index buffer holding a primitive's full-detail indices, then its coarser levels' (the
