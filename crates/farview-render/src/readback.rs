@@ -330,3 +330,41 @@ impl ReadbackRing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(width: u32, height: u32, stride: usize) -> ReadbackFrame {
+        ReadbackFrame {
+            tag: 0,
+            width,
+            height,
+            stride,
+            i420: false,
+        }
+    }
+
+    #[test]
+    fn padding_is_stripped_row_by_row_and_unpadded_rows_are_copied_whole() {
+        // Three rows of 2 pixels (8 bytes) padded to 12, each byte its row and column.
+        let padded: Vec<u8> = (0..3u8)
+            .flat_map(|r| (0..12u8).map(move |c| r * 16 + c))
+            .collect();
+        let stripped = strip_padding(&padded, frame(2, 3, 12));
+        let expected: Vec<u8> = (0..3u8)
+            .flat_map(|r| (0..8u8).map(move |c| r * 16 + c))
+            .collect();
+        assert_eq!(stripped, expected);
+        // No padding: the bytes as they are, without what lies past the last row.
+        let mut tight = expected.clone();
+        tight.extend_from_slice(&[0xee; 5]);
+        assert_eq!(strip_padding(&tight, frame(2, 3, 8)), expected);
+        // A short buffer gives what it holds, never a panic.
+        assert_eq!(
+            strip_padding(&padded[..20], frame(2, 3, 12)),
+            expected[..16]
+        );
+        assert!(strip_padding(&[], frame(2, 3, 0)).is_empty());
+    }
+}

@@ -256,3 +256,43 @@ fn streams_sharing_a_device_never_lose_a_readback() {
         );
     }
 }
+
+/// The frame's walk over drawables remembers the last model it looked up: with entities of
+/// two models interleaved and one of them out of the store, exactly that one's entities are
+/// skipped and exactly the other's are drawn, whatever the order.
+#[test]
+fn entities_of_interleaved_models_are_drawn_or_skipped_by_their_own_model() {
+    let gpu = gpu();
+    let mut scene = Scene::default();
+    let a = scene
+        .add_model("box", model("BoxTextured/BoxTextured.gltf"))
+        .unwrap();
+    let b = scene
+        .add_model("other box", model("BoxTextured/BoxTextured.gltf"))
+        .unwrap();
+    // A, B, A, B, A.
+    for i in 0..3 {
+        scene.instantiate(&format!("box {i}"), a.model).unwrap();
+        if i < 2 {
+            scene
+                .instantiate(&format!("other box {i}"), b.model)
+                .unwrap();
+        }
+    }
+    let cam = camera_for(&a);
+    let mut r = FrameRenderer::new(&gpu, 64, 64, Lighting::default()).unwrap();
+    r.set_frustum_culling(false);
+    r.set_occlusion_culling(false);
+    r.upload_missing(&scene).unwrap();
+    frame(&mut r, &scene, &cam, 0);
+    let both = r.stats();
+    assert_eq!(both.skipped_entities, 0, "{both:?}");
+    assert_eq!(both.instances, 7, "{both:?}");
+
+    assert!(r.evict_model(b.model));
+    frame(&mut r, &scene, &cam, 1);
+    let s = r.stats();
+    assert_eq!(s.skipped_entities, 3, "B's three entities: {s:?}");
+    assert_eq!(s.instances, 4, "A's four entities: {s:?}");
+    assert_eq!(s.triangles, 4 * 12, "{s:?}");
+}
