@@ -32,12 +32,8 @@ RUN apt-get update \
 # The NVIDIA container runtime mounts the driver but not a Vulkan ICD file; point the loader at it.
 RUN mkdir -p /etc/vulkan/icd.d \
  && printf '{"file_format_version":"1.0.0","ICD":{"library_path":"libGLX_nvidia.so.0","api_version":"1.3"}}\n' > /etc/vulkan/icd.d/nvidia_icd.json
-# GLIBC_TUNABLES: malloc asks for transparent huge pages (where the kernel leaves them to
-# madvise, as Debian's does), so loading a big model faults its memory in 2 MB at a time, not
-# 4 KB: a 20-million-triangle scan took 10x fewer page faults (see benches/README.md).
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=graphics,utility \
-    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
     FARVIEW_LOG=info \
     FARVIEW_DATA_DIR=/var/lib/farview \
     FARVIEW_ASSETS_ROOT=/opt/farview/assets \

@@ -132,12 +132,6 @@ fn dockerfile_matches_the_code() {
         "expected the data dir, assets root and both addresses to be set"
     );
     assert!(env.contains("NVIDIA_DRIVER_CAPABILITIES=graphics,utility"));
-    // Big models load with huge pages (benches/README.md, issue #15).
-    assert!(
-        env.split_whitespace()
-            .any(|kv| kv == "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"),
-        "malloc's huge pages are asked for: {env}"
-    );
 
     let runs = of("RUN ").join(" ");
     for pkg in ["nasm", "libvulkan1", "mesa-vulkan-drivers"] {
