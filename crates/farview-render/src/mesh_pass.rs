@@ -12,7 +12,7 @@
 //! them.
 
 use farview_scene::lod::{FACING_GROUPS, LodLevel, Meshlet};
-use farview_scene::{Aabb, DrawState, Drawable, EntityId, ModelId, Scene};
+use farview_scene::{Aabb, DrawState, Drawable, EntityId, Scene};
 
 use crate::blit::Blit;
 use crate::cull::Frustum;
@@ -450,21 +450,10 @@ impl MeshPass {
         // outline may reach into view).
         let mut drawables = Vec::new();
         let mut bounds = Vec::new();
-        // The last model looked up and its mesh count: a model's drawables usually come
-        // together (a million nodes of one model), and a lookup each was most of this loop.
-        let mut last: Option<(ModelId, usize)> = None;
         for (i, d) in cache.drawables.iter().enumerate() {
             let b = cache.bounds.get(i);
-            let meshes = match last {
-                Some((id, n)) if id == d.model => Some(n),
-                _ => {
-                    let n = store.get(d.model).map(|m| m.meshes.len());
-                    last = n.map(|n| (d.model, n));
-                    n
-                }
-            };
-            match meshes {
-                Some(n) if d.mesh < n => {}
+            match store.get(d.model) {
+                Some(m) if d.mesh < m.meshes.len() => {}
                 Some(_) => continue,
                 None => {
                     stats.skipped_entities += 1;
