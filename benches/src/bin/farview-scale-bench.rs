@@ -46,6 +46,10 @@ struct Args {
     /// steps between frames); small values fly at the pace of a real camera.
     #[arg(long, default_value_t = 1.0)]
     arc: f32,
+    /// Where on the circle the flight starts, as a fraction of it. With `--arc 0` every frame
+    /// is the same view: the steadiest figure for comparing two builds on a noisy machine.
+    #[arg(long, default_value_t = 0.0)]
+    start: f32,
     /// Import without levels of detail and build them after the first upload, as the host
     /// does (the table's "levels" column says how long that took).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
@@ -157,10 +161,13 @@ fn main() -> anyhow::Result<()> {
         let mut worst_db = f64::INFINITY;
         let mut full_triangles = 0u64;
         // Warm-up: pipelines, first-use allocations.
-        r.render_blocking(&scene, &camera_at(&bounds, 0.0))?;
+        r.render_blocking(&scene, &camera_at(&bounds, args.start))?;
         let every = (args.frames / args.compare.max(1)).max(1);
         for i in 0..args.frames {
-            let cam = camera_at(&bounds, args.arc * i as f32 / args.frames as f32);
+            let cam = camera_at(
+                &bounds,
+                args.start + args.arc * i as f32 / args.frames as f32,
+            );
             let t = Instant::now();
             let frame = r.render_blocking(&scene, &cam)?;
             times.push(t.elapsed());

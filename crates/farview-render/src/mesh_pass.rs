@@ -21,7 +21,7 @@ use crate::gpu_model::{GpuMaterial, GpuPrimitive};
 use crate::instances::Instances;
 use crate::lod_select::{LodView, max_scale};
 use crate::models::GpuModelStore;
-use crate::occlusion::{DepthPyramid, DepthReduce, Seen};
+use crate::occlusion::{DepthPyramid, DepthReduce, LastDepth, Seen, Slot};
 use crate::posed::PosedVertices;
 use crate::targets::{COLOR_FORMAT, DEPTH_FORMAT, FrameTargets};
 use crate::transmission::TransmissionFrame;
@@ -90,6 +90,9 @@ pub(crate) struct MeshPass {
     depth_reduce: Option<DepthReduce>,
     /// What the last occlusion-culled frame saw.
     seen: Seen,
+    /// The view-projection and size of the last frame, when it reduced its final depth into
+    /// [`Slot::End`] (read by the next frame).
+    end_depth: Option<(glam::Mat4, u32, u32)>,
     /// The scene's drawables and bounds as of its key, kept while the scene is still.
     drawables_cache: Option<DrawablesCache>,
 }
@@ -385,6 +388,7 @@ impl MeshPass {
             occlusion_culling: true,
             depth_reduce: None,
             seen: Seen::default(),
+            end_depth: None,
             drawables_cache: None,
         }
     }
@@ -478,6 +482,13 @@ impl MeshPass {
             bounds.extend(b.copied());
         }
         self.drawables_cache = Some(cache);
+        // Last frame's final depth, if it reduced it: what it hides is not drawn first.
+        self.seen.last = match (self.end_depth.take(), self.depth_reduce.as_mut()) {
+            (Some((view_proj, w, h)), Some(reduce)) => reduce
+                .read_end_now(ctx, w, h)
+                .map(|pyramid| LastDepth { pyramid, view_proj }),
+            _ => None,
+        };
         let lod = LodView::new(camera, h, self.lod_error_px);
         let posed = self
             .posed
@@ -497,7 +508,7 @@ impl MeshPass {
             (drawables, bounds),
             store,
             |d| batching && (!d.deformable || scene.deform_inputs(d.entity).is_none()),
-            |d| occluding && seen.entities.contains(&d.entity),
+            |d, b| occluding && seen.first(seen.entities.contains(&d.entity), b),
             camera.position,
             self.shading,
             globals.cut_planes_active(),
@@ -632,6 +643,7 @@ impl MeshPass {
             );
         } else {
             // Phase 1: what was seen last frame, then its depth reduced and read back.
+            let before = stats.triangles;
             {
                 let mut pass = self.main_pass(
                     encoder,
@@ -654,7 +666,8 @@ impl MeshPass {
             let reduce = self
                 .depth_reduce
                 .get_or_insert_with(|| DepthReduce::new(device));
-            reduce.encode(device, encoder, targets);
+            reduce.encode(device, encoder, targets, Slot::Mid);
+            let first_triangles = stats.triangles - before;
             let first = std::mem::replace(
                 encoder,
                 device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -697,6 +710,15 @@ impl MeshPass {
                     fallback_material,
                     &mut stats,
                 );
+            }
+            // Phase 2 drew more than phase 1: much of what it found not hidden may be hidden
+            // behind what it drew. The next frame tests what this one saw against this final
+            // depth before drawing it first (see `crate::occlusion`).
+            if stats.triangles - before - first_triangles > first_triangles
+                && let Some(reduce) = self.depth_reduce.as_mut()
+            {
+                reduce.encode(device, encoder, targets, Slot::End);
+                self.end_depth = Some((view_proj, w, h));
             }
             self.seen.entities.clear();
             self.seen.entities.extend(
@@ -1150,7 +1172,7 @@ impl FrameDraws {
         (mut drawables, mut bounds): (Vec<Drawable>, Vec<Aabb>),
         store: &GpuModelStore,
         batchable: impl Fn(&Drawable) -> bool,
-        seen_before: impl Fn(&Drawable) -> bool,
+        seen_before: impl Fn(&Drawable, Option<&Aabb>) -> bool,
         eye: glam::Vec3,
         shading: Shading,
         cutting: bool,
@@ -1238,6 +1260,7 @@ impl FrameDraws {
                 let mut multi = false;
                 let (levels, facings) = levels_of(&d, &mut multi);
                 let b = bounds_in.next();
+                let first = seen_before(&d, b.as_ref());
                 (
                     (
                         d.model,
@@ -1246,7 +1269,7 @@ impl FrameDraws {
                         state_index(&d.state),
                         levels,
                         facings,
-                        seen_before(&d),
+                        first,
                     ),
                     d,
                     b,
@@ -1430,7 +1453,7 @@ impl FrameDraws {
         let mut drawn_now =
             |key: (EntityId, u32, u32), bounds: &Aabb, stats: &mut RenderStats| match &mut *phase {
                 Phase::All { .. } => true,
-                Phase::First { seen } => seen.clusters.contains(&key),
+                Phase::First { seen } => seen.first(seen.clusters.contains(&key), Some(bounds)),
                 Phase::Second {
                     seen,
                     pyramid,
@@ -1443,7 +1466,8 @@ impl FrameDraws {
                     } else if !blended_pass {
                         stats.occluded += 1;
                     }
-                    visible && (blended_pass || !seen.clusters.contains(&key))
+                    visible
+                        && (blended_pass || !seen.first(seen.clusters.contains(&key), Some(bounds)))
                 }
             };
         let in_view = |bounds: &Aabb| {
@@ -1642,7 +1666,8 @@ enum PassLoad {
     Clear,
     /// As `Clear`, but depth and stencil are kept for a pass that continues the frame.
     ClearAndKeep,
-    /// Continues what the pass before drew.
+    /// Continues what the pass before drew, and keeps depth and stencil: the frame's final
+    /// depth may be reduced after it (see [`crate::occlusion`]).
     Continue,
 }
 
@@ -1656,7 +1681,7 @@ fn begin_mesh_pass<'e>(
     load: PassLoad,
 ) -> wgpu::RenderPass<'e> {
     let clear = load != PassLoad::Continue;
-    let keep = if load == PassLoad::ClearAndKeep {
+    let keep = if load != PassLoad::Clear {
         wgpu::StoreOp::Store
     } else {
         wgpu::StoreOp::Discard

@@ -12,6 +12,15 @@
 //! called hidden only behind real surfaces of this frame. A camera that jumps costs a frame
 //! drawn almost entirely in phase 2, never a missing object. The price is a wait in the middle
 //! of the frame for the reduced depth (a few kilobytes).
+//!
+//! After such a frame, what phase 2 found "not hidden" is nearly everything in view (it was
+//! tested against little depth), and the next frame's phase 1 would draw all of it again: a
+//! camera passing through a wall into a view across a city paid two frames of the whole city
+//! instead of one. So a frame whose phase 2 drew more than its phase 1 also reduces its final
+//! depth ([`Slot::End`]); the next frame reads it without waiting (the frame has long been
+//! finished by then) and its phase 1 draws only what is seen last frame *and* not hidden
+//! behind last frame's final depth ([`Seen::first`]). Phase 2 still tests everything phase 1
+//! leaves out, so this changes which phase draws a box, never whether it is drawn.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -42,6 +51,34 @@ pub(crate) struct Seen {
     pub(crate) entities: HashSet<EntityId, IdHash>,
     /// Clusters of clustered primitives: (entity, primitive, cluster).
     pub(crate) clusters: HashSet<(EntityId, u32, u32), IdHash>,
+    /// Last frame's final depth and the view it was drawn from, when that frame reduced it.
+    pub(crate) last: Option<LastDepth>,
+}
+
+/// A frame's final depth, reduced, and its camera's view-projection.
+pub(crate) struct LastDepth {
+    pub(crate) pyramid: DepthPyramid,
+    pub(crate) view_proj: Mat4,
+}
+
+impl Seen {
+    /// Whether a box with world `bounds`, `seen` last frame (in [`Self::entities`] or
+    /// [`Self::clusters`]), is drawn in phase 1: unless last frame's final depth hides it.
+    /// Both phases ask this with the same arguments, so a box is drawn in exactly one.
+    pub(crate) fn first(&self, seen: bool, bounds: Option<&Aabb>) -> bool {
+        seen && match (&self.last, bounds) {
+            (Some(last), Some(b)) => last.pyramid.may_see(&last.view_proj, b),
+            _ => true,
+        }
+    }
+}
+
+/// Which of [`DepthReduce`]'s two targets a reduction goes to: the one phase 2 waits for in
+/// the middle of a frame, or the frame's final depth, read by the next frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Mid = 0,
+    End = 1,
 }
 
 /// Farthest depths over the frame, finest level first: level 0 holds one value per 8 x 8 pixel
@@ -180,7 +217,8 @@ pub(crate) struct DepthReduce {
     /// Made on the first multisampled frame (never on GL, whose shaders cannot load texels
     /// from depth textures).
     multi: Option<ReducePipeline>,
-    target: Option<ReduceTarget>,
+    /// Per [`Slot`].
+    targets: [Option<ReduceTarget>; 2],
 }
 
 /// The reduction's pipeline for one kind of depth buffer.
@@ -266,38 +304,40 @@ impl DepthReduce {
         Self {
             single: ReducePipeline::new(device, false),
             multi: None,
-            target: None,
+            targets: [None, None],
         }
     }
 
     /// GPU memory of the reduced depth and its readback buffer.
     pub(crate) fn bytes(&self) -> u64 {
-        self.target.as_ref().map_or(0, |t| {
-            u64::from(t.width) * u64::from(t.height) * 4
+        self.targets.iter().flatten().fold(0, |sum, t| {
+            sum + u64::from(t.width) * u64::from(t.height) * 4
                 + u64::from(t.padded_row) * u64::from(t.height)
         })
     }
 
     /// Records the reduction of `targets`' depth (stored by the pass before) and its copy into
-    /// the readback buffer.
+    /// `slot`'s readback buffer.
     pub(crate) fn encode(
         &mut self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         targets: &FrameTargets,
+        slot: Slot,
     ) {
         let (width, height) = (
             targets.width.div_ceil(TILE).max(1),
             targets.height.div_ceil(TILE).max(1),
         );
-        let fits = self
-            .target
+        let fits = self.targets[slot as usize]
             .as_ref()
             .is_some_and(|t| t.width == width && t.height == height);
         if !fits {
-            self.target = Some(self.make_target(device, width, height));
+            self.targets[slot as usize] = Some(self.make_target(device, width, height));
         }
-        let Some(t) = &self.target else { return };
+        let Some(t) = &self.targets[slot as usize] else {
+            return;
+        };
         {
             let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
                 label: Some("depth reduce"),
@@ -402,29 +442,56 @@ impl DepthReduce {
         width: u32,
         height: u32,
     ) -> Option<DepthPyramid> {
-        let pyramid = self.try_read(ctx, submission, width, height);
+        let pyramid = self.try_read(ctx, Slot::Mid, Some(submission), width, height);
         if pyramid.is_none() {
-            self.target = None;
+            self.targets[Slot::Mid as usize] = None;
         }
         pyramid
     }
 
+    /// The pyramid of the [`Slot::End`] reduction recorded in an earlier frame of `width` x
+    /// `height`, if its copy has finished; never waits for the device (`None` then, and the
+    /// target is made anew next time).
+    pub(crate) fn read_end_now(
+        &mut self,
+        ctx: &GpuContext,
+        width: u32,
+        height: u32,
+    ) -> Option<DepthPyramid> {
+        let pyramid = self.try_read(ctx, Slot::End, None, width, height);
+        if pyramid.is_none() {
+            self.targets[Slot::End as usize] = None;
+        }
+        pyramid
+    }
+
+    /// Maps `slot`'s buffer and builds the pyramid from it: waiting up to [`READ_TIMEOUT`] for
+    /// `submission`, or, without one, only taking what the device has already finished.
     fn try_read(
         &self,
         ctx: &GpuContext,
-        submission: wgpu::SubmissionIndex,
+        slot: Slot,
+        submission: Option<wgpu::SubmissionIndex>,
         width: u32,
         height: u32,
     ) -> Option<DepthPyramid> {
         const PENDING: u8 = 0;
         const MAPPED: u8 = 1;
         const FAILED: u8 = 2;
-        let t = self.target.as_ref()?;
+        let t = self.targets[slot as usize].as_ref()?;
         let state = Arc::new(AtomicU8::new(PENDING));
         let done = Arc::clone(&state);
         t.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             done.store(if r.is_ok() { MAPPED } else { FAILED }, Ordering::Release);
         });
+        let Some(submission) = submission else {
+            if ctx.device().poll(wgpu::PollType::Poll).is_err()
+                || state.load(Ordering::Acquire) != MAPPED
+            {
+                return None;
+            }
+            return Some(Self::pyramid_of(t, width, height));
+        };
         let start = Instant::now();
         while state.load(Ordering::Acquire) == PENDING {
             let left = READ_TIMEOUT.checked_sub(start.elapsed())?;
@@ -450,6 +517,11 @@ impl DepthReduce {
         if state.load(Ordering::Acquire) != MAPPED {
             return None;
         }
+        Some(Self::pyramid_of(t, width, height))
+    }
+
+    /// The pyramid from `t`'s mapped buffer, which it unmaps.
+    fn pyramid_of(t: &ReduceTarget, width: u32, height: u32) -> DepthPyramid {
         let mut tiles = Vec::with_capacity((t.width * t.height) as usize);
         if let Ok(bytes) = t.buffer.slice(..).get_mapped_range() {
             for row in bytes.chunks(t.padded_row as usize).take(t.height as usize) {
@@ -461,7 +533,7 @@ impl DepthReduce {
             }
         }
         t.buffer.unmap();
-        Some(DepthPyramid::from_tiles(width, height, tiles))
+        DepthPyramid::from_tiles(width, height, tiles)
     }
 }
 

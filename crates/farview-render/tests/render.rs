@@ -1415,6 +1415,73 @@ fn occlusion_culling_matches(gpu: &GpuContext, scene: &Scene, quality: RenderQua
     assert!(clusters_occluded > 0, "no cluster was hidden by the wall");
 }
 
+/// A frame that saw nothing before it draws everything in view in phase 2, tested against an
+/// empty depth; the next frame draws first only what that frame's final depth shows, not all
+/// it drew. Forty walls in a row, seen end on: the first hides the rest. Without the final
+/// depth, the second frame drew all forty again (a camera passing through a wall into a view
+/// across the city paid two frames of the whole city). Pixels match a renderer that does not
+/// cull, frame after frame, including a step through the first wall (the rest show).
+#[test]
+fn the_frame_after_one_that_saw_nothing_draws_only_what_it_showed() {
+    let gpu = gpu();
+    let mut scene = Scene::default();
+    for i in 0..40 {
+        let z = -3.0 - 2.0 * i as f32;
+        let wall = box_model(Vec3::new(-2.0, -2.0, z - 0.5), Vec3::new(2.0, 2.0, z));
+        scene.add_model(&format!("wall {i}"), wall).unwrap();
+    }
+    scene.update_world_transforms();
+    let (w, h) = (320, 180);
+    let renderer = || {
+        FrameRenderer::with_quality(&gpu, w, h, Lighting::default(), RenderQuality::FAST).unwrap()
+    };
+    let mut culling = renderer();
+    let mut reference = renderer();
+    reference.set_occlusion_culling(false);
+    let at = |z: f32| {
+        Camera::looking_at(
+            Vec3::new(0.0, 0.0, z),
+            Vec3::new(0.0, 0.0, z - 10.0),
+            60f32.to_radians(),
+            0.05,
+            200.0,
+        )
+    };
+    // Twice from in front of the row, then a step inside the first wall (its faces all face
+    // away: the second wall shows), twice.
+    let mut drawn = Vec::new();
+    for (i, z) in [0.0, 0.0, -3.2, -3.2].into_iter().enumerate() {
+        let cam = at(z);
+        let got = culling.render_blocking(&scene, &cam).unwrap();
+        let stats = culling.stats();
+        let want = reference.render_blocking(&scene, &cam).unwrap();
+        let all = reference.stats().triangles;
+        eprintln!(
+            "frame {i}: {} of {all} triangles, {} occluded",
+            stats.triangles, stats.occluded
+        );
+        let differing = differing_pixels(&got, &want);
+        assert_eq!(differing, 0, "frame {i}: {differing} pixels changed");
+        let lit = want.chunks_exact(4).filter(|p| p[0] > 40).count();
+        assert!(
+            lit * 4 > (w * h) as usize,
+            "frame {i}: a wall fills the view ({lit} lit pixels)"
+        );
+        assert_eq!(all, 40 * 12, "frame {i}: every wall is in view");
+        drawn.push(stats.triangles);
+    }
+    // The first frame draws every wall; the next the first and the few next ones the pyramid's
+    // coarse levels (whose tiles reach past the first wall's edge) cannot call hidden.
+    assert_eq!(drawn[0], 40 * 12, "{drawn:?}");
+    assert!(drawn[1] * 10 <= 40 * 12, "{drawn:?}");
+    // Inside the first wall (its faces all face away) the next walls, drawn first, hide the
+    // rest: nothing is missing (the pixels above) and the row is still left out.
+    assert!(
+        drawn[2] * 10 <= 40 * 12 && drawn[3] * 10 <= 40 * 12,
+        "{drawn:?}"
+    );
+}
+
 /// Levels built after a model is shown (`lod::build_levels`, `upload_levels`,
 /// `attach_levels`) draw exactly what levels built at import draw; until they come, the model
 /// is drawn whole at full detail.
