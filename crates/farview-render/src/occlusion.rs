@@ -21,6 +21,11 @@
 //! finished by then) and its phase 1 draws only what is seen last frame *and* not hidden
 //! behind last frame's final depth ([`Seen::first`]). Phase 2 still tests everything phase 1
 //! leaves out, so this changes which phase draws a box, never whether it is drawn.
+//!
+//! The frame that passes through the wall has little depth to test against. When phase 2 would
+//! draw many more draws than phase 1 did, the nearest quarter of them go first, in a phase of
+//! their own (`Phase::Near` in the mesh pass), and the rest are tested against the depth
+//! reduced after it: a second wait in that frame, for a third to half of its triangles.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1415,17 +1415,20 @@ fn occlusion_culling_matches(gpu: &GpuContext, scene: &Scene, quality: RenderQua
     assert!(clusters_occluded > 0, "no cluster was hidden by the wall");
 }
 
-/// A frame that saw nothing before it draws everything in view in phase 2, tested against an
-/// empty depth; the next frame draws first only what that frame's final depth shows, not all
-/// it drew. Forty walls in a row, seen end on: the first hides the rest. Without the final
-/// depth, the second frame drew all forty again (a camera passing through a wall into a view
-/// across the city paid two frames of the whole city). Pixels match a renderer that does not
-/// cull, frame after frame, including a step through the first wall (the rest show).
+/// A frame that saw nothing before it has no depth to test what is in view against: it draws
+/// the nearest quarter first (the near phase), then tests the rest against that depth. The next
+/// frame draws first only what that frame's final depth shows, not all it drew. 96 walls
+/// in a row, seen end on: the first hides the rest. Without the near phase the first frame drew
+/// all of them; without the final depth, the second drew all it had drawn again (a camera
+/// passing through a wall into a view across the city paid two frames of the whole city).
+/// Pixels match a renderer that does not cull, frame after frame, including a step through the
+/// first wall.
 #[test]
-fn the_frame_after_one_that_saw_nothing_draws_only_what_it_showed() {
+fn frames_that_saw_nothing_before_them_draw_near_walls_first_and_the_next_only_what_showed() {
     let gpu = gpu();
     let mut scene = Scene::default();
-    for i in 0..40 {
+    const WALLS: u64 = 96;
+    for i in 0..WALLS {
         let z = -3.0 - 2.0 * i as f32;
         let wall = box_model(Vec3::new(-2.0, -2.0, z - 0.5), Vec3::new(2.0, 2.0, z));
         scene.add_model(&format!("wall {i}"), wall).unwrap();
@@ -1467,17 +1470,19 @@ fn the_frame_after_one_that_saw_nothing_draws_only_what_it_showed() {
             lit * 4 > (w * h) as usize,
             "frame {i}: a wall fills the view ({lit} lit pixels)"
         );
-        assert_eq!(all, 40 * 12, "frame {i}: every wall is in view");
+        assert_eq!(all, WALLS * 12, "frame {i}: every wall is in view");
         drawn.push(stats.triangles);
     }
-    // The first frame draws every wall; the next the first and the few next ones the pyramid's
-    // coarse levels (whose tiles reach past the first wall's edge) cannot call hidden.
-    assert_eq!(drawn[0], 40 * 12, "{drawn:?}");
-    assert!(drawn[1] * 10 <= 40 * 12, "{drawn:?}");
+    // The first frame draws the nearest quarter of the walls (up to the distance of the one a
+    // quarter in: 25 walls), and the rest are hidden behind them; the next the first wall and
+    // the few next ones the pyramid's coarse levels (whose tiles reach past the first wall's
+    // edge) cannot call hidden.
+    assert_eq!(drawn[0], (WALLS / 4 + 1) * 12, "{drawn:?}");
+    assert!(drawn[1] * 10 <= WALLS * 12, "{drawn:?}");
     // Inside the first wall (its faces all face away) the next walls, drawn first, hide the
     // rest: nothing is missing (the pixels above) and the row is still left out.
     assert!(
-        drawn[2] * 10 <= 40 * 12 && drawn[3] * 10 <= 40 * 12,
+        drawn[2] * 10 <= WALLS * 12 && drawn[3] * 10 <= WALLS * 12,
         "{drawn:?}"
     );
 }
