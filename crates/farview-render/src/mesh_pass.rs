@@ -11,9 +11,9 @@
 //! selected meshes again, pushed out along their normals) lands only outside what is visible of
 //! them.
 
-use farview_scene::lod::{FACING_GROUPS, LodLevel, Meshlet};
 use std::collections::HashSet;
 
+use farview_scene::lod::{FACING_GROUPS, LodLevel, Meshlet};
 use farview_scene::{Aabb, DrawState, Drawable, EntityId, IdHash, Scene};
 
 use crate::blit::Blit;
@@ -492,13 +492,15 @@ impl MeshPass {
             bounds.extend(b.copied());
         }
         self.drawables_cache = Some(cache);
-        // Last frame's final depth, if it reduced it: what it hides is not drawn first.
-        self.seen.last = match (self.end_depth.take(), self.depth_reduce.as_mut()) {
-            (Some((view_proj, w, h)), Some(reduce)) => reduce
-                .read_end_now(ctx, w, h)
-                .map(|pyramid| LastDepth { pyramid, view_proj }),
-            _ => None,
-        };
+        // The last culled frame's final depth, if it reduced it: what it hides is not drawn
+        // first. (Kept with the seen sets through frames drawn in one pass.)
+        if let Some((view_proj, w, h)) = self.end_depth.take() {
+            self.seen.last = self.depth_reduce.as_mut().and_then(|reduce| {
+                reduce
+                    .read_end_now(ctx, w, h)
+                    .map(|pyramid| LastDepth { pyramid, view_proj })
+            });
+        }
         let lod = LodView::new(camera, h, self.lod_error_px);
         let posed = self
             .posed
@@ -771,6 +773,7 @@ impl MeshPass {
             // Phase 2 drew more than phase 1: much of what it found not hidden may be hidden
             // behind what it drew. The next frame tests what this one saw against this final
             // depth before drawing it first (see `crate::occlusion`).
+            self.seen.last = None;
             if stats.triangles - before - first_triangles > first_triangles
                 && let Some(reduce) = self.depth_reduce.as_mut()
             {

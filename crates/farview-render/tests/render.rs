@@ -1415,20 +1415,47 @@ fn occlusion_culling_matches(gpu: &GpuContext, scene: &Scene, quality: RenderQua
     assert!(clusters_occluded > 0, "no cluster was hidden by the wall");
 }
 
-/// A frame that saw nothing before it has no depth to test what is in view against: it draws
-/// the nearest quarter first (the near phase), then tests the rest against that depth. The next
-/// frame draws first only what that frame's final depth shows, not all it drew. 96 walls
-/// in a row, seen end on: the first hides the rest. Without the near phase the first frame drew
-/// all of them; without the final depth, the second drew all it had drawn again (a camera
-/// passing through a wall into a view across the city paid two frames of the whole city).
-/// Pixels match a renderer that does not cull, frame after frame, including a step through the
-/// first wall.
+/// A frame that saw nothing before it has no depth to test what is in view against. With many
+/// draws it draws the nearest quarter first (the near phase) and tests the rest against that
+/// depth; with fewer it draws them all. Either way the next frame draws first only what that
+/// frame's final depth shows, not all it drew. Walls in a row, seen end on: the first hides the
+/// rest. Without the near phase the first frame of 96 walls drew them all; without the final
+/// depth, the second frame of 40 drew all 40 again (a camera passing through a wall into a view
+/// across the city paid two frames of the whole city), also with a frame drawn in one pass
+/// (culling off) between the two. Pixels match a renderer that does not cull, frame after
+/// frame, including a step through the first wall.
 #[test]
 fn frames_that_saw_nothing_before_them_draw_near_walls_first_and_the_next_only_what_showed() {
     let gpu = gpu();
+    // 40 walls: under the near phase's 64 draws.
+    let drawn = walls_seen_end_on(&gpu, 40);
+    assert_eq!(drawn[0], 40 * 12, "{drawn:?}");
+    // The first wall and the few next ones the pyramid's coarse levels (whose tiles reach past
+    // the first wall's edge) cannot call hidden.
+    assert!(drawn[1] * 10 <= 40 * 12, "{drawn:?}");
+    // The nearest quarter (up to the distance of the wall a quarter in: 25 walls), the rest
+    // hidden behind them.
+    let drawn = walls_seen_end_on(&gpu, 96);
+    assert_eq!(drawn[0], 25 * 12, "{drawn:?}");
+    assert!(drawn[1] * 10 <= 96 * 12, "{drawn:?}");
+    // Inside the first wall (its faces all face away) the next walls, drawn first, hide the
+    // rest: nothing is missing (the pixels) and the row is still left out.
+    for walls in [40, 96] {
+        let drawn = walls_seen_end_on(&gpu, walls);
+        assert!(
+            drawn[2] * 10 <= walls * 12 && drawn[3] * 10 <= walls * 12,
+            "{walls}: {drawn:?}"
+        );
+    }
+}
+
+/// Triangles drawn by a culling renderer over `walls` walls in a row seen end on, from a new
+/// renderer: twice from in front of the row (with a frame of culling off between), then twice
+/// from a step inside the first wall. Every frame's pixels are checked against a renderer that
+/// does not cull.
+fn walls_seen_end_on(gpu: &GpuContext, walls: u64) -> Vec<u64> {
     let mut scene = Scene::default();
-    const WALLS: u64 = 96;
-    for i in 0..WALLS {
+    for i in 0..walls {
         let z = -3.0 - 2.0 * i as f32;
         let wall = box_model(Vec3::new(-2.0, -2.0, z - 0.5), Vec3::new(2.0, 2.0, z));
         scene.add_model(&format!("wall {i}"), wall).unwrap();
@@ -1436,7 +1463,7 @@ fn frames_that_saw_nothing_before_them_draw_near_walls_first_and_the_next_only_w
     scene.update_world_transforms();
     let (w, h) = (320, 180);
     let renderer = || {
-        FrameRenderer::with_quality(&gpu, w, h, Lighting::default(), RenderQuality::FAST).unwrap()
+        FrameRenderer::with_quality(gpu, w, h, Lighting::default(), RenderQuality::FAST).unwrap()
     };
     let mut culling = renderer();
     let mut reference = renderer();
@@ -1450,17 +1477,21 @@ fn frames_that_saw_nothing_before_them_draw_near_walls_first_and_the_next_only_w
             200.0,
         )
     };
-    // Twice from in front of the row, then a step inside the first wall (its faces all face
-    // away: the second wall shows), twice.
     let mut drawn = Vec::new();
     for (i, z) in [0.0, 0.0, -3.2, -3.2].into_iter().enumerate() {
         let cam = at(z);
+        if i == 1 {
+            culling.set_occlusion_culling(false);
+            culling.render_blocking(&scene, &cam).unwrap();
+            assert_eq!(culling.stats().triangles, walls * 12);
+            culling.set_occlusion_culling(true);
+        }
         let got = culling.render_blocking(&scene, &cam).unwrap();
         let stats = culling.stats();
         let want = reference.render_blocking(&scene, &cam).unwrap();
         let all = reference.stats().triangles;
         eprintln!(
-            "frame {i}: {} of {all} triangles, {} occluded",
+            "{walls} walls, frame {i}: {} of {all} triangles, {} occluded",
             stats.triangles, stats.occluded
         );
         let differing = differing_pixels(&got, &want);
@@ -1470,21 +1501,10 @@ fn frames_that_saw_nothing_before_them_draw_near_walls_first_and_the_next_only_w
             lit * 4 > (w * h) as usize,
             "frame {i}: a wall fills the view ({lit} lit pixels)"
         );
-        assert_eq!(all, WALLS * 12, "frame {i}: every wall is in view");
+        assert_eq!(all, walls * 12, "frame {i}: every wall is in view");
         drawn.push(stats.triangles);
     }
-    // The first frame draws the nearest quarter of the walls (up to the distance of the one a
-    // quarter in: 25 walls), and the rest are hidden behind them; the next the first wall and
-    // the few next ones the pyramid's coarse levels (whose tiles reach past the first wall's
-    // edge) cannot call hidden.
-    assert_eq!(drawn[0], (WALLS / 4 + 1) * 12, "{drawn:?}");
-    assert!(drawn[1] * 10 <= WALLS * 12, "{drawn:?}");
-    // Inside the first wall (its faces all face away) the next walls, drawn first, hide the
-    // rest: nothing is missing (the pixels above) and the row is still left out.
-    assert!(
-        drawn[2] * 10 <= WALLS * 12 && drawn[3] * 10 <= WALLS * 12,
-        "{drawn:?}"
-    );
+    drawn
 }
 
 /// Levels built after a model is shown (`lod::build_levels`, `upload_levels`,
