@@ -46,6 +46,12 @@ const PYRAMID_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::R32Uint;
 /// How far behind the drawn depth (in normalized depth) a box must lie to be hidden: above the
 /// difference between the CPU's projection and the GPU's rasterized, 24-bit depth.
 const DEPTH_SLACK: f32 = 1e-6;
+/// Most values per side of the rectangle a box is tested against (the level is chosen so that
+/// the box's screen rectangle spans at most this many): finer tests hide more, at up to this
+/// squared reads for a hidden box (a visible one stops at the first tile that shows it). On the
+/// generated city at 720p: spans of 2, 4, 8 and 16 drew 0.16, 0.10, 0.09 and 0.09 M triangles a
+/// frame, at 9.5, 11.9, 12.4 and 14.2 fps (medians of three).
+const TEST_SPAN: u32 = 16;
 /// How long phase 2 waits for the reduced depth before drawing everything it would have tested.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -197,22 +203,27 @@ impl DepthPyramid {
         let py = |y: f32| ((0.5 - y * 0.5) * h).clamp(0.0, h - 1.0) as u32;
         let (x0, x1) = (px(min.x) / TILE, px(max.x) / TILE);
         let (y0, y1) = (py(max.y) / TILE, py(min.y) / TILE);
-        // The finest level at which the rectangle spans at most 2 x 2 values.
+        // The finest level at which the rectangle spans at most TEST_SPAN x TEST_SPAN values:
+        // hidden only if every one of them is nearer than the box. (Reading 2 x 2 of a coarser
+        // level instead, most of a building's box fell on tiles that also held sky or a
+        // street, and the generated city drew 0.16 M triangles a frame instead of 0.09 M.)
         let mut l = 0;
-        while l + 1 < self.levels.len() && ((x1 >> l) - (x0 >> l) > 1 || (y1 >> l) - (y0 >> l) > 1)
+        while l + 1 < self.levels.len()
+            && ((x1 >> l) - (x0 >> l) >= TEST_SPAN || (y1 >> l) - (y0 >> l) >= TEST_SPAN)
         {
             l += 1;
         }
         let Some(level) = self.levels.get(l) else {
             return true;
         };
-        let mut far = 0.0f32;
         for y in (y0 >> l)..=(y1 >> l) {
             for x in (x0 >> l)..=(x1 >> l) {
-                far = far.max(level.at(x, y));
+                if min.z <= level.at(x, y) + DEPTH_SLACK {
+                    return true;
+                }
             }
         }
-        min.z <= far + DEPTH_SLACK
+        false
     }
 }
 
@@ -617,6 +628,20 @@ mod tests {
         assert!(!left.may_see(&vp, &cube(Vec3::new(-6.0, 0.0, -5.0), 1.0)));
         assert!(left.may_see(&vp, &cube(Vec3::new(6.0, 0.0, -5.0), 1.0)));
         assert!(left.may_see(&vp, &cube(Vec3::new(0.0, 0.0, -5.0), 1.0)));
+    }
+
+    /// A wall smaller than the view, a box behind it whose rectangle lies within the wall's:
+    /// hidden, though the coarse tiles a 2 x 2 read would take (32 x 32 tiles each here) reach
+    /// past the wall's edges into the far background. Just past an edge, visible.
+    #[test]
+    fn a_box_behind_a_wall_smaller_than_the_view_is_hidden_when_its_rectangle_is_within_it() {
+        let vp = camera();
+        let wall = pyramid_with_wall(10, 70, 5, 40);
+        assert!(!wall.may_see(&vp, &cube(Vec3::new(0.0, 0.0, -5.0), 4.0)));
+        assert!(!wall.may_see(&vp, &cube(Vec3::new(-2.0, 1.0, -5.0), 2.0)));
+        // Reaching past the wall's right edge (pixel 560: x = 10.2 at the box's near face).
+        assert!(wall.may_see(&vp, &cube(Vec3::new(11.0, 0.0, -5.0), 1.0)));
+        assert!(!wall.may_see(&vp, &cube(Vec3::new(8.0, 0.0, -5.0), 1.0)));
     }
 
     #[test]
