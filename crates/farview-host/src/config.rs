@@ -370,8 +370,8 @@ pub struct StreamConfig {
     pub max_lod_error_px: f32,
     /// Leave out draws hidden behind what was visible the frame before (on by default). Each
     /// frame with more than a few draws in view then waits mid-frame for a few kilobytes of
-    /// depth; turn it off where that wait costs more than the hidden draws (small scenes on a
-    /// fast GPU).
+    /// depth (twice when little of its view was seen the frame before); turn it off where that
+    /// wait costs more than the hidden draws (small scenes on a fast GPU).
     pub occlusion_culling: bool,
 }
 
