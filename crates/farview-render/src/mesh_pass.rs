@@ -656,120 +656,69 @@ impl MeshPass {
         } else {
             // Phase 1: what was seen last frame, then its depth reduced and read back.
             let before = stats.triangles;
-            {
-                let mut pass = self.main_pass(
-                    encoder,
-                    "mesh (seen last frame)",
-                    targets,
-                    look,
-                    environment,
-                    PassLoad::ClearAndKeep,
-                );
-                self.record_meshes(
-                    &mut pass,
-                    &frame,
-                    store,
-                    look,
-                    fallback_material,
-                    Phase::First { seen: &self.seen },
-                    &mut stats,
-                );
-            }
+            let pass_of = |load| PassOf {
+                targets,
+                look,
+                environment,
+                load,
+            };
+            let first_phase = Phase::First { seen: &self.seen };
+            self.record_pass(
+                encoder,
+                ("mesh (seen last frame)", pass_of(PassLoad::ClearAndKeep)),
+                (&frame, store, fallback_material),
+                first_phase,
+                &mut stats,
+            );
+            let first_triangles = stats.triangles - before;
             let reduce = self
                 .depth_reduce
                 .get_or_insert_with(|| DepthReduce::new(device));
-            reduce.encode(device, encoder, targets, Slot::Mid);
-            let first_triangles = stats.triangles - before;
-            let first = std::mem::replace(
-                encoder,
-                device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("frame, after occlusion culling"),
-                }),
-            );
-            let submission = queue.submit([first.finish()]);
-            let mut pyramid = reduce.read(ctx, submission, w, h);
+            let mut pyramid = depth_so_far(ctx, reduce, encoder, targets, (w, h));
             let mut hidden = frame.test_visibility(pyramid.as_ref(), &view_proj);
             let mut now_seen = Vec::new();
             let mut early_clusters = HashSet::default();
             // Little was drawn first: the nearest of the rest go next, and the others are tested
             // against their depth too.
             if let (Some(limit), Some(p1)) = (frame.mark_near(camera.position), pyramid.as_ref()) {
-                {
-                    let mut pass = self.main_pass(
-                        encoder,
-                        "mesh (near, newly visible)",
-                        targets,
-                        look,
-                        environment,
-                        PassLoad::Continue,
-                    );
-                    self.record_meshes(
-                        &mut pass,
-                        &frame,
-                        store,
-                        look,
-                        fallback_material,
-                        Phase::Near {
-                            seen: &self.seen,
-                            pyramid: p1,
-                            view_proj,
-                            limit,
-                            drawn: &mut now_seen,
-                        },
-                        &mut stats,
-                    );
-                }
+                let near_phase = Phase::Near {
+                    seen: &self.seen,
+                    pyramid: p1,
+                    view_proj,
+                    limit,
+                    drawn: &mut now_seen,
+                };
+                self.record_pass(
+                    encoder,
+                    ("mesh (near, newly visible)", pass_of(PassLoad::Continue)),
+                    (&frame, store, fallback_material),
+                    near_phase,
+                    &mut stats,
+                );
                 early_clusters.extend(now_seen.iter().copied());
-                if let Some(reduce) = self.depth_reduce.as_mut() {
-                    reduce.encode(device, encoder, targets, Slot::Mid);
-                    let near = std::mem::replace(
-                        encoder,
-                        device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                            label: Some("frame, after the near phase"),
-                        }),
-                    );
-                    let submission = queue.submit([near.finish()]);
-                    if let Some(p2) = reduce.read(ctx, submission, w, h) {
-                        hidden = frame.test_visibility(Some(&p2), &view_proj);
-                        pyramid = Some(p2);
-                    }
+                if let Some(reduce) = self.depth_reduce.as_mut()
+                    && let Some(p2) = depth_so_far(ctx, reduce, encoder, targets, (w, h))
+                {
+                    hidden = frame.test_visibility(Some(&p2), &view_proj);
+                    pyramid = Some(p2);
                 }
             }
             stats.occluded += hidden;
             // Phase 2: the rest that is not hidden, the environment, blended draws, outlines.
-            {
-                let mut pass = self.main_pass(
-                    encoder,
-                    "mesh (newly visible)",
-                    targets,
-                    look,
-                    environment,
-                    PassLoad::Continue,
-                );
-                self.record_meshes(
-                    &mut pass,
-                    &frame,
-                    store,
-                    look,
-                    fallback_material,
-                    Phase::Second {
-                        seen: &self.seen,
-                        pyramid: pyramid.as_ref(),
-                        view_proj,
-                        now_seen: &mut now_seen,
-                        early: &early_clusters,
-                    },
-                    &mut stats,
-                );
-                self.record_outlines(
-                    &mut pass,
-                    &frame,
-                    store,
-                    look,
-                    fallback_material,
-                    &mut stats,
-                );
-            }
+            let second_phase = Phase::Second {
+                seen: &self.seen,
+                pyramid: pyramid.as_ref(),
+                view_proj,
+                now_seen: &mut now_seen,
+                early: &early_clusters,
+            };
+            self.record_pass(
+                encoder,
+                ("mesh (newly visible)", pass_of(PassLoad::Continue)),
+                (&frame, store, fallback_material),
+                second_phase,
+                &mut stats,
+            );
             // Phase 2 drew more than phase 1: much of what it found not hidden may be hidden
             // behind what it drew. The next frame tests what this one saw against this final
             // depth before drawing it first (see `crate::occlusion`).
@@ -794,6 +743,40 @@ impl MeshPass {
         }
         self.posed.end_frame();
         Ok(stats)
+    }
+
+    /// Records `phase` of `frame` in a pass of its own (`label`, `pass`); phase 2's pass also
+    /// draws the outlines.
+    fn record_pass(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        (label, pass): (&'static str, PassOf<'_>),
+        (frame, store, fallback_material): (&FrameDraws, &GpuModelStore, &wgpu::BindGroup),
+        phase: Phase<'_>,
+        stats: &mut RenderStats,
+    ) {
+        let outlines = matches!(phase, Phase::Second { .. });
+        let look = pass.look;
+        let mut pass = self.main_pass(
+            encoder,
+            label,
+            pass.targets,
+            look,
+            pass.environment,
+            pass.load,
+        );
+        self.record_meshes(
+            &mut pass,
+            frame,
+            store,
+            look,
+            fallback_material,
+            phase,
+            stats,
+        );
+        if outlines {
+            self.record_outlines(&mut pass, frame, store, look, fallback_material, stats);
+        }
     }
 
     /// Begins a pass over the frame's targets with the main globals and the environment bound.
@@ -1673,8 +1656,8 @@ impl FrameDraws {
     }
 
     /// The runs of drawables one pass of `phase` draws: opaque ones batch by batch (in phase 2,
-    /// the visible ones of each batch not drawn in phase 1), blended ones one at a time, far to
-    /// near.
+    /// the visible ones of each batch not drawn in phase 1 or the near phase), blended ones one
+    /// at a time, far to near.
     fn runs(&self, blended_pass: bool, phase: &Phase<'_>) -> Vec<std::ops::Range<usize>> {
         let visible = |i: usize| self.visible.get(i).copied().unwrap_or(true);
         if blended_pass {
@@ -1694,56 +1677,38 @@ impl FrameDraws {
                 .filter(|b| flag(&self.first, b.start) || flag(&self.multi, b.start))
                 .cloned()
                 .collect(),
-            Phase::Near { .. } => {
-                let mut runs = Vec::new();
-                for b in &self.batches {
-                    if flag(&self.multi, b.start) {
-                        if visible(b.start) {
-                            runs.push(b.clone());
-                        }
-                        continue;
-                    }
-                    let mut open: Option<std::ops::Range<usize>> = None;
-                    for i in b.clone() {
-                        match (&mut open, flag(&self.early, i)) {
-                            (Some(r), true) => r.end = i + 1,
-                            (None, true) => open = Some(i..i + 1),
-                            (Some(_), false) => runs.extend(open.take()),
-                            (None, false) => {}
-                        }
-                    }
-                    runs.extend(open);
-                }
-                runs
-            }
+            // Runs of the instances of each batch drawn in this phase, each its own draw from
+            // its first instance; a clustered drawable's batch whole (its clusters choose).
+            Phase::Near { .. } => self.runs_where(|i| flag(&self.early, i)),
             Phase::Second { .. } => {
-                let mut runs = Vec::new();
-                for b in &self.batches {
-                    if flag(&self.multi, b.start) {
-                        if visible(b.start) {
-                            runs.push(b.clone());
-                        }
-                        continue;
-                    }
-                    if flag(&self.first, b.start) {
-                        continue;
-                    }
-                    // Runs of visible instances not drawn in the near phase: each its own draw
-                    // from its first instance.
-                    let mut open: Option<std::ops::Range<usize>> = None;
-                    for i in b.clone() {
-                        match (&mut open, visible(i) && !flag(&self.early, i)) {
-                            (Some(r), true) => r.end = i + 1,
-                            (None, true) => open = Some(i..i + 1),
-                            (Some(_), false) => runs.extend(open.take()),
-                            (None, false) => {}
-                        }
-                    }
-                    runs.extend(open);
-                }
-                runs
+                self.runs_where(|i| visible(i) && !flag(&self.first, i) && !flag(&self.early, i))
             }
         }
+    }
+
+    /// The runs of consecutive instances of each batch that `drawn` picks, and the batches of
+    /// clustered drawables in view whole.
+    fn runs_where(&self, drawn: impl Fn(usize) -> bool) -> Vec<std::ops::Range<usize>> {
+        let mut runs = Vec::new();
+        for b in &self.batches {
+            if self.multi.get(b.start).copied().unwrap_or(false) {
+                if self.visible.get(b.start).copied().unwrap_or(true) {
+                    runs.push(b.clone());
+                }
+                continue;
+            }
+            let mut open: Option<std::ops::Range<usize>> = None;
+            for i in b.clone() {
+                match (&mut open, drawn(i)) {
+                    (Some(r), true) => r.end = i + 1,
+                    (None, true) => open = Some(i..i + 1),
+                    (Some(_), false) => runs.extend(open.take()),
+                    (None, false) => {}
+                }
+            }
+            runs.extend(open);
+        }
+        runs
     }
 
     /// Prepares the near phase when phase 1 drew little of what is in view (see
@@ -1821,6 +1786,37 @@ impl FrameDraws {
             clip: self.cutting || material.mask,
         }
     }
+}
+
+/// What a mesh pass of the occlusion-culled frame draws into, and how it starts.
+#[derive(Clone, Copy)]
+struct PassOf<'a> {
+    targets: &'a FrameTargets,
+    look: &'a FrameLook<'a>,
+    environment: &'a EnvironmentBinding,
+    load: PassLoad,
+}
+
+/// Reduces the depth drawn so far into [`Slot::Mid`], submits what `encoder` holds (the frame
+/// goes on in a new encoder) and waits for the pyramid of the `(width, height)` frame: the wait
+/// in the middle of an occlusion-culled frame.
+fn depth_so_far(
+    ctx: &GpuContext,
+    reduce: &mut DepthReduce,
+    encoder: &mut wgpu::CommandEncoder,
+    targets: &FrameTargets,
+    (width, height): (u32, u32),
+) -> Option<DepthPyramid> {
+    let device = ctx.device();
+    reduce.encode(device, encoder, targets, Slot::Mid);
+    let so_far = std::mem::replace(
+        encoder,
+        device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("frame, after a wait for depth"),
+        }),
+    );
+    let submission = ctx.queue().submit([so_far.finish()]);
+    reduce.read(ctx, submission, width, height)
 }
 
 /// How a mesh pass starts and what it leaves.
