@@ -25,7 +25,7 @@
 //! The frame that passes through the wall has little depth to test against. When phase 2 would
 //! draw many more draws than phase 1 did, the nearest quarter of them go first, in a phase of
 //! their own (`Phase::Near` in the mesh pass), and the rest are tested against the depth
-//! reduced after it: a second wait in that frame, for a third to half of its triangles.
+//! reduced after it: a second wait in that frame, which saves about half its triangles.
 
 use std::collections::HashSet;
 use std::sync::Arc;
