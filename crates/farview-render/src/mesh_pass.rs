@@ -1721,23 +1721,39 @@ impl FrameDraws {
             return None;
         }
         let flag = |v: &[bool], i: usize| v.get(i).copied().unwrap_or(false);
-        let pending = |i: usize| flag(&self.visible, i) && !flag(&self.first, i);
-        let firsts = self.first.iter().filter(|&&f| f).count();
-        let mut distances: Vec<f32> = (0..self.drawables.len())
-            .filter(|&i| pending(i))
-            .map(|i| nearest_distance(&self.bounds[i], eye))
-            .collect();
-        if distances.len() < NEAR_PHASE_MIN_DRAWABLES || distances.len() < 2 * firsts {
+        // Counted first: most frames stop here, before any distance is measured.
+        let n = self.drawables.len();
+        let (mut pending, mut firsts) = (0, 0);
+        for i in 0..n {
+            if flag(&self.first, i) {
+                firsts += 1;
+            } else if flag(&self.visible, i) {
+                pending += 1;
+            }
+        }
+        if pending < NEAR_PHASE_MIN_DRAWABLES || pending < 2 * firsts {
             return None;
         }
-        let k = distances.len() / NEAR_PHASE_SHARE;
-        let (_, &mut limit, _) = distances.select_nth_unstable_by(k, f32::total_cmp);
-        self.early = (0..self.drawables.len())
+        // Distance per drawable, infinite for those phase 2 would not draw.
+        let distance: Vec<f32> = (0..n)
             .map(|i| {
-                pending(i)
-                    && !flag(&self.multi, i)
-                    && nearest_distance(&self.bounds[i], eye) <= limit
+                if flag(&self.visible, i) && !flag(&self.first, i) {
+                    nearest_distance(&self.bounds[i], eye)
+                } else {
+                    f32::INFINITY
+                }
             })
+            .collect();
+        let mut nearest: Vec<f32> = distance.iter().copied().filter(|d| d.is_finite()).collect();
+        if nearest.is_empty() {
+            return None;
+        }
+        let k = (nearest.len() / NEAR_PHASE_SHARE).min(nearest.len() - 1);
+        let (_, &mut limit, _) = nearest.select_nth_unstable_by(k, f32::total_cmp);
+        self.early = distance
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| d <= limit && !flag(&self.multi, i))
             .collect();
         Some(limit)
     }
