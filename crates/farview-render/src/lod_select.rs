@@ -61,8 +61,8 @@ impl LodView {
     }
 }
 
-/// Distance from `p` to the nearest point of `b` (0 inside).
-fn distance_to(p: Vec3, b: &Aabb) -> f32 {
+/// Distance from `p` to the nearest point of `b` (0 inside, and for empty bounds).
+pub(crate) fn distance_to(p: Vec3, b: &Aabb) -> f32 {
     if b.is_empty() {
         return 0.0;
     }

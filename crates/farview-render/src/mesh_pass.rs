@@ -21,7 +21,7 @@ use crate::cull::Frustum;
 use crate::environment_binding::EnvironmentBinding;
 use crate::gpu_model::{GpuMaterial, GpuPrimitive};
 use crate::instances::Instances;
-use crate::lod_select::{LodView, max_scale};
+use crate::lod_select::{LodView, distance_to, max_scale};
 use crate::models::GpuModelStore;
 use crate::occlusion::{DepthPyramid, DepthReduce, LastDepth, Seen, Slot};
 use crate::posed::PosedVertices;
@@ -1047,14 +1047,6 @@ enum Part {
     Clusters(std::ops::Range<u32>),
 }
 
-/// How far `eye` is from the nearest point of `bounds` (0 inside, and for empty bounds).
-fn nearest_distance(bounds: &Aabb, eye: glam::Vec3) -> f32 {
-    if bounds.is_empty() {
-        return 0.0;
-    }
-    (eye.max(bounds.min).min(bounds.max) - eye).length()
-}
-
 /// Every facing group of a level drawn.
 const ALL_FACINGS: u8 = (1 << FACING_GROUPS) - 1;
 
@@ -1537,7 +1529,7 @@ impl FrameDraws {
                     drawn,
                 } => {
                     let near = !seen.first(seen.clusters.contains(&key), Some(bounds))
-                        && nearest_distance(bounds, self.eye) <= *limit
+                        && distance_to(self.eye, bounds) <= *limit
                         && pyramid.may_see(view_proj, bounds);
                     if near {
                         drawn.push(key);
@@ -1738,7 +1730,7 @@ impl FrameDraws {
         let distance: Vec<f32> = (0..n)
             .map(|i| {
                 if flag(&self.visible, i) && !flag(&self.first, i) {
-                    nearest_distance(&self.bounds[i], eye)
+                    distance_to(eye, &self.bounds[i])
                 } else {
                     f32::INFINITY
                 }
