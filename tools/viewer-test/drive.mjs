@@ -12,7 +12,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import puppeteer from 'puppeteer-core';
 
 const env = (k, d) => process.env[k] ?? d;
@@ -31,12 +32,53 @@ const nextStdinLine = () => new Promise((resolve) => {
 });
 const out = env('OUT', '.');
 const log = [];
+// Each step on stderr with the seconds since start: when the test's deadline kills this run,
+// they say where it stood.
+const started = Date.now();
+const step = (what) => process.stderr.write(`STEP ${((Date.now() - started) / 1000).toFixed(1)} s: ${what}\n`);
 
-const browser = await puppeteer.launch({
+// Chromium's crash reports (Debian's build writes one per crashed process, whatever the flags):
+// a count that grew during the run means chromium crashed, which the test tells apart from a
+// failure of the viewer's own.
+const crashDir = join(homedir(), '.config/chromium/Crash Reports/pending');
+const crashDumps = () => {
+  try {
+    return readdirSync(crashDir).filter((f) => f.endsWith('.dmp')).length;
+  } catch {
+    return 0;
+  }
+};
+const dumpsBefore = crashDumps();
+
+// What chromium itself printed (its stderr), the last lines: the report carries them.
+const chromiumLog = [];
+const keepChromiumLog = (proc) => {
+  proc?.stderr?.on('data', (chunk) => {
+    for (const line of String(chunk).split('\n').filter(Boolean)) {
+      chromiumLog.push(line);
+      if (chromiumLog.length > 60) chromiumLog.shift();
+    }
+  });
+};
+
+// Rejects when `promise` has not settled within `ms`: puppeteer's calls wait on chromium for as
+// long as protocolTimeout, which is long on purpose (below).
+const within = (what, ms, promise) => {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+};
+
+const launch = () => puppeteer.launch({
   defaultViewport: { width: 900, height: 560 },
   // A loaded 2-core machine (llvmpipe rendering beside a software video decoder) can stall the
   // page for a while; the test's own deadlines decide.
   protocolTimeout: 600000,
+  timeout: 60000,
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),
   headless: true,
   userDataDir: mkdtempSync(join(tmpdir(), 'farview-chromium-')),
@@ -50,14 +92,61 @@ const browser = await puppeteer.launch({
   ],
 });
 
-const report = { ok: false };
-try {
-  const page = await browser.newPage();
-  page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
-  await page.goto(env('VIEWER_URL'), { waitUntil: 'load' });
+// Chromium and its children (puppeteer starts it as a process group's leader), at once: close()
+// would wait on the same stalled browser.
+const killChromium = (browser) => {
+  const pid = browser?.process()?.pid;
+  if (!pid) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
+};
 
-  const viewer = () => page.evaluate(() => {
+// Chromium, a page and the viewer loaded in it, each step bounded: a browser that does not
+// start fails the run with the step it stood at instead of hanging it.
+const openViewer = async () => {
+  let browser = null;
+  try {
+    step('launching chromium');
+    browser = await within('launching chromium', 90000, launch());
+    keepChromiumLog(browser.process());
+    step('chromium is up; opening a page');
+    const page = await within('opening a page', 60000, browser.newPage());
+    page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
+    // A crashed renderer never answers: what waits on the page gives up at once. Chromium
+    // reports the crash late at times (two minutes, seen here), which the bounded reads below
+    // cover.
+    let crash;
+    const crashed = new Promise((_, reject) => { crash = reject; });
+    crashed.catch(() => {});
+    page.on('error', (e) => {
+      log.push(`page crashed: ${e.message}`);
+      step(`page crashed: ${e.message}`);
+      crash(new Error(`the page crashed: ${e.message}`));
+    });
+    step('loading the viewer page');
+    await within('loading the viewer page', 60000, page.goto(env('VIEWER_URL'), { waitUntil: 'load', timeout: 60000 }));
+    step('viewer page loaded');
+    return { browser, page, crashed };
+  } catch (e) {
+    killChromium(browser);
+    throw e;
+  }
+};
+
+const report = { ok: false };
+let browser = null;
+try {
+  const opened = await openViewer();
+  browser = opened.browser;
+  const { page, crashed } = opened;
+
+  // A healthy page answers within milliseconds, and within seconds on a loaded machine; one that
+  // does not answer for this long has hung or crashed.
+  const viewer = () => within('reading the viewer state', 45000, Promise.race([crashed, page.evaluate(() => {
     const s = window.farviewViewer;
     return {
       decoded: s.stats.decoded,
@@ -77,8 +166,9 @@ try {
       reconnected: s.stats.reconnected,
       models: [...document.querySelectorAll('#models option')].map((o) => o.value),
     };
-  });
+  })]));
   const until = async (what, pred, timeoutMs = 90000) => {
+    step(`waiting for ${what}`);
     const end = Date.now() + timeoutMs;
     for (;;) {
       const v = await viewer();
@@ -88,7 +178,7 @@ try {
     }
   };
   const snapshot = async (name) => {
-    const url = await page.evaluate(() => document.getElementById('view').toDataURL('image/png'));
+    const url = await within(`a snapshot of the canvas (${name})`, 45000, page.evaluate(() => document.getElementById('view').toDataURL('image/png')));
     writeFileSync(join(out, name), Buffer.from(url.split(',')[1], 'base64'));
   };
 
@@ -108,6 +198,7 @@ try {
 
   const box = await (await page.$('#view')).boundingBox();
   const cx = box.x + box.width / 2, cy = box.y + box.height / 2;
+  step('orbiting with the mouse');
   await page.mouse.move(cx, cy);
   await page.mouse.down();
   for (let i = 1; i <= 10; i++) await page.mouse.move(cx + i * 20, cy + i * 4);
@@ -121,7 +212,7 @@ try {
   report.selected = selected.selected;
   // The whole page with the selection outlined and the statistics filled in (README screenshot).
   await until('the outline on screen', (v) => v.decoded >= selected.decoded + 15);
-  await page.screenshot({ path: join(out, 'viewer.png') });
+  await within('a screenshot of the page', 45000, page.screenshot({ path: join(out, 'viewer.png') }));
 
   // A decoder error (a corrupt chunk fed on purpose): the viewer makes a new decoder, asks for a
   // keyframe and goes on decoding.
@@ -140,9 +231,10 @@ try {
   report.resumed = resumed;
 
   // A second browser for the same session is refused while this one holds it.
+  step('a second browser context for the same session');
   const second = await browser.createBrowserContext();
-  const page2 = await second.newPage();
-  await page2.goto(env('VIEWER_URL'), { waitUntil: 'load' });
+  const page2 = await within('opening a second page', 60000, second.newPage());
+  await within('loading the viewer in the second page', 60000, page2.goto(env('VIEWER_URL'), { waitUntil: 'load', timeout: 60000 }));
   const refusedEnd = Date.now() + 30000;
   for (;;) {
     const text = await page2.evaluate(() => document.getElementById('status').textContent);
@@ -157,6 +249,7 @@ try {
   // At least 120 frames decoded, then the lease runs out a few seconds from now: the page says
   // why the session ended.
   await until('120 decoded frames', (v) => v.decoded >= 120);
+  step('shortening the lease over the REST API');
   const headers = { authorization: `Bearer ${env('API_KEY')}`, 'content-type': 'application/json' };
   const api = `${env('API')}/v1/sessions/${env('SESSION')}`;
   const info = await (await fetch(api, { headers })).json();
@@ -173,8 +266,11 @@ try {
 } catch (e) {
   report.error = String(e && e.stack ? e.stack : e);
 } finally {
+  report.crashDumps = crashDumps() - dumpsBefore;
   report.log = log.slice(-40);
-  await browser.close();
+  report.chromiumLog = chromiumLog.slice(-30);
+  step(report.ok ? 'done' : `failed: ${report.error}`);
+  if (browser) await within('closing chromium', 30000, browser.close()).catch(() => killChromium(browser));
 }
 console.log(JSON.stringify(report));
 process.exit(0);
