@@ -104,6 +104,21 @@ const killChromium = (browser) => {
   }
 };
 
+// Rejects when `page` crashes: a crashed renderer never answers, so what waits on the page gives
+// up at once. Chromium reports the crash late at times (two minutes, seen here), which the
+// bounded reads cover.
+const crashOf = (page) => {
+  let crash;
+  const crashed = new Promise((_, reject) => { crash = reject; });
+  crashed.catch(() => {});
+  page.on('error', (e) => {
+    log.push(`page crashed: ${e.message}`);
+    step(`page crashed: ${e.message}`);
+    crash(new Error(`the page crashed: ${e.message}`));
+  });
+  return crashed;
+};
+
 // Chromium, a page and the viewer loaded in it, each step bounded: a browser that does not
 // start fails the run with the step it stood at instead of hanging it.
 const openViewer = async () => {
@@ -116,17 +131,7 @@ const openViewer = async () => {
     const page = await within('opening a page', 60000, browser.newPage());
     page.on('console', (m) => log.push(`${m.type()}: ${m.text()}`));
     page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
-    // A crashed renderer never answers: what waits on the page gives up at once. Chromium
-    // reports the crash late at times (two minutes, seen here), which the bounded reads below
-    // cover.
-    let crash;
-    const crashed = new Promise((_, reject) => { crash = reject; });
-    crashed.catch(() => {});
-    page.on('error', (e) => {
-      log.push(`page crashed: ${e.message}`);
-      step(`page crashed: ${e.message}`);
-      crash(new Error(`the page crashed: ${e.message}`));
-    });
+    const crashed = crashOf(page);
     step('loading the viewer page');
     await within('loading the viewer page', 60000, page.goto(env('VIEWER_URL'), { waitUntil: 'load', timeout: 60000 }));
     step('viewer page loaded');
@@ -146,7 +151,7 @@ try {
 
   // A healthy page answers within milliseconds, and within seconds on a loaded machine; one that
   // does not answer for this long has hung or crashed.
-  const viewer = () => within('reading the viewer state', 45000, Promise.race([crashed, page.evaluate(() => {
+  const viewer = (on = { page, crashed }) => within('reading the viewer state', 45000, Promise.race([on.crashed, on.page.evaluate(() => {
     const s = window.farviewViewer;
     return {
       decoded: s.stats.decoded,
@@ -167,11 +172,11 @@ try {
       models: [...document.querySelectorAll('#models option')].map((o) => o.value),
     };
   })]));
-  const until = async (what, pred, timeoutMs = 90000) => {
+  const until = async (what, pred, timeoutMs = 90000, on = { page, crashed }) => {
     step(`waiting for ${what}`);
     const end = Date.now() + timeoutMs;
     for (;;) {
-      const v = await viewer();
+      const v = await viewer(on);
       if (pred(v)) return v;
       if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
       await new Promise((r) => setTimeout(r, 100));
@@ -262,6 +267,37 @@ try {
   });
   report.leaseStatus = patched.status;
   report.ended = await until('the end of the session', (v) => v.ended !== null, 30000);
+
+  // A session that ends while the page is away: its connection dropped, so no close tells it
+  // why. The resume is refused, and the page says the session ended instead of retrying.
+  step('a second session, to end while the page is away');
+  let away = null;
+  for (const giveUp = Date.now() + 30000; ;) {
+    const res = await fetch(`${env('API')}/v1/sessions`, { method: 'POST', headers, body: JSON.stringify({ maxLeaseTime: '0:5:0', size: 'standard' }) });
+    away = await res.json();
+    // The host runs one session at a time: the first may still be letting go of its place.
+    if (res.ok || away.code !== 'at_capacity' || Date.now() > giveUp) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  if (!away.id) throw new Error(`creating the second session: ${JSON.stringify(away)}`);
+  // Only the answer to the create carries the token.
+  const awayToken = away.connection.token;
+  for (const giveUp = Date.now() + 60000; away.status === 'starting';) {
+    if (Date.now() > giveUp) throw new Error(`the second session did not start: ${JSON.stringify(away)}`);
+    await new Promise((r) => setTimeout(r, 200));
+    away = await (await fetch(`${env('API')}/v1/sessions/${away.id}`, { headers })).json();
+  }
+  const awayUrl = new URL(env('VIEWER_URL'));
+  awayUrl.searchParams.set('session', away.id);
+  awayUrl.searchParams.set('token', awayToken);
+  const page3 = await within('opening a third page', 60000, browser.newPage());
+  const on3 = { page: page3, crashed: crashOf(page3) };
+  await within('loading the viewer for the second session', 60000, page3.goto(awayUrl.href, { waitUntil: 'load', timeout: 60000 }));
+  await until('the second session streaming', (v) => v.decoded >= 5, 90000, on3);
+  await within('dropping the connection', 45000, page3.evaluate(() => window.farviewViewer.transport.close({ closeCode: 0, reason: 'test drop' })));
+  const stopped = await fetch(`${env('API')}/v1/sessions/${away.id}/stop`, { method: 'POST', headers });
+  report.endedAway = await until('the end of the session the page was away from', (v) => v.ended !== null, 30000, on3);
+  report.endedAway.stopStatus = stopped.status;
   report.ok = true;
 } catch (e) {
   report.error = String(e && e.stack ? e.stack : e);

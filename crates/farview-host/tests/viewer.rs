@@ -2,7 +2,8 @@
 //! (`tools/viewer-test/drive.mjs`) through one session over WebTransport: it binds the session,
 //! loads a model with a progress bar, decodes the stream with WebCodecs into its canvas, orbits,
 //! selects by clicking, recovers from a decoder error with a keyframe request, reconnects with
-//! the resume secret after a drop, and shows why the session ended (its lease ran out); a second
+//! the resume secret after a drop, and shows why the session ended (its lease ran out, and a
+//! second session stopped while the page was away from it); a second
 //! browser is refused while the first holds the session. The decoded canvas is compared with what
 //! the host rendered (the frame tap).
 //!
@@ -321,6 +322,20 @@ async fn the_viewer_streams_orbits_selects_and_shows_the_end_in_chromium() {
             .starts_with("Session ended"),
         "status line: {}",
         report["ended"]["status"]
+    );
+
+    // A second session, stopped while the page was away (its connection dropped): the resume
+    // was refused with session_ended, and the page shows the end instead of retrying.
+    let away = &report["endedAway"];
+    assert_eq!(away["stopStatus"], 200, "stopping the second session");
+    assert_eq!(away["ended"]["code"], 303, "end while away: {away}");
+    assert!(
+        away["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("Session ended"),
+        "status line after an end while away: {}",
+        away["status"]
     );
 
     // What the browser shows is what the host rendered: the canvas before the orbit against the

@@ -112,6 +112,13 @@ async function connect() {
   } catch (e) {
     // Refused (session in use, wrong token, ...): the reason stays on screen after the close.
     state.refusal = e.message;
+    // A resume refused because the session is over: it ended while this page was away, and
+    // the close that said so never reached the page (a dropped connection). That is the end,
+    // not a failure to retry.
+    if (state.connectedOnce && e.wire && SESSION_OVER.includes(e.wire.code)) {
+      state.ended = e.wire;
+      status(`Session ended: ${e.wire.message} (code ${e.wire.code})`);
+    }
     throw e;
   }
   const info = welcome.Welcome;
@@ -161,6 +168,9 @@ function onEvent(event) {
 // The host's close codes (docs/protocol.md): 5 = the session ended, 6 = refused.
 const CLOSE_SESSION_ENDED = 5;
 const CLOSE_REFUSED = 6;
+// Error codes that refuse a resume because the session is no more: session_not_found (its
+// record purged), session_ended.
+const SESSION_OVER = [300, 303];
 
 function onClosed(transport, info) {
   // A transport replaced by a newer connection says nothing about the current one.
@@ -196,6 +206,7 @@ function reconnect() {
   if (state.ended || state.reconnects >= 5) return;
   state.reconnects += 1;
   setTimeout(() => connect().catch((e) => {
+    if (state.ended) return;
     status(`Reconnect ${state.reconnects} failed: ${e.message}`);
     if (!state.transport) reconnect();
   }), 1000 * state.reconnects);
