@@ -302,6 +302,10 @@ try {
 } catch (e) {
   report.error = String(e && e.stack ? e.stack : e);
 } finally {
+  // Crashpad may write a crash's report a moment after the failure it caused shows here.
+  for (const giveUp = Date.now() + 5000; !report.ok && crashDumps() === dumpsBefore && Date.now() < giveUp;) {
+    await new Promise((r) => setTimeout(r, 250));
+  }
   report.crashDumps = crashDumps() - dumpsBefore;
   report.log = log.slice(-40);
   report.chromiumLog = chromiumLog.slice(-30);
