@@ -1,19 +1,19 @@
 // Drives the host's viewer page in Debian's chromium (headless) through one session, as a user
 // would: connect, load a model, watch it stream, orbit, click to select, survive a decoder error
 // and a dropped connection, see a second browser refused, then shorten the lease over the REST
-// API and read why the session ended. Writes canvas snapshots (PNG) to OUT and prints one
-// JSON report line for crates/farview-host/tests/viewer.rs to check.
+// API and read why the session ended; last, a second session stopped while its page is away.
+// Writes canvas snapshots (PNG) to OUT, a STEP line per step on stderr, and one JSON report line
+// on stdout for crates/farview-host/tests/viewer.rs to check.
 //
 //   VIEWER_URL  the page, with session, token and model in its query
-//   API, API_KEY, SESSION  the REST base, a key and the session id (to stop it at the end)
+//   API, API_KEY, SESSION  the REST base, a key and the session id (to end it; the key also
+//               makes the second session)
 //   OUT         directory for before.png / after.png
 //   CHROMIUM    browser binary (default /usr/bin/chromium)
 
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mkdtempSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { readdirSync } from 'node:fs';
 import puppeteer from 'puppeteer-core';
 
 const env = (k, d) => process.env[k] ?? d;
