@@ -65,6 +65,10 @@ struct Args {
     /// the whole city from inside a building).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     trace_frames: bool,
+    /// Adapter: auto (the host's choice), hardware, software, vulkan (lavapipe without a
+    /// GPU), gl (llvmpipe without a GPU).
+    #[arg(long, default_value = "auto")]
+    adapter: AdapterChoice,
 }
 
 /// The camera at `t` in 0..1 of a flight through `bounds`: a low circle around the middle,
@@ -86,7 +90,7 @@ fn camera_at(bounds: &farview_scene::Aabb, t: f32) -> Camera {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let gpu = GpuContext::new(AdapterChoice::Auto)?;
+    let gpu = GpuContext::new(args.adapter)?;
     println!("adapter: {}, quality {}", gpu.summary(), args.quality);
     let mut rows = Vec::new();
     for name in &args.only {

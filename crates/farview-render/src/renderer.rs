@@ -243,8 +243,9 @@ impl FrameRenderer {
     /// default). Each frame is drawn in two passes when more than a handful of draws is in
     /// view: first what was seen last frame, then, after a wait for its depth (a few kilobytes
     /// read back), whatever that depth does not hide. When little of the view was seen last
-    /// frame (the camera passed through a wall), the nearest quarter of the rest is drawn in
-    /// between, with a second wait. Nothing visible is left out; off only to compare. See
+    /// frame (the camera passed through a wall), the nearest of the rest are drawn in between,
+    /// in up to five rounds, each tested against the depth before it and followed by a wait
+    /// of its own. Nothing visible is left out; off only to compare. See
     /// [`RenderStats::occluded`].
     pub fn set_occlusion_culling(&mut self, on: bool) {
         self.mesh.occlusion_culling = on;

@@ -1416,10 +1416,12 @@ fn occlusion_culling_matches(gpu: &GpuContext, scene: &Scene, quality: RenderQua
 }
 
 /// A frame that saw nothing before it has no depth to test what is in view against. With many
-/// draws it draws the nearest quarter first (the near phase) and tests the rest against that
-/// depth; with fewer it draws them all. Either way the next frame draws first only what that
+/// draws it draws the nearest first, in rounds (the near phase: the nearest 1 in 32, then 1 in
+/// 16, ...), and tests the rest against the depth each round leaves; with fewer it draws them
+/// all. Either way the next frame draws first only what that
 /// frame's final depth shows, not all it drew. Walls in a row, seen end on: the first hides the
-/// rest. Without the near phase the first frame of 96 walls drew them all; without the final
+/// rest. Without the near phase the first frame of 96 walls drew them all (25 with one round of
+/// the nearest quarter); without the final
 /// depth, the second frame of 40 drew all 40 again (a camera passing through a wall into a view
 /// across the city paid two frames of the whole city), also with a frame drawn in one pass
 /// (culling off) between the two. Pixels match a renderer that does not cull, frame after
@@ -1431,9 +1433,10 @@ fn frames_that_saw_nothing_before_them_draw_near_walls_first_and_the_next_only_w
         let drawn = walls_seen_end_on(&gpu, walls);
         // The first frame, and the first inside the first wall (the one wall drawn before now
         // faces away: nothing seen before shows), saw nothing before them. Under the near
-        // phase's 64 draws they draw every wall; over it, the nearest quarter (up to the
-        // distance of the wall a quarter in: 25 walls), the rest hidden behind them.
-        let from_nothing = if walls < 64 { walls } else { 25 } * 12;
+        // phase's 64 draws they draw every wall; over it, the first round's nearest 1 in 32
+        // (up to the distance of the wall 96 / 32 in: 4 walls), which hide the rest from the
+        // later rounds and phase 2.
+        let from_nothing = if walls < 64 { walls } else { 4 } * 12;
         assert_eq!(drawn[0], from_nothing, "{walls}: {drawn:?}");
         assert_eq!(drawn[2], from_nothing, "{walls}: {drawn:?}");
         // The frames after them draw the nearest wall and the few next ones the pyramid
@@ -1443,6 +1446,73 @@ fn frames_that_saw_nothing_before_them_draw_near_walls_first_and_the_next_only_w
             "{walls}: {drawn:?}"
         );
     }
+}
+
+/// The near phase's later rounds reach farther and test against the depth of the rounds
+/// before: two rows of 48 walls seen end on, the left row from 3 m, the right from 50 m. The
+/// first round (the nearest 1 in 32: 3 walls in) draws the left row's first 4 walls, which hide
+/// the rest of that row but nothing on the right. The next rounds reach no wall still pending
+/// until the nearest quarter, which reaches the right row's first wall; it hides the rest of
+/// its row. So the frame draws 5 walls. With one round of the nearest 1 in 32 the right row's
+/// 48 walls would all be drawn in phase 2 (nothing hid them), and with one round of the
+/// nearest quarter the first 24 of the left row (its walls were untested within the round).
+/// The pixels match a renderer that does not cull.
+#[test]
+fn later_near_rounds_reach_farther_and_hide_what_the_first_did_not_reach() {
+    let gpu = gpu();
+    let mut scene = Scene::default();
+    for i in 0..48 {
+        let z = -3.0 - 2.0 * i as f32;
+        // (Its right side stops short of the middle of the view, so that its boxes' screen
+        // rectangles end in the tiles of the left half.)
+        let left = box_model(Vec3::new(-4.0, -2.0, z - 0.5), Vec3::new(-0.001, 2.0, z));
+        scene.add_model(&format!("left {i}"), left).unwrap();
+        let z = -50.0 - 2.0 * i as f32;
+        let right = box_model(Vec3::new(0.0, -30.0, z - 0.5), Vec3::new(60.0, 30.0, z));
+        scene.add_model(&format!("right {i}"), right).unwrap();
+    }
+    scene.update_world_transforms();
+    let (w, h) = (320, 180);
+    let renderer = || {
+        FrameRenderer::with_quality(&gpu, w, h, Lighting::default(), RenderQuality::FAST).unwrap()
+    };
+    let mut culling = renderer();
+    let mut reference = renderer();
+    reference.set_occlusion_culling(false);
+    let cam = Camera::looking_at(
+        Vec3::ZERO,
+        Vec3::new(0.0, 0.0, -10.0),
+        60f32.to_radians(),
+        0.05,
+        300.0,
+    );
+    let got = culling.render_blocking(&scene, &cam).unwrap();
+    let drawn = culling.stats().triangles;
+    let want = reference.render_blocking(&scene, &cam).unwrap();
+    assert_eq!(
+        reference.stats().triangles,
+        96 * 12,
+        "every wall is in view"
+    );
+    let differing = differing_pixels(&got, &want);
+    assert_eq!(differing, 0, "{differing} pixels changed");
+    // Both halves of the view are walls, not background.
+    let lit = |x0: usize, x1: usize| {
+        (0..h as usize)
+            .flat_map(|y| (x0..x1).map(move |x| (y * w as usize + x) * 4))
+            .filter(|&o| want[o] > 40)
+            .count()
+    };
+    let half = (w as usize / 2) * h as usize;
+    assert!(
+        lit(0, w as usize / 2) * 10 > half * 9,
+        "the left row fills its half"
+    );
+    assert!(
+        lit(w as usize / 2, w as usize) * 10 > half * 9,
+        "the right row fills its half"
+    );
+    assert_eq!(drawn, 5 * 12, "drawn: {} walls", drawn / 12);
 }
 
 /// Triangles drawn by a culling renderer over `walls` walls in a row seen end on, from a new
