@@ -282,11 +282,11 @@ impl GpuModel {
                 } else {
                     wgpu::BufferUsages::VERTEX
                 };
-                let vertices = vertex_buffer(cx.device, p, usage)?;
+                let vertices = vertex_buffer(cx.device, cx.queue, p, usage)?;
                 bytes += deform.as_ref().map_or(0, DeformSource::bytes);
                 // Full detail first, then the coarser levels, in one buffer.
                 let coarse = p.lod.as_ref().map_or(&[][..], |l| l.coarse.as_slice());
-                let indices = index_buffer(cx.device, cx.queue, &p.indices, coarse);
+                let indices = index_buffer(cx.device, cx.queue, &p.indices, coarse)?;
                 bytes += vertices.size() + ((p.indices.len() + coarse.len()) * 4) as u64;
                 triangles += p.triangle_count() as u64;
                 let material = p
@@ -321,18 +321,41 @@ impl GpuModel {
     }
 }
 
-/// The interleaved vertices of `p`, written straight into the buffer's memory as it is
-/// created: a 20-million-triangle scan has 720 MB of them, and building them in a vector
-/// first cost a second pass over that memory and its page faults.
+/// Buffers larger than this are written through one reused staging buffer of this size (see
+/// [`write_in_chunks`]); smaller ones as wgpu stages them.
+const STAGING_CHUNK: u64 = 8 << 20;
+
+/// The interleaved vertices of `p`, written straight into staging memory as they are built
+/// (a 20-million-triangle scan has 720 MB of them: building them in a vector first cost a
+/// second pass over that memory and its page faults).
 fn vertex_buffer(
     device: &wgpu::Device,
+    queue: &wgpu::Queue,
     p: &farview_scene::Primitive,
     usage: wgpu::BufferUsages,
 ) -> Result<wgpu::Buffer, RenderError> {
     const STRIDE: usize = std::mem::size_of::<Vertex>();
+    let size = (p.positions.len() * STRIDE) as u64;
+    let mut vertices = Vertex::build(p, &p.positions, &p.normals, &p.tangents);
+    let mut fill = |view: wgpu::WriteOnly<'_, [u8]>| {
+        let (slots, _) = view.into_chunks::<STRIDE>();
+        for (slot, v) in slots.into_iter().zip(&mut vertices) {
+            slot.write(bytemuck::cast::<Vertex, [u8; STRIDE]>(v));
+        }
+    };
+    if size > STAGING_CHUNK {
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("vertices"),
+            size,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        write_in_chunks(device, queue, &buffer, STRIDE as u64, |_, view| fill(view))?;
+        return Ok(buffer);
+    }
     let buffer = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("vertices"),
-        size: (p.positions.len() * STRIDE) as u64,
+        size,
         usage,
         mapped_at_creation: true,
     });
@@ -341,11 +364,7 @@ fn vertex_buffer(
             .slice(..)
             .get_mapped_range_mut()
             .map_err(|e| RenderError::Gpu(format!("mapping a new vertex buffer: {e}")))?;
-        let vertices = Vertex::build(p, &p.positions, &p.normals, &p.tangents);
-        let (slots, _) = view.slice(..).into_chunks::<STRIDE>();
-        for (slot, v) in slots.into_iter().zip(vertices) {
-            slot.write(bytemuck::cast::<Vertex, [u8; STRIDE]>(v));
-        }
+        fill(view.slice(..));
     }
     buffer.unmap();
     Ok(buffer)
@@ -358,20 +377,143 @@ pub(crate) fn index_buffer(
     queue: &wgpu::Queue,
     indices: &[u32],
     coarse: &[u32],
-) -> wgpu::Buffer {
+) -> Result<wgpu::Buffer, RenderError> {
+    let size = ((indices.len() + coarse.len()) * 4) as u64;
     let buffer = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("indices"),
-        size: ((indices.len() + coarse.len()) * 4) as u64,
+        size,
         usage: wgpu::BufferUsages::INDEX | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    queue.write_buffer(&buffer, 0, bytemuck::cast_slice(indices));
-    if !coarse.is_empty() {
-        queue.write_buffer(
-            &buffer,
-            (indices.len() * 4) as u64,
-            bytemuck::cast_slice(coarse),
-        );
+    let (full, coarse) = (
+        bytemuck::cast_slice::<u32, u8>(indices),
+        bytemuck::cast_slice::<u32, u8>(coarse),
+    );
+    if size > STAGING_CHUNK {
+        write_in_chunks(device, queue, &buffer, 4, |at, mut view| {
+            let (a, b) = joined(full, coarse, at as usize, view.len());
+            view.slice(..a.len()).copy_from_slice(a);
+            view.slice(a.len()..a.len() + b.len()).copy_from_slice(b);
+        })?;
+        return Ok(buffer);
     }
-    buffer
+    queue.write_buffer(&buffer, 0, full);
+    if !coarse.is_empty() {
+        queue.write_buffer(&buffer, full.len() as u64, coarse);
+    }
+    Ok(buffer)
+}
+
+/// The bytes at `at..at + n` of `a` followed by `b`: the part from each.
+fn joined<'a>(a: &'a [u8], b: &'a [u8], at: usize, n: usize) -> (&'a [u8], &'a [u8]) {
+    let end = at.saturating_add(n);
+    let from_a = a.get(at.min(a.len())..end.min(a.len())).unwrap_or(&[]);
+    let (b_start, b_end) = (at.saturating_sub(a.len()), end.saturating_sub(a.len()));
+    let from_b = b
+        .get(b_start.min(b.len())..b_end.min(b.len()))
+        .unwrap_or(&[]);
+    (from_a, from_b)
+}
+
+/// Writes all of `target` (made with `COPY_DST`) in chunks of about [`STAGING_CHUNK`] bytes (a
+/// whole number of `unit`s) through one staging buffer, mapped again for each chunk once the
+/// copy of the one before is done. `fill(offset, view)` writes the chunk at `offset`; chunks
+/// come in order.
+///
+/// Why: wgpu stages a write (or a buffer mapped at creation) through a staging buffer as
+/// large as the write. Uploading a 720 MB vertex buffer then touched 720 MB of fresh memory
+/// more, and on a VM each fresh gigabyte costs about half a second of page faults and clearing,
+/// about as much again as the copy itself. One chunk is touched once and reused.
+fn write_in_chunks(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    target: &wgpu::Buffer,
+    unit: u64,
+    mut fill: impl FnMut(u64, wgpu::WriteOnly<'_, [u8]>),
+) -> Result<(), RenderError> {
+    // A whole number of units that is also a multiple of the copy alignment (4).
+    let step = (STAGING_CHUNK / unit).max(1) * unit;
+    let step = step - step % wgpu::COPY_BUFFER_ALIGNMENT;
+    let len = target.size();
+    if step == 0 || !len.is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT) {
+        return Err(RenderError::Gpu(format!(
+            "a buffer of {len} bytes cannot be written in chunks of {unit}-byte units"
+        )));
+    }
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("upload staging"),
+        size: step.min(len),
+        usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: true,
+    });
+    let mut at = 0;
+    while at < len {
+        let size = step.min(len - at);
+        {
+            let mut view = staging
+                .slice(..size)
+                .get_mapped_range_mut()
+                .map_err(|e| RenderError::Gpu(format!("mapping the upload staging: {e}")))?;
+            fill(at, view.slice(..));
+        }
+        staging.unmap();
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("upload chunk"),
+        });
+        encoder.copy_buffer_to_buffer(&staging, 0, target, at, size);
+        let submission = queue.submit([encoder.finish()]);
+        at += size;
+        if at < len {
+            let (tx, rx) = std::sync::mpsc::channel();
+            staging.slice(..).map_async(wgpu::MapMode::Write, move |r| {
+                let _ = tx.send(r);
+            });
+            device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(submission),
+                    timeout: Some(UPLOAD_CHUNK_TIMEOUT),
+                })
+                .map_err(|e| RenderError::Gpu(format!("waiting for an upload chunk: {e}")))?;
+            match rx.recv_timeout(UPLOAD_CHUNK_TIMEOUT) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(RenderError::Gpu(format!(
+                        "mapping the upload staging again: {e}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(RenderError::Gpu(
+                        "the upload staging was not mapped again in time".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How long an upload waits for the GPU to copy one chunk before it gives up.
+const UPLOAD_CHUNK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::joined;
+
+    /// Every window over two slices joined is the same window of their concatenation.
+    #[test]
+    fn joined_windows_match_the_concatenation() {
+        let (a, b): (Vec<u8>, Vec<u8>) = ((0..10).collect(), (10..17).collect());
+        let all: Vec<u8> = a.iter().chain(&b).copied().collect();
+        for at in 0..=all.len() {
+            for n in 0..=all.len() - at {
+                let (x, y) = joined(&a, &b, at, n);
+                let got: Vec<u8> = x.iter().chain(y).copied().collect();
+                assert_eq!(got, &all[at..at + n], "at {at}, n {n}");
+            }
+        }
+        // Past the end: nothing, never a panic.
+        assert_eq!(joined(&a, &b, 20, 5), (&[][..], &[][..]));
+        assert_eq!(joined(&a, &b, usize::MAX, 5), (&[][..], &[][..]));
+        assert_eq!(joined(&a, &[], 8, 4), (&a[8..], &[][..]));
+    }
 }

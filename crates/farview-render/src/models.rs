@@ -84,26 +84,36 @@ impl std::fmt::Debug for UploadedLevels {
 
 impl ModelUploader {
     /// Uploads levels built after the model was shown: one index buffer per primitive, to
-    /// replace its full-detail one.
+    /// replace its full-detail one. A primitive whose buffer could not be written keeps its
+    /// full detail (logged): levels only make frames cheaper.
     pub fn upload_levels(&self, levels: &farview_scene::lod::ModelLevels) -> UploadedLevels {
         let device = self.ctx.device();
         let primitives = levels
             .primitives
             .iter()
-            .map(|p| {
+            .filter_map(|p| {
                 let buffer = crate::gpu_model::index_buffer(
                     device,
                     self.ctx.queue(),
                     &p.indices,
                     &p.lod.coarse,
-                );
-                LevelsBuffer {
+                )
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        mesh = p.mesh,
+                        primitive = p.primitive,
+                        error = %e,
+                        "levels of detail not uploaded; the primitive stays at full detail"
+                    );
+                })
+                .ok()?;
+                Some(LevelsBuffer {
                     mesh: p.mesh,
                     primitive: p.primitive,
                     buffer,
                     index_count: p.indices.len() as u32,
                     lod: p.lod.clone(),
-                }
+                })
             })
             .collect();
         UploadedLevels { primitives }
