@@ -8,6 +8,7 @@
 
 use gltf::accessor::{DataType, Dimensions};
 
+use super::Buffer;
 use super::error::{ImportError, ImportProblem, invalid, over};
 
 fn component_size(t: DataType) -> usize {
@@ -38,7 +39,7 @@ fn view_error(view: &gltf::buffer::View<'_>, problem: ImportProblem) -> ImportEr
 /// The byte range `start..end` of a view within its buffer, checked (and its stride).
 pub(super) fn view_range(
     view: &gltf::buffer::View<'_>,
-    buffers: &[Vec<u8>],
+    buffers: &[Buffer<'_>],
 ) -> Result<(usize, usize), ImportError> {
     let buf = buffers
         .get(view.buffer().index())
@@ -73,11 +74,11 @@ pub(super) fn view_range(
 /// The bytes of a view's whole buffer (offsets within it are the view's plus the accessor's).
 pub(super) fn view_buffer<'a>(
     view: &gltf::buffer::View<'_>,
-    buffers: &'a [Vec<u8>],
+    buffers: &'a [Buffer<'_>],
 ) -> Result<&'a [u8], ImportError> {
     buffers
         .get(view.buffer().index())
-        .map(Vec::as_slice)
+        .map(|b| &**b)
         .ok_or_else(|| view_error(view, invalid("refers to a buffer that does not exist")))
 }
 
@@ -85,7 +86,7 @@ pub(super) fn view_buffer<'a>(
 /// is within `max_count`.
 pub(super) fn check_accessor(
     acc: &gltf::Accessor<'_>,
-    buffers: &[Vec<u8>],
+    buffers: &[Buffer<'_>],
     max_count: u64,
 ) -> Result<(), ImportError> {
     let i = acc.index();
@@ -194,7 +195,7 @@ fn read_index(buf: &[u8], off: usize, size: usize) -> Option<usize> {
 /// Reads an accessor (already checked) as `N`-component f32 vectors, applying sparse overrides.
 pub(super) fn read_vec<const N: usize>(
     acc: &gltf::Accessor<'_>,
-    buffers: &[Vec<u8>],
+    buffers: &[Buffer<'_>],
 ) -> Result<Vec<[f32; N]>, ImportError> {
     let fail = |problem| accessor_error(acc.index(), problem);
     if acc.dimensions().multiplicity() != N {
@@ -248,7 +249,7 @@ pub(super) fn read_vec<const N: usize>(
 /// Reads an index accessor (already checked): unsigned scalars, each below `vertices`.
 pub(super) fn read_indices(
     acc: &gltf::Accessor<'_>,
-    buffers: &[Vec<u8>],
+    buffers: &[Buffer<'_>],
     vertices: usize,
 ) -> Result<Vec<u32>, ImportError> {
     let fail = |problem| accessor_error(acc.index(), problem);

@@ -11,6 +11,7 @@ use gltf::json::validation::Checked;
 use crate::animation::{Animation, Channel, ChannelPath, Interpolation};
 use crate::model::{Mesh, ModelNode, Skin};
 
+use super::Buffer;
 use super::accessor::read_vec;
 use super::error::{ImportError, ImportProblem, invalid, over};
 
@@ -34,7 +35,7 @@ const MAX_JOINTS: usize = 1024;
 /// The file's skins.
 pub(super) fn import_skins(
     doc: &gltf::Document,
-    buffers: &[Vec<u8>],
+    buffers: &[Buffer<'_>],
     node_count: usize,
 ) -> Result<Vec<Skin>, ImportError> {
     let mut skins = Vec::new();
@@ -85,7 +86,7 @@ pub(super) fn import_skins(
 /// its node's mesh's target count); `max_values` bounds the key values over all animations.
 pub(super) fn import_animations(
     doc: &gltf::Document,
-    buffers: &[Vec<u8>],
+    buffers: &[Buffer<'_>],
     nodes: &[ModelNode],
     meshes: &[Mesh],
     max_values: u64,

@@ -12,6 +12,7 @@ use draco_oxide_core::attribute::ComponentDataType;
 use gltf::accessor::DataType;
 use serde_json::Value;
 
+use super::Buffer;
 use super::accessor::{view_buffer, view_range};
 use super::error::{ImportProblem, invalid};
 
@@ -86,7 +87,7 @@ pub(super) fn decode(
     doc: &gltf::Document,
     prim: &gltf::Primitive<'_>,
     json_prim: &gltf::json::mesh::Primitive,
-    buffers: &[Vec<u8>],
+    buffers: &[Buffer<'_>],
 ) -> Result<Option<DracoPrimitive>, ImportProblem> {
     let Some(ext) = json_prim
         .extensions

@@ -11,7 +11,6 @@ use glam::{Mat4, Quat, Vec3};
 
 use crate::model::{Mesh, Model, ModelCamera, ModelExtras, ModelNode, Transform};
 
-use super::ImportLimits;
 use super::accessor::{check_accessor, view_range};
 use super::animation::{import_animations, import_skins};
 use super::error::{ImportError, ImportProblem, invalid, limit, over};
@@ -19,6 +18,7 @@ use super::material::{check_material_references, import_materials};
 use super::meshopt;
 use super::primitive::{Budget, import_primitive};
 use super::sandbox::load_uri;
+use super::{Buffer, ImportLimits, Parsed};
 
 /// Checks that each primitive has a POSITION and that the references the importer follows
 /// (primitive accessors, materials and variant mappings, material textures with their images and
@@ -141,7 +141,7 @@ fn check_variant_mappings(
 
 /// The model in a parsed and validated document. `step` reports progress (and cancels).
 pub(super) fn import_document(
-    gltf: &gltf::Gltf,
+    gltf: &Parsed<'_>,
     resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>,
     limits: &ImportLimits,
     step: &mut dyn FnMut(u8) -> Result<(), ImportError>,
@@ -285,14 +285,14 @@ pub(super) fn import_document(
     })
 }
 
-fn load_buffers(
-    gltf: &gltf::Gltf,
+fn load_buffers<'p>(
+    gltf: &'p Parsed<'_>,
     resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>,
     max_bytes: u64,
-) -> Result<Vec<Vec<u8>>, ImportError> {
+) -> Result<Vec<Buffer<'p>>, ImportError> {
     let mut buffers = Vec::with_capacity(gltf.document.as_json().buffers.len());
-    // All buffers together, however many a file declares (fallback buffers are allocated, and
-    // a GLB chunk is copied per buffer that names it).
+    // All buffers together, however many a file declares (fallback buffers are allocated; a
+    // GLB chunk is borrowed, and counted once per buffer that names it).
     let mut total = 0u64;
     for b in gltf.document.buffers() {
         let fail = |problem| ImportError::Buffer {
@@ -310,14 +310,18 @@ fn load_buffers(
             // (a file, or none at all) are not read, and it starts as zeros of its length.
             _ if fallback => {
                 over("fallback buffer size", b.length() as u64, max_bytes).map_err(fail)?;
-                vec![0; b.length()]
+                Buffer::Owned(vec![0; b.length()])
             }
-            gltf::buffer::Source::Bin => gltf.blob.clone().ok_or_else(|| {
-                fail(invalid(
-                    "refers to a GLB binary chunk the file does not have",
-                ))
-            })?,
-            gltf::buffer::Source::Uri(uri) => load_uri(uri, resolve, max_bytes, fail)?,
+            gltf::buffer::Source::Bin => {
+                gltf.blob.as_deref().map(Buffer::Borrowed).ok_or_else(|| {
+                    fail(invalid(
+                        "refers to a GLB binary chunk the file does not have",
+                    ))
+                })?
+            }
+            gltf::buffer::Source::Uri(uri) => {
+                Buffer::Owned(load_uri(uri, resolve, max_bytes, fail)?)
+            }
         };
         total = total.saturating_add(data.len() as u64);
         over("all buffers", total, max_bytes.saturating_mul(2)).map_err(fail)?;
@@ -413,7 +417,7 @@ fn import_nodes(doc: &gltf::Document) -> Result<(Vec<ModelNode>, Vec<usize>), Im
 /// Instances count against the node limit.
 fn expand_instances(
     doc: &gltf::Document,
-    buffers: &[Vec<u8>],
+    buffers: &[Buffer<'_>],
     nodes: &mut Vec<ModelNode>,
     max_nodes: usize,
 ) -> Result<(), ImportError> {

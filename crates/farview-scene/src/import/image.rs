@@ -14,6 +14,7 @@ use std::io::Cursor;
 
 use crate::model::Texture;
 
+use super::Buffer;
 use super::accessor::{view_buffer, view_range};
 use super::error::{ImportError, ImportProblem, invalid, over};
 use super::sandbox::load_uri;
@@ -33,7 +34,7 @@ pub(super) struct ImageLimits {
 pub(super) fn load_image(
     index: usize,
     doc: &gltf::Document,
-    buffers: &[Vec<u8>],
+    buffers: &[Buffer<'_>],
     resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>,
     limits: &ImageLimits,
     textures: &mut Vec<Texture>,

@@ -20,10 +20,10 @@ use crate::model::{
     Transmission, UV_IDENTITY, Volume, Wrap,
 };
 
-use super::ImportLimits;
 use super::error::{ImportError, ImportProblem, invalid};
 use super::image::{ImageLimits, load_image};
 use super::texture_source::image_of;
+use super::{Buffer, ImportLimits};
 
 const CLEARCOAT: &str = "KHR_materials_clearcoat";
 const SHEEN: &str = "KHR_materials_sheen";
@@ -424,7 +424,7 @@ pub(super) fn check_material_references(root: &json::Root) -> Result<(), ImportE
 /// Materials, and the textures their slots use (each image decoded once).
 pub(super) fn import_materials(
     doc: &gltf::Document,
-    buffers: &[Vec<u8>],
+    buffers: &[Buffer<'_>],
     resolve: &mut dyn FnMut(&str) -> Result<Vec<u8>, ImportError>,
     limits: &ImportLimits,
     step: &mut dyn FnMut(u8) -> Result<(), ImportError>,

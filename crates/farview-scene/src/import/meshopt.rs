@@ -12,8 +12,8 @@
 
 use serde_json::Value;
 
-use super::ImportLimits;
 use super::error::{ImportError, ImportProblem, invalid, over};
+use super::{Buffer, ImportLimits};
 
 /// The extension's name.
 const EXT: &str = "EXT_meshopt_compression";
@@ -120,7 +120,7 @@ fn parse(ext: &Value) -> Result<Compressed, ImportProblem> {
 /// Decodes every compressed buffer view of the file into its place in its buffer.
 pub(super) fn decode_views(
     json: &gltf::json::Root,
-    buffers: &mut [Vec<u8>],
+    buffers: &mut [Buffer<'_>],
     limits: &ImportLimits,
 ) -> Result<(), ImportError> {
     for (v, view) in json.buffer_views.iter().enumerate() {
@@ -168,7 +168,7 @@ pub(super) fn decode_views(
         apply_filter(c.filter, c.stride, &mut decoded);
         let target = buffers
             .get_mut(view.buffer.value())
-            .and_then(|b| b.get_mut(start..target_end))
+            .and_then(|b| b.to_mut().get_mut(start..target_end))
             .ok_or_else(|| fail(invalid("lies outside its buffer")))?;
         target.copy_from_slice(&decoded);
     }

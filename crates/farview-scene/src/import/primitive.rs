@@ -11,6 +11,7 @@ use gltf::mesh::Mode;
 
 use crate::model::{Aabb, Material, MorphTarget, Primitive};
 
+use super::Buffer;
 use super::accessor::{read_indices, read_vec};
 use super::draco::{self, DracoPrimitive};
 use super::error::{ImportError, ImportProblem, invalid, over};
@@ -18,12 +19,12 @@ use super::tangent;
 
 /// Where a primitive's vertex data comes from: its accessors' buffer views, or for the accessors
 /// a Draco stream stands in for, the decoded stream.
-pub(super) struct Source<'a> {
-    pub(super) buffers: &'a [Vec<u8>],
+pub(super) struct Source<'a, 'b> {
+    pub(super) buffers: &'a [Buffer<'b>],
     pub(super) draco: Option<&'a DracoPrimitive>,
 }
 
-impl Source<'_> {
+impl Source<'_, '_> {
     /// An accessor as `N`-component f32 vectors.
     pub(super) fn vec<const N: usize>(
         &self,
@@ -113,7 +114,10 @@ fn variant_materials(prim: &gltf::Primitive<'_>) -> Vec<(usize, usize)> {
 
 /// Reads a `TANGENT` accessor: VEC4 of floats (or, with `KHR_mesh_quantization`, normalized
 /// bytes or shorts), every value finite.
-fn read_tangents(acc: &gltf::Accessor<'_>, src: &Source<'_>) -> Result<Vec<[f32; 4]>, ImportError> {
+fn read_tangents(
+    acc: &gltf::Accessor<'_>,
+    src: &Source<'_, '_>,
+) -> Result<Vec<[f32; 4]>, ImportError> {
     let fail = |problem| ImportError::Accessor {
         mesh: None,
         primitive: None,
@@ -156,7 +160,7 @@ type SkinAttributes = (Vec<[u16; 4]>, Vec<[f32; 4]>);
 /// skinned.
 fn read_skin(
     prim: &gltf::Primitive<'_>,
-    src: &Source<'_>,
+    src: &Source<'_, '_>,
     n: usize,
 ) -> Result<SkinAttributes, ImportError> {
     let (Some(j), Some(w)) = (
@@ -207,7 +211,7 @@ fn read_skin(
 /// The primitive's morph targets, their memory charged to the vertex budget first.
 fn read_targets(
     prim: &gltf::Primitive<'_>,
-    src: &Source<'_>,
+    src: &Source<'_, '_>,
     n: usize,
     budget: &mut Budget,
 ) -> Result<Vec<MorphTarget>, ImportError> {
@@ -271,7 +275,7 @@ pub(super) fn import_primitive(
     doc: &gltf::Document,
     mesh: &gltf::Mesh<'_>,
     prim: &gltf::Primitive<'_>,
-    buffers: &[Vec<u8>],
+    buffers: &[Buffer<'_>],
     materials: &[Material],
     budget: &mut Budget,
 ) -> Result<Option<Primitive>, ImportError> {
