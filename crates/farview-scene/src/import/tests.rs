@@ -115,6 +115,45 @@ fn an_accessor_reading_past_its_view_names_mesh_primitive_and_accessor() {
     assert!(err.to_string().contains("(mesh 1 primitive 0)"), "{err}");
 }
 
+/// Interleaved attributes (one view with a byte stride) and `u32` indices read as they are
+/// written, through the float and index fast paths; an interleaved accessor one element too
+/// long is refused, not read past its view.
+#[test]
+fn interleaved_floats_and_u32_indices_read_exactly() {
+    let normals = [[0.0f32, 0.0, 1.0], [0.0, 0.6, 0.8], [0.28, 0.96, 0.0]];
+    let mut bytes = Vec::new();
+    for (p, n) in TRI.iter().zip(&normals) {
+        bytes.extend(p.iter().chain(n).flat_map(|c| c.to_le_bytes()));
+    }
+    let file = |count: usize| {
+        let mut doc = Doc::default();
+        let view = doc.view(&bytes);
+        doc.views[view]["byteStride"] = json!(24);
+        let index_view = doc.view(&[2u32, 0, 1].map(u32::to_le_bytes).concat());
+        doc.accessors = vec![
+            json!({"bufferView": view, "componentType": 5126, "count": count, "type": "VEC3",
+                   "min": [0.0, 0.0, 0.0], "max": [1.0, 1.0, 0.0]}),
+            json!({"bufferView": view, "byteOffset": 12, "componentType": 5126,
+                   "count": count, "type": "VEC3"}),
+            json!({"bufferView": index_view, "componentType": 5125, "count": 3,
+                   "type": "SCALAR"}),
+        ];
+        doc.finish(json!({
+            "meshes": [{"primitives": [{
+                "attributes": {"POSITION": 0, "NORMAL": 1}, "indices": 2
+            }]}],
+            "nodes": [{"mesh": 0}],
+        }))
+    };
+    let model = import(&file(3)).unwrap();
+    let p = &model.meshes[0].primitives[0];
+    assert_eq!(p.positions, TRI);
+    assert_eq!(p.normals, normals);
+    assert_eq!(p.indices, [2, 0, 1]);
+    let err = import(&file(4)).unwrap_err();
+    assert_eq!(err.kind(), ImportErrorKind::Malformed, "{err}");
+}
+
 #[test]
 fn a_missing_accessor_names_mesh_primitive_and_accessor() {
     let mut doc = Doc::default();
