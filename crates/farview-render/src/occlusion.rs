@@ -26,8 +26,8 @@
 //! draw many more draws than phase 1 did, the nearest of them go first, in rounds of their own
 //! (`Phase::Near` in the mesh pass): the nearest 1 in 32, then 1 in 16, up to the nearest half,
 //! each tested against the depth reduced after the rounds before it, and the rest against the
-//! depth after the last. Up to five more waits in that frame, which save about two thirds of
-//! its triangles.
+//! depth after the last. That is up to five more waits in that frame; on the generated city
+//! such frames draw about a third fewer triangles than with one round of the nearest quarter.
 
 use std::collections::HashSet;
 use std::sync::Arc;
