@@ -167,13 +167,15 @@ fn main() -> anyhow::Result<()> {
         // Warm-up: pipelines, first-use allocations.
         r.render_blocking(&scene, &camera_at(&bounds, args.start))?;
         let every = (args.frames / args.compare.max(1)).max(1);
+        // One buffer for every frame, as the host's stream loop keeps one.
+        let mut frame = Vec::new();
         for i in 0..args.frames {
             let cam = camera_at(
                 &bounds,
                 args.start + args.arc * i as f32 / args.frames as f32,
             );
             let t = Instant::now();
-            let frame = r.render_blocking(&scene, &cam)?;
+            r.render_blocking_into(&scene, &cam, &mut frame)?;
             times.push(t.elapsed());
             let stats = r.stats();
             if args.trace_frames {

@@ -78,6 +78,35 @@ pub fn strip_padding(data: &[u8], frame: ReadbackFrame) -> Vec<u8> {
     out
 }
 
+/// [`strip_padding`] in place: leaves `data` holding the frame's tightly packed rows (or its
+/// I420 bytes), so a caller that reuses one buffer frame after frame neither allocates nor
+/// copies the frame once more.
+pub(crate) fn pack_rows(data: &mut Vec<u8>, frame: ReadbackFrame) {
+    let row = frame.width as usize * 4;
+    if frame.i420 || frame.stride == row {
+        let len = if frame.i420 {
+            frame.width as usize * frame.height as usize * 3 / 2
+        } else {
+            row * frame.height as usize
+        };
+        data.truncate(len);
+        return;
+    }
+    // Row by row towards the front; each row's bytes lie at or after where they go.
+    let stride = frame.stride.max(1);
+    let mut packed = 0;
+    for r in 0..frame.height as usize {
+        let from = r * stride;
+        if from >= data.len() {
+            break;
+        }
+        let n = row.min(stride).min(data.len() - from);
+        data.copy_within(from..from + n, packed);
+        packed += n;
+    }
+    data.truncate(packed);
+}
+
 struct Slot {
     buffer: wgpu::Buffer,
     in_flight: Option<InFlight>,
@@ -366,5 +395,38 @@ mod tests {
             expected[..16]
         );
         assert!(strip_padding(&[], frame(2, 3, 0)).is_empty());
+    }
+
+    /// Packing in place leaves what [`strip_padding`] returns, padded, tight or short.
+    #[test]
+    fn rows_packed_in_place_match_the_stripped_copy() {
+        let padded: Vec<u8> = (0..3u8)
+            .flat_map(|r| (0..12u8).map(move |c| r * 16 + c))
+            .collect();
+        let mut tight = strip_padding(&padded, frame(2, 3, 12));
+        tight.extend_from_slice(&[0xee; 5]);
+        let cases = [
+            (padded.clone(), frame(2, 3, 12)),
+            (padded[..20].to_vec(), frame(2, 3, 12)),
+            (padded[..5].to_vec(), frame(2, 3, 12)),
+            (tight.clone(), frame(2, 3, 8)),
+            (Vec::new(), frame(2, 3, 0)),
+            (Vec::new(), frame(2, 3, 12)),
+            (padded.clone(), frame(2, 3, 0)),
+            (padded.clone(), frame(4, 3, 5)),
+            (
+                padded.clone(),
+                ReadbackFrame {
+                    i420: true,
+                    ..frame(4, 2, 4)
+                },
+            ),
+        ];
+        for (data, f) in cases {
+            let want = strip_padding(&data, f);
+            let mut got = data.clone();
+            pack_rows(&mut got, f);
+            assert_eq!(got, want, "{} bytes, {f:?}", data.len());
+        }
     }
 }

@@ -1012,6 +1012,36 @@ fn bare_terrain_model(n: usize) -> farview_scene::Model {
     one_mesh_model(vec![prim], vec![])
 }
 
+/// `render_blocking_into` leaves in a reused buffer what `render_blocking` returns, at a width
+/// whose rows are padded in the readback (100 px: 400 bytes a row, 512 apart) and at one whose
+/// rows are not, frame after frame.
+#[test]
+fn frames_rendered_into_a_reused_buffer_match_render_blocking() {
+    let gpu = gpu();
+    let mut scene = Scene::default();
+    scene.add_model("terrain", bare_terrain_model(50)).unwrap();
+    let cam = |x: f32| {
+        Camera::looking_at(
+            Vec3::new(x, 14.0, 20.0),
+            Vec3::ZERO,
+            60f32.to_radians(),
+            0.1,
+            200.0,
+        )
+    };
+    let mut reused = vec![0xab; 7];
+    for (w, h) in [(100, 60), (64, 32)] {
+        let mut r = FrameRenderer::new(&gpu, w, h, Lighting::default()).unwrap();
+        for x in [-20.0, 5.0] {
+            let want = r.render_blocking(&scene, &cam(x)).unwrap();
+            r.render_blocking_into(&scene, &cam(x), &mut reused)
+                .unwrap();
+            assert_eq!(want.len(), (w * h * 4) as usize);
+            assert!(reused == want, "{w} x {h}, camera at x = {x}");
+        }
+    }
+}
+
 /// A primitive whose buffers are larger than one staging chunk (8 MiB) is uploaded chunk by
 /// chunk through one reused staging buffer; it draws exactly what the same triangles draw as
 /// four primitives small enough to be uploaded whole. (A 600 x 600 terrain: 26 MB of vertices
