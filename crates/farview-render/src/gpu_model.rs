@@ -431,15 +431,15 @@ fn write_in_chunks(
     unit: u64,
     mut fill: impl FnMut(u64, wgpu::WriteOnly<'_, [u8]>),
 ) -> Result<(), RenderError> {
-    // A whole number of units that is also a multiple of the copy alignment (4).
-    let step = (STAGING_CHUNK / unit).max(1) * unit;
-    let step = step - step % wgpu::COPY_BUFFER_ALIGNMENT;
+    // Copies move multiples of 4 bytes, and a chunk holds whole units.
     let len = target.size();
-    if step == 0 || !len.is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT) {
+    let aligned = |n: u64| n > 0 && n.is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+    if !aligned(unit) || !aligned(len) {
         return Err(RenderError::Gpu(format!(
             "a buffer of {len} bytes cannot be written in chunks of {unit}-byte units"
         )));
     }
+    let step = (STAGING_CHUNK / unit).max(1) * unit;
     let staging = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("upload staging"),
         size: step.min(len),
