@@ -1146,11 +1146,15 @@ enum MeshletFate {
     Drawn,
     FacesAway,
     OutOfView,
+    /// Behind the depth the phase drawing it tests against (see [`RenderStats::meshlets_occluded`]).
+    Hidden,
 }
 
 /// The meshlets of a clustered primitive one drawable draws: left out when every triangle
 /// faces away from the camera (`eye`, in the mesh's space) or when they lie outside the view
-/// (`frustum`, in the mesh's space); `None` turns either test off.
+/// (`frustum`, in the mesh's space); `None` turns either test off. (The near rounds and
+/// phase 2 also leave out the ones hidden behind the depth they test against: see
+/// `FrameDraws::draw_primitive`.)
 fn meshlet_fate(m: &Meshlet, eye: Option<glam::Vec3>, frustum: Option<&Frustum>) -> MeshletFate {
     if eye.is_some_and(|e| m.faces_away(e)) {
         MeshletFate::FacesAway
@@ -1163,13 +1167,13 @@ fn meshlet_fate(m: &Meshlet, eye: Option<glam::Vec3>, frustum: Option<&Frustum>)
 
 /// As [`facing_ranges`], and within each group drawn only its meshlets `fate` draws (a group
 /// whose meshlets do not tile it draws whole). `left_out` counts the triangles facing away,
-/// `culled` the meshlets left out.
+/// `culled` the meshlets left out, `hidden` those of them left out as hidden.
 fn meshlet_ranges(
     level: &LodLevel,
     mask: u8,
     meshlets: &[Meshlet],
     fate: impl Fn(&Meshlet) -> MeshletFate,
-    (left_out, culled): (&mut u64, &mut u32),
+    (left_out, culled, hidden): (&mut u64, &mut u32, &mut u32),
     mut emit: impl FnMut(std::ops::Range<u32>),
 ) {
     if !groups_tile(level) {
@@ -1200,6 +1204,10 @@ fn meshlet_ranges(
                     *culled += 1;
                 }
                 MeshletFate::OutOfView => *culled += 1,
+                MeshletFate::Hidden => {
+                    *culled += 1;
+                    *hidden += 1;
+                }
             }
         }
     }
@@ -1543,6 +1551,19 @@ impl FrameDraws {
                 }
             }
         };
+        // The depth this phase tests against (the near rounds' and phase 2's), which also
+        // hides meshlets of the clusters they draw.
+        let hiding = match &*phase {
+            Phase::Near {
+                pyramid, view_proj, ..
+            } => Some((*pyramid, *view_proj)),
+            Phase::Second {
+                pyramid: Some(pyramid),
+                view_proj,
+                ..
+            } => Some((*pyramid, *view_proj)),
+            _ => None,
+        };
         // Whether a part (cluster or group) in view with `key` and world `bounds` is drawn in
         // this phase: in phase 1 if seen last frame, in phase 2 if not hidden and not drawn
         // in phase 1.
@@ -1624,17 +1645,27 @@ impl FrameDraws {
                             continue;
                         };
                         stats.coarse_draws += u32::from(level > 0);
-                        let (mut left_out, mut meshlets_culled) = (0, 0);
+                        let (mut left_out, mut meshlets_culled, mut hidden) = (0, 0, 0);
                         meshlet_ranges(
                             l,
                             facing_mask(l, local_eye),
                             &lod.meshlets,
-                            |m| meshlet_fate(m, local_eye, local_frustum.as_ref()),
-                            (&mut left_out, &mut meshlets_culled),
+                            |m| match meshlet_fate(m, local_eye, local_frustum.as_ref()) {
+                                MeshletFate::Drawn
+                                    if hiding.is_some_and(|(p, vp)| {
+                                        !p.may_see(&vp, &m.bounds.transformed(&d.world))
+                                    }) =>
+                                {
+                                    MeshletFate::Hidden
+                                }
+                                fate => fate,
+                            },
+                            (&mut left_out, &mut meshlets_culled, &mut hidden),
                             |range| emit(range, stats),
                         );
                         stats.faced_away += left_out;
                         stats.meshlets_culled += meshlets_culled;
+                        stats.meshlets_occluded += hidden;
                     }
                     continue;
                 }
@@ -2288,7 +2319,7 @@ mod tests {
                 mask,
                 meshlets,
                 fate,
-                (&mut left_out, &mut culled),
+                (&mut left_out, &mut culled, &mut 0),
                 |r| out.push(r),
             );
             (out, left_out, culled)

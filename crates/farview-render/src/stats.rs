@@ -33,10 +33,14 @@ pub struct RenderStats {
     /// faced away from the camera (back-face culling would have dropped each one after
     /// shading its vertices). See [`farview_scene::lod::FacingGroup`].
     pub faced_away: u64,
-    /// Meshlets of the clusters drawn that were left out: outside the view, or every
-    /// triangle facing away (counted in `faced_away` as well). See
+    /// Meshlets of the clusters drawn that were left out: outside the view, every triangle
+    /// facing away (counted in `faced_away` as well), or hidden (`meshlets_occluded`). See
     /// [`farview_scene::lod::Meshlet`].
     pub meshlets_culled: u32,
+    /// Of those, meshlets left out because what this frame drew before hides them: meshlets
+    /// of clusters drawn in the near rounds or phase 2 of occlusion culling, tested against
+    /// the same depth as their cluster (a cluster half behind a wall draws its other half).
+    pub meshlets_occluded: u32,
     /// Bytes uploaded for this frame's skinned and morphed meshes: their posed vertices when
     /// posed on the CPU, their joint matrices and weights when posed on the GPU.
     pub posed_bytes: u64,

@@ -1012,6 +1012,68 @@ fn bare_terrain_model(n: usize) -> farview_scene::Model {
     one_mesh_model(vec![prim], vec![])
 }
 
+/// Clusters drawn in phase 2 leave out their meshlets hidden behind what phase 1 drew: hilly
+/// terrain behind a wall, first seen only through the wall (so none of its clusters is seen),
+/// then from where the wall covers the left half of the view. The clusters along the wall's
+/// edge are drawn in phase 2, and their meshlets behind the wall are left out. Every frame's
+/// pixels match a renderer that does not cull.
+#[test]
+fn meshlets_of_clusters_half_behind_a_wall_are_left_out_where_it_hides_them() {
+    let gpu = gpu();
+    let mut scene = Scene::default();
+    scene.add_model("terrain", terrain_model(400)).unwrap();
+    scene
+        .add_model(
+            "wall",
+            box_model(Vec3::new(-20.0, -5.0, -30.0), Vec3::new(-19.5, 9.0, -0.5)),
+        )
+        .unwrap();
+    scene
+        .add_light(farview_scene::Light {
+            direction: Vec3::new(-0.6, -0.35, -0.7).normalize(),
+            ..farview_scene::Light::SUN
+        })
+        .unwrap();
+    let (w, h) = (320, 180);
+    let renderer = || {
+        FrameRenderer::with_quality(&gpu, w, h, Lighting::default(), RenderQuality::FAST).unwrap()
+    };
+    let mut culling = renderer();
+    let mut reference = renderer();
+    reference.set_occlusion_culling(false);
+    // Twice in front of the wall (the first frame draws all it has not seen; the second, what
+    // shows: the wall), then back and to the side.
+    let facing_wall = Camera::looking_at(
+        Vec3::new(-22.0, 2.0, -15.0),
+        Vec3::new(-12.0, 2.0, -15.0),
+        1.0,
+        0.1,
+        200.0,
+    );
+    let eye = Vec3::new(-27.0, 7.0, 0.0);
+    let beside = Camera::looking_at(eye, eye + Vec3::new(10.0, -1.5, 0.0), 1.0, 0.1, 200.0);
+    let mut hidden = Vec::new();
+    for (i, cam) in [facing_wall, facing_wall, beside].iter().enumerate() {
+        let got = culling.render_blocking(&scene, cam).unwrap();
+        let stats = culling.stats();
+        let want = reference.render_blocking(&scene, cam).unwrap();
+        eprintln!(
+            "frame {i}: {} of {} triangles, {} meshlets hidden, {} clusters occluded",
+            stats.triangles,
+            reference.stats().triangles,
+            stats.meshlets_occluded,
+            stats.occluded
+        );
+        let differing = differing_pixels(&got, &want);
+        assert_eq!(differing, 0, "frame {i}: {differing} pixels changed");
+        hidden.push(stats.meshlets_occluded);
+    }
+    // The first frame tested nothing (no depth before its second phase); the second drew the
+    // wall first and hid the terrain's clusters whole.
+    assert_eq!(hidden[..2], [0, 0], "{hidden:?}");
+    assert!(hidden[2] > 0, "{hidden:?}");
+}
+
 /// `render_blocking_into` leaves in a reused buffer what `render_blocking` returns, at a width
 /// whose rows are padded in the readback (100 px: 400 bytes a row, 512 apart) and at one whose
 /// rows are not, frame after frame.
