@@ -1012,14 +1012,20 @@ fn bare_terrain_model(n: usize) -> farview_scene::Model {
     one_mesh_model(vec![prim], vec![])
 }
 
-/// Clusters drawn in phase 2 leave out their meshlets hidden behind what phase 1 drew: hilly
-/// terrain behind a wall, first seen only through the wall (so none of its clusters is seen),
-/// then from where the wall covers the left half of the view. The clusters along the wall's
-/// edge are drawn in phase 2, and their meshlets behind the wall are left out. Every frame's
-/// pixels match a renderer that does not cull.
-#[test]
-fn meshlets_of_clusters_half_behind_a_wall_are_left_out_where_it_hides_them() {
-    let gpu = gpu();
+/// Two `fast` renderers of `w` x `h`: one culling as by default, one drawing everything in view
+/// in one pass (no occlusion culling), the reference its frames must equal.
+fn culling_and_reference(gpu: &GpuContext, w: u32, h: u32) -> (FrameRenderer, FrameRenderer) {
+    let renderer = || {
+        FrameRenderer::with_quality(gpu, w, h, Lighting::default(), RenderQuality::FAST).unwrap()
+    };
+    let mut reference = renderer();
+    reference.set_occlusion_culling(false);
+    (renderer(), reference)
+}
+
+/// Hilly terrain (`terrain_model(400)`, 60 m square) with a wall across its left side, along
+/// x = -20, and a low sun.
+fn terrain_behind_a_wall() -> Scene {
     let mut scene = Scene::default();
     scene.add_model("terrain", terrain_model(400)).unwrap();
     scene
@@ -1034,13 +1040,20 @@ fn meshlets_of_clusters_half_behind_a_wall_are_left_out_where_it_hides_them() {
             ..farview_scene::Light::SUN
         })
         .unwrap();
+    scene
+}
+
+/// Clusters drawn in phase 2 leave out their meshlets hidden behind what phase 1 drew: hilly
+/// terrain behind a wall, first seen only through the wall (so none of its clusters is seen),
+/// then from where the wall covers the left half of the view. The clusters along the wall's
+/// edge are drawn in phase 2, and their meshlets behind the wall are left out. Every frame's
+/// pixels match a renderer that does not cull.
+#[test]
+fn meshlets_of_clusters_half_behind_a_wall_are_left_out_where_it_hides_them() {
+    let gpu = gpu();
+    let scene = terrain_behind_a_wall();
     let (w, h) = (320, 180);
-    let renderer = || {
-        FrameRenderer::with_quality(&gpu, w, h, Lighting::default(), RenderQuality::FAST).unwrap()
-    };
-    let mut culling = renderer();
-    let mut reference = renderer();
-    reference.set_occlusion_culling(false);
+    let (mut culling, mut reference) = culling_and_reference(&gpu, w, h);
     // Twice in front of the wall (the first frame draws all it has not seen; the second, what
     // shows: the wall), then back and to the side.
     let facing_wall = Camera::looking_at(
@@ -1526,20 +1539,7 @@ fn occlusion_culling_matches(gpu: &GpuContext, scene: &Scene, quality: RenderQua
 
     // A low view across hilly terrain with a wall in front: clusters behind the wall are left
     // out, nothing more (the hills and the wall's edge show).
-    let mut terrain = Scene::default();
-    terrain.add_model("terrain", terrain_model(400)).unwrap();
-    terrain
-        .add_model(
-            "wall",
-            box_model(Vec3::new(-20.0, -5.0, -30.0), Vec3::new(-19.5, 9.0, -0.5)),
-        )
-        .unwrap();
-    terrain
-        .add_light(farview_scene::Light {
-            direction: Vec3::new(-0.6, -0.35, -0.7).normalize(),
-            ..farview_scene::Light::SUN
-        })
-        .unwrap();
+    let terrain = terrain_behind_a_wall();
     // (New renderers: model ids are per scene.)
     let mut culling = renderer();
     let mut reference = renderer();
@@ -1634,12 +1634,7 @@ fn later_near_rounds_reach_farther_and_hide_what_the_first_did_not_reach() {
     }
     scene.update_world_transforms();
     let (w, h) = (320, 180);
-    let renderer = || {
-        FrameRenderer::with_quality(&gpu, w, h, Lighting::default(), RenderQuality::FAST).unwrap()
-    };
-    let mut culling = renderer();
-    let mut reference = renderer();
-    reference.set_occlusion_culling(false);
+    let (mut culling, mut reference) = culling_and_reference(&gpu, w, h);
     let cam = Camera::looking_at(
         Vec3::ZERO,
         Vec3::new(0.0, 0.0, -10.0),
@@ -1689,12 +1684,7 @@ fn walls_seen_end_on(gpu: &GpuContext, walls: u64) -> Vec<u64> {
     }
     scene.update_world_transforms();
     let (w, h) = (320, 180);
-    let renderer = || {
-        FrameRenderer::with_quality(gpu, w, h, Lighting::default(), RenderQuality::FAST).unwrap()
-    };
-    let mut culling = renderer();
-    let mut reference = renderer();
-    reference.set_occlusion_culling(false);
+    let (mut culling, mut reference) = culling_and_reference(gpu, w, h);
     let at = |z: f32| {
         Camera::looking_at(
             Vec3::new(0.0, 0.0, z),
