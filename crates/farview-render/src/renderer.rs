@@ -90,9 +90,6 @@ pub struct FrameRenderer {
     lighting: Lighting,
     stats: RenderStats,
     texture_compression: TextureCompression,
-    /// The padded frame [`Self::render_blocking`] collects into, kept between calls: a new one
-    /// each frame cost a fresh 3.7 MB allocation and its page faults at 720p.
-    blocking_scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for FrameRenderer {
@@ -166,7 +163,6 @@ impl FrameRenderer {
             lighting,
             stats: RenderStats::default(),
             texture_compression: TextureCompression::Auto,
-            blocking_scratch: Vec::new(),
         })
     }
 
@@ -456,11 +452,9 @@ impl FrameRenderer {
         scene: &Scene,
         camera: &Camera,
     ) -> Result<Vec<u8>, RenderError> {
-        let mut scratch = std::mem::take(&mut self.blocking_scratch);
-        let frame = self.blocking_frame(scene, camera, &mut scratch);
-        let pixels = frame.map(|f| crate::strip_padding(&scratch, f));
-        self.blocking_scratch = scratch;
-        pixels
+        let mut pixels = Vec::new();
+        self.render_blocking_into(scene, camera, &mut pixels)?;
+        Ok(pixels)
     }
 
     /// [`Self::render_blocking`] into `out`, which is resized to the frame: for tools that
@@ -478,7 +472,7 @@ impl FrameRenderer {
         Ok(())
     }
 
-    /// [`Self::render_blocking`]'s frame, collected into `scratch`.
+    /// [`Self::render_blocking`]'s frame, collected (padded) into `scratch`.
     fn blocking_frame(
         &mut self,
         scene: &Scene,
